@@ -1,0 +1,1 @@
+//! kalify-channels.
