@@ -305,10 +305,10 @@ mod tests {
         let mut queue = VecDeque::from([ConversationState::New]);
         while let Some(state) = queue.pop_front() {
             for event in &events {
-                if let Ok((next, _)) = transition(state, *event, &policy) {
-                    if seen.insert(next) {
-                        queue.push_back(next);
-                    }
+                if let Ok((next, _)) = transition(state, *event, &policy)
+                    && seen.insert(next)
+                {
+                    queue.push_back(next);
                 }
             }
         }

@@ -1,1 +1,102 @@
-//! The engine.
+//! The engine: carries out the flows (enrollment, inbound replies, due
+//! follow-ups, outbox delivery) over the ports.
+
+mod builder;
+mod delivery;
+mod inbound;
+mod jobs;
+mod turn;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use builder::EngineBuilder;
+pub use delivery::DeliveryReport;
+pub use inbound::InboundReport;
+pub use jobs::{Enrollment, RunReport};
+
+use crate::contact::ChannelKind;
+use crate::conversation::Policy;
+use crate::gate::Gate;
+use crate::ports::{Channel, Clock, LanguageModel, Notifier, Store};
+use crate::qualification::Framework;
+
+/// Tuning of the engine's loops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineSettings {
+    /// The name this worker claims jobs under.
+    pub worker_id: String,
+    /// How long a claimed job or outbox entry stays leased.
+    pub lease: Duration,
+    /// How many jobs or outbox entries one claim takes.
+    pub batch_size: usize,
+    /// How often a turn is recomputed after losing a version race.
+    pub max_turn_retries: u32,
+    /// The maximum number of delivery attempts before an outbox entry fails.
+    pub max_delivery_attempts: u32,
+    /// The maximum length of an AI reply on SMS, in characters (two GSM-7 segments of 153).
+    pub max_sms_chars: usize,
+    /// The maximum length of an AI reply by e-mail or Messenger, in characters.
+    pub max_text_chars: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            worker_id: format!("worker-{}", std::process::id()),
+            lease: Duration::from_secs(60),
+            batch_size: 100,
+            max_turn_retries: 8,
+            max_delivery_attempts: 8,
+            max_sms_chars: 306,
+            max_text_chars: 2000,
+        }
+    }
+}
+
+/// Runs kalify's flows. Cheap to clone: every part is shared.
+///
+/// Build one with [`Engine::builder`].
+#[derive(Clone, Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    model: Arc<dyn LanguageModel>,
+    fallback_model: Option<Arc<dyn LanguageModel>>,
+    channels: HashMap<ChannelKind, Arc<dyn Channel>>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    framework: Framework,
+    policy: Policy,
+    gate: Gate,
+    settings: EngineSettings,
+    default_sender: String,
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The qualification framework in use.
+    pub fn framework(&self) -> &Framework {
+        &self.inner.framework
+    }
+
+    /// The clock in use.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+}

@@ -89,10 +89,11 @@ pub fn score(framework: &Framework, facts: &[Fact]) -> Score {
             .find(|band| band.when.matches(&fact.value))
             .map_or(0, |band| band.points.min(criterion.weight));
         earned += u64::from(points);
-        if let Some(requirement) = &criterion.requirement {
-            if disqualified_by.is_none() && !requirement.must.matches(&fact.value) {
-                disqualified_by = Some((criterion.key.clone(), requirement.reason.clone()));
-            }
+        if let Some(requirement) = &criterion.requirement
+            && disqualified_by.is_none()
+            && !requirement.must.matches(&fact.value)
+        {
+            disqualified_by = Some((criterion.key.clone(), requirement.reason.clone()));
         }
         breakdown.push(CriterionScore {
             key: criterion.key.clone(),
@@ -103,7 +104,7 @@ pub fn score(framework: &Framework, facts: &[Fact]) -> Score {
         });
     }
 
-    let value = if possible == 0 { 0 } else { ((earned * 100 + possible / 2) / possible).min(100) as u8 };
+    let value = (earned * 100 + possible / 2).checked_div(possible).map_or(0, |value| value.min(100) as u8);
     let band = if u32::from(value) >= framework.qualified_at && disqualified_by.is_none() {
         ScoreBand::Qualified
     } else if u32::from(value) >= framework.qualifying_at {

@@ -1,0 +1,301 @@
+//! Inbound replies: de-duplication, keywords, analysis, scoring and the
+//! resulting transition, persisted as one turn.
+
+use crate::Timestamp;
+use crate::analysis::{Analysis, AnalysisRequest, CriterionBrief, Intent, Objection, Sentiment};
+use crate::conversation::{
+    Conversation, ConversationState, DeliveryStatus, Direction, Event, Message, ReplyOutcome,
+};
+use crate::engine::Engine;
+use crate::engine::turn::{Turn, transcript};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::{ConversationId, MessageId, OrgId, ProspectId};
+use crate::keywords::{self, Keyword};
+use crate::ports::{InboundMessage, InsertOutcome, Notification};
+use crate::qualification::{Evidence, Fact, Score, merge_facts, score};
+
+/// What handling an inbound message did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InboundReport {
+    /// The prospect who wrote.
+    pub prospect_id: ProspectId,
+    /// The conversation the message joined.
+    pub conversation_id: ConversationId,
+    /// The stored message id (the first copy's, for a duplicate).
+    pub message_id: Option<MessageId>,
+    /// True when the message had been received before; nothing was done.
+    pub duplicate: bool,
+    /// The conversation state afterwards.
+    pub state: ConversationState,
+    /// The score afterwards.
+    pub score: Option<u8>,
+}
+
+impl Engine {
+    /// Handles a message from a prospect: stores it (once per provider
+    /// message id), checks opt-out, opt-in and help keywords before any
+    /// analysis, analyses the rest, merges facts, rescores, moves the
+    /// conversation and writes the replies to the outbox, in one atomic turn.
+    ///
+    /// Messages that arrive together for one conversation are processed in
+    /// order; when two workers race, the loser recomputes its turn on top of
+    /// the winner's, so the reply is built on both messages.
+    ///
+    /// # Errors
+    /// - `NotFound` when no prospect of `org` has the sender's contact point;
+    /// - `InvalidInput` for an empty provider message id;
+    /// - store errors, and `Conflict` when the turn lost its race more than
+    ///   the configured number of times.
+    pub async fn handle_inbound(&self, org: OrgId, inbound: InboundMessage) -> Result<InboundReport> {
+        let store = &self.inner.store;
+        if inbound.provider_message_id.trim().is_empty() {
+            return Err(Error::invalid_input("inbound message has an empty provider message id; the provider's id is required for de-duplication"));
+        }
+        let prospect = store.find_prospect(org, &inbound.from).await?.ok_or_else(|| {
+            Error::not_found(format!("no prospect of this org has the sender's {} contact point", inbound.channel))
+                .with_operation("handle_inbound")
+                .with_context("org_id", org)
+                .with_context("provider_message_id", &inbound.provider_message_id)
+        })?;
+
+        // The most recently updated conversation receives the reply; a
+        // prospect who writes first gets a conversation of their own.
+        let conversation = match store.conversations_of(org, prospect.id).await?.into_iter().next() {
+            Some(conversation) => conversation,
+            None => {
+                let mut conversation = Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
+                conversation.state = ConversationState::Contacted;
+                store.insert_conversation(&conversation, &[]).await?;
+                // Another worker may have created one at the same time; use whichever won.
+                store
+                    .conversations_of(org, prospect.id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or(conversation)
+            }
+        };
+
+        let message = Message {
+            id: MessageId::new(),
+            org_id: org,
+            conversation_id: conversation.id,
+            prospect_id: prospect.id,
+            direction: Direction::Inbound,
+            channel: inbound.channel,
+            sender: None,
+            text: inbound.text,
+            subject: None,
+            at: inbound.at,
+            provider: Some(inbound.provider),
+            provider_message_id: Some(inbound.provider_message_id),
+            status: DeliveryStatus::Received,
+            processed: false,
+        };
+        if store.insert_inbound(&message).await? == InsertOutcome::Duplicate {
+            tracing::debug!(target: "kalify::engine", conversation_id = %conversation.id, "duplicate inbound message ignored");
+            return Ok(InboundReport {
+                prospect_id: prospect.id,
+                conversation_id: conversation.id,
+                message_id: None,
+                duplicate: true,
+                state: conversation.state,
+                score: conversation.score.as_ref().map(|score| score.value),
+            });
+        }
+
+        let conversation = self.process_pending(org, conversation.id).await?;
+        Ok(InboundReport {
+            prospect_id: prospect.id,
+            conversation_id: conversation.id,
+            message_id: Some(message.id),
+            duplicate: false,
+            state: conversation.state,
+            score: conversation.score.as_ref().map(|score| score.value),
+        })
+    }
+
+    /// Processes every unprocessed inbound message of a conversation in one
+    /// turn, retrying on version conflicts, and returns the conversation.
+    pub async fn process_pending(&self, org: OrgId, conversation_id: ConversationId) -> Result<Conversation> {
+        let store = &self.inner.store;
+        let retries = self.inner.settings.max_turn_retries;
+        for attempt in 0..=retries {
+            let conversation = store.get_conversation(org, conversation_id).await?;
+            let pending = store.pending_inbound(org, conversation_id).await?;
+            if pending.is_empty() {
+                return Ok(conversation);
+            }
+            let now = self.inner.clock.now();
+            let (commit, notifications) = self.reply_turn(conversation, pending, now).await?;
+            match store.commit_turn(&commit).await {
+                Ok(_) => {
+                    self.notify_all(notifications).await;
+                    return store.get_conversation(org, conversation_id).await;
+                }
+                Err(error) if error.kind() == ErrorKind::Conflict => {
+                    tracing::debug!(target: "kalify::engine", conversation_id = %conversation_id, attempt, "turn lost a version race; recomputing");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::conflict("the conversation kept changing while its turn was computed")
+            .with_operation("process_pending")
+            .with_context("conversation_id", conversation_id)
+            .with_context("retries", retries))
+    }
+
+    async fn reply_turn(
+        &self,
+        conversation: Conversation,
+        pending: Vec<Message>,
+        now: Timestamp,
+    ) -> Result<(crate::ports::TurnCommit, Vec<Notification>)> {
+        let store = &self.inner.store;
+        let org = conversation.org_id;
+        let prospect = store.get_prospect(org, conversation.prospect_id).await?;
+        let campaign = match conversation.campaign_id {
+            Some(id) => Some(store.get_campaign(org, id).await?),
+            None => None,
+        };
+        let history: Vec<Message> = store
+            .list_messages(org, conversation.id)
+            .await?
+            .into_iter()
+            .filter(|message| message.direction == Direction::Outbound || message.processed)
+            .collect();
+        let mut turn = Turn::new(&self.inner, now, conversation, prospect, campaign, history);
+
+        // Keywords first: no model sees a message that is an opt-out.
+        let mut to_analyse = Vec::new();
+        for message in &pending {
+            turn.mark_processed(message);
+            match keywords::classify(&message.text) {
+                Some(Keyword::OptOut) => turn.apply(Event::OptOutReceived).await?,
+                Some(Keyword::OptIn) => turn.apply(Event::OptInReceived).await?,
+                Some(Keyword::Help) => turn.apply(Event::HelpRequested).await?,
+                None => to_analyse.push(message.clone()),
+            }
+        }
+
+        let analysable = !to_analyse.is_empty()
+            && turn.conversation.state != ConversationState::OptedOut
+            && !turn.prospect.restricted;
+        if analysable {
+            self.analyse_into(&mut turn, &to_analyse, now).await?;
+        }
+        Ok(turn.finish())
+    }
+
+    async fn analyse_into(&self, turn: &mut Turn<'_>, messages: &[Message], now: Timestamp) -> Result<()> {
+        let request = self.analysis_request(turn, messages);
+        let Some(analysis) = self.call_analyse(&request, turn.conversation.id).await else {
+            // Every model failed: a person takes over rather than the AI guessing.
+            turn.audit("analysis_failed", "every model failed; handing off".to_owned(), crate::ports::Actor::System);
+            return turn.apply(Event::MemberTookOver).await;
+        };
+        turn.intent = analysis.intent;
+
+        if analysis.objection == Objection::Clear || analysis.intent == Intent::ObjectsToMessages {
+            return turn.apply(Event::OptOutReceived).await;
+        }
+        if let Some(language) = analysis.language
+            && language != turn.prospect.locale
+        {
+            turn.prospect_mut().locale = language;
+        }
+
+        let facts = ground_facts(&analysis, messages, now);
+        merge_facts(&mut turn.conversation.facts, facts);
+        let score: Score = score(&self.inner.framework, &turn.conversation.facts);
+        turn.conversation.score = Some(score.clone());
+
+        if analysis.objection == Objection::Doubtful {
+            turn.audit("objection_review", "doubtful objection; a member reviews it".to_owned(), crate::ports::Actor::System);
+            return turn.apply(Event::MemberTookOver).await;
+        }
+
+        let outcome = ReplyOutcome {
+            band: score.band,
+            disqualified: score.disqualified_by.is_some(),
+            wants_human: analysis.intent == Intent::AsksForHuman,
+            not_interested: analysis.intent == Intent::NotInterested,
+            negative: analysis.sentiment == Sentiment::Negative,
+        };
+        turn.apply(Event::ReplyAnalysed(outcome)).await
+    }
+
+    async fn call_analyse(&self, request: &AnalysisRequest, conversation_id: ConversationId) -> Option<Analysis> {
+        let models = std::iter::once(&self.inner.model).chain(self.inner.fallback_model.as_ref());
+        for model in models {
+            match model.analyse(request).await {
+                Ok(analysis) => return Some(analysis),
+                Err(error) => {
+                    tracing::warn!(target: "kalify::ai", model = model.name(), conversation_id = %conversation_id, error = %error, "analysis failed");
+                }
+            }
+        }
+        None
+    }
+
+    fn analysis_request(&self, turn: &Turn<'_>, messages: &[Message]) -> AnalysisRequest {
+        let locale = turn.prospect.locale;
+        AnalysisRequest {
+            locale,
+            criteria: self
+                .inner
+                .framework
+                .criteria
+                .iter()
+                .map(|criterion| CriterionBrief {
+                    key: criterion.key.clone(),
+                    description: criterion.description.clone(),
+                    question: criterion.question.get(locale).to_owned(),
+                })
+                .collect(),
+            known_facts: turn
+                .conversation
+                .facts
+                .iter()
+                .map(|fact| (fact.key.clone(), fact.value.clone()))
+                .collect(),
+            history: transcript(turn.history()),
+            new_messages: transcript(messages),
+        }
+    }
+
+    pub(crate) async fn notify_all(&self, notifications: Vec<Notification>) {
+        for notification in notifications {
+            if let Err(error) = self.inner.notifier.notify(&notification).await {
+                tracing::warn!(target: "kalify::engine", kind = ?notification.kind, prospect_id = %notification.prospect_id, error = %error, "notification failed");
+            }
+        }
+    }
+}
+
+/// Ties each extracted fact to the message its quote comes from. Facts whose
+/// quote is in none of the new messages are dropped: evidence must be real.
+fn ground_facts(analysis: &Analysis, messages: &[Message], now: Timestamp) -> Vec<Fact> {
+    analysis
+        .facts
+        .iter()
+        .filter_map(|extracted| {
+            let quote = extracted.quote.trim();
+            if quote.is_empty() {
+                return None;
+            }
+            let message = messages.iter().rev().find(|message| message.text.contains(quote))?;
+            Some(Fact {
+                key: extracted.key.clone(),
+                value: extracted.value.clone(),
+                evidence: Evidence {
+                    message_id: message.id,
+                    quote: quote.to_owned(),
+                    confidence: extracted.confidence.clamp(0.0, 1.0),
+                },
+                extracted_at: now,
+            })
+        })
+        .collect()
+}
+
