@@ -1,0 +1,690 @@
+//! An in-process [`Store`] that keeps everything in maps behind one lock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::ops::Bound;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kalify_core::campaign::Campaign;
+use kalify_core::contact::ContactPoint;
+use kalify_core::conversation::{Conversation, DeliveryStatus, Direction, Message};
+use kalify_core::ports::{
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    OutboxStatus, Store, Suppression, TurnCommit,
+};
+use kalify_core::prospect::{Prospect, Version};
+use kalify_core::{
+    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId, Result, Timestamp,
+};
+use tokio::sync::RwLock;
+use uuid::Uuid;
+
+use crate::common::{check_inbound, check_job_orgs, check_turn_orgs, lease_end};
+
+const ADAPTER: &str = "memory";
+
+/// A [`Store`] that keeps every record in memory, for tests, simulations
+/// and single-process demos. It passes the same conformance suite as the
+/// SQLite store.
+///
+/// One `tokio` read-write lock guards all the data: reads share it, and
+/// every write method holds it exclusively for its whole duration, which
+/// makes each write atomic. Clones of the data are returned, never
+/// references into it.
+///
+/// # Limitations
+/// - Nothing survives the process.
+/// - Lookups by contact point and claims scan the org's prospects or every
+///   job and outbox entry, so their cost grows linearly with the data.
+///
+/// `Debug` shows no stored data.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+impl MemoryStore {
+    /// Creates an empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+/// Whether a job can still run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JobStatus {
+    Pending,
+    Done,
+    Cancelled,
+}
+
+struct StoredJob {
+    job: Job,
+    status: JobStatus,
+    lease_until: Option<Timestamp>,
+}
+
+struct StoredEntry {
+    entry: OutboxEntry,
+    lease_until: Option<Timestamp>,
+}
+
+/// Returns true when a record leased until `lease_until` is free at `now`.
+fn lease_expired(lease_until: Option<Timestamp>, now: Timestamp) -> bool {
+    lease_until.is_none_or(|until| until <= now)
+}
+
+#[derive(Default)]
+struct State {
+    prospects: BTreeMap<(OrgId, ProspectId), Prospect>,
+    campaigns: HashMap<(OrgId, CampaignId), Campaign>,
+    conversations: HashMap<(OrgId, ConversationId), Conversation>,
+    /// Conversation ids of each prospect, in insertion order.
+    prospect_conversations: HashMap<(OrgId, ProspectId), Vec<ConversationId>>,
+    messages: HashMap<(OrgId, MessageId), Message>,
+    /// Message ids of each conversation, in insertion order.
+    conversation_messages: HashMap<(OrgId, ConversationId), Vec<MessageId>>,
+    /// (org, provider, provider message id) of every inbound message.
+    inbound_keys: HashSet<(OrgId, String, String)>,
+    jobs: HashMap<(OrgId, JobId), StoredJob>,
+    /// Job ids of each conversation, in insertion order.
+    conversation_jobs: HashMap<(OrgId, ConversationId), Vec<JobId>>,
+    job_keys: HashSet<(OrgId, String)>,
+    outbox: HashMap<(OrgId, OutboxId), StoredEntry>,
+    /// Outbox ids of each conversation, in insertion order.
+    conversation_outbox: HashMap<(OrgId, ConversationId), Vec<OutboxId>>,
+    suppressions: HashMap<(OrgId, ContactPoint), Suppression>,
+    /// Audit events in insertion order.
+    audit: Vec<AuditEvent>,
+    members: BTreeMap<(OrgId, MemberId), Member>,
+}
+
+/// Returns the inbound de-duplication key of `message`, when it has one.
+fn inbound_key(message: &Message) -> Option<(OrgId, String, String)> {
+    if message.direction != Direction::Inbound {
+        return None;
+    }
+    match (&message.provider, &message.provider_message_id) {
+        (Some(provider), Some(id)) => Some((message.org_id, provider.clone(), id.clone())),
+        _ => None,
+    }
+}
+
+impl State {
+    fn has_conversation(&self, org: OrgId, id: ConversationId) -> bool {
+        self.conversations.contains_key(&(org, id))
+    }
+
+    /// Inserts `job` unless its dedupe key exists in its org. The caller has
+    /// checked that the job's conversation exists.
+    fn schedule(&mut self, job: &Job) {
+        if self.jobs.contains_key(&(job.org_id, job.id)) || !self.job_keys.insert((job.org_id, job.dedupe_key.clone())) {
+            return;
+        }
+        self.conversation_jobs.entry((job.org_id, job.conversation_id)).or_default().push(job.id);
+        self.jobs.insert(
+            (job.org_id, job.id),
+            StoredJob { job: job.clone(), status: JobStatus::Pending, lease_until: None },
+        );
+    }
+
+    fn insert_message(&mut self, message: &Message) {
+        if let Some(key) = inbound_key(message) {
+            self.inbound_keys.insert(key);
+        }
+        self.conversation_messages.entry((message.org_id, message.conversation_id)).or_default().push(message.id);
+        self.messages.insert((message.org_id, message.id), message.clone());
+    }
+
+    fn set_message_status(&mut self, org: OrgId, id: MessageId, status: DeliveryStatus) {
+        if let Some(message) = self.messages.get_mut(&(org, id)) {
+            message.status = status;
+        }
+    }
+
+    /// Cancels the pending jobs and outbox entries of `conversations`, and
+    /// the messages of those entries.
+    fn cancel(&mut self, org: OrgId, conversations: &[ConversationId]) {
+        for conversation in conversations {
+            let job_ids = self.conversation_jobs.get(&(org, *conversation)).cloned().unwrap_or_default();
+            for id in job_ids {
+                if let Some(stored) = self.jobs.get_mut(&(org, id))
+                    && stored.status == JobStatus::Pending
+                {
+                    stored.status = JobStatus::Cancelled;
+                    stored.lease_until = None;
+                }
+            }
+
+            let entry_ids = self.conversation_outbox.get(&(org, *conversation)).cloned().unwrap_or_default();
+            for id in entry_ids {
+                let Some(stored) = self.outbox.get_mut(&(org, id)) else { continue };
+                if stored.entry.status != OutboxStatus::Pending {
+                    continue;
+                }
+                stored.entry.status = OutboxStatus::Cancelled;
+                stored.lease_until = None;
+                let message_id = stored.entry.message_id;
+                self.set_message_status(org, message_id, DeliveryStatus::Cancelled);
+            }
+        }
+    }
+
+    /// Checks everything in `turn` that could fail, so that applying it cannot.
+    fn check_turn(&self, turn: &TurnCommit) -> Result<()> {
+        check_turn_orgs(turn)?;
+        let org = turn.conversation.org_id;
+
+        let stored = self.conversations.get(&(org, turn.conversation.id)).ok_or_else(|| not_found("conversation", org))?;
+        if stored.version != turn.conversation.version {
+            return Err(Error::conflict(format!(
+                "the conversation changed since it was read: stored {}, turn read {}",
+                stored.version, turn.conversation.version
+            )));
+        }
+        if let Some(prospect) = &turn.prospect {
+            let stored = self.prospects.get(&(org, prospect.id)).ok_or_else(|| not_found("prospect", org))?;
+            if stored.version != prospect.version {
+                return Err(Error::conflict(format!(
+                    "the prospect changed since it was read: stored {}, turn read {}",
+                    stored.version, prospect.version
+                ))
+                .with_context("prospect_id", prospect.id));
+            }
+        }
+
+        let mut new_messages = HashSet::new();
+        let mut new_inbound_keys = HashSet::new();
+        for message in &turn.messages {
+            if self.messages.contains_key(&(org, message.id)) || !new_messages.insert(message.id) {
+                return Err(Error::conflict("a message of the turn exists").with_context("message_id", message.id));
+            }
+            if let Some(key) = inbound_key(message)
+                && (self.inbound_keys.contains(&key) || !new_inbound_keys.insert(key))
+            {
+                return Err(Error::conflict("an inbound message with the same provider message id exists")
+                    .with_context("message_id", message.id));
+            }
+            if !self.has_conversation(org, message.conversation_id) {
+                return Err(not_found("conversation of a message", org).with_context("message_id", message.id));
+            }
+        }
+
+        let mut new_entries = HashSet::new();
+        for entry in &turn.outbox {
+            if self.outbox.contains_key(&(org, entry.id)) || !new_entries.insert(entry.id) {
+                return Err(Error::conflict("an outbox entry of the turn exists").with_context("outbox_id", entry.id));
+            }
+            if !self.messages.contains_key(&(org, entry.message_id)) && !new_messages.contains(&entry.message_id) {
+                return Err(not_found("message of an outbox entry", org).with_context("outbox_id", entry.id));
+            }
+            if !self.has_conversation(org, entry.conversation_id) {
+                return Err(not_found("conversation of an outbox entry", org).with_context("outbox_id", entry.id));
+            }
+        }
+
+        if let Some(job) = turn.jobs.iter().find(|job| !self.has_conversation(org, job.conversation_id)) {
+            return Err(not_found("conversation of a job", org).with_context("job_id", job.id));
+        }
+        Ok(())
+    }
+
+    /// Applies a turn that [`State::check_turn`] accepted, and returns the
+    /// conversation's new version.
+    fn apply_turn(&mut self, turn: &TurnCommit) -> Version {
+        let org = turn.conversation.org_id;
+
+        let version = turn.conversation.version.next();
+        let mut conversation = turn.conversation.clone();
+        conversation.version = version;
+        self.conversations.insert((org, conversation.id), conversation);
+
+        if let Some(prospect) = &turn.prospect {
+            let mut prospect = prospect.clone();
+            prospect.version = prospect.version.next();
+            self.prospects.insert((org, prospect.id), prospect);
+        }
+
+        // The completed job is finished before the cancellation, so that it
+        // ends as done rather than cancelled.
+        if let Some(id) = turn.completed_job
+            && let Some(stored) = self.jobs.get_mut(&(org, id))
+            && stored.status == JobStatus::Pending
+        {
+            stored.status = JobStatus::Done;
+            stored.lease_until = None;
+        }
+
+        match turn.cancel {
+            CancelScope::Nothing => {}
+            CancelScope::Conversation => self.cancel(org, &[turn.conversation.id]),
+            CancelScope::Prospect => {
+                let conversations =
+                    self.prospect_conversations.get(&(org, turn.conversation.prospect_id)).cloned().unwrap_or_default();
+                self.cancel(org, &conversations);
+            }
+        }
+
+        for message in &turn.messages {
+            self.insert_message(message);
+        }
+        for id in &turn.processed_inbound {
+            if let Some(message) = self.messages.get_mut(&(org, *id)) {
+                message.processed = true;
+            }
+        }
+        for entry in &turn.outbox {
+            self.conversation_outbox.entry((org, entry.conversation_id)).or_default().push(entry.id);
+            self.outbox.insert((org, entry.id), StoredEntry { entry: entry.clone(), lease_until: None });
+        }
+        for job in &turn.jobs {
+            self.schedule(job);
+        }
+
+        // Lifts come before additions, so a contact point named in both stays suppressed.
+        for contact in &turn.unsuppress {
+            self.suppressions.remove(&(org, contact.clone()));
+        }
+        for entry in &turn.suppress {
+            self.suppressions.entry((entry.org_id, entry.contact.clone())).or_insert_with(|| entry.clone());
+        }
+
+        self.audit.extend(turn.audit.iter().cloned());
+        version
+    }
+}
+
+/// Returns the error for a record that does not exist in `org`.
+fn not_found(record: &'static str, org: OrgId) -> Error {
+    Error::not_found(format!("{record} not found")).with_context("org_id", org)
+}
+
+/// Tags an error with this adapter and `operation`.
+fn tag(operation: &'static str) -> impl FnOnce(Error) -> Error {
+    move |error| error.with_adapter(ADAPTER).with_operation(operation)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
+        let mut state = self.state.write().await;
+        let mut batch = HashSet::new();
+        for prospect in prospects {
+            let key = (prospect.org_id, prospect.id);
+            if state.prospects.contains_key(&key) || !batch.insert(key) {
+                return Err(Error::conflict("a prospect with this id exists")
+                    .with_context("org_id", prospect.org_id)
+                    .with_context("prospect_id", prospect.id))
+                .map_err(tag("insert_prospects"));
+            }
+        }
+        for prospect in prospects {
+            state.prospects.insert((prospect.org_id, prospect.id), prospect.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_prospect(&self, org: OrgId, id: ProspectId) -> Result<Prospect> {
+        let state = self.state.read().await;
+        state
+            .prospects
+            .get(&(org, id))
+            .cloned()
+            .ok_or_else(|| not_found("prospect", org).with_context("prospect_id", id))
+            .map_err(tag("get_prospect"))
+    }
+
+    async fn update_prospect(&self, prospect: &Prospect) -> Result<Version> {
+        let mut state = self.state.write().await;
+        let org = prospect.org_id;
+        let Some(stored) = state.prospects.get_mut(&(org, prospect.id)) else {
+            return Err(not_found("prospect", org).with_context("prospect_id", prospect.id)).map_err(tag("update_prospect"));
+        };
+        if stored.version != prospect.version {
+            return Err(Error::conflict(format!(
+                "the prospect changed since it was read: stored {}, update read {}",
+                stored.version, prospect.version
+            ))
+            .with_context("org_id", org)
+            .with_context("prospect_id", prospect.id))
+            .map_err(tag("update_prospect"));
+        }
+        let version = prospect.version.next();
+        *stored = prospect.clone();
+        stored.version = version;
+        Ok(version)
+    }
+
+    async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
+        let state = self.state.read().await;
+        let start = (org, ProspectId::from_uuid(Uuid::nil()));
+        let found = state
+            .prospects
+            .range(start..)
+            .take_while(|((prospect_org, _), _)| *prospect_org == org)
+            .map(|(_, prospect)| prospect)
+            .find(|prospect| match contact {
+                ContactPoint::Phone(phone) => prospect.phone.as_ref() == Some(phone),
+                ContactPoint::Email(email) => prospect.email.as_ref() == Some(email),
+                ContactPoint::Messenger(psid) => prospect.messenger.as_ref() == Some(psid),
+            });
+        Ok(found.cloned())
+    }
+
+    async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
+        let state = self.state.read().await;
+        let start = match options.after {
+            Some(after) => Bound::Excluded((org, after)),
+            None => Bound::Included((org, ProspectId::from_uuid(Uuid::nil()))),
+        };
+        let limit = if options.limit == 0 { usize::MAX } else { options.limit };
+        Ok(state
+            .prospects
+            .range((start, Bound::Unbounded))
+            .take_while(|((prospect_org, _), _)| *prospect_org == org)
+            .take(limit)
+            .map(|(_, prospect)| prospect.clone())
+            .collect())
+    }
+
+    async fn put_campaign(&self, campaign: &Campaign) -> Result<()> {
+        let mut state = self.state.write().await;
+        state.campaigns.insert((campaign.org_id, campaign.id), campaign.clone());
+        Ok(())
+    }
+
+    async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
+        let state = self.state.read().await;
+        state
+            .campaigns
+            .get(&(org, id))
+            .cloned()
+            .ok_or_else(|| not_found("campaign", org).with_context("campaign_id", id))
+            .map_err(tag("get_campaign"))
+    }
+
+    async fn insert_conversation(&self, conversation: &Conversation, jobs: &[Job]) -> Result<bool> {
+        let operation = tag("insert_conversation");
+        check_job_orgs(conversation, jobs).map_err(operation)?;
+        let mut state = self.state.write().await;
+        let org = conversation.org_id;
+
+        if !state.prospects.contains_key(&(org, conversation.prospect_id)) {
+            return Err(not_found("prospect", org).with_context("prospect_id", conversation.prospect_id))
+                .map_err(tag("insert_conversation"));
+        }
+        if let Some(job) = jobs
+            .iter()
+            .find(|job| job.conversation_id != conversation.id && !state.has_conversation(org, job.conversation_id))
+        {
+            return Err(not_found("conversation of a job", org).with_context("job_id", job.id))
+                .map_err(tag("insert_conversation"));
+        }
+        if state.has_conversation(org, conversation.id) {
+            return Ok(false);
+        }
+        let siblings = state.prospect_conversations.get(&(org, conversation.prospect_id));
+        let exists = siblings.into_iter().flatten().any(|id| {
+            state.conversations.get(&(org, *id)).is_some_and(|other| other.campaign_id == conversation.campaign_id)
+        });
+        if exists {
+            return Ok(false);
+        }
+
+        state.conversations.insert((org, conversation.id), conversation.clone());
+        state.prospect_conversations.entry((org, conversation.prospect_id)).or_default().push(conversation.id);
+        for job in jobs {
+            state.schedule(job);
+        }
+        Ok(true)
+    }
+
+    async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
+        let state = self.state.read().await;
+        state
+            .conversations
+            .get(&(org, id))
+            .cloned()
+            .ok_or_else(|| not_found("conversation", org).with_context("conversation_id", id))
+            .map_err(tag("get_conversation"))
+    }
+
+    async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>> {
+        let state = self.state.read().await;
+        let ids = state.prospect_conversations.get(&(org, prospect));
+        let mut conversations: Vec<Conversation> =
+            ids.into_iter().flatten().filter_map(|id| state.conversations.get(&(org, *id)).cloned()).collect();
+        conversations.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+        Ok(conversations)
+    }
+
+    async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+        let state = self.state.read().await;
+        let ids = state.conversation_messages.get(&(org, conversation));
+        let mut messages: Vec<Message> =
+            ids.into_iter().flatten().filter_map(|id| state.messages.get(&(org, *id)).cloned()).collect();
+        messages.sort_by(|a, b| a.at.cmp(&b.at).then(a.id.cmp(&b.id)));
+        Ok(messages)
+    }
+
+    async fn insert_inbound(&self, message: &Message) -> Result<InsertOutcome> {
+        check_inbound(message).map_err(tag("insert_inbound"))?;
+        let mut state = self.state.write().await;
+        let org = message.org_id;
+        if !state.has_conversation(org, message.conversation_id) {
+            return Err(not_found("conversation", org).with_context("conversation_id", message.conversation_id))
+                .map_err(tag("insert_inbound"));
+        }
+        if state.messages.contains_key(&(org, message.id)) {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        if inbound_key(message).is_some_and(|key| state.inbound_keys.contains(&key)) {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        state.insert_message(message);
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+        let mut messages = self.list_messages(org, conversation).await?;
+        messages.retain(|message| message.direction == Direction::Inbound && !message.processed);
+        Ok(messages)
+    }
+
+    async fn commit_turn(&self, turn: &TurnCommit) -> Result<Version> {
+        let mut state = self.state.write().await;
+        state.check_turn(turn).map_err(|error| {
+            error.with_adapter(ADAPTER).with_operation("commit_turn").with_context("conversation_id", turn.conversation.id)
+        })?;
+        Ok(state.apply_turn(turn))
+    }
+
+    async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>> {
+        let until = lease_end(now, lease).map_err(tag("claim_jobs"))?;
+        let mut state = self.state.write().await;
+        let mut due: Vec<(Timestamp, JobId, OrgId)> = state
+            .jobs
+            .values()
+            .filter(|stored| {
+                stored.status == JobStatus::Pending && stored.job.due_at <= now && lease_expired(stored.lease_until, now)
+            })
+            .map(|stored| (stored.job.due_at, stored.job.id, stored.job.org_id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, id, org) in due {
+            if let Some(stored) = state.jobs.get_mut(&(org, id)) {
+                stored.job.attempts = stored.job.attempts.saturating_add(1);
+                stored.lease_until = Some(until);
+                claimed.push(stored.job.clone());
+            }
+        }
+        tracing::trace!(target: "kalify::store", adapter = ADAPTER, worker, claimed = claimed.len(), "claimed jobs");
+        Ok(claimed)
+    }
+
+    async fn finish_job(&self, org: OrgId, job: JobId, outcome: JobOutcome) -> Result<()> {
+        let mut state = self.state.write().await;
+        let Some(stored) = state.jobs.get_mut(&(org, job)) else {
+            return Err(not_found("job", org).with_context("job_id", job)).map_err(tag("finish_job"));
+        };
+        if stored.status != JobStatus::Pending {
+            return Ok(());
+        }
+        stored.lease_until = None;
+        match outcome {
+            JobOutcome::Done => stored.status = JobStatus::Done,
+            JobOutcome::Cancelled => stored.status = JobStatus::Cancelled,
+            JobOutcome::RetryAt(at) => stored.job.due_at = at,
+        }
+        Ok(())
+    }
+
+    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<OutboxEntry>> {
+        let until = lease_end(now, lease).map_err(tag("claim_outbox"))?;
+        let mut state = self.state.write().await;
+        let mut due: Vec<(Timestamp, OutboxId, OrgId)> = state
+            .outbox
+            .values()
+            .filter(|stored| {
+                stored.entry.status == OutboxStatus::Pending
+                    && stored.entry.next_attempt_at <= now
+                    && lease_expired(stored.lease_until, now)
+            })
+            .map(|stored| (stored.entry.next_attempt_at, stored.entry.id, stored.entry.org_id))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, id, org) in due {
+            if let Some(stored) = state.outbox.get_mut(&(org, id)) {
+                stored.entry.attempts = stored.entry.attempts.saturating_add(1);
+                stored.lease_until = Some(until);
+                claimed.push(stored.entry.clone());
+            }
+        }
+        tracing::trace!(target: "kalify::store", adapter = ADAPTER, worker, claimed = claimed.len(), "claimed outbox entries");
+        Ok(claimed)
+    }
+
+    async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()> {
+        let mut guard = self.state.write().await;
+        let state = &mut *guard;
+        let Some(stored) = state.outbox.get_mut(&(org, entry)) else {
+            return Err(not_found("outbox entry", org).with_context("outbox_id", entry)).map_err(tag("finish_outbox"));
+        };
+        let message = state.messages.get_mut(&(org, stored.entry.message_id));
+        let pending = stored.entry.status == OutboxStatus::Pending;
+        let (entry_status, message_status) = match outcome {
+            // The provider accepted the message, so Sent is recorded even on
+            // an entry cancelled while it was being delivered.
+            OutboxOutcome::Sent { provider, provider_message_id } => {
+                if let Some(message) = message {
+                    message.status = DeliveryStatus::Sent;
+                    message.provider = Some(provider);
+                    message.provider_message_id = Some(provider_message_id);
+                }
+                stored.entry.status = OutboxStatus::Sent;
+                stored.lease_until = None;
+                return Ok(());
+            }
+            _ if !pending => return Ok(()),
+            OutboxOutcome::RetryAt(at) => {
+                stored.entry.next_attempt_at = at;
+                stored.lease_until = None;
+                return Ok(());
+            }
+            OutboxOutcome::Failed(_) => (OutboxStatus::Failed, DeliveryStatus::Failed),
+            OutboxOutcome::Cancelled(_) => (OutboxStatus::Cancelled, DeliveryStatus::Cancelled),
+        };
+        stored.entry.status = entry_status;
+        stored.lease_until = None;
+        if let Some(message) = message {
+            message.status = message_status;
+        }
+        Ok(())
+    }
+
+    async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>> {
+        let state = self.state.read().await;
+        let ids = state.conversation_jobs.get(&(org, conversation));
+        let mut jobs: Vec<Job> = ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.jobs.get(&(org, *id)))
+            .filter(|stored| stored.status == JobStatus::Pending)
+            .map(|stored| stored.job.clone())
+            .collect();
+        jobs.sort_by(|a, b| a.due_at.cmp(&b.due_at).then(a.id.cmp(&b.id)));
+        Ok(jobs)
+    }
+
+    async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
+        let state = self.state.read().await;
+        Ok(state.suppressions.contains_key(&(org, contact.clone())))
+    }
+
+    async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
+        let mut state = self.state.write().await;
+        for entry in entries {
+            state.suppressions.entry((entry.org_id, entry.contact.clone())).or_insert_with(|| entry.clone());
+        }
+        Ok(())
+    }
+
+    async fn audit_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<AuditEvent>> {
+        let state = self.state.read().await;
+        let mut events: Vec<AuditEvent> = state
+            .audit
+            .iter()
+            .filter(|event| event.org_id == org && event.prospect_id == Some(prospect))
+            .cloned()
+            .collect();
+        // A stable sort keeps insertion order among events of the same time.
+        events.sort_by_key(|event| event.at);
+        Ok(events)
+    }
+
+    async fn put_member(&self, member: &Member) -> Result<()> {
+        let mut state = self.state.write().await;
+        state.members.insert((member.org_id, member.id), member.clone());
+        Ok(())
+    }
+
+    async fn get_member(&self, org: OrgId, id: MemberId) -> Result<Member> {
+        let state = self.state.read().await;
+        state
+            .members
+            .get(&(org, id))
+            .cloned()
+            .ok_or_else(|| not_found("member", org).with_context("member_id", id))
+            .map_err(tag("get_member"))
+    }
+
+    async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
+        let state = self.state.read().await;
+        let start = (org, MemberId::from_uuid(Uuid::nil()));
+        Ok(state
+            .members
+            .range(start..)
+            .take_while(|((member_org, _), _)| *member_org == org)
+            .map(|(_, member)| member.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,438 @@
+//! A [`Store`] on an embedded SQLite database file.
+
+mod error;
+mod queries;
+mod rows;
+mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kalify_core::campaign::Campaign;
+use kalify_core::contact::ContactPoint;
+use kalify_core::conversation::{Conversation, Message};
+use kalify_core::ports::{
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Store, Suppression,
+    TurnCommit,
+};
+use kalify_core::prospect::{Prospect, Version};
+use kalify_core::{
+    CampaignId, ConversationId, Error, JobId, MemberId, OrgId, OutboxId, ProspectId, Result, Timestamp,
+};
+use rusqlite::Connection;
+use tokio::sync::Mutex;
+
+use crate::common::{check_inbound, check_job_orgs, check_turn_orgs, lease_end};
+use error::SqliteError;
+pub use schema::SqliteSynchronous;
+
+const ADAPTER: &str = "sqlite";
+
+/// The busy timeout when none is set: how long a write waits for another
+/// process's lock on the same file before it fails with `Unavailable`.
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The location of the database: a file path or private memory.
+#[derive(Clone)]
+enum Location {
+    File(PathBuf),
+    Memory,
+}
+
+/// Opens a [`SqliteStore`] with chosen settings.
+///
+/// ```no_run
+/// # fn main() -> kalify_core::Result<()> {
+/// use std::time::Duration;
+/// use kalify_store::{SqliteStoreBuilder, SqliteSynchronous};
+///
+/// let store = SqliteStoreBuilder::new("kalify.db")
+///     .with_synchronous(SqliteSynchronous::Normal)
+///     .with_busy_timeout(Duration::from_secs(10))
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStoreBuilder {
+    location: Location,
+    synchronous: SqliteSynchronous,
+    busy_timeout: Duration,
+}
+
+impl SqliteStoreBuilder {
+    /// Starts a builder for the database file at `path`, created when missing.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        SqliteStoreBuilder {
+            location: Location::File(path.as_ref().to_path_buf()),
+            synchronous: SqliteSynchronous::default(),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+
+    /// Starts a builder for a private in-memory database, lost when the store is dropped.
+    pub fn in_memory() -> Self {
+        SqliteStoreBuilder {
+            location: Location::Memory,
+            synchronous: SqliteSynchronous::default(),
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+
+    /// Sets `PRAGMA synchronous`. The default is [`SqliteSynchronous::Full`].
+    pub fn with_synchronous(mut self, synchronous: SqliteSynchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets how long a write waits for another connection's lock before it
+    /// fails with `Unavailable`. The default is 5 seconds.
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens the database, applies the settings and the missing migrations.
+    ///
+    /// This call blocks while SQLite opens and migrates the file, so call
+    /// it at startup or inside `spawn_blocking`.
+    ///
+    /// # Errors
+    /// `ConfigInvalid` when the file cannot be opened or was migrated by a
+    /// newer kalify, `Unavailable` when another process holds the lock past
+    /// the busy timeout.
+    pub fn build(self) -> Result<SqliteStore> {
+        let display_path = self.display_path();
+        let fail = |error: SqliteError| {
+            Error::from(error).with_adapter(ADAPTER).with_operation("open").with_context("path", &display_path)
+        };
+
+        let connection = match &self.location {
+            Location::File(path) => Connection::open(path),
+            Location::Memory => Connection::open_in_memory(),
+        }
+        .map_err(|error| fail(SqliteError::Open(error)))?;
+        let mut connection = connection;
+        schema::configure(&connection, self.synchronous, self.busy_timeout).map_err(fail)?;
+        let applied = schema::migrate(&mut connection).map_err(fail)?;
+
+        tracing::debug!(
+            target: "kalify::store",
+            adapter = ADAPTER,
+            path = %display_path,
+            synchronous = self.synchronous.as_str(),
+            migrations_applied = applied,
+            "opened the database"
+        );
+        Ok(SqliteStore {
+            connection: Arc::new(Mutex::new(connection)),
+            display_path,
+            synchronous: self.synchronous,
+        })
+    }
+
+    /// Runs [`SqliteStoreBuilder::build`] on tokio's blocking pool.
+    async fn build_async(self) -> Result<SqliteStore> {
+        match tokio::task::spawn_blocking(move || self.build()).await {
+            Ok(result) => result,
+            Err(error) => Err(Error::from(SqliteError::Task(error)).with_adapter(ADAPTER).with_operation("open")),
+        }
+    }
+
+    /// Returns the path as shown in `Debug`, `Display` and errors. The query
+    /// string of a `file:` URI is dropped, because URI parameters may carry keys.
+    fn display_path(&self) -> String {
+        match &self.location {
+            Location::Memory => ":memory:".to_owned(),
+            Location::File(path) => {
+                let text = path.to_string_lossy();
+                match text.split_once('?') {
+                    Some((before, _)) => format!("{before}?…"),
+                    None => text.into_owned(),
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SqliteStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStoreBuilder")
+            .field("path", &self.display_path())
+            .field("synchronous", &self.synchronous)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish()
+    }
+}
+
+/// A [`Store`] on one SQLite database file, in WAL mode with foreign keys on.
+///
+/// # Threading
+/// The store owns one connection behind an async mutex. Each call waits
+/// for the mutex without blocking a runtime worker, then runs its queries
+/// on tokio's blocking pool with `spawn_blocking`. Calls therefore run one
+/// at a time, in the order they take the mutex. Statements are prepared
+/// once per connection and cached (`prepare_cached`).
+///
+/// # Durability
+/// Writes that touch more than one row run in one IMMEDIATE transaction,
+/// and `commit_turn` writes a whole turn in one. With the default
+/// [`SqliteSynchronous::Full`], a method that returned `Ok` has reached the
+/// disk.
+///
+/// # Schema
+/// Migrations are embedded in the binary and applied by
+/// [`SqliteStoreBuilder::build`]. `PRAGMA user_version` records the applied
+/// version, so reopening a file applies only newer ones.
+///
+/// # Limitations
+/// - Reads wait behind writes, because there is one connection.
+/// - Each write method commits its own transaction, so with
+///   [`SqliteSynchronous::Full`] the disk's fsync rate bounds the number of
+///   committed turns per second. Commits are not grouped.
+/// - Times are stored as `i64` nanoseconds, so they must fall between
+///   1677-09-21 and 2262-04-11. Other times are rejected with `InvalidInput`.
+///
+/// `Debug` and `Display` show the path without URI parameters, never stored data.
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    display_path: String,
+    synchronous: SqliteSynchronous,
+}
+
+impl SqliteStore {
+    /// Opens the database file at `path` with the default settings, on
+    /// tokio's blocking pool.
+    ///
+    /// # Errors
+    /// As [`SqliteStoreBuilder::build`].
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        SqliteStoreBuilder::new(path).build_async().await
+    }
+
+    /// Opens a private in-memory database, for tests.
+    ///
+    /// # Errors
+    /// As [`SqliteStoreBuilder::build`].
+    pub async fn in_memory() -> Result<SqliteStore> {
+        SqliteStoreBuilder::in_memory().build_async().await
+    }
+
+    /// Starts a builder for the database file at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder::new(path)
+    }
+
+    /// Returns the schema version recorded in the database (`PRAGMA user_version`).
+    ///
+    /// # Errors
+    /// `Unexpected` when the database cannot be read.
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.run("schema_version", |connection| schema::schema_version(connection)).await
+    }
+
+    /// Runs `work` on the connection in the blocking pool, and tags its
+    /// error with the adapter and `operation`.
+    async fn run<T, F>(&self, operation: &'static str, work: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut connection = Arc::clone(&self.connection).lock_owned().await;
+        let result = match tokio::task::spawn_blocking(move || work(&mut connection)).await {
+            Ok(result) => result,
+            Err(error) => Err(SqliteError::Task(error)),
+        };
+        result.map_err(|error| Error::from(error).with_adapter(ADAPTER).with_operation(operation))
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.display_path)
+            .field("synchronous", &self.synchronous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SqliteStore(path={})", self.display_path)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
+        let prospects = prospects.to_vec();
+        self.run("insert_prospects", move |connection| queries::insert_prospects(connection, &prospects)).await
+    }
+
+    async fn get_prospect(&self, org: OrgId, id: ProspectId) -> Result<Prospect> {
+        self.run("get_prospect", move |connection| queries::get_prospect(connection, org, id))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", id))
+    }
+
+    async fn update_prospect(&self, prospect: &Prospect) -> Result<Version> {
+        let (org, id) = (prospect.org_id, prospect.id);
+        let prospect = prospect.clone();
+        self.run("update_prospect", move |connection| queries::update_prospect(connection, &prospect))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", id))
+    }
+
+    async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
+        let contact = contact.clone();
+        let channel = contact.channel();
+        self.run("find_prospect", move |connection| queries::find_prospect(connection, org, &contact))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("channel", channel))
+    }
+
+    async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
+        self.run("list_prospects", move |connection| queries::list_prospects(connection, org, options))
+            .await
+            .map_err(|error| error.with_context("org_id", org))
+    }
+
+    async fn put_campaign(&self, campaign: &Campaign) -> Result<()> {
+        let (org, id) = (campaign.org_id, campaign.id);
+        let campaign = campaign.clone();
+        self.run("put_campaign", move |connection| queries::put_campaign(connection, &campaign))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("campaign_id", id))
+    }
+
+    async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
+        self.run("get_campaign", move |connection| queries::get_campaign(connection, org, id))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("campaign_id", id))
+    }
+
+    async fn insert_conversation(&self, conversation: &Conversation, jobs: &[Job]) -> Result<bool> {
+        let (org, id) = (conversation.org_id, conversation.id);
+        check_job_orgs(conversation, jobs).map_err(|error| error.with_adapter(ADAPTER).with_operation("insert_conversation"))?;
+        let conversation = conversation.clone();
+        let jobs = jobs.to_vec();
+        self.run("insert_conversation", move |connection| {
+            queries::insert_conversation(connection, &conversation, &jobs)
+        })
+        .await
+        .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", id))
+    }
+
+    async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
+        self.run("get_conversation", move |connection| queries::get_conversation(connection, org, id))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", id))
+    }
+
+    async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>> {
+        self.run("conversations_of", move |connection| queries::conversations_of(connection, org, prospect))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", prospect))
+    }
+
+    async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+        self.run("list_messages", move |connection| queries::list_messages(connection, org, conversation))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", conversation))
+    }
+
+    async fn insert_inbound(&self, message: &Message) -> Result<InsertOutcome> {
+        let (org, id) = (message.org_id, message.id);
+        check_inbound(message).map_err(|error| error.with_adapter(ADAPTER).with_operation("insert_inbound"))?;
+        let message = message.clone();
+        self.run("insert_inbound", move |connection| queries::insert_inbound(connection, &message))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("message_id", id))
+    }
+
+    async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+        self.run("pending_inbound", move |connection| queries::pending_inbound(connection, org, conversation))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", conversation))
+    }
+
+    async fn commit_turn(&self, turn: &TurnCommit) -> Result<Version> {
+        let (org, id) = (turn.conversation.org_id, turn.conversation.id);
+        let tag = move |error: Error| error.with_context("org_id", org).with_context("conversation_id", id);
+        check_turn_orgs(turn).map_err(|error| tag(error.with_adapter(ADAPTER).with_operation("commit_turn")))?;
+        let turn = turn.clone();
+        self.run("commit_turn", move |connection| queries::commit_turn(connection, &turn)).await.map_err(tag)
+    }
+
+    async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>> {
+        let until = lease_end(now, lease).map_err(|error| error.with_adapter(ADAPTER).with_operation("claim_jobs"))?;
+        let worker = worker.to_owned();
+        self.run("claim_jobs", move |connection| queries::claim_jobs(connection, now, limit, until, &worker)).await
+    }
+
+    async fn finish_job(&self, org: OrgId, job: JobId, outcome: JobOutcome) -> Result<()> {
+        self.run("finish_job", move |connection| queries::finish_job(connection, org, job, &outcome))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("job_id", job))
+    }
+
+    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<OutboxEntry>> {
+        let until = lease_end(now, lease).map_err(|error| error.with_adapter(ADAPTER).with_operation("claim_outbox"))?;
+        let worker = worker.to_owned();
+        self.run("claim_outbox", move |connection| queries::claim_outbox(connection, now, limit, until, &worker)).await
+    }
+
+    async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()> {
+        self.run("finish_outbox", move |connection| queries::finish_outbox(connection, org, entry, &outcome))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("outbox_id", entry))
+    }
+
+    async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>> {
+        self.run("pending_jobs", move |connection| queries::pending_jobs(connection, org, conversation))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", conversation))
+    }
+
+    async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
+        let contact = contact.clone();
+        let channel = contact.channel();
+        self.run("is_suppressed", move |connection| queries::is_suppressed(connection, org, &contact))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("channel", channel))
+    }
+
+    async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.run("suppress", move |connection| queries::suppress(connection, &entries)).await
+    }
+
+    async fn audit_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<AuditEvent>> {
+        self.run("audit_of", move |connection| queries::audit_of(connection, org, prospect))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", prospect))
+    }
+
+    async fn put_member(&self, member: &Member) -> Result<()> {
+        let (org, id) = (member.org_id, member.id);
+        let member = member.clone();
+        self.run("put_member", move |connection| queries::put_member(connection, &member))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("member_id", id))
+    }
+
+    async fn get_member(&self, org: OrgId, id: MemberId) -> Result<Member> {
+        self.run("get_member", move |connection| queries::get_member(connection, org, id))
+            .await
+            .map_err(|error| error.with_context("org_id", org).with_context("member_id", id))
+    }
+
+    async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
+        self.run("list_members", move |connection| queries::list_members(connection, org))
+            .await
+            .map_err(|error| error.with_context("org_id", org))
+    }
+}

@@ -1,0 +1,600 @@
+//! The blocking body of each store method, run on the store's connection.
+//!
+//! Every function takes the connection exclusively. Writes that touch more
+//! than one row run in an IMMEDIATE transaction, which takes the write lock
+//! up front, so two processes sharing the file fail fast with `SQLITE_BUSY`
+//! after the busy timeout rather than deadlocking on a lock upgrade.
+//! Errors built here carry no ids: the async wrappers add them.
+
+use kalify_core::campaign::Campaign;
+use kalify_core::contact::ContactPoint;
+use kalify_core::conversation::{Conversation, Message};
+use kalify_core::ports::{
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    OutboxStatus, Suppression, TurnCommit,
+};
+use kalify_core::prospect::{Prospect, Version};
+use kalify_core::{CampaignId, ConversationId, Error, JobId, MemberId, OrgId, OutboxId, ProspectId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::error::SqliteError;
+use super::rows::{
+    self, Key, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns, message_columns,
+    nanos, outbox_columns, prospect_columns,
+};
+
+fn immediate(connection: &mut Connection) -> Result<Transaction<'_>, SqliteError> {
+    Ok(connection.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+/// Returns the stored version of a prospect, or `None` when it does not exist.
+fn prospect_version(connection: &Connection, org: OrgId, id: ProspectId) -> Result<Option<i64>, SqliteError> {
+    let mut statement = connection.prepare_cached("SELECT version FROM prospects WHERE org_id = ?1 AND id = ?2")?;
+    Ok(statement.query_row(params![org.key(), id.key()], |row| row.get(0)).optional()?)
+}
+
+/// Returns the stored version of a conversation, or `None` when it does not exist.
+fn conversation_version(connection: &Connection, org: OrgId, id: ConversationId) -> Result<Option<i64>, SqliteError> {
+    let mut statement = connection.prepare_cached("SELECT version FROM conversations WHERE org_id = ?1 AND id = ?2")?;
+    Ok(statement.query_row(params![org.key(), id.key()], |row| row.get(0)).optional()?)
+}
+
+/// Returns the error for a versioned write that changed no row: `NotFound`
+/// when the record is missing, otherwise `Conflict` naming both versions.
+fn version_mismatch(record: &str, stored: Option<i64>, read: Version) -> SqliteError {
+    match stored {
+        None => Error::not_found(format!("{record} not found")).into(),
+        Some(stored) => Error::conflict(format!(
+            "the {record} changed since it was read: stored v{stored}, write read {read}"
+        ))
+        .into(),
+    }
+}
+
+// ---------------------------------------------------------------- prospects
+
+pub(crate) fn insert_prospects(connection: &mut Connection, prospects: &[Prospect]) -> Result<(), SqliteError> {
+    let transaction = immediate(connection)?;
+    for prospect in prospects {
+        rows::insert_prospect(&transaction, prospect).map_err(|error| match error {
+            SqliteError::Constraint(source) => Error::conflict("a prospect with this id exists")
+                .with_context("prospect_id", prospect.id)
+                .with_source(source)
+                .into(),
+            other => other,
+        })?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+pub(crate) fn get_prospect(connection: &mut Connection, org: OrgId, id: ProspectId) -> Result<Prospect, SqliteError> {
+    let mut statement = connection
+        .prepare_cached(concat!("SELECT ", prospect_columns!(), " FROM prospects WHERE org_id = ?1 AND id = ?2"))?;
+    statement
+        .query_row(params![org.key(), id.key()], rows::prospect_from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found("prospect not found").into())
+}
+
+pub(crate) fn update_prospect(connection: &mut Connection, prospect: &Prospect) -> Result<Version, SqliteError> {
+    let transaction = immediate(connection)?;
+    if rows::update_prospect_if_version(&transaction, prospect)? == 0 {
+        let stored = prospect_version(&transaction, prospect.org_id, prospect.id)?;
+        return Err(version_mismatch("prospect", stored, prospect.version));
+    }
+    transaction.commit()?;
+    Ok(prospect.version.next())
+}
+
+pub(crate) fn find_prospect(
+    connection: &mut Connection,
+    org: OrgId,
+    contact: &ContactPoint,
+) -> Result<Option<Prospect>, SqliteError> {
+    // Contact points are not unique, so two prospects may match. The oldest
+    // one is returned, which keeps the result stable.
+    let sql = match contact {
+        ContactPoint::Phone(_) => concat!(
+            "SELECT ",
+            prospect_columns!(),
+            " FROM prospects WHERE org_id = ?1 AND phone = ?2 ORDER BY id LIMIT 1"
+        ),
+        ContactPoint::Email(_) => concat!(
+            "SELECT ",
+            prospect_columns!(),
+            " FROM prospects WHERE org_id = ?1 AND email = ?2 ORDER BY id LIMIT 1"
+        ),
+        ContactPoint::Messenger(_) => concat!(
+            "SELECT ",
+            prospect_columns!(),
+            " FROM prospects WHERE org_id = ?1 AND messenger = ?2 ORDER BY id LIMIT 1"
+        ),
+    };
+    let mut statement = connection.prepare_cached(sql)?;
+    Ok(statement.query_row(params![org.key(), contact.key()], rows::prospect_from_row).optional()?)
+}
+
+pub(crate) fn list_prospects(
+    connection: &mut Connection,
+    org: OrgId,
+    options: ListOptions,
+) -> Result<Vec<Prospect>, SqliteError> {
+    // SQLite reads a negative LIMIT as "no limit".
+    let limit = if options.limit == 0 { -1 } else { i64::try_from(options.limit).unwrap_or(i64::MAX) };
+    let prospects = match options.after {
+        Some(after) => {
+            let mut statement = connection.prepare_cached(concat!(
+                "SELECT ",
+                prospect_columns!(),
+                " FROM prospects WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            statement
+                .query_map(params![org.key(), after.key(), limit], rows::prospect_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        }
+        None => {
+            let mut statement = connection.prepare_cached(concat!(
+                "SELECT ",
+                prospect_columns!(),
+                " FROM prospects WHERE org_id = ?1 ORDER BY id LIMIT ?2"
+            ))?;
+            statement
+                .query_map(params![org.key(), limit], rows::prospect_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        }
+    };
+    Ok(prospects)
+}
+
+// ---------------------------------------------------------------- campaigns
+
+pub(crate) fn put_campaign(connection: &mut Connection, campaign: &Campaign) -> Result<(), SqliteError> {
+    rows::upsert_campaign(connection, campaign)
+}
+
+pub(crate) fn get_campaign(connection: &mut Connection, org: OrgId, id: CampaignId) -> Result<Campaign, SqliteError> {
+    let mut statement = connection
+        .prepare_cached(concat!("SELECT ", campaign_columns!(), " FROM campaigns WHERE org_id = ?1 AND id = ?2"))?;
+    statement
+        .query_row(params![org.key(), id.key()], rows::campaign_from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found("campaign not found").into())
+}
+
+// ------------------------------------------------------------ conversations
+
+pub(crate) fn insert_conversation(
+    connection: &mut Connection,
+    conversation: &Conversation,
+    jobs: &[Job],
+) -> Result<bool, SqliteError> {
+    let transaction = immediate(connection)?;
+    if prospect_version(&transaction, conversation.org_id, conversation.prospect_id)?.is_none() {
+        return Err(Error::not_found("prospect not found").with_context("prospect_id", conversation.prospect_id).into());
+    }
+    if rows::insert_conversation_unless_exists(&transaction, conversation)? == 0 {
+        return Ok(false);
+    }
+    for job in jobs {
+        rows::insert_job(&transaction, job)?;
+    }
+    transaction.commit()?;
+    Ok(true)
+}
+
+pub(crate) fn get_conversation(
+    connection: &mut Connection,
+    org: OrgId,
+    id: ConversationId,
+) -> Result<Conversation, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        conversation_columns!(),
+        " FROM conversations WHERE org_id = ?1 AND id = ?2"
+    ))?;
+    statement
+        .query_row(params![org.key(), id.key()], rows::conversation_from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found("conversation not found").into())
+}
+
+pub(crate) fn conversations_of(
+    connection: &mut Connection,
+    org: OrgId,
+    prospect: ProspectId,
+) -> Result<Vec<Conversation>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        conversation_columns!(),
+        " FROM conversations WHERE org_id = ?1 AND prospect_id = ?2 ORDER BY updated_at DESC, id DESC"
+    ))?;
+    let conversations = statement
+        .query_map(params![org.key(), prospect.key()], rows::conversation_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(conversations)
+}
+
+// ----------------------------------------------------------------- messages
+
+pub(crate) fn list_messages(
+    connection: &mut Connection,
+    org: OrgId,
+    conversation: ConversationId,
+) -> Result<Vec<Message>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE org_id = ?1 AND conversation_id = ?2 ORDER BY at, id"
+    ))?;
+    let messages = statement
+        .query_map(params![org.key(), conversation.key()], rows::message_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(messages)
+}
+
+pub(crate) fn insert_inbound(connection: &mut Connection, message: &Message) -> Result<InsertOutcome, SqliteError> {
+    let inserted = rows::insert_message(connection, message, true).map_err(|error| match error {
+        SqliteError::MissingReference(source) => Error::not_found("conversation not found")
+            .with_context("conversation_id", message.conversation_id)
+            .with_source(source)
+            .into(),
+        other => other,
+    })?;
+    Ok(if inserted == 0 { InsertOutcome::Duplicate } else { InsertOutcome::Inserted })
+}
+
+pub(crate) fn pending_inbound(
+    connection: &mut Connection,
+    org: OrgId,
+    conversation: ConversationId,
+) -> Result<Vec<Message>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE org_id = ?1 AND conversation_id = ?2 AND direction = 'inbound' AND processed = 0 \
+         ORDER BY at, id"
+    ))?;
+    let messages = statement
+        .query_map(params![org.key(), conversation.key()], rows::message_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(messages)
+}
+
+// --------------------------------------------------------------------- turns
+
+/// Cancels the pending jobs and outbox entries of one conversation or of
+/// every conversation of a prospect, and sets the messages of the cancelled
+/// entries to `cancelled`.
+fn cancel(transaction: &Transaction<'_>, turn: &TurnCommit) -> Result<(), SqliteError> {
+    let org = turn.conversation.org_id.key();
+    let statements: [&str; 3] = match turn.cancel {
+        CancelScope::Nothing => return Ok(()),
+        CancelScope::Conversation => [
+            "UPDATE jobs SET status = 'cancelled', lease_until = NULL, lease_owner = NULL \
+             WHERE org_id = ?1 AND conversation_id = ?2 AND status = 'pending'",
+            "UPDATE messages SET status = 'cancelled' WHERE org_id = ?1 AND id IN \
+             (SELECT message_id FROM outbox WHERE org_id = ?1 AND conversation_id = ?2 AND status = 'pending')",
+            "UPDATE outbox SET status = 'cancelled', lease_until = NULL, lease_owner = NULL \
+             WHERE org_id = ?1 AND conversation_id = ?2 AND status = 'pending'",
+        ],
+        CancelScope::Prospect => [
+            "UPDATE jobs SET status = 'cancelled', lease_until = NULL, lease_owner = NULL \
+             WHERE org_id = ?1 AND prospect_id = ?2 AND status = 'pending'",
+            "UPDATE messages SET status = 'cancelled' WHERE org_id = ?1 AND id IN \
+             (SELECT message_id FROM outbox WHERE org_id = ?1 AND prospect_id = ?2 AND status = 'pending')",
+            "UPDATE outbox SET status = 'cancelled', lease_until = NULL, lease_owner = NULL \
+             WHERE org_id = ?1 AND prospect_id = ?2 AND status = 'pending'",
+        ],
+    };
+    let target = match turn.cancel {
+        CancelScope::Prospect => turn.conversation.prospect_id.key(),
+        _ => turn.conversation.id.key(),
+    };
+    for sql in statements {
+        transaction.prepare_cached(sql)?.execute(params![org, target])?;
+    }
+    Ok(())
+}
+
+/// Writes a turn in one IMMEDIATE transaction and returns the conversation's new version.
+///
+/// The order matters:
+/// - versions are checked first, so a conflict writes nothing;
+/// - the completed job is finished before the cancellation, so it ends as done;
+/// - the cancellation runs before the turn's own jobs and entries are
+///   written, so it never touches them;
+/// - lifts run before additions, so a contact point named in both stays suppressed.
+pub(crate) fn commit_turn(connection: &mut Connection, turn: &TurnCommit) -> Result<Version, SqliteError> {
+    let transaction = immediate(connection)?;
+    let conversation = &turn.conversation;
+    let org = conversation.org_id;
+
+    if rows::update_conversation_if_version(&transaction, conversation)? == 0 {
+        let stored = conversation_version(&transaction, org, conversation.id)?;
+        return Err(version_mismatch("conversation", stored, conversation.version));
+    }
+    if let Some(prospect) = &turn.prospect
+        && rows::update_prospect_if_version(&transaction, prospect)? == 0
+    {
+        let stored = prospect_version(&transaction, org, prospect.id)?;
+        let error = version_mismatch("prospect", stored, prospect.version);
+        return Err(match error {
+            SqliteError::Classified(error) => error.with_context("prospect_id", prospect.id).into(),
+            other => other,
+        });
+    }
+
+    if let Some(job) = turn.completed_job {
+        transaction
+            .prepare_cached(
+                "UPDATE jobs SET status = 'done', lease_until = NULL, lease_owner = NULL \
+                 WHERE org_id = ?1 AND id = ?2 AND status = 'pending'",
+            )?
+            .execute(params![org.key(), job.key()])?;
+    }
+    cancel(&transaction, turn)?;
+
+    for message in &turn.messages {
+        rows::insert_message(&transaction, message, false)?;
+    }
+    for id in &turn.processed_inbound {
+        transaction
+            .prepare_cached("UPDATE messages SET processed = 1 WHERE org_id = ?1 AND id = ?2")?
+            .execute(params![org.key(), id.key()])?;
+    }
+    for entry in &turn.outbox {
+        rows::insert_outbox(&transaction, entry)?;
+    }
+    for job in &turn.jobs {
+        rows::insert_job(&transaction, job)?;
+    }
+    for contact in &turn.unsuppress {
+        rows::delete_suppression(&transaction, org, contact)?;
+    }
+    for entry in &turn.suppress {
+        rows::insert_suppression(&transaction, entry.org_id, &entry.contact, &entry.reason, entry.at)?;
+    }
+    for event in &turn.audit {
+        rows::insert_audit(&transaction, event)?;
+    }
+
+    transaction.commit()?;
+    Ok(conversation.version.next())
+}
+
+// --------------------------------------------------------------------- jobs
+
+/// Leases up to `limit` due jobs to `worker` until `lease_until`, and
+/// returns them oldest due first with their new attempt count.
+pub(crate) fn claim_jobs(
+    connection: &mut Connection,
+    now: Timestamp,
+    limit: usize,
+    lease_until: Timestamp,
+    worker: &str,
+) -> Result<Vec<Job>, SqliteError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // One statement selects and leases the rows, so no other claim can take them in between.
+    let mut statement = connection.prepare_cached(concat!(
+        "UPDATE jobs SET attempts = attempts + 1, lease_until = ?1, lease_owner = ?2 WHERE rowid IN \
+         (SELECT rowid FROM jobs WHERE status = 'pending' AND due_at <= ?3 \
+          AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY due_at, id LIMIT ?4) RETURNING ",
+        job_columns!()
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut jobs = statement
+        .query_map(params![nanos(lease_until)?, worker, nanos(now)?, limit], rows::job_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // RETURNING yields rows in no defined order.
+    jobs.sort_by(|a, b| a.due_at.cmp(&b.due_at).then(a.id.cmp(&b.id)));
+    Ok(jobs)
+}
+
+/// Returns whether the org has a job with this id.
+fn job_exists(connection: &Connection, org: OrgId, id: JobId) -> Result<bool, SqliteError> {
+    let mut statement = connection.prepare_cached("SELECT 1 FROM jobs WHERE org_id = ?1 AND id = ?2")?;
+    Ok(statement.exists(params![org.key(), id.key()])?)
+}
+
+pub(crate) fn finish_job(connection: &mut Connection, org: OrgId, id: JobId, outcome: &JobOutcome) -> Result<(), SqliteError> {
+    let transaction = immediate(connection)?;
+    let changed = match outcome {
+        JobOutcome::Done | JobOutcome::Cancelled => {
+            let status = if matches!(outcome, JobOutcome::Done) { "done" } else { "cancelled" };
+            transaction
+                .prepare_cached(
+                    "UPDATE jobs SET status = ?3, lease_until = NULL, lease_owner = NULL \
+                     WHERE org_id = ?1 AND id = ?2 AND status = 'pending'",
+                )?
+                .execute(params![org.key(), id.key(), status])?
+        }
+        JobOutcome::RetryAt(at) => transaction
+            .prepare_cached(
+                "UPDATE jobs SET due_at = ?3, lease_until = NULL, lease_owner = NULL \
+                 WHERE org_id = ?1 AND id = ?2 AND status = 'pending'",
+            )?
+            .execute(params![org.key(), id.key(), nanos(*at)?])?,
+    };
+    // A job already done or cancelled stays as it is.
+    if changed == 0 && !job_exists(&transaction, org, id)? {
+        return Err(Error::not_found("job not found").into());
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+pub(crate) fn pending_jobs(
+    connection: &mut Connection,
+    org: OrgId,
+    conversation: ConversationId,
+) -> Result<Vec<Job>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE org_id = ?1 AND conversation_id = ?2 AND status = 'pending' ORDER BY due_at, id"
+    ))?;
+    let jobs = statement
+        .query_map(params![org.key(), conversation.key()], rows::job_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(jobs)
+}
+
+// ------------------------------------------------------------------- outbox
+
+/// Leases up to `limit` due outbox entries to `worker` until `lease_until`,
+/// and returns them oldest due first with their new attempt count.
+pub(crate) fn claim_outbox(
+    connection: &mut Connection,
+    now: Timestamp,
+    limit: usize,
+    lease_until: Timestamp,
+    worker: &str,
+) -> Result<Vec<OutboxEntry>, SqliteError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut statement = connection.prepare_cached(concat!(
+        "UPDATE outbox SET attempts = attempts + 1, lease_until = ?1, lease_owner = ?2 WHERE rowid IN \
+         (SELECT rowid FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?3 \
+          AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_attempt_at, id LIMIT ?4) RETURNING ",
+        outbox_columns!()
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut entries = statement
+        .query_map(params![nanos(lease_until)?, worker, nanos(now)?, limit], rows::outbox_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    entries.sort_by(|a, b| a.next_attempt_at.cmp(&b.next_attempt_at).then(a.id.cmp(&b.id)));
+    Ok(entries)
+}
+
+/// Returns whether the org has an outbox entry with this id.
+fn outbox_exists(connection: &Connection, org: OrgId, id: OutboxId) -> Result<bool, SqliteError> {
+    let mut statement = connection.prepare_cached("SELECT 1 FROM outbox WHERE org_id = ?1 AND id = ?2")?;
+    Ok(statement.exists(params![org.key(), id.key()])?)
+}
+
+/// Finishes an outbox entry and updates its message in one transaction.
+///
+/// `Sent` applies whatever the entry's status, because the provider did
+/// accept the message. The other outcomes change only a pending entry.
+pub(crate) fn finish_outbox(
+    connection: &mut Connection,
+    org: OrgId,
+    id: OutboxId,
+    outcome: &OutboxOutcome,
+) -> Result<(), SqliteError> {
+    let transaction = immediate(connection)?;
+    match outcome {
+        OutboxOutcome::Sent { provider, provider_message_id } => {
+            let message: Option<[u8; 16]> = transaction
+                .prepare_cached(
+                    "UPDATE outbox SET status = 'sent', lease_until = NULL, lease_owner = NULL \
+                     WHERE org_id = ?1 AND id = ?2 RETURNING message_id",
+                )?
+                .query_row(params![org.key(), id.key()], |row| row.get(0))
+                .optional()?;
+            let Some(message) = message else {
+                return Err(Error::not_found("outbox entry not found").into());
+            };
+            transaction
+                .prepare_cached(
+                    "UPDATE messages SET status = 'sent', provider = ?3, provider_message_id = ?4 \
+                     WHERE org_id = ?1 AND id = ?2",
+                )?
+                .execute(params![org.key(), message, provider, provider_message_id])?;
+        }
+        OutboxOutcome::RetryAt(at) => {
+            let changed = transaction
+                .prepare_cached(
+                    "UPDATE outbox SET next_attempt_at = ?3, lease_until = NULL, lease_owner = NULL \
+                     WHERE org_id = ?1 AND id = ?2 AND status = 'pending'",
+                )?
+                .execute(params![org.key(), id.key(), nanos(*at)?])?;
+            if changed == 0 && !outbox_exists(&transaction, org, id)? {
+                return Err(Error::not_found("outbox entry not found").into());
+            }
+        }
+        OutboxOutcome::Failed(reason) | OutboxOutcome::Cancelled(reason) => {
+            let (entry_status, message_status) = match outcome {
+                OutboxOutcome::Failed(_) => (OutboxStatus::Failed, "failed"),
+                _ => (OutboxStatus::Cancelled, "cancelled"),
+            };
+            let message: Option<[u8; 16]> = transaction
+                .prepare_cached(
+                    "UPDATE outbox SET status = ?3, last_error = ?4, lease_until = NULL, lease_owner = NULL \
+                     WHERE org_id = ?1 AND id = ?2 AND status = 'pending' RETURNING message_id",
+                )?
+                .query_row(params![org.key(), id.key(), rows::outbox_status_text(entry_status), reason], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            match message {
+                Some(message) => {
+                    transaction
+                        .prepare_cached("UPDATE messages SET status = ?3 WHERE org_id = ?1 AND id = ?2")?
+                        .execute(params![org.key(), message, message_status])?;
+                }
+                None if !outbox_exists(&transaction, org, id)? => {
+                    return Err(Error::not_found("outbox entry not found").into());
+                }
+                None => {}
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+// ------------------------------------------------- suppressions and audit
+
+pub(crate) fn is_suppressed(connection: &mut Connection, org: OrgId, contact: &ContactPoint) -> Result<bool, SqliteError> {
+    let mut statement = connection
+        .prepare_cached("SELECT 1 FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3")?;
+    Ok(statement.exists(params![org.key(), contact.channel().as_str(), contact.key()])?)
+}
+
+pub(crate) fn suppress(connection: &mut Connection, entries: &[Suppression]) -> Result<(), SqliteError> {
+    let transaction = immediate(connection)?;
+    for entry in entries {
+        rows::insert_suppression(&transaction, entry.org_id, &entry.contact, &entry.reason, entry.at)?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+pub(crate) fn audit_of(connection: &mut Connection, org: OrgId, prospect: ProspectId) -> Result<Vec<AuditEvent>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_events WHERE org_id = ?1 AND prospect_id = ?2 ORDER BY at, seq"
+    ))?;
+    let events = statement
+        .query_map(params![org.key(), prospect.key()], rows::audit_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(events)
+}
+
+// ------------------------------------------------------------------ members
+
+pub(crate) fn put_member(connection: &mut Connection, member: &Member) -> Result<(), SqliteError> {
+    rows::upsert_member(connection, member)
+}
+
+pub(crate) fn get_member(connection: &mut Connection, org: OrgId, id: MemberId) -> Result<Member, SqliteError> {
+    let mut statement = connection
+        .prepare_cached(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = ?1 AND id = ?2"))?;
+    statement
+        .query_row(params![org.key(), id.key()], rows::member_from_row)
+        .optional()?
+        .ok_or_else(|| Error::not_found("member not found").into())
+}
+
+pub(crate) fn list_members(connection: &mut Connection, org: OrgId) -> Result<Vec<Member>, SqliteError> {
+    let mut statement =
+        connection.prepare_cached(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = ?1 ORDER BY id"))?;
+    let members = statement.query_map(params![org.key()], rows::member_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(members)
+}
