@@ -89,7 +89,13 @@ impl PhoneNumber {
                 "invalid E.164 phone number {text:?}: it must start with +"
             )));
         }
-        let number = PhoneNumber::parse(text, Region::US)?;
+        // Parse without a default region: with one, the phonenumber crate
+        // strips that region's trunk prefix from some foreign numbers
+        // ("+4915123456789" read in US loses the 1 after +49).
+        let parsed = phonenumber::parse(None, text).map_err(|error| {
+            Error::invalid_input(format!("invalid E.164 phone number {text:?}: {error}"))
+        })?;
+        let number = PhoneNumber(parsed.format().mode(phonenumber::Mode::E164).to_string());
         if number.0 != text {
             return Err(Error::invalid_input(format!(
                 "invalid E.164 phone number {text:?}: expected {}",
@@ -380,6 +386,16 @@ mod tests {
         assert_eq!(phone.region(), Some(Region::US));
         let reunion = PhoneNumber::parse("+262 692 12 34 56", Region::FR).unwrap();
         assert_eq!(reunion.region().map(|r| r.code().to_owned()).as_deref(), Some("RE"));
+    }
+
+    #[test]
+    fn e164_roundtrip_keeps_foreign_numbers() {
+        for text in ["+4915123456789", "+33612345678", "+262692123456", "+14155550132", "+447911123456", "+15145550199"] {
+            let parsed = PhoneNumber::parse(text, Region::FR).unwrap();
+            assert_eq!(parsed.as_str(), text);
+            assert_eq!(PhoneNumber::from_e164(text).unwrap().as_str(), text);
+        }
+        assert!(PhoneNumber::from_e164("0612345678").is_err());
     }
 
     #[test]

@@ -36,6 +36,7 @@ impl Engine {
     /// message id), checks opt-out, opt-in and help keywords before any
     /// analysis, analyses the rest, merges facts, rescores, moves the
     /// conversation and writes the replies to the outbox, in one atomic turn.
+    /// Then it delivers the outbox, so replies leave at once.
     ///
     /// Messages that arrive together for one conversation are processed in
     /// order; when two workers race, the loser recomputes its turn on top of
@@ -58,9 +59,15 @@ impl Engine {
                 .with_context("provider_message_id", &inbound.provider_message_id)
         })?;
 
-        // The most recently updated conversation receives the reply; a
-        // prospect who writes first gets a conversation of their own.
-        let conversation = match store.conversations_of(org, prospect.id).await?.into_iter().next() {
+        // The most recently updated conversation that has sent something
+        // receives the reply; a prospect who writes first gets a
+        // conversation of their own.
+        let conversations = store.conversations_of(org, prospect.id).await?;
+        let active = conversations
+            .iter()
+            .position(|conversation| conversation.state != ConversationState::New)
+            .unwrap_or(0);
+        let conversation = match conversations.into_iter().nth(active) {
             Some(conversation) => conversation,
             None => {
                 let mut conversation = Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
@@ -105,6 +112,12 @@ impl Engine {
         }
 
         let conversation = self.process_pending(org, conversation.id).await?;
+
+        // Replies go out at once rather than at the next scheduler tick. A
+        // delivery failure leaves the entry in the outbox for the next run.
+        if let Err(error) = self.deliver_outbox().await {
+            tracing::warn!(target: "kalify::engine", conversation_id = %conversation.id, error = %error, "outbox delivery after an inbound turn failed; the next run retries");
+        }
         Ok(InboundReport {
             prospect_id: prospect.id,
             conversation_id: conversation.id,
@@ -117,6 +130,7 @@ impl Engine {
 
     /// Processes every unprocessed inbound message of a conversation in one
     /// turn, retrying on version conflicts, and returns the conversation.
+    /// The replies stay in the outbox until [`Engine::deliver_outbox`] runs.
     pub async fn process_pending(&self, org: OrgId, conversation_id: ConversationId) -> Result<Conversation> {
         let store = &self.inner.store;
         let retries = self.inner.settings.max_turn_retries;

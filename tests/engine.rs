@@ -1,0 +1,371 @@
+//! The engine's flows over the in-memory store and channel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{Duration, TimeZone, Utc};
+use kalify::analysis::{Analysis, AnalysisRequest, ExtractedFact, Intent, Objection, ReplyDraft, ReplyRequest};
+use kalify::campaign::{Campaign, CampaignStatus, Step};
+use kalify::channels::MemoryChannel;
+use kalify::contact::{ChannelKind, ContactPoint, PhoneNumber, Region};
+use kalify::conversation::{ConversationState, Direction};
+use kalify::engine::Engine;
+use kalify::ports::{Clock, InboundMessage, LanguageModel, ManualClock, Store};
+use kalify::prospect::{Consent, ConsentBasis, Prospect};
+use kalify::qualification::{Authority, FactValue, Localized};
+use kalify::store::MemoryStore;
+use kalify::{CampaignId, Error, ErrorKind, OrgId, Result, Timestamp};
+
+/// A model that returns queued analyses and records what it was asked.
+#[derive(Debug, Default)]
+struct ScriptedModel {
+    analyses: Mutex<Vec<Result<Analysis>>>,
+    seen: Mutex<Vec<Vec<String>>>,
+    calls: AtomicUsize,
+}
+
+impl ScriptedModel {
+    fn push(&self, analysis: Result<Analysis>) {
+        self.analyses.lock().unwrap().push(analysis);
+    }
+}
+
+#[async_trait]
+impl LanguageModel for ScriptedModel {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    async fn analyse(&self, request: &AnalysisRequest) -> Result<Analysis> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.seen.lock().unwrap().push(request.new_messages.iter().map(|line| line.text.clone()).collect());
+        let mut queue = self.analyses.lock().unwrap();
+        if queue.is_empty() { Ok(Analysis::empty()) } else { queue.remove(0) }
+    }
+
+    async fn write_reply(&self, request: &ReplyRequest) -> Result<ReplyDraft> {
+        Ok(ReplyDraft { text: kalify::reply::template_reply(request) })
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    store: Arc<MemoryStore>,
+    sms: MemoryChannel,
+    model: Arc<ScriptedModel>,
+    clock: ManualClock,
+    org: OrgId,
+}
+
+fn start() -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+}
+
+fn harness() -> Harness {
+    let store = Arc::new(MemoryStore::new());
+    let sms = MemoryChannel::new(ChannelKind::Sms);
+    let model = Arc::new(ScriptedModel::default());
+    let clock = ManualClock::new(start());
+    let engine = Engine::builder()
+        .with_store(store.clone())
+        .with_model(model.clone())
+        .with_channel(Arc::new(sms.clone()))
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    Harness { engine, store, sms, model, clock, org: OrgId::new() }
+}
+
+fn campaign(org: OrgId, name: &str) -> Campaign {
+    let step = |delay_hours, text: &str| Step { delay_hours, template: Localized::new(text, text) };
+    Campaign {
+        id: CampaignId::new(),
+        org_id: org,
+        name: name.to_owned(),
+        persona: "Acme".to_owned(),
+        goal: "book a demo".to_owned(),
+        channels: vec![ChannelKind::Sms],
+        steps: vec![step(0, "Hello {{ first_name }}. STOP to opt out."), step(24, "Follow-up one"), step(48, "Follow-up two")],
+        allow_links: false,
+        status: CampaignStatus::Active,
+        created_at: start(),
+    }
+}
+
+async fn add_prospect(h: &Harness, phone: &str, consent: bool) -> Prospect {
+    let mut prospect = Prospect::new(h.org, start());
+    prospect.first_name = Some("Camille".to_owned());
+    prospect.phone = Some(PhoneNumber::parse(phone, Region::FR).unwrap());
+    if consent {
+        prospect.consents.push(Consent {
+            channel: ChannelKind::Sms,
+            basis: ConsentBasis::Consent,
+            collected_at: start(),
+            source: "test".to_owned(),
+            wording_version: None,
+            withdrawn_at: None,
+        });
+    }
+    h.store.insert_prospects(std::slice::from_ref(&prospect)).await.unwrap();
+    prospect
+}
+
+fn inbound(prospect: &Prospect, id: &str, text: &str, at: Timestamp) -> InboundMessage {
+    InboundMessage {
+        channel: ChannelKind::Sms,
+        provider: "test".to_owned(),
+        provider_message_id: id.to_owned(),
+        from: ContactPoint::Phone(prospect.phone.clone().unwrap()),
+        text: text.to_owned(),
+        at,
+    }
+}
+
+fn fact(key: &str, value: FactValue, quote: &str) -> ExtractedFact {
+    ExtractedFact { key: key.to_owned(), value, quote: quote.to_owned(), confidence: 0.9 }
+}
+
+async fn enrolled(h: &Harness) -> (Prospect, Campaign) {
+    let prospect = add_prospect(h, "06 12 34 56 78", true).await;
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine.run_due().await.unwrap();
+    (prospect, campaign)
+}
+
+#[tokio::test]
+async fn follow_ups_then_unresponsive() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    assert_eq!(h.sms.sent().len(), 1);
+    assert_eq!(h.sms.sent()[0].text, "Hello Camille. STOP to opt out.");
+
+    h.clock.advance(Duration::hours(24));
+    h.engine.run_due().await.unwrap();
+    h.clock.advance(Duration::hours(48));
+    h.engine.run_due().await.unwrap();
+    let texts: Vec<String> = h.sms.sent().into_iter().map(|sent| sent.text).collect();
+    assert_eq!(texts, vec!["Hello Camille. STOP to opt out.", "Follow-up one", "Follow-up two"]);
+
+    h.clock.advance(Duration::hours(48));
+    h.engine.run_due().await.unwrap();
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    assert_eq!(conversation.state, ConversationState::Unresponsive);
+    assert_eq!(h.sms.sent().len(), 3, "nothing is sent when the sequence ends");
+}
+
+#[tokio::test]
+async fn enrolling_twice_does_nothing() {
+    let h = harness();
+    let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    let first = h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    let second = h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    assert!(first.created);
+    assert!(!second.created);
+    assert_eq!(first.conversation_id, second.conversation_id);
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.sms.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn opt_out_checked_before_model() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", " Stop. ", start())).await.unwrap();
+    assert_eq!(report.state, ConversationState::OptedOut);
+    assert_eq!(h.model.calls.load(Ordering::SeqCst), 0, "the model never sees an opt-out");
+    let sent = h.sms.sent();
+    assert_eq!(sent.len(), 2, "one confirmation after the first message");
+    assert!(sent[1].text.contains("unsubscribed") || sent[1].text.contains("désinscription"), "{}", sent[1].text);
+
+    // A second STOP sends nothing; follow-ups never fire.
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m2", "STOP", start())).await.unwrap();
+    h.clock.advance(Duration::days(10));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.sms.sent().len(), 2);
+    assert!(h.store.is_suppressed(h.org, &ContactPoint::Phone(prospect.phone.clone().unwrap())).await.unwrap());
+}
+
+#[tokio::test]
+async fn opt_out_cancels_every_campaign() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let other = campaign(h.org, "autumn");
+    h.store.put_campaign(&other).await.unwrap();
+    let enrollment = h.engine.enroll(h.org, prospect.id, other.id).await.unwrap();
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "ARRÊT", start())).await.unwrap();
+    for conversation in h.store.conversations_of(h.org, prospect.id).await.unwrap() {
+        assert!(h.store.pending_jobs(h.org, conversation.id).await.unwrap().is_empty(), "jobs left in {:?}", conversation.id);
+    }
+    let other_conversation = h.store.get_conversation(h.org, enrollment.conversation_id).await.unwrap();
+    assert_eq!(other_conversation.state, ConversationState::New);
+    h.clock.advance(Duration::days(10));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.sms.sent().len(), 2, "first message of one campaign and the confirmation");
+}
+
+#[tokio::test]
+async fn duplicate_inbound_analysed_once() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    for _ in 0..10 {
+        h.engine.handle_inbound(h.org, inbound(&prospect, "same-id", "Tell me more", start())).await.unwrap();
+    }
+    assert_eq!(h.model.calls.load(Ordering::SeqCst), 1);
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    let inbound_count = h
+        .store
+        .list_messages(h.org, conversation.id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|message| message.direction == Direction::Inbound)
+        .count();
+    assert_eq!(inbound_count, 1);
+}
+
+#[tokio::test]
+async fn qualifies_from_facts_with_evidence() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let text = "Budget 20k€, I decide, we need it, start next month";
+    let mut analysis = Analysis::empty();
+    analysis.intent = Intent::Interested;
+    analysis.facts = vec![
+        fact("budget", FactValue::Money { amount: 20_000.0, currency: "EUR".into() }, "Budget 20k€"),
+        fact("authority", FactValue::Authority(Authority::DecisionMaker), "I decide"),
+        fact("need", FactValue::Bool(true), "we need it"),
+        fact("timeline", FactValue::Months(1.0), "start next month"),
+        // Evidence that is not in the message is dropped.
+        fact("invented", FactValue::Bool(true), "this quote does not exist"),
+    ];
+    h.model.push(Ok(analysis));
+    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", text, start())).await.unwrap();
+    assert_eq!(report.state, ConversationState::Qualified);
+    assert_eq!(report.score, Some(100));
+    let conversation = h.store.get_conversation(h.org, report.conversation_id).await.unwrap();
+    assert_eq!(conversation.facts.len(), 4);
+    assert!(conversation.facts.iter().all(|fact| report.message_id == Some(fact.evidence.message_id)));
+    let stored = h.store.get_prospect(h.org, prospect.id).await.unwrap();
+    assert_eq!(stored.status, ConversationState::Qualified);
+    assert_eq!(stored.score.map(|score| score.value), Some(100));
+}
+
+#[tokio::test]
+async fn model_failure_hands_off() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    h.model.push(Err(Error::new(ErrorKind::Unavailable, "model down")));
+    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "What is this?", start())).await.unwrap();
+    assert_eq!(report.state, ConversationState::HandedOff);
+}
+
+#[tokio::test]
+async fn handed_off_ai_stays_silent() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let mut analysis = Analysis::empty();
+    analysis.intent = Intent::AsksForHuman;
+    h.model.push(Ok(analysis));
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "A person please", start())).await.unwrap();
+    let sent_after_handoff = h.sms.sent().len();
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m2", "Hello?", start())).await.unwrap();
+    h.clock.advance(Duration::days(5));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.sms.sent().len(), sent_after_handoff);
+}
+
+#[tokio::test]
+async fn clear_objection_opts_out() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let mut analysis = Analysis::empty();
+    analysis.intent = Intent::ObjectsToMessages;
+    analysis.objection = Objection::Clear;
+    h.model.push(Ok(analysis));
+    let report = h
+        .engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "please stop texting me", start()))
+        .await
+        .unwrap();
+    assert_eq!(report.state, ConversationState::OptedOut);
+}
+
+#[tokio::test]
+async fn pending_messages_analysed_together() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let conversation = h.store.conversations_of(h.org, prospect.id).await.unwrap().remove(0);
+    for (index, text) in ["Budget is 20k€", "and I decide"].into_iter().enumerate() {
+        let message = kalify::conversation::Message {
+            id: kalify::MessageId::new(),
+            org_id: h.org,
+            conversation_id: conversation.id,
+            prospect_id: prospect.id,
+            direction: Direction::Inbound,
+            channel: ChannelKind::Sms,
+            sender: None,
+            text: text.to_owned(),
+            subject: None,
+            at: start() + Duration::seconds(index as i64),
+            provider: Some("test".to_owned()),
+            provider_message_id: Some(format!("p{index}")),
+            status: kalify::conversation::DeliveryStatus::Received,
+            processed: false,
+        };
+        h.store.insert_inbound(&message).await.unwrap();
+    }
+    h.engine.process_pending(h.org, conversation.id).await.unwrap();
+    assert_eq!(h.model.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(h.model.seen.lock().unwrap()[0], vec!["Budget is 20k€".to_owned(), "and I decide".to_owned()]);
+    assert!(h.store.pending_inbound(h.org, conversation.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn gate_blocks_without_consent() {
+    let h = harness();
+    let prospect = add_prospect(&h, "06 12 34 56 78", false).await;
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    let report = h.engine.run_due().await.unwrap();
+    assert_eq!(report.sent, 0);
+    assert_eq!(report.not_sent, 1);
+    assert!(h.sms.sent().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_sender_is_not_found() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let mut message = inbound(&prospect, "m1", "hello", start());
+    message.from = ContactPoint::Phone(PhoneNumber::parse("06 99 99 99 99", Region::FR).unwrap());
+    let error = h.engine.handle_inbound(h.org, message).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+    assert!(!error.to_string().contains("+336"), "the error names no phone number: {error}");
+}
+
+#[tokio::test]
+async fn restricted_prospect_gets_nothing() {
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let mut stored = h.store.get_prospect(h.org, prospect.id).await.unwrap();
+    stored.restricted = true;
+    h.store.update_prospect(&stored).await.unwrap();
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "Tell me more", start())).await.unwrap();
+    h.clock.advance(Duration::days(5));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.model.calls.load(Ordering::SeqCst), 0, "no model call for a restricted prospect");
+    assert_eq!(h.sms.sent().len(), 1, "only the first message, sent before the restriction");
+}
+
+#[allow(dead_code)]
+fn clock_is_object_safe(clock: &dyn Clock) -> Timestamp {
+    clock.now()
+}

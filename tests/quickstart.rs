@@ -1,0 +1,113 @@
+//! Runs the quickstart on the sample data and checks where named prospects end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/quickstart.rs"]
+mod quickstart;
+
+use quickstart::{Options, ProspectReport, Report};
+
+async fn run_sample() -> (Report, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        db: Some(dir.path().join("quickstart.db")),
+        json: Some(dir.path().join("report.json")),
+        ..Options::default()
+    };
+    let mut output = Vec::new();
+    let report = quickstart::run(&options, &mut output).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert!(json["prospects"].is_array());
+    assert!(json["summary"]["imported"].is_number());
+    (report, String::from_utf8(output).unwrap())
+}
+
+fn prospect<'a>(report: &'a Report, name: &str) -> &'a ProspectReport {
+    report
+        .prospects
+        .iter()
+        .find(|prospect| prospect.name == name)
+        .unwrap_or_else(|| panic!("{name} is not in the report"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_data_ends_in_expected_states() {
+    let (report, output) = run_sample().await;
+
+    let expectations = [
+        ("Camille Martin", "qualified"),
+        ("John Smith", "qualified"),
+        ("Hugo Roux", "qualified"),
+        ("Grace Lee", "qualified"),
+        ("David Miller", "qualified"),
+        ("Léa Garcia", "qualified"),
+        ("Sophie Bernard", "qualifying"),
+        ("Amandine Robin", "qualifying"),
+        ("Julien Lefèvre", "opted_out"),
+        ("Chloé Simon", "opted_out"),
+        ("Maxime Dupont", "opted_out"),
+        ("Pierre Fontaine", "opted_out"),
+        ("Michael Brown", "opted_out"),
+        ("Mathieu Vincent", "opted_out"),
+        ("Thomas Dubois", "handed_off"),
+        ("Aisha Khan", "handed_off"),
+        ("Emily Johnson", "handed_off"),
+        ("Nicolas Laurent", "disqualified"),
+        ("Olivia Taylor", "disqualified"),
+        ("Élodie Favre", "disqualified"),
+        ("Baptiste Roussel", "disqualified"),
+        ("Émilie Moreau", "closed"),
+        ("Sofia Andersson", "closed"),
+        ("Lucas Girard", "engaged"),
+    ];
+    for (name, state) in expectations {
+        assert_eq!(prospect(&report, name).state, state, "state of {name}\n{output}");
+    }
+
+    for name in ["Camille Martin", "John Smith", "Grace Lee"] {
+        let score = prospect(&report, name).score.unwrap_or(0);
+        assert!(score >= 70, "{name} scored {score}, expected the qualified band");
+    }
+    let sophie = prospect(&report, "Sophie Bernard");
+    let score = sophie.score.unwrap_or(0);
+    assert!((25..70).contains(&score), "Sophie Bernard scored {score}, expected the qualifying band");
+    assert!(sophie.missing.contains(&"timeline".to_owned()), "{:?}", sophie.missing);
+    assert!(sophie.next_follow_up.is_some(), "a qualifying prospect waits for a follow-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_data_import_and_messages() {
+    let (report, output) = run_sample().await;
+
+    // Two rows have no usable contact point; one repeats a prospect.
+    assert_eq!(report.summary["rejected"], 2, "{output}");
+    assert_eq!(report.summary["imported"], report.prospects.len());
+    assert!(report.prospects.len() >= 50);
+    assert!(output.contains("line 59"), "the row without contact point is reported with its line\n{output}");
+
+    // Every prospect ends qualified, disqualified, opted out, handed off,
+    // closed, or waiting for a follow-up.
+    for prospect in &report.prospects {
+        let settled = matches!(prospect.state.as_str(), "qualified" | "disqualified" | "opted_out" | "handed_off" | "closed");
+        assert!(settled || prospect.next_follow_up.is_some(), "{} is {} with no follow-up", prospect.name, prospect.state);
+    }
+
+    // Exactly one confirmation after two STOP messages in a row.
+    let pierre = prospect(&report, "Pierre Fontaine");
+    let after_stop: Vec<_> = pierre
+        .messages
+        .iter()
+        .filter(|message| message.direction == "outbound" && message.at.as_str() >= "2026-03-04T16:20:00Z")
+        .collect();
+    assert_eq!(after_stop.len(), 1, "{:#?}", pierre.messages);
+
+    // Facts carry the quote they come from.
+    let camille = prospect(&report, "Camille Martin");
+    let budget = &camille.facts["budget"];
+    assert!(budget.quote.contains("20k€"), "{budget:?}");
+    assert_eq!(camille.phone.as_deref(), Some("+33612345678"));
+
+    // The unknown sender is reported, not fatal.
+    assert!(output.contains("skipped"), "{output}");
+}
