@@ -126,6 +126,7 @@ impl EngineBuilder {
                 gate: Gate::new(self.gate_policy.unwrap_or_default()),
                 settings,
                 default_sender: self.default_sender.unwrap_or_else(|| "kalify".to_owned()),
+                locks: Default::default(),
             }),
         })
     }

@@ -2,8 +2,12 @@
 
 use chrono::Duration as ChronoDuration;
 
+use crate::Timestamp;
+use crate::conversation::{DeliveryStatus, Direction, Sender};
 use crate::engine::Engine;
 use crate::error::{ErrorKind, Result};
+use crate::gate::{GateRequest, Verdict};
+use crate::id::{OrgId, ProspectId};
 use crate::ports::{OutboxEntry, OutboxOutcome};
 
 /// What one [`Engine::deliver_outbox`] call did.
@@ -13,6 +17,8 @@ pub struct DeliveryReport {
     pub sent: usize,
     /// Stopped by the gate (opt-out, restriction, no basis).
     pub blocked: usize,
+    /// Put back by the gate to the next allowed slot (sending hours, frequency cap).
+    pub deferred: usize,
     /// Failed for good.
     pub failed: usize,
     /// Put back for a retry.
@@ -23,7 +29,13 @@ impl Engine {
     /// Delivers every outbox entry due at the clock's current time.
     ///
     /// Each entry passes the gate again at delivery, so an opt-out that
-    /// arrived after the entry was written still stops it.
+    /// arrived after the entry was written still stops it. A send the gate
+    /// defers goes back to the outbox for the next allowed slot; it is never dropped.
+    ///
+    /// Within one process, the gate check and the send of an entry hold the
+    /// prospect's lock, which inbound turns also take: an opt-out is either
+    /// committed before the check (and the send is blocked) or after the
+    /// send has returned.
     ///
     /// # Errors
     /// Store errors; channel errors are recorded on the entry.
@@ -56,6 +68,7 @@ impl Engine {
 
     async fn deliver(&self, entry: OutboxEntry, report: &mut DeliveryReport) -> Result<OutboxOutcome> {
         let store = &self.inner.store;
+        let _guard = self.inner.locks.lock(entry.prospect_id).await;
         let now = self.inner.clock.now();
         let prospect = match store.get_prospect(entry.org_id, entry.prospect_id).await {
             Ok(prospect) => prospect,
@@ -68,9 +81,29 @@ impl Engine {
         let suppressed = store.is_suppressed(entry.org_id, &entry.to).await?;
         let attempts = entry.attempts;
         let channel_kind = entry.channel;
-        let permit = match self.inner.gate.check(&prospect, entry, suppressed, now) {
-            Ok(permit) => permit,
-            Err(error) => {
+        let last_inbound_at = match store.get_conversation(entry.org_id, entry.conversation_id).await {
+            Ok(conversation) => conversation.last_inbound_at,
+            Err(error) if error.kind() == ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        };
+        let recent_outreach = self.recent_outreach(entry.org_id, entry.prospect_id, now).await?;
+        let request = GateRequest {
+            prospect: &prospect,
+            entry,
+            suppressed,
+            now,
+            last_inbound_at,
+            recent_outreach: &recent_outreach,
+            window: None,
+        };
+        let permit = match self.inner.gate.evaluate(request) {
+            Verdict::Permit(permit) => *permit,
+            Verdict::Defer { until, reason } => {
+                tracing::debug!(target: "kalify::engine", prospect_id = %prospect.id, channel = %channel_kind, %until, reason, "send deferred by the gate");
+                report.deferred += 1;
+                return Ok(OutboxOutcome::RetryAt(until));
+            }
+            Verdict::Block(error) => {
                 tracing::info!(target: "kalify::engine", prospect_id = %prospect.id, channel = %channel_kind, reason = error.message(), "send blocked by the gate");
                 report.blocked += 1;
                 return Ok(OutboxOutcome::Cancelled(error.message().to_owned()));
@@ -100,5 +133,30 @@ impl Engine {
                 Ok(OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())))
             }
         }
+    }
+}
+
+impl Engine {
+    /// Times of the campaign messages sent to a prospect in the last 7 days,
+    /// across all its conversations, for the frequency caps.
+    ///
+    /// NOTE: a message's time is when it was written to the outbox, so a
+    /// send the gate deferred counts from that earlier time.
+    async fn recent_outreach(&self, org: OrgId, prospect: ProspectId, now: Timestamp) -> Result<Vec<Timestamp>> {
+        let store = &self.inner.store;
+        let since = now - ChronoDuration::days(7);
+        let mut times = Vec::new();
+        for conversation in store.conversations_of(org, prospect).await? {
+            if conversation.updated_at < since {
+                continue;
+            }
+            for message in store.list_messages(org, conversation.id).await? {
+                let sent = matches!(message.status, DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Read);
+                if message.direction == Direction::Outbound && message.sender == Some(Sender::Campaign) && sent && message.at > since {
+                    times.push(message.at);
+                }
+            }
+        }
+        Ok(times)
     }
 }

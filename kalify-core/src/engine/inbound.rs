@@ -134,6 +134,8 @@ impl Engine {
     pub async fn process_pending(&self, org: OrgId, conversation_id: ConversationId) -> Result<Conversation> {
         let store = &self.inner.store;
         let retries = self.inner.settings.max_turn_retries;
+        let prospect_id = store.get_conversation(org, conversation_id).await?.prospect_id;
+        let _guard = self.inner.locks.lock(prospect_id).await;
         for attempt in 0..=retries {
             let conversation = store.get_conversation(org, conversation_id).await?;
             let pending = store.pending_inbound(org, conversation_id).await?;

@@ -35,6 +35,8 @@ pub struct RunReport {
     pub not_sent: usize,
     /// Outbox entries put back for a retry.
     pub retried: usize,
+    /// Outbox entries the gate put back to the next allowed slot.
+    pub deferred: usize,
 }
 
 impl Engine {
@@ -143,6 +145,7 @@ impl Engine {
         report.sent = delivery.sent;
         report.not_sent = delivery.blocked + delivery.failed;
         report.retried = delivery.retried;
+        report.deferred = delivery.deferred;
         Ok(report)
     }
 

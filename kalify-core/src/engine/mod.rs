@@ -64,6 +64,27 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// One async mutex per prospect, so that a delivery (gate check, then send)
+/// and a turn that may opt the prospect out never interleave in this process.
+#[derive(Debug, Default)]
+pub(crate) struct ProspectLocks {
+    locks: std::sync::Mutex<HashMap<crate::id::ProspectId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ProspectLocks {
+    pub(crate) async fn lock(&self, prospect: crate::id::ProspectId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Drop locks nobody holds so the map does not grow with every prospect ever seen.
+            if locks.len() > 10_000 {
+                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            locks.entry(prospect).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     store: Arc<dyn Store>,
@@ -77,6 +98,7 @@ struct Inner {
     gate: Gate,
     settings: EngineSettings,
     default_sender: String,
+    locks: ProspectLocks,
 }
 
 impl Engine {
