@@ -369,3 +369,38 @@ async fn restricted_prospect_gets_nothing() {
 fn clock_is_object_safe(clock: &dyn Clock) -> Timestamp {
     clock.now()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_drains_and_stops_on_signal() {
+    let h = harness();
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    for index in 0..20 {
+        let prospect = add_prospect(&h, &format!("06 12 34 56 {index:02}"), true).await;
+        h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    }
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let engine = h.engine.clone();
+        async move {
+            let options = kalify::engine::WorkerOptions::default()
+                .with_concurrency(4)
+                .with_poll_interval(std::time::Duration::from_millis(20));
+            engine.run_worker(options, async move { stopped.await.unwrap_or(()) }).await
+        }
+    });
+    for _ in 0..200 {
+        if h.sms.sent().len() == 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    let report = worker.await.unwrap().unwrap();
+    assert_eq!(report.jobs_done, 20);
+    assert_eq!(report.sent, 20);
+    assert_eq!(h.sms.sent().len(), 20);
+    let keys: std::collections::HashSet<_> = h.sms.sent().into_iter().map(|sent| sent.idempotency_key).collect();
+    assert_eq!(keys.len(), 20, "every send has its own idempotency key");
+}

@@ -25,6 +25,28 @@ pub struct DeliveryReport {
     pub retried: usize,
 }
 
+/// How one delivery attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeliveryResult {
+    Sent,
+    Blocked,
+    Deferred,
+    Failed,
+    Retried,
+}
+
+impl DeliveryReport {
+    pub(crate) fn count(&mut self, result: DeliveryResult) {
+        match result {
+            DeliveryResult::Sent => self.sent += 1,
+            DeliveryResult::Blocked => self.blocked += 1,
+            DeliveryResult::Deferred => self.deferred += 1,
+            DeliveryResult::Failed => self.failed += 1,
+            DeliveryResult::Retried => self.retried += 1,
+        }
+    }
+}
+
 impl Engine {
     /// Delivers every outbox entry due at the clock's current time.
     ///
@@ -54,10 +76,8 @@ impl Engine {
             }
             let claimed = entries.len();
             for entry in entries {
-                let org = entry.org_id;
-                let id = entry.id;
-                let outcome = self.deliver(entry, &mut report).await?;
-                self.inner.store.finish_outbox(org, id, outcome).await?;
+                let result = self.deliver_entry(entry).await?;
+                report.count(result);
             }
             if claimed < settings.batch_size {
                 break;
@@ -66,15 +86,23 @@ impl Engine {
         Ok(report)
     }
 
-    async fn deliver(&self, entry: OutboxEntry, report: &mut DeliveryReport) -> Result<OutboxOutcome> {
+    /// Delivers one claimed entry and records the outcome in the store.
+    pub(crate) async fn deliver_entry(&self, entry: OutboxEntry) -> Result<DeliveryResult> {
+        let org = entry.org_id;
+        let id = entry.id;
+        let (outcome, result) = self.deliver(entry).await?;
+        self.inner.store.finish_outbox(org, id, outcome).await?;
+        Ok(result)
+    }
+
+    async fn deliver(&self, entry: OutboxEntry) -> Result<(OutboxOutcome, DeliveryResult)> {
         let store = &self.inner.store;
         let _guard = self.inner.locks.lock(entry.prospect_id).await;
         let now = self.inner.clock.now();
         let prospect = match store.get_prospect(entry.org_id, entry.prospect_id).await {
             Ok(prospect) => prospect,
             Err(error) if error.kind() == ErrorKind::NotFound => {
-                report.blocked += 1;
-                return Ok(OutboxOutcome::Cancelled("prospect no longer exists".to_owned()));
+                return Ok((OutboxOutcome::Cancelled("prospect no longer exists".to_owned()), DeliveryResult::Blocked));
             }
             Err(error) => return Err(error),
         };
@@ -100,23 +128,20 @@ impl Engine {
             Verdict::Permit(permit) => *permit,
             Verdict::Defer { until, reason } => {
                 tracing::debug!(target: "kalify::engine", prospect_id = %prospect.id, channel = %channel_kind, %until, reason, "send deferred by the gate");
-                report.deferred += 1;
-                return Ok(OutboxOutcome::RetryAt(until));
+                return Ok((OutboxOutcome::RetryAt(until), DeliveryResult::Deferred));
             }
             Verdict::Block(error) => {
                 tracing::info!(target: "kalify::engine", prospect_id = %prospect.id, channel = %channel_kind, reason = error.message(), "send blocked by the gate");
-                report.blocked += 1;
-                return Ok(OutboxOutcome::Cancelled(error.message().to_owned()));
+                return Ok((OutboxOutcome::Cancelled(error.message().to_owned()), DeliveryResult::Blocked));
             }
         };
         let Some(channel) = self.inner.channels.get(&channel_kind) else {
-            report.failed += 1;
-            return Ok(OutboxOutcome::Failed(format!("no {channel_kind} channel is configured")));
+            return Ok((OutboxOutcome::Failed(format!("no {channel_kind} channel is configured")), DeliveryResult::Failed));
         };
         match channel.send(&permit).await {
             Ok(receipt) => {
-                report.sent += 1;
-                Ok(OutboxOutcome::Sent { provider: receipt.provider, provider_message_id: receipt.provider_message_id })
+                let outcome = OutboxOutcome::Sent { provider: receipt.provider, provider_message_id: receipt.provider_message_id };
+                Ok((outcome, DeliveryResult::Sent))
             }
             Err(error) if error.is_retryable() && attempts < self.inner.settings.max_delivery_attempts => {
                 let delay = error
@@ -124,13 +149,11 @@ impl Engine {
                     .and_then(|delay| ChronoDuration::from_std(delay).ok())
                     .unwrap_or_else(|| ChronoDuration::seconds(1 << attempts.min(12)));
                 tracing::warn!(target: "kalify::channel", provider = channel.provider(), attempts, error = %error, "send failed; retrying");
-                report.retried += 1;
-                Ok(OutboxOutcome::RetryAt(now + delay))
+                Ok((OutboxOutcome::RetryAt(now + delay), DeliveryResult::Retried))
             }
             Err(error) => {
                 tracing::warn!(target: "kalify::channel", provider = channel.provider(), attempts, error = %error, "send failed for good");
-                report.failed += 1;
-                Ok(OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())))
+                Ok((OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())), DeliveryResult::Failed))
             }
         }
     }

@@ -119,22 +119,10 @@ impl Engine {
             }
             let claimed = jobs.len();
             for job in jobs {
-                let outcome = match self.run_job(&job, now).await {
-                    Ok(outcome) => outcome,
-                    Err(error) => {
-                        tracing::warn!(target: "kalify::engine", job_id = %job.id, conversation_id = %job.conversation_id, attempts = job.attempts, error = %error, "job failed; retrying later");
-                        let backoff = ChronoDuration::seconds(30 * i64::from(job.attempts.clamp(1, 60)));
-                        JobOutcome::RetryAt(now + backoff)
-                    }
-                };
-                match &outcome {
+                match self.execute_job(&job, now).await? {
                     JobOutcome::Done => report.jobs_done += 1,
                     JobOutcome::Cancelled => report.jobs_cancelled += 1,
                     JobOutcome::RetryAt(_) => report.jobs_deferred += 1,
-                }
-                // A job the turn completed is already finished in the store.
-                if outcome != JobOutcome::Done {
-                    self.inner.store.finish_job(job.org_id, job.id, outcome).await?;
                 }
             }
             if claimed < settings.batch_size {
@@ -147,6 +135,24 @@ impl Engine {
         report.retried = delivery.retried;
         report.deferred = delivery.deferred;
         Ok(report)
+    }
+
+    /// Runs one claimed job and records its outcome in the store. A failing
+    /// job is rescheduled with a backoff that grows with its attempts.
+    pub(crate) async fn execute_job(&self, job: &Job, now: Timestamp) -> Result<JobOutcome> {
+        let outcome = match self.run_job(job, now).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::warn!(target: "kalify::engine", job_id = %job.id, conversation_id = %job.conversation_id, attempts = job.attempts, error = %error, "job failed; retrying later");
+                let backoff = ChronoDuration::seconds(30 * i64::from(job.attempts.clamp(1, 60)));
+                JobOutcome::RetryAt(now + backoff)
+            }
+        };
+        // A job the turn completed is already finished in the store.
+        if outcome != JobOutcome::Done {
+            self.inner.store.finish_job(job.org_id, job.id, outcome.clone()).await?;
+        }
+        Ok(outcome)
     }
 
     async fn run_job(&self, job: &Job, now: Timestamp) -> Result<JobOutcome> {

@@ -6,6 +6,7 @@ mod delivery;
 mod inbound;
 mod jobs;
 mod turn;
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub use builder::EngineBuilder;
 pub use delivery::DeliveryReport;
 pub use inbound::InboundReport;
 pub use jobs::{Enrollment, RunReport};
+pub use worker::{WorkerOptions, WorkerReport};
 
 use crate::contact::ChannelKind;
 use crate::conversation::Policy;
