@@ -28,13 +28,14 @@ use kalify::ai::RulesModel;
 use kalify::campaign::{Campaign, CampaignStatus, Step};
 use kalify::channels::ConsoleChannel;
 use kalify::contact::{ChannelKind, ContactPoint, Region};
-use kalify::conversation::{ConversationState, Direction};
+use kalify::conversation::{ConversationState, DeliveryStatus, Direction};
 use kalify::engine::Engine;
 use kalify::import::{ImportOptions, import_prospects};
 use kalify::ports::{InboundMessage, ListOptions, ManualClock, Store};
+use kalify::prospect::Locale;
 use kalify::qualification::Localized;
 use kalify::store::SqliteStore;
-use kalify::{CampaignId, Error, OrgId, Timestamp};
+use kalify::{Error, OrgId, Timestamp};
 use serde::Serialize;
 
 /// Command-line options.
@@ -42,8 +43,8 @@ use serde::Serialize;
 pub struct Options {
     /// The prospects CSV.
     pub prospects: PathBuf,
-    /// The replies CSV.
-    pub replies: PathBuf,
+    /// The replies CSV; `None` replays nothing.
+    pub replies: Option<PathBuf>,
     /// The database path; a fresh file in the temp dir when `None`.
     pub db: Option<PathBuf>,
     /// Where to write the JSON report.
@@ -59,7 +60,7 @@ impl Default for Options {
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
         Options {
             prospects: data.join("prospects.csv"),
-            replies: data.join("replies.csv"),
+            replies: Some(data.join("replies.csv")),
             db: None,
             json: None,
             default_region: Region::FR,
@@ -68,17 +69,42 @@ impl Default for Options {
     }
 }
 
-const USAGE: &str = "usage: quickstart [--prospects FILE] [--replies FILE] [--db PATH] [--json FILE] [--default-region CC] [--show-messages]";
+const USAGE: &str = "usage: quickstart [--prospects FILE] [--replies FILE] [--db PATH] [--json FILE] [--default-region CC] [--show-messages]
+
+  --prospects FILE      prospects CSV (default: the sample in examples/data)
+  --replies FILE        replies CSV with the columns at, from, channel, text
+                        (default: the sample replies, unless --prospects is given)
+  --db PATH             SQLite database to create or reuse (default: a new file in the temp directory)
+  --json FILE           also write the report as JSON
+  --default-region CC   region for phone numbers without a country code (default FR)
+  --show-messages       print every message as it is sent";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run with these options.
+    Run(Options),
+    /// Print the usage and exit.
+    Help,
+}
 
 /// Parses command-line arguments (without the program name).
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
     let mut options = Options::default();
+    let mut replies_given = false;
+    let mut prospects_given = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
         match arg.as_str() {
-            "--prospects" => options.prospects = value("--prospects")?.into(),
-            "--replies" => options.replies = value("--replies")?.into(),
+            "--prospects" => {
+                options.prospects = value("--prospects")?.into();
+                prospects_given = true;
+            }
+            "--replies" => {
+                options.replies = Some(value("--replies")?.into());
+                replies_given = true;
+            }
             "--db" => options.db = Some(value("--db")?.into()),
             "--json" => options.json = Some(value("--json")?.into()),
             "--default-region" => {
@@ -86,11 +112,15 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Options, Str
                 options.default_region = code.parse().map_err(|error: Error| error.to_string())?;
             }
             "--show-messages" => options.show_messages = true,
-            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "-h" | "--help" => return Ok(Command::Help),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
     }
-    Ok(options)
+    // The sample replies are written for the sample prospects only.
+    if prospects_given && !replies_given {
+        options.replies = None;
+    }
+    Ok(Command::Run(options))
 }
 
 /// One message in the JSON report.
@@ -104,6 +134,8 @@ pub struct MessageReport {
     pub at: String,
     /// The text.
     pub text: String,
+    /// Delivery status: `received` for inbound; `sent`, `pending`, `cancelled` or `failed` for outbound.
+    pub status: String,
 }
 
 /// One fact in the JSON report.
@@ -171,15 +203,36 @@ struct Reply {
 /// Fails when a file cannot be read or the database cannot be created; bad
 /// rows are reported and skipped.
 pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error> {
+    let io = |error: std::io::Error| Error::new(kalify::ErrorKind::Unavailable, "failed to write output").with_source(error);
+
+    // Check every input and output path before creating the database.
+    let file = std::fs::File::open(&options.prospects).map_err(|error| {
+        Error::invalid_input(format!("cannot open prospects file {}: {error}", options.prospects.display()))
+    })?;
+    if options.prospects.is_dir() {
+        return Err(Error::invalid_input(format!("prospects file {} is a directory", options.prospects.display())));
+    }
+    for path in options.json.iter().chain(options.db.iter()) {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(Error::invalid_input(format!(
+                "the directory of {} does not exist; create it or choose another path",
+                path.display()
+            )));
+        }
+    }
+    let replies = match &options.replies {
+        Some(path) => read_replies(path, options.default_region, out)?,
+        None => Vec::new(),
+    };
+
     let db_path = match &options.db {
         Some(path) => path.clone(),
         None => std::env::temp_dir().join(format!("kalify-quickstart-{}.db", Utc::now().format("%Y%m%d-%H%M%S-%f"))),
     };
-    let io = |error: std::io::Error| Error::new(kalify::ErrorKind::Unavailable, "failed to write output").with_source(error);
     writeln!(out, "database: {}", db_path.display()).map_err(io)?;
-
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await?);
-    let replies = read_replies(&options.replies, options.default_region, out)?;
     let start = simulation_start(&replies);
     let clock = ManualClock::new(start);
     let channel_printer = |kind| -> Arc<dyn kalify::ports::Channel> {
@@ -191,32 +244,37 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
         .with_clock(Arc::new(clock.clone()))
         .with_channel(channel_printer(ChannelKind::Sms))
         .with_channel(channel_printer(ChannelKind::Email))
-        .with_default_sender("Léa from Kalify Demo")
+        .with_default_sender(PERSONA)
         .build()?;
 
-    // Import.
-    let org = OrgId::new();
-    let file = std::fs::File::open(&options.prospects).map_err(|error| {
-        Error::invalid_input(format!("cannot open prospects file {}: {error}", options.prospects.display()))
-    })?;
+    // Import. A fixed org id lets a rerun on the same database find the
+    // prospects, opt-outs and replies of the previous run.
+    let org: OrgId = QUICKSTART_ORG.parse()?;
     let import_options = ImportOptions::default()
         .with_default_region(options.default_region)
+        .with_default_locale(locale_of_region(options.default_region))
         .with_source("quickstart");
-    let import = import_prospects(store.as_ref(), org, std::io::BufReader::new(file), &import_options, start).await?;
+    let import = import_prospects(store.as_ref(), org, std::io::BufReader::new(file), &import_options, start)
+        .await
+        .map_err(|error| error.with_context("file", options.prospects.display()))?;
     writeln!(
         out,
-        "imported {} prospects from {} ({} updated, {} duplicates, {} suppressed, {} rejected)",
-        import.inserted,
+        "imported {} from {} ({} updated, {} duplicates, {} suppressed, {} rejected)",
+        plural(import.inserted, "prospect"),
         options.prospects.display(),
         import.updated,
         import.duplicates,
         import.suppressed,
-        import.rejected.len()
+        import.rejected_total
     )
     .map_err(io)?;
-    for row in import.rejected.iter().chain(import.warnings.iter()) {
+    for row in &import.rejected {
         let column = row.column.as_deref().map(|column| format!(" column {column:?}:")).unwrap_or_default();
-        writeln!(out, "  line {}:{column} {}", row.line, row.reason).map_err(io)?;
+        writeln!(out, "  rejected line {}:{column} {}", row.line, row.reason).map_err(io)?;
+    }
+    for row in &import.warnings {
+        let column = row.column.as_deref().map(|column| format!(" column {column:?}:")).unwrap_or_default();
+        writeln!(out, "  imported with a warning, line {}:{column} {}", row.line, row.reason).map_err(io)?;
     }
 
     // Enroll everyone in the sample campaign.
@@ -240,9 +298,24 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
             next_reply += 1;
             clock.set(reply.at);
             engine.run_due().await?;
-            let Ok(from) = ContactPoint::parse_any(&reply.from, options.default_region) else {
-                writeln!(out, "  replies line {}: invalid sender {:?}; skipped", reply.line, reply.from).map_err(io)?;
-                continue;
+            let from = match ContactPoint::parse_any(&reply.from, options.default_region) {
+                Ok(from) if from.channel() == reply.channel || (reply.channel == ChannelKind::Messenger) => from,
+                Ok(from) => {
+                    writeln!(
+                        out,
+                        "  replies line {}: channel {} does not match the sender {:?}, which is an {} contact; skipped",
+                        reply.line,
+                        reply.channel,
+                        reply.from,
+                        if from.channel() == ChannelKind::Email { "e-mail" } else { "SMS" }
+                    )
+                    .map_err(io)?;
+                    continue;
+                }
+                Err(error) => {
+                    writeln!(out, "  replies line {}: invalid sender {:?}: {}; skipped", reply.line, reply.from, error.message()).map_err(io)?;
+                    continue;
+                }
             };
             let inbound = InboundMessage {
                 channel: reply.channel,
@@ -252,8 +325,12 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
                 text: reply.text.clone(),
                 at: reply.at,
             };
-            if let Err(error) = engine.handle_inbound(org, inbound).await {
-                writeln!(out, "  replies line {}: {error}; skipped", reply.line).map_err(io)?;
+            match engine.handle_inbound(org, inbound).await {
+                Ok(_) => {}
+                Err(error) if error.kind() == kalify::ErrorKind::NotFound => {
+                    writeln!(out, "  replies line {}: no prospect has the sender {:?}; skipped", reply.line, reply.from).map_err(io)?;
+                }
+                Err(error) => writeln!(out, "  replies line {}: {error}; skipped", reply.line).map_err(io)?,
             }
         }
         clock.set(tick);
@@ -261,8 +338,19 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
         tick += Duration::hours(1);
     }
 
-    let report = build_report(store.as_ref(), org, &import, &db_path).await?;
+    let report = build_report(&engine, org, &import, &db_path).await?;
     print_table(&report, out).map_err(io)?;
+    let not_sent = report.summary.get("not_sent").copied().unwrap_or(0);
+    if not_sent > 0 {
+        writeln!(
+            out,
+            "{} not sent: cancelled by a reply or an opt-out, or blocked by the compliance gate \
+             (no consent record for the channel, a suppression or a restriction). \
+             The gate needs a consent column such as \"Consent date\" in the prospects CSV; see the README.",
+            plural(not_sent, "message")
+        )
+        .map_err(io)?;
+    }
     if let Some(path) = &options.json {
         let json = serde_json::to_vec_pretty(&report)?;
         std::fs::write(path, json)
@@ -272,12 +360,30 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
     Ok(report)
 }
 
+/// The org every quickstart run uses, so reruns on one database build on each other.
+const QUICKSTART_ORG: &str = "01900000-0000-7000-8000-00000000beef";
+
+/// The sender identity, readable in English and French.
+const PERSONA: &str = "Léa (Kalify Demo)";
+
+fn locale_of_region(region: Region) -> Locale {
+    match region.code() {
+        "FR" | "BE" | "CH" | "LU" | "MC" | "RE" | "GP" | "MQ" | "GF" | "YT" | "PM" | "NC" | "PF" | "SN" | "CI" | "MA" | "TN" | "DZ" => Locale::Fr,
+        _ => Locale::En,
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
 fn sample_campaign(org: OrgId, now: Timestamp) -> Campaign {
     Campaign {
-        id: CampaignId::new(),
+        // The same id on every run, so a rerun does not enroll everyone again.
+        id: "01900000-0000-7000-8000-00000000ca11".parse().unwrap_or_default(),
         org_id: org,
         name: "Lead follow-up assistant".to_owned(),
-        persona: "Léa from Kalify Demo".to_owned(),
+        persona: PERSONA.to_owned(),
         goal: "book a 20-minute demo".to_owned(),
         channels: vec![ChannelKind::Sms, ChannelKind::Email],
         steps: vec![
@@ -309,8 +415,7 @@ fn sample_campaign(org: OrgId, now: Timestamp) -> Campaign {
     }
 }
 
-fn read_replies(path: &Path, region: Region, out: &mut dyn Write) -> Result<Vec<Reply>, Error> {
-    let _ = region;
+fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec<Reply>, Error> {
     let file = std::fs::File::open(path)
         .map_err(|error| Error::invalid_input(format!("cannot open replies file {}: {error}", path.display())))?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
@@ -321,7 +426,7 @@ fn read_replies(path: &Path, region: Region, out: &mut dyn Write) -> Result<Vec<
     let column = |name: &str| {
         headers.iter().position(|header| header.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name)).ok_or_else(|| {
             Error::invalid_input(format!(
-                "replies file {} has no {name:?} column; expected the columns at, from, channel, text",
+                "replies file {} has no {name:?} column; expected a comma-separated header row with the columns at, from, channel, text",
                 path.display()
             ))
         })
@@ -335,7 +440,8 @@ fn read_replies(path: &Path, region: Region, out: &mut dyn Write) -> Result<Vec<
             Ok(record) => record,
             Err(error) => {
                 let line = error.position().map_or(0, |position| position.line());
-                let _ = writeln!(out, "  replies line {line}: unreadable row ({error}); skipped");
+                let hint = if matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) { "; save the file as UTF-8" } else { "" };
+                let _ = writeln!(out, "  replies line {line}: unreadable row{hint}; skipped");
                 continue;
             }
         };
@@ -355,7 +461,15 @@ fn read_replies(path: &Path, region: Region, out: &mut dyn Write) -> Result<Vec<
                 continue;
             }
         };
+        if record.len() < headers.len() {
+            let _ = writeln!(out, "  replies line {line}: the row has {} fields but the header has {}; skipped", record.len(), headers.len());
+            continue;
+        }
         let text = record.get(text_column).unwrap_or("").to_owned();
+        if text.trim().is_empty() {
+            let _ = writeln!(out, "  replies line {line}: the text is empty; skipped");
+            continue;
+        }
         replies.push(Reply { line, at, from: field(from_column), channel, text });
     }
     replies.sort_by_key(|reply| reply.at);
@@ -379,11 +493,16 @@ fn simulation_end(start: Timestamp, replies: &[Reply]) -> Timestamp {
     after_last.max(start + Duration::days(6))
 }
 
-async fn build_report(store: &dyn Store, org: OrgId, import: &kalify::import::ImportReport, db: &Path) -> Result<Report, Error> {
+async fn build_report(engine: &Engine, org: OrgId, import: &kalify::import::ImportReport, db: &Path) -> Result<Report, Error> {
+    let store = engine.store().as_ref();
+    let all_criteria: Vec<String> = engine.framework().criteria.iter().map(|criterion| criterion.key.clone()).collect();
     let prospects = store.list_prospects(org, ListOptions::default()).await?;
     let mut summary = BTreeMap::new();
     summary.insert("imported".to_owned(), import.inserted);
-    summary.insert("rejected".to_owned(), import.rejected.len());
+    summary.insert("rejected".to_owned(), import.rejected_total);
+    summary.insert("duplicates".to_owned(), import.duplicates);
+    summary.insert("suppressed".to_owned(), import.suppressed);
+    summary.insert("not_sent".to_owned(), 0);
     let mut entries = Vec::with_capacity(prospects.len());
     for prospect in prospects {
         let conversations = store.conversations_of(org, prospect.id).await?;
@@ -392,7 +511,11 @@ async fn build_report(store: &dyn Store, org: OrgId, import: &kalify::import::Im
         let mut next_follow_up = None;
         for conversation in conversations.iter().rev() {
             for message in store.list_messages(org, conversation.id).await? {
+                if matches!(message.status, DeliveryStatus::Cancelled | DeliveryStatus::Failed) {
+                    *summary.entry("not_sent".to_owned()).or_insert(0) += 1;
+                }
                 messages.push(MessageReport {
+                    status: message.status.as_str().to_owned(),
                     direction: match message.direction {
                         Direction::Inbound => "inbound".to_owned(),
                         Direction::Outbound => "outbound".to_owned(),
@@ -435,7 +558,7 @@ async fn build_report(store: &dyn Store, org: OrgId, import: &kalify::import::Im
             score: score.as_ref().map(|score| score.value),
             explanation: score.as_ref().map(|score| score.explain()),
             facts,
-            missing: score.as_ref().map_or_else(Vec::new, |score| score.missing.clone()),
+            missing: score.as_ref().map_or_else(|| all_criteria.clone(), |score| score.missing.clone()),
             next_follow_up,
             messages,
         });
@@ -471,9 +594,10 @@ fn print_table(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         .collect();
     writeln!(
         out,
-        "summary: imported={} rejected={} {}",
+        "summary: imported={} rejected={} not_sent={} {}",
         report.summary.get("imported").copied().unwrap_or(0),
         report.summary.get("rejected").copied().unwrap_or(0),
+        report.summary.get("not_sent").copied().unwrap_or(0),
         counts.join(" ")
     )
 }
@@ -491,7 +615,11 @@ fn clip(text: &str, width: usize) -> String {
 #[allow(dead_code)]
 fn main() -> ExitCode {
     let options = match parse_args(std::env::args().skip(1)) {
-        Ok(options) => options,
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);

@@ -111,3 +111,54 @@ async fn sample_data_import_and_messages() {
     // The unknown sender is reported, not fatal.
     assert!(output.contains("skipped"), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_replies_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let replies = dir.path().join("replies.csv");
+    let mut bytes = b"at,from,channel,text\n".to_vec();
+    bytes.extend_from_slice(b"yesterday,06 12 34 56 78,sms,hello\n");
+    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,whatsapp,hello\n");
+    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,sms,\n");
+    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,sms\n");
+    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,camille.martin@boulangeries-martin.fr,sms,hello\n");
+    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,not a number,sms,hello\n");
+    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,sms,caf\xe9 \xff\n");
+    bytes.extend_from_slice("2026-03-02T10:05:00Z,CAMILLE.Martin@Boulangeries-Martin.fr,email,STOP\n".as_bytes());
+    std::fs::write(&replies, bytes).unwrap();
+    let options = Options {
+        replies: Some(replies),
+        db: Some(dir.path().join("q.db")),
+        ..Options::default()
+    };
+    let mut output = Vec::new();
+    let report = quickstart::run(&options, &mut output).await.unwrap();
+    let output = String::from_utf8(output).unwrap();
+
+    for expected in [
+        "replies line 2: invalid time \"yesterday\"",
+        "replies line 3: invalid channel \"whatsapp\"",
+        "replies line 4: the text is empty",
+        "replies line 5: the row has 3 fields but the header has 4",
+        "replies line 6: channel sms does not match the sender",
+        "replies line 7: invalid sender \"not a number\"",
+        "replies line 8: unreadable row; save the file as UTF-8",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in\n{output}");
+    }
+    // The upper-case address still reaches the prospect, so the opt-out holds.
+    assert_eq!(prospect(&report, "Camille Martin").state, "opted_out", "{output}");
+}
+
+#[test]
+fn help_and_bad_options() {
+    assert!(matches!(quickstart::parse_args(["--help".to_owned()]), Ok(quickstart::Command::Help)));
+    let error = quickstart::parse_args(["--default-region".to_owned(), "XX".to_owned()]).unwrap_err();
+    assert!(error.contains("\"XX\""), "{error}");
+    let error = quickstart::parse_args(["--frobnicate".to_owned()]).unwrap_err();
+    assert!(error.contains("--frobnicate"), "{error}");
+    let Ok(quickstart::Command::Run(options)) = quickstart::parse_args(["--prospects".to_owned(), "x.csv".to_owned()]) else {
+        panic!("expected options");
+    };
+    assert!(options.replies.is_none(), "the sample replies belong to the sample prospects only");
+}

@@ -66,7 +66,7 @@ impl PhoneNumber {
         let cleaned = trimmed.replace("(0)", "");
         let parsed = phonenumber::parse(Some(default_region.0), &cleaned).map_err(|error| {
             Error::invalid_input(format!(
-                "invalid phone number {trimmed:?}: {error}; write it with its country code, such as +33 6 12 34 56 78"
+                "invalid phone number {trimmed:?}: {error}; write it in international form with its country code, such as +33 6 12 34 56 78 or +1 415 555 0132"
             ))
         })?;
         if !phonenumber::is_valid(&parsed) {
@@ -154,7 +154,12 @@ pub struct EmailAddress(String);
 
 impl EmailAddress {
     /// Parses and normalises an address: surrounding space and angle brackets
-    /// are removed, the domain is lower-cased, the local part is kept as written.
+    /// are removed and the whole address is lower-cased.
+    ///
+    /// RFC 5321 lets a server treat the local part as case-sensitive, but
+    /// mail providers do not, and people type their address in any case; a
+    /// lower-cased address lets replies, imports and opt-outs match the
+    /// prospect whatever case the sender used.
     ///
     /// # Errors
     /// `InvalidInput` when the address is not valid under RFC 5321/5322.
@@ -173,7 +178,7 @@ impl EmailAddress {
                 "invalid e-mail address {trimmed:?}: the @ is missing"
             )));
         };
-        let normalised = format!("{local}@{}", domain.to_lowercase());
+        let normalised = format!("{}@{}", local.to_lowercase(), domain.to_lowercase());
         if !email_address::EmailAddress::is_valid(&normalised) || !domain.contains('.') {
             return Err(Error::invalid_input(format!(
                 "invalid e-mail address {trimmed:?}: expected a form such as name@example.com"
@@ -405,9 +410,10 @@ mod tests {
     }
 
     #[test]
-    fn email_domain_is_lowercased() {
+    fn email_is_lowercased() {
         let email = EmailAddress::parse("  Jean.Dupont+crm@Example.FR ").unwrap();
-        assert_eq!(email.as_str(), "Jean.Dupont+crm@example.fr");
+        assert_eq!(email.as_str(), "jean.dupont+crm@example.fr");
+        assert_eq!(EmailAddress::parse("KIM@Example.com").unwrap(), EmailAddress::parse("kim@example.com").unwrap());
         assert!(!format!("{email:?}").contains("Jean"));
     }
 
