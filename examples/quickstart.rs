@@ -387,31 +387,23 @@ fn sample_campaign(org: OrgId, now: Timestamp) -> Campaign {
         goal: "book a 20-minute demo".to_owned(),
         channels: vec![ChannelKind::Sms, ChannelKind::Email],
         steps: vec![
-            Step {
-                delay_hours: 0,
-                template: Localized::new(
+            Step::new(0, Localized::new(
                     "Hi {{ first_name or 'there' }}, {{ sender }} here. You asked about automating lead follow-up for {{ company or 'your company' }}: what would you like to improve first? Reply STOP to opt out.",
                     "Bonjour {{ first_name or '' }}, ici {{ sender }}. Vous vous êtes intéressé à l'automatisation du suivi des prospects pour {{ company or 'votre entreprise' }} : qu'aimeriez-vous améliorer en priorité ? STOP pour ne plus recevoir de messages.",
-                ),
-            },
-            Step {
-                delay_hours: 48,
-                template: Localized::new(
+                )),
+            Step::new(48, Localized::new(
                     "{{ first_name or 'Hello' }}, just checking in: is lead follow-up still a topic at {{ company or 'your company' }}? Reply STOP to opt out.",
                     "{{ first_name or 'Bonjour' }}, je me permets de vous relancer : le suivi des prospects est-il toujours d'actualité chez {{ company or 'vous' }} ? STOP pour ne plus recevoir de messages.",
-                ),
-            },
-            Step {
-                delay_hours: 72,
-                template: Localized::new(
+                )),
+            Step::new(72, Localized::new(
                     "Last message from {{ sender }}: if the timing is better later, just reply and we will pick it up. Reply STOP to opt out.",
                     "Dernier message de {{ sender }} : si le moment est mieux choisi plus tard, répondez simplement et nous reprendrons. STOP pour ne plus recevoir de messages.",
-                ),
-            },
+                )),
         ],
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: now,
+        settings: Default::default(),
     }
 }
 

@@ -32,7 +32,7 @@ fn consent(channel: ChannelKind) -> Consent {
 }
 
 fn campaign(org: OrgId) -> Campaign {
-    let step = |delay_hours, text: &str| Step { delay_hours, template: Localized::new(text, text) };
+    let step = |delay_hours, text: &str| Step::new(delay_hours, Localized::new(text, text));
     Campaign {
         id: CampaignId::new(),
         org_id: org,
@@ -44,6 +44,7 @@ fn campaign(org: OrgId) -> Campaign {
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: start(),
+        settings: Default::default(),
     }
 }
 

@@ -80,7 +80,7 @@ fn harness() -> Harness {
 }
 
 fn campaign(org: OrgId, name: &str) -> Campaign {
-    let step = |delay_hours, text: &str| Step { delay_hours, template: Localized::new(text, text) };
+    let step = |delay_hours, text: &str| Step::new(delay_hours, Localized::new(text, text));
     Campaign {
         id: CampaignId::new(),
         org_id: org,
@@ -92,6 +92,7 @@ fn campaign(org: OrgId, name: &str) -> Campaign {
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: start(),
+        settings: Default::default(),
     }
 }
 
@@ -403,4 +404,122 @@ async fn worker_drains_and_stops_on_signal() {
     assert_eq!(h.sms.sent().len(), 20);
     let keys: std::collections::HashSet<_> = h.sms.sent().into_iter().map(|sent| sent.idempotency_key).collect();
     assert_eq!(keys.len(), 20, "every send has its own idempotency key");
+}
+
+#[tokio::test]
+async fn enroll_matching_filters_prospects() {
+    use kalify::engine::{FieldPredicate, Predicate, ProspectFilter};
+    use kalify::prospect::CustomValue;
+
+    let h = harness();
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    for (index, (source, seats)) in [("salon", 50.0), ("salon", 5.0), ("web", 80.0)].into_iter().enumerate() {
+        let mut prospect = Prospect::new(h.org, start());
+        prospect.phone = Some(PhoneNumber::parse(&format!("06 11 22 33 4{index}"), Region::FR).unwrap());
+        prospect.source = Some(source.to_owned());
+        prospect.custom_fields.insert("seats".into(), CustomValue::Number(seats));
+        h.store.insert_prospects(&[prospect]).await.unwrap();
+    }
+    let mut unreachable = Prospect::new(h.org, start());
+    unreachable.source = Some("salon".to_owned());
+    unreachable.custom_fields.insert("seats".into(), CustomValue::Number(99.0));
+    h.store.insert_prospects(&[unreachable]).await.unwrap();
+
+    let filter = ProspectFilter {
+        sources: vec!["salon".into()],
+        custom: vec![FieldPredicate { field: "seats".into(), predicate: Predicate::AtLeast(10.0) }],
+        ..ProspectFilter::default()
+    };
+    let report = h.engine.enroll_matching(h.org, campaign.id, &filter).await.unwrap();
+    assert_eq!(report.matched, 2);
+    assert_eq!(report.enrolled, 1);
+    assert_eq!(report.skipped.len(), 1, "the prospect without a contact point is skipped");
+    let again = h.engine.enroll_matching(h.org, campaign.id, &filter).await.unwrap();
+    assert_eq!(again.enrolled, 0);
+    assert_eq!(again.already_enrolled, 1);
+}
+
+#[tokio::test]
+async fn paused_campaign_waits() {
+    let h = harness();
+    let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine.pause_campaign(h.org, campaign.id).await.unwrap();
+    h.engine.run_due().await.unwrap();
+    assert!(h.sms.sent().is_empty());
+    h.engine.resume_campaign(h.org, campaign.id).await.unwrap();
+    h.clock.advance(Duration::hours(1));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.sms.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn reply_stops_sequence_when_configured() {
+    use kalify::campaign::StopCondition;
+
+    let h = harness();
+    let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
+    let mut campaign = campaign(h.org, "spring");
+    campaign.settings.stop_on.push(StopCondition::Reply);
+    h.store.put_campaign(&campaign).await.unwrap();
+    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine.run_due().await.unwrap();
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "Tell me more", start())).await.unwrap();
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    assert!(h.store.pending_jobs(h.org, conversation.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn step_channel_and_required_fields() {
+    use kalify::contact::EmailAddress;
+    use kalify::prospect::CustomValue;
+
+    let store = Arc::new(MemoryStore::new());
+    let sms = MemoryChannel::new(ChannelKind::Sms);
+    let email = MemoryChannel::new(ChannelKind::Email);
+    let clock = ManualClock::new(start());
+    let engine = Engine::builder()
+        .with_store(store.clone())
+        .with_model(Arc::new(ScriptedModel::default()))
+        .with_channel(Arc::new(sms.clone()))
+        .with_channel(Arc::new(email.clone()))
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let org = OrgId::new();
+    let text = |text: &str| Localized::new(text, text);
+    let mut campaign = campaign(org, "two channels");
+    campaign.steps = vec![Step::new(0, text("Plan {{ custom.plan }}. STOP to opt out.")), Step::new(24, text("By e-mail")).on_channel(ChannelKind::Email)];
+    campaign.settings.required_custom_fields = vec!["plan".into()];
+    campaign.validate().unwrap();
+    store.put_campaign(&campaign).await.unwrap();
+
+    let mut prospect = Prospect::new(org, start());
+    prospect.phone = Some(PhoneNumber::parse("06 12 34 56 78", Region::FR).unwrap());
+    prospect.email = Some(EmailAddress::parse("camille@example.com").unwrap());
+    for channel in [ChannelKind::Sms, ChannelKind::Email] {
+        prospect.consents.push(Consent { channel, basis: ConsentBasis::Consent, collected_at: start(), source: "test".into(), wording_version: None, withdrawn_at: None });
+    }
+    let mut without_plan = prospect.clone();
+    without_plan.id = kalify::ProspectId::new();
+    without_plan.phone = Some(PhoneNumber::parse("06 12 34 56 79", Region::FR).unwrap());
+    without_plan.email = None;
+    prospect.custom_fields.insert("plan".into(), CustomValue::Text("pro".into()));
+    store.insert_prospects(&[prospect.clone(), without_plan.clone()]).await.unwrap();
+
+    let error = engine.enroll(org, without_plan.id, campaign.id).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("plan"), "{error}");
+
+    engine.enroll(org, prospect.id, campaign.id).await.unwrap();
+    engine.run_due().await.unwrap();
+    clock.advance(Duration::hours(24));
+    engine.run_due().await.unwrap();
+    assert_eq!(sms.sent().len(), 1);
+    assert_eq!(sms.sent()[0].text, "Plan pro. STOP to opt out.");
+    assert_eq!(email.sent().len(), 1);
+    assert_eq!(email.sent()[0].text, "By e-mail");
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::contact::ChannelKind;
 use crate::error::{Error, ErrorKind, Result};
+use crate::gate::SendingWindow;
 use crate::id::{CampaignId, OrgId};
 use crate::prospect::{Locale, Prospect};
 use crate::qualification::Localized;
@@ -18,10 +19,79 @@ pub const TEMPLATE_VARIABLES: &[&str] = &["first_name", "last_name", "company", 
 /// One message of a campaign.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// Hours to wait after the previous step (or after enrollment for the first).
+    /// Hours to wait after the previous step (or after enrollment for the
+    /// first). Ignored when `business_days` is set.
+    #[serde(default)]
     pub delay_hours: u32,
+    /// Business days to wait instead (Monday to Friday, skipping French
+    /// public holidays for French prospects), at the same local time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_days: Option<u32>,
+    /// The channel of this step; `None` uses the campaign's channel order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelKind>,
     /// The template in English and French (minijinja syntax).
     pub template: Localized,
+}
+
+impl Step {
+    /// A step sent `delay_hours` after the previous one, on the campaign's channels.
+    pub fn new(delay_hours: u32, template: Localized) -> Self {
+        Step { delay_hours, business_days: None, channel: None, template }
+    }
+
+    /// Waits `days` business days instead of hours.
+    pub fn after_business_days(mut self, days: u32) -> Self {
+        self.business_days = Some(days);
+        self
+    }
+
+    /// Sends this step on `channel`, falling back to the campaign's order
+    /// when the prospect cannot be reached on it.
+    pub fn on_channel(mut self, channel: ChannelKind) -> Self {
+        self.channel = Some(channel);
+        self
+    }
+}
+
+/// What ends a prospect's follow-up sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopCondition {
+    /// Any reply. Without it, a reply restarts the sequence one delay later.
+    Reply,
+    /// An opt-out or objection (always applies).
+    OptOut,
+    /// The prospect qualified (always applies).
+    Qualified,
+    /// A member took over (always applies).
+    Handoff,
+    /// An e-mail bounce.
+    Bounce,
+}
+
+/// Campaign settings beyond its messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CampaignSettings {
+    /// What ends the follow-up sequence. Opt-outs, qualification and
+    /// handoffs end it whatever this list says.
+    pub stop_on: Vec<StopCondition>,
+    /// A sending window in the prospect's local time, on top of the
+    /// jurisdiction's sending hours.
+    pub window: Option<SendingWindow>,
+    /// Custom fields the templates read; a prospect without them is not enrolled.
+    pub required_custom_fields: Vec<String>,
+}
+
+impl Default for CampaignSettings {
+    fn default() -> Self {
+        CampaignSettings {
+            stop_on: vec![StopCondition::OptOut, StopCondition::Qualified, StopCondition::Handoff, StopCondition::Bounce],
+            window: None,
+            required_custom_fields: Vec::new(),
+        }
+    }
 }
 
 /// Whether a campaign is sending.
@@ -58,9 +128,160 @@ pub struct Campaign {
     pub status: CampaignStatus,
     /// Creation time.
     pub created_at: Timestamp,
+    /// Stop conditions, sending window and required custom fields.
+    #[serde(default)]
+    pub settings: CampaignSettings,
+}
+
+/// A campaign as written in a TOML or JSON file.
+///
+/// ```toml
+/// name = "Spring follow-up"
+/// persona = "Léa (Acme)"
+/// goal = "book a demo"
+/// channels = ["sms", "email"]
+/// stop_on = ["reply", "opt_out", "qualified", "handoff", "bounce"]
+/// required_custom_fields = ["plan"]
+///
+/// [window]
+/// days = ["Mon", "Tue", "Wed", "Thu", "Fri"]
+/// start = "09:00:00"
+/// end = "18:00:00"
+///
+/// [[steps]]
+/// delay_hours = 0
+/// template = { en = "Hi {{ first_name }}, ...", fr = "Bonjour {{ first_name }}, ..." }
+///
+/// [[steps]]
+/// business_days = 2
+/// channel = "email"
+/// template = { en = "...", fr = "..." }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignDefinition {
+    /// A name for people.
+    pub name: String,
+    /// The sender identity shown to prospects.
+    pub persona: String,
+    /// What the campaign wants.
+    pub goal: String,
+    /// Channels in order of preference.
+    pub channels: Vec<ChannelKind>,
+    /// The first message and the follow-ups.
+    pub steps: Vec<Step>,
+    /// The maximum number of follow-ups after the first message; when set,
+    /// it must equal the number of steps after the first.
+    #[serde(default)]
+    pub max_follow_ups: Option<u32>,
+    /// Whether AI replies may contain links.
+    #[serde(default)]
+    pub allow_links: bool,
+    /// What ends the follow-up sequence.
+    #[serde(default = "default_stop_on")]
+    pub stop_on: Vec<StopCondition>,
+    /// A sending window in the prospect's local time.
+    #[serde(default)]
+    pub window: Option<SendingWindow>,
+    /// Custom fields the templates read.
+    #[serde(default)]
+    pub required_custom_fields: Vec<String>,
+}
+
+fn default_stop_on() -> Vec<StopCondition> {
+    CampaignSettings::default().stop_on
 }
 
 impl Campaign {
+    /// Builds a campaign from a definition and checks it.
+    ///
+    /// # Errors
+    /// `ConfigInvalid` as [`Campaign::validate`] describes, or when
+    /// `max_follow_ups` disagrees with the steps.
+    pub fn from_definition(org_id: OrgId, definition: CampaignDefinition, now: Timestamp) -> Result<Campaign> {
+        let follow_ups = definition.steps.len().saturating_sub(1);
+        if let Some(max) = definition.max_follow_ups
+            && usize::try_from(max).ok() != Some(follow_ups)
+        {
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("max_follow_ups is {max} but the campaign has {follow_ups} steps after the first; make them agree"),
+            )
+            .with_context("campaign", &definition.name));
+        }
+        let campaign = Campaign {
+            id: CampaignId::new(),
+            org_id,
+            name: definition.name,
+            persona: definition.persona,
+            goal: definition.goal,
+            channels: definition.channels,
+            steps: definition.steps,
+            allow_links: definition.allow_links,
+            status: CampaignStatus::Active,
+            created_at: now,
+            settings: CampaignSettings {
+                stop_on: definition.stop_on,
+                window: definition.window,
+                required_custom_fields: definition.required_custom_fields,
+            },
+        };
+        campaign.validate()?;
+        Ok(campaign)
+    }
+
+    /// Reads a campaign definition from TOML text.
+    ///
+    /// # Errors
+    /// `ConfigInvalid` with the parser's line and column, or any error of
+    /// [`Campaign::from_definition`].
+    pub fn from_toml_str(org_id: OrgId, text: &str, now: Timestamp) -> Result<Campaign> {
+        let definition: CampaignDefinition = toml::from_str(text).map_err(|error| {
+            Error::new(ErrorKind::ConfigInvalid, format!("invalid campaign definition: {}", error.message().trim()))
+                .with_context("span", format!("{:?}", error.span()))
+        })?;
+        Campaign::from_definition(org_id, definition, now)
+    }
+
+    /// Reads a campaign definition from JSON text.
+    ///
+    /// # Errors
+    /// `ConfigInvalid` with the parser's line and column, or any error of
+    /// [`Campaign::from_definition`].
+    pub fn from_json_str(org_id: OrgId, text: &str, now: Timestamp) -> Result<Campaign> {
+        let definition: CampaignDefinition = serde_json::from_str(text).map_err(|error| {
+            Error::new(ErrorKind::ConfigInvalid, format!("invalid campaign definition: {error}"))
+        })?;
+        Campaign::from_definition(org_id, definition, now)
+    }
+
+    /// Checks that `prospect` has every custom field the templates need.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the missing fields.
+    pub fn check_prospect(&self, prospect: &Prospect) -> Result<()> {
+        let missing: Vec<&str> = self
+            .settings
+            .required_custom_fields
+            .iter()
+            .filter(|name| !prospect.custom_fields.contains_key(name.as_str()))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::invalid_input(format!(
+            "the prospect lacks the custom fields {missing:?} that the campaign's templates use"
+        ))
+        .with_context("prospect_id", prospect.id)
+        .with_context("campaign", &self.name))
+    }
+
+    /// Whether a reply ends the follow-up sequence.
+    pub fn stops_on_reply(&self) -> bool {
+        self.settings.stop_on.contains(&StopCondition::Reply)
+    }
+
     /// Checks the campaign: a name, at least one channel and one step, and
     /// templates that parse and use only known variables.
     ///
@@ -96,6 +317,20 @@ impl Campaign {
                     return Err(config(format!(
                         "step {index} {locale} template uses unknown variables {unknown:?}; available: {}",
                         TEMPLATE_VARIABLES.join(", ")
+                    )));
+                }
+                // A custom field a template reads must be declared, so that
+                // enrollment can refuse prospects who lack it instead of the
+                // send failing later.
+                let undeclared: BTreeSet<String> = template
+                    .undeclared_variables(true)
+                    .into_iter()
+                    .filter_map(|name| name.strip_prefix("custom.").map(str::to_owned))
+                    .filter(|name| !self.settings.required_custom_fields.contains(name))
+                    .collect();
+                if !undeclared.is_empty() {
+                    return Err(config(format!(
+                        "step {index} {locale} template reads custom fields {undeclared:?} that required_custom_fields does not declare"
                     )));
                 }
             }
@@ -158,10 +393,11 @@ mod tests {
             persona: "Léa from Acme".into(),
             goal: "book a demo".into(),
             channels: vec![ChannelKind::Sms],
-            steps: vec![Step { delay_hours: 0, template: Localized::new(template, template) }],
+            steps: vec![Step::new(0, Localized::new(template, template))],
             allow_links: false,
             status: CampaignStatus::Active,
             created_at: chrono::Utc::now(),
+            settings: CampaignSettings { required_custom_fields: vec!["plan".into()], ..Default::default() },
         }
     }
 
@@ -180,6 +416,57 @@ mod tests {
         let campaign = campaign("Hi {{ first_name or 'there' }}, {{ sender }} here ({{ custom.plan }})");
         campaign.validate().unwrap();
         assert_eq!(campaign.render(0, &prospect, Locale::En).unwrap(), "Hi Camille, Léa from Acme here (pro)");
+    }
+
+    #[test]
+    fn undeclared_custom_field_rejected_at_load() {
+        let mut campaign = campaign("Plan: {{ custom.tier }}");
+        let error = campaign.validate().unwrap_err();
+        assert!(error.to_string().contains("tier"), "{error}");
+        campaign.settings.required_custom_fields.push("tier".into());
+        campaign.validate().unwrap();
+    }
+
+    #[test]
+    fn loads_toml_definition() {
+        let text = r#"
+name = "Spring"
+persona = "Léa (Acme)"
+goal = "book a demo"
+channels = ["sms", "email"]
+stop_on = ["reply", "opt_out"]
+
+[window]
+days = ["Mon", "Tue"]
+start = "09:00:00"
+end = "18:00:00"
+
+[[steps]]
+delay_hours = 0
+template = { en = "Hi {{ first_name }}. STOP to opt out.", fr = "Bonjour {{ first_name }}. STOP pour se désinscrire." }
+
+[[steps]]
+business_days = 2
+channel = "email"
+template = { en = "Following up", fr = "Je me permets de relancer" }
+"#;
+        let campaign = Campaign::from_toml_str(OrgId::new(), text, chrono::Utc::now()).unwrap();
+        assert_eq!(campaign.steps.len(), 2);
+        assert_eq!(campaign.steps[1].business_days, Some(2));
+        assert_eq!(campaign.steps[1].channel, Some(ChannelKind::Email));
+        assert!(campaign.stops_on_reply());
+        assert_eq!(campaign.settings.window.as_ref().map(|window| window.days.len()), Some(2));
+
+        let json = serde_json::to_string(&serde_json::json!({
+            "name": "Spring", "persona": "Acme", "goal": "demo", "channels": ["sms"],
+            "steps": [{"delay_hours": 0, "template": {"en": "Hi {{ frist_name }}", "fr": "Bonjour"}}]
+        }))
+        .unwrap();
+        let error = Campaign::from_json_str(OrgId::new(), &json, chrono::Utc::now()).unwrap_err();
+        assert!(error.to_string().contains("frist_name"), "{error}");
+
+        let error = Campaign::from_toml_str(OrgId::new(), "name = 3", chrono::Utc::now()).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
     }
 
     #[test]

@@ -15,6 +15,10 @@ kalify_core::store_conformance!(sqlite_file, || async { open_temp() });
 
 /// Opens a new database file in a new temporary directory.
 // Clippy allows `expect` in test functions only, and this helper fails a test the same way.
+
+/// The number of migrations the store ships.
+const LATEST: i64 = 2;
+
 #[allow(clippy::expect_used)]
 fn open_temp() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");
@@ -30,14 +34,14 @@ async fn reopened_file_keeps_data() {
     let prospect = fakes::prospect(org);
 
     let store = SqliteStore::open(&path).await.expect("failed to open the database file");
-    assert_eq!(store.schema_version().await.expect("schema_version"), 1, "a new file must be migrated to version 1");
+    assert_eq!(store.schema_version().await.expect("schema_version"), LATEST, "a new file must be migrated to the latest version");
     store.insert_prospects(std::slice::from_ref(&prospect)).await.expect("insert_prospects");
     drop(store);
 
     // Applying 0001 again would fail on CREATE TABLE, so a successful open
-    // shows the migration was skipped.
+    // shows the migrations were skipped.
     let reopened = SqliteStore::open(&path).await.expect("failed to reopen the database file");
-    assert_eq!(reopened.schema_version().await.expect("schema_version"), 1, "reopening must keep schema version 1");
+    assert_eq!(reopened.schema_version().await.expect("schema_version"), LATEST, "reopening must keep the schema version");
     let read = reopened.get_prospect(org, prospect.id).await.expect("get_prospect after reopening");
     assert!(read == prospect, "a reopened file must return the prospect as inserted");
 }
@@ -50,7 +54,7 @@ async fn file_uses_wal_and_full_sync() {
     let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal_mode");
     assert_eq!(mode, "wal", "the store must leave the file in WAL mode");
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("user_version");
-    assert_eq!(version, 1, "the file must record schema version 1");
+    assert_eq!(version, LATEST, "the file must record the latest schema version");
 }
 
 #[tokio::test]

@@ -115,6 +115,14 @@ impl Engine {
             Err(error) => return Err(error),
         };
         let recent_outreach = self.recent_outreach(entry.org_id, entry.prospect_id, now).await?;
+        let window = match entry.campaign_id {
+            Some(id) => match store.get_campaign(entry.org_id, id).await {
+                Ok(campaign) => campaign.settings.window,
+                Err(error) if error.kind() == ErrorKind::NotFound => None,
+                Err(error) => return Err(error),
+            },
+            None => None,
+        };
         let request = GateRequest {
             prospect: &prospect,
             entry,
@@ -122,7 +130,7 @@ impl Engine {
             now,
             last_inbound_at,
             recent_outreach: &recent_outreach,
-            window: None,
+            window: window.as_ref(),
         };
         let permit = match self.inner.gate.evaluate(request) {
             Verdict::Permit(permit) => *permit,

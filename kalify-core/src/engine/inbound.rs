@@ -181,6 +181,7 @@ impl Engine {
             .filter(|message| message.direction == Direction::Outbound || message.processed)
             .collect();
         let mut turn = Turn::new(&self.inner, now, conversation, prospect, campaign, history);
+        turn.answers_prospect = true;
 
         // Keywords first: no model sees a message that is an opt-out.
         let mut to_analyse = Vec::new();

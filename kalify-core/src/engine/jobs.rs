@@ -56,6 +56,7 @@ impl Engine {
             return Err(Error::new(ErrorKind::RecipientOptedOut, "the prospect objected to direct marketing")
                 .with_context("prospect_id", prospect_id));
         }
+        campaign.check_prospect(&prospect)?;
 
         let mut channel = None;
         for candidate in &campaign.channels {
@@ -83,8 +84,14 @@ impl Engine {
 
         let now = self.inner.clock.now();
         let conversation = Conversation::new(org, prospect_id, Some(campaign_id), channel, now);
-        let delay = campaign.steps.first().map_or(0, |step| step.delay_hours);
-        let job = Job::follow_up(&conversation, 0, now + ChronoDuration::hours(i64::from(delay)));
+        let due_at = match campaign.steps.first() {
+            Some(step) => match step.business_days {
+                Some(days) => crate::gate::add_business_days(now, days, &crate::gate::Jurisdiction::of(&prospect)),
+                None => now + ChronoDuration::hours(i64::from(step.delay_hours)),
+            },
+            None => now,
+        };
+        let job = Job::follow_up(&conversation, 0, due_at);
         let created = store.insert_conversation(&conversation, &[job]).await?;
         let conversation_id = if created {
             conversation.id

@@ -2,6 +2,7 @@
 //! follow-ups, outbox delivery) over the ports.
 
 mod builder;
+mod campaigns;
 mod delivery;
 mod inbound;
 mod jobs;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use builder::EngineBuilder;
+pub use campaigns::{EnrollReport, FieldPredicate, Predicate, ProspectFilter};
 pub use delivery::DeliveryReport;
 pub use inbound::InboundReport;
 pub use jobs::{Enrollment, RunReport};

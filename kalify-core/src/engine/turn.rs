@@ -12,6 +12,7 @@ use crate::conversation::{
     SendPurpose, Sender, transition,
 };
 use crate::engine::Inner;
+use crate::gate::{Jurisdiction, add_business_days};
 use crate::error::Result;
 use crate::id::{MessageId, OutboxId};
 use crate::ports::{Actor, AuditEvent, CancelScope, Job, Notification, OutboxEntry, OutboxStatus, Suppression, TurnCommit};
@@ -33,6 +34,8 @@ pub(crate) struct Turn<'a> {
     pub(crate) intent: Intent,
     /// A key that makes the sends of this turn idempotent across retries of the same job.
     idempotency_base: Option<String>,
+    /// Whether the turn answers the prospect's messages (rather than running a job).
+    pub(crate) answers_prospect: bool,
 }
 
 impl<'a> Turn<'a> {
@@ -56,6 +59,7 @@ impl<'a> Turn<'a> {
             notifications: Vec::new(),
             intent: Intent::Unclear,
             idempotency_base: None,
+            answers_prospect: false,
         }
     }
 
@@ -159,12 +163,17 @@ impl<'a> Turn<'a> {
             // Conversations the prospect started have no follow-up sequence.
             return;
         };
-        let delay_hours = campaign
-            .steps
-            .get(attempt as usize)
-            .or_else(|| campaign.steps.last())
-            .map_or(24, |step| step.delay_hours.max(1));
-        let due_at = self.now + ChronoDuration::hours(i64::from(delay_hours));
+        if self.answers_prospect && campaign.stops_on_reply() {
+            return;
+        }
+        let step = campaign.steps.get(attempt as usize).or_else(|| campaign.steps.last());
+        let due_at = match step.and_then(|step| step.business_days) {
+            Some(days) => add_business_days(self.now, days.max(1), &Jurisdiction::of(&self.prospect)),
+            None => {
+                let delay_hours = step.map_or(24, |step| step.delay_hours.max(1));
+                self.now + ChronoDuration::hours(i64::from(delay_hours))
+            }
+        };
         let mut job = Job::follow_up(&self.conversation, attempt, due_at);
         if let Some(base) = &self.idempotency_base {
             job.dedupe_key = format!("{base}:schedule:{attempt}");
@@ -199,7 +208,15 @@ impl<'a> Turn<'a> {
 
     /// Queues `text` as an outbound message with its outbox entry.
     pub(crate) fn queue(&mut self, purpose: SendPurpose, sender: Sender, text: String, sender_name: &str) {
-        let channel = self.conversation.channel;
+        // A campaign step may name its own channel; replies stay on the
+        // conversation's channel.
+        let step_channel = match (purpose, &self.campaign) {
+            (SendPurpose::Outreach { attempt }, Some(campaign)) => {
+                campaign.steps.get(attempt as usize).and_then(|step| step.channel)
+            }
+            _ => None,
+        };
+        let channel = step_channel.unwrap_or(self.conversation.channel);
         let Some(to) = self.prospect.contact_for(channel).or_else(|| self.fallback_contact()) else {
             self.audit("send_skipped", format!("no contact point for {channel}"), Actor::System);
             return;

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::Timestamp;
-use crate::campaign::{Campaign, CampaignStatus, Step};
+use crate::campaign::{Campaign, CampaignSettings, CampaignStatus, Step, StopCondition};
+use crate::gate::SendingWindow;
 use crate::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsid, PhoneNumber};
 use crate::conversation::{
     Conversation, ConversationState, DeliveryStatus, Direction, Message, ScoreBand, SendPurpose, Sender,
@@ -179,21 +180,26 @@ pub fn campaign(org: OrgId) -> Campaign {
         goal: "book a demo".into(),
         channels: vec![ChannelKind::Sms, ChannelKind::Email],
         steps: vec![
-            Step {
-                delay_hours: 0,
-                template: Localized::new(
+            Step::new(0, Localized::new(
                     "Hi {{ first_name }}, {{ sender }} here. Can I ask two questions?",
                     "Bonjour {{ first_name }}, ici {{ sender }}. Puis-je vous poser deux questions ?",
-                ),
-            },
-            Step {
-                delay_hours: 48,
-                template: Localized::new("Any thoughts, {{ first_name }}?", "Un avis, {{ first_name }} ?"),
-            },
+                )),
+            Step::new(48, Localized::new("Any thoughts, {{ first_name }}?", "Un avis, {{ first_name }} ?")),
         ],
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: time(-60),
+        // Every setting differs from its default, so a store that drops
+        // one fails the roundtrip case.
+        settings: CampaignSettings {
+            stop_on: vec![StopCondition::Reply, StopCondition::OptOut],
+            window: Some(SendingWindow {
+                days: vec![chrono::Weekday::Mon, chrono::Weekday::Thu],
+                start: chrono::NaiveTime::from_hms_opt(9, 30, 0).unwrap_or_default(),
+                end: chrono::NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default(),
+            }),
+            required_custom_fields: vec!["plan".into()],
+        },
     }
 }
 

@@ -365,7 +365,7 @@ pub(crate) fn update_prospect_if_version(connection: &Connection, prospect: &Pro
 /// The columns read by `campaign_from_row`, in order, for `concat!`.
 macro_rules! campaign_columns {
     () => {
-        "org_id, id, name, persona, goal, channels, steps, allow_links, status, created_at"
+        "org_id, id, name, persona, goal, channels, steps, allow_links, status, created_at, settings"
     };
 }
 pub(crate) use campaign_columns;
@@ -382,17 +382,19 @@ pub(crate) fn campaign_from_row(row: &Row<'_>) -> rusqlite::Result<Campaign> {
         allow_links: row.get(7)?,
         status: get_named(row, 8, campaign_status_from)?,
         created_at: get_time(row, 9)?,
+        settings: get_json(row, 10)?,
     })
 }
 
 /// Inserts `campaign`, or replaces the org's campaign with the same id.
 pub(crate) fn upsert_campaign(connection: &Connection, campaign: &Campaign) -> Result<(), SqliteError> {
     let mut statement = connection.prepare_cached(
-        "INSERT INTO campaigns (org_id, id, name, persona, goal, channels, steps, allow_links, status, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+        "INSERT INTO campaigns (org_id, id, name, persona, goal, channels, steps, allow_links, status, created_at, settings) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
          ON CONFLICT (org_id, id) DO UPDATE SET name = excluded.name, persona = excluded.persona, \
          goal = excluded.goal, channels = excluded.channels, steps = excluded.steps, \
-         allow_links = excluded.allow_links, status = excluded.status, created_at = excluded.created_at",
+         allow_links = excluded.allow_links, status = excluded.status, created_at = excluded.created_at, \
+         settings = excluded.settings",
     )?;
     statement.execute(params![
         campaign.org_id.key(),
@@ -405,6 +407,7 @@ pub(crate) fn upsert_campaign(connection: &Connection, campaign: &Campaign) -> R
         campaign.allow_links,
         campaign_status_text(campaign.status),
         nanos(campaign.created_at)?,
+        to_json(&campaign.settings, "settings")?,
     ])?;
     Ok(())
 }

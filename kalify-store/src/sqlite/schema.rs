@@ -8,7 +8,10 @@ use super::error::SqliteError;
 
 /// Migrations in order. Migration `n` (1-based) moves `PRAGMA user_version`
 /// from `n - 1` to `n`. Append new files, and never edit applied ones.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_campaign_settings.sql"),
+];
 
 /// The schema version a fully migrated database has.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
