@@ -8,7 +8,10 @@ mod notifier;
 mod records;
 mod store;
 
-pub use channel::{Channel, InboundEvent, InboundMessage, Receipt, WebhookRequest};
+pub use channel::{
+    AutoReplyNotice, BounceNotice, Channel, ChannelCapabilities, InboundEvent, InboundMessage, MessengerWindow,
+    OptOutNotice, Postback, Receipt, StatusUpdate, WatermarkUpdate, WebhookRequest,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::LanguageModel;
 pub use notifier::{NoopNotifier, Notification, Notifier};

@@ -15,10 +15,14 @@
 //! long as the case. The caller needs no tokio dependency: each test runs
 //! on a runtime built by this module.
 //!
+//! [`channel_suite`] holds the conformance suite of network channel
+//! adapters, run with [`channel_conformance!`](crate::channel_conformance).
+//!
 //! Code here reports failures by panicking, as tests do.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod channel_suite;
 pub mod fakes;
 pub mod store_suite;
 
