@@ -384,6 +384,35 @@ impl Store for MemoryStore {
         Ok(found.cloned())
     }
 
+    async fn find_prospects_by_contacts(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashMap<ContactPoint, Prospect>> {
+        let wanted: HashSet<&ContactPoint> = contacts.iter().collect();
+        let mut found = HashMap::new();
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        let state = self.state.read().await;
+        let start = (org, ProspectId::from_uuid(Uuid::nil()));
+        // One pass in id order, so each contact point keeps the oldest
+        // prospect that has it, as `find_prospect` returns.
+        let org_prospects =
+            state.prospects.range(start..).take_while(|((prospect_org, _), _)| *prospect_org == org).map(|(_, p)| p);
+        for prospect in org_prospects {
+            for contact in prospect.contact_points() {
+                if wanted.contains(&contact) && !found.contains_key(&contact) {
+                    found.insert(contact, prospect.clone());
+                }
+            }
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
     async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
         let state = self.state.read().await;
         let start = match options.after {
@@ -638,6 +667,11 @@ impl Store for MemoryStore {
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let state = self.state.read().await;
         Ok(state.suppressions.contains_key(&(org, contact.clone())))
+    }
+
+    async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+        let state = self.state.read().await;
+        Ok(contacts.iter().filter(|contact| state.suppressions.contains_key(&(org, (*contact).clone()))).cloned().collect())
     }
 
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {

@@ -13,12 +13,11 @@ kalify_core::store_conformance!(sqlite_memory, || async {
 // The temporary directory is returned beside the store, so it outlives each case.
 kalify_core::store_conformance!(sqlite_file, || async { open_temp() });
 
-/// Opens a new database file in a new temporary directory.
-// Clippy allows `expect` in test functions only, and this helper fails a test the same way.
-
 /// The number of migrations the store ships.
 const LATEST: i64 = 2;
 
+/// Opens a new database file in a new temporary directory.
+// Clippy allows `expect` in test functions only, and this helper fails a test the same way.
 #[allow(clippy::expect_used)]
 fn open_temp() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");

@@ -1,5 +1,6 @@
 //! The storage port.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +60,30 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Lists prospects in id order.
     async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>>;
 
+    /// Finds the prospect of each contact point, as [`Store::find_prospect`]
+    /// does for one, for callers such as the import that look up many at once.
+    /// Contact points that no prospect has are absent from the map.
+    ///
+    /// The default implementation calls `find_prospect` once per distinct
+    /// contact point; backends override it to look them up in one call.
+    async fn find_prospects_by_contacts(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashMap<ContactPoint, Prospect>> {
+        let mut found = HashMap::new();
+        let mut looked_up = HashSet::new();
+        for contact in contacts {
+            if !looked_up.insert(contact) {
+                continue;
+            }
+            if let Some(prospect) = self.find_prospect(org, contact).await? {
+                found.insert(contact.clone(), prospect);
+            }
+        }
+        Ok(found)
+    }
+
     /// Creates or replaces a campaign.
     async fn put_campaign(&self, campaign: &Campaign) -> Result<()>;
 
@@ -117,6 +142,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the contact point is on the suppression list.
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool>;
 
+    /// Returns the distinct contact points of `contacts` that are on the
+    /// suppression list, as [`Store::is_suppressed`] tells for one.
+    ///
+    /// The default implementation calls `is_suppressed` once per distinct
+    /// contact point; backends override it to check them in one call.
+    async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+        let mut suppressed = HashSet::new();
+        for contact in contacts {
+            if !suppressed.contains(contact) && self.is_suppressed(org, contact).await? {
+                suppressed.insert(contact.clone());
+            }
+        }
+        Ok(suppressed)
+    }
+
     /// Adds contact points to the suppression list; existing entries are kept.
     async fn suppress(&self, entries: &[Suppression]) -> Result<()>;
 
@@ -154,6 +194,13 @@ macro_rules! forward_store {
             }
             async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
                 (**self).list_prospects(org, options).await
+            }
+            async fn find_prospects_by_contacts(
+                &self,
+                org: OrgId,
+                contacts: &[ContactPoint],
+            ) -> Result<HashMap<ContactPoint, Prospect>> {
+                (**self).find_prospects_by_contacts(org, contacts).await
             }
             async fn put_campaign(&self, campaign: &Campaign) -> Result<()> {
                 (**self).put_campaign(campaign).await
@@ -199,6 +246,9 @@ macro_rules! forward_store {
             }
             async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
                 (**self).is_suppressed(org, contact).await
+            }
+            async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+                (**self).suppressed_among(org, contacts).await
             }
             async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
                 (**self).suppress(entries).await

@@ -6,6 +6,8 @@
 //! after the busy timeout rather than deadlocking on a lock upgrade.
 //! Errors built here carry no ids: the async wrappers add them.
 
+use std::collections::{HashMap, HashSet};
+
 use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
@@ -55,8 +57,9 @@ fn version_mismatch(record: &str, stored: Option<i64>, read: Version) -> SqliteE
 
 pub(crate) fn insert_prospects(connection: &mut Connection, prospects: &[Prospect]) -> Result<(), SqliteError> {
     let transaction = immediate(connection)?;
+    let mut statement = transaction.prepare_cached(rows::INSERT_PROSPECT)?;
     for prospect in prospects {
-        rows::insert_prospect(&transaction, prospect).map_err(|error| match error {
+        rows::insert_prospect(&mut statement, prospect).map_err(|error| match error {
             SqliteError::Constraint(source) => Error::conflict("a prospect with this id exists")
                 .with_context("prospect_id", prospect.id)
                 .with_source(source)
@@ -64,6 +67,7 @@ pub(crate) fn insert_prospects(connection: &mut Connection, prospects: &[Prospec
             other => other,
         })?;
     }
+    drop(statement);
     transaction.commit()?;
     Ok(())
 }
@@ -92,27 +96,67 @@ pub(crate) fn find_prospect(
     org: OrgId,
     contact: &ContactPoint,
 ) -> Result<Option<Prospect>, SqliteError> {
-    // Contact points are not unique, so two prospects may match. The oldest
-    // one is returned, which keeps the result stable.
-    let sql = match contact {
+    let mut statement = connection.prepare_cached(find_prospect_sql(contact))?;
+    Ok(statement.query_row(params![org.key(), contact.key()], rows::prospect_from_row).optional()?)
+}
+
+/// Returns the query that finds the prospect with a contact point.
+///
+/// Contact points are not unique, so two prospects may match. The oldest
+/// one is returned, which keeps the result stable. The unary `+` in
+/// `ORDER BY +id` stops SQLite from walking the primary key to avoid the
+/// sort: without it, the planner scans every prospect of the org instead of
+/// using the contact point's index, and each lookup costs time in
+/// proportion to the org's size.
+fn find_prospect_sql(contact: &ContactPoint) -> &'static str {
+    match contact {
         ContactPoint::Phone(_) => concat!(
             "SELECT ",
             prospect_columns!(),
-            " FROM prospects WHERE org_id = ?1 AND phone = ?2 ORDER BY id LIMIT 1"
+            " FROM prospects WHERE org_id = ?1 AND phone = ?2 ORDER BY +id LIMIT 1"
         ),
         ContactPoint::Email(_) => concat!(
             "SELECT ",
             prospect_columns!(),
-            " FROM prospects WHERE org_id = ?1 AND email = ?2 ORDER BY id LIMIT 1"
+            " FROM prospects WHERE org_id = ?1 AND email = ?2 ORDER BY +id LIMIT 1"
         ),
         ContactPoint::Messenger(_) => concat!(
             "SELECT ",
             prospect_columns!(),
-            " FROM prospects WHERE org_id = ?1 AND messenger = ?2 ORDER BY id LIMIT 1"
+            " FROM prospects WHERE org_id = ?1 AND messenger = ?2 ORDER BY +id LIMIT 1"
         ),
-    };
-    let mut statement = connection.prepare_cached(sql)?;
-    Ok(statement.query_row(params![org.key(), contact.key()], rows::prospect_from_row).optional()?)
+    }
+}
+
+/// Returns the distinct contact points of `contacts`, sorted by channel and
+/// key, so that lookups walk each index in order and reuse its cached pages.
+fn distinct_sorted(contacts: &[ContactPoint]) -> Vec<&ContactPoint> {
+    let mut sorted: Vec<&ContactPoint> = contacts.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+}
+
+/// Finds the prospect of each distinct contact point, as [`find_prospect`]
+/// does for one, in one read transaction: one snapshot, and one lock taken
+/// for all the lookups instead of one per lookup.
+pub(crate) fn find_prospects_by_contacts(
+    connection: &mut Connection,
+    org: OrgId,
+    contacts: &[ContactPoint],
+) -> Result<HashMap<ContactPoint, Prospect>, SqliteError> {
+    let mut found = HashMap::new();
+    let transaction = connection.transaction()?;
+    for contact in distinct_sorted(contacts) {
+        let mut statement = transaction.prepare_cached(find_prospect_sql(contact))?;
+        if let Some(prospect) =
+            statement.query_row(params![org.key(), contact.key()], rows::prospect_from_row).optional()?
+        {
+            found.insert(contact.clone(), prospect);
+        }
+    }
+    transaction.commit()?;
+    Ok(found)
 }
 
 pub(crate) fn list_prospects(
@@ -550,10 +594,28 @@ pub(crate) fn finish_outbox(
 
 // ------------------------------------------------- suppressions and audit
 
-pub(crate) fn is_suppressed(connection: &mut Connection, org: OrgId, contact: &ContactPoint) -> Result<bool, SqliteError> {
+pub(crate) fn is_suppressed(connection: &Connection, org: OrgId, contact: &ContactPoint) -> Result<bool, SqliteError> {
     let mut statement = connection
         .prepare_cached("SELECT 1 FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3")?;
     Ok(statement.exists(params![org.key(), contact.channel().as_str(), contact.key()])?)
+}
+
+/// Returns the distinct contact points of `contacts` that are on the org's
+/// suppression list, checked in one read transaction.
+pub(crate) fn suppressed_among(
+    connection: &mut Connection,
+    org: OrgId,
+    contacts: &[ContactPoint],
+) -> Result<HashSet<ContactPoint>, SqliteError> {
+    let mut suppressed = HashSet::new();
+    let transaction = connection.transaction()?;
+    for contact in distinct_sorted(contacts) {
+        if is_suppressed(&transaction, org, contact)? {
+            suppressed.insert(contact.clone());
+        }
+    }
+    transaction.commit()?;
+    Ok(suppressed)
 }
 
 pub(crate) fn suppress(connection: &mut Connection, entries: &[Suppression]) -> Result<(), SqliteError> {
@@ -597,4 +659,63 @@ pub(crate) fn list_members(connection: &mut Connection, org: OrgId) -> Result<Ve
         connection.prepare_cached(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = ?1 ORDER BY id"))?;
     let members = statement.query_map(params![org.key()], rows::member_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kalify_core::contact::{EmailAddress, MessengerPsid, PhoneNumber};
+    use rusqlite::StatementStatus;
+
+    use super::super::schema::{SqliteSynchronous, configure, migrate};
+    use super::*;
+
+    fn open() -> Connection {
+        let mut connection = Connection::open_in_memory().unwrap();
+        configure(&connection, SqliteSynchronous::Full, Duration::from_secs(1)).unwrap();
+        migrate(&mut connection).unwrap();
+        connection
+    }
+
+    fn org_key() -> [u8; 16] {
+        OrgId::new().key()
+    }
+
+    fn contacts() -> Vec<ContactPoint> {
+        vec![
+            ContactPoint::Phone(PhoneNumber::from_e164("+33612345678").unwrap()),
+            ContactPoint::Email(EmailAddress::parse("jean@example.fr").unwrap()),
+            ContactPoint::Messenger(MessengerPsid::parse("1234567890").unwrap()),
+        ]
+    }
+
+    #[test]
+    fn contact_lookups_use_their_index() {
+        let connection = open();
+        for contact in contacts() {
+            let sql = format!("EXPLAIN QUERY PLAN {}", find_prospect_sql(&contact));
+            let mut statement = connection.prepare(&sql).unwrap();
+            let plan: Vec<String> =
+                statement.query_map(params![org_key(), contact.key()], |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+            let index = format!("USING INDEX prospects_by_{}", match contact {
+                ContactPoint::Phone(_) => "phone",
+                ContactPoint::Email(_) => "email",
+                ContactPoint::Messenger(_) => "messenger",
+            });
+            assert!(plan.iter().any(|step| step.contains(&index)), "{contact:?}: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn contact_lookup_is_not_prepared_again() {
+        let mut connection = open();
+        let org = OrgId::new();
+        for index in 0..5 {
+            let email = EmailAddress::parse(&format!("person{index}@example.fr")).unwrap();
+            find_prospect(&mut connection, org, &ContactPoint::Email(email)).unwrap();
+        }
+        let statement = connection.prepare_cached(find_prospect_sql(&contacts()[1])).unwrap();
+        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+    }
 }

@@ -17,7 +17,7 @@ use kalify_core::{
     CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId, Timestamp,
 };
 use rusqlite::types::Type;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, Row, Statement, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -283,15 +283,16 @@ fn encode_prospect(prospect: &Prospect) -> Result<EncodedProspect, SqliteError> 
     })
 }
 
-/// Inserts `prospect` as it is, version included.
-pub(crate) fn insert_prospect(connection: &Connection, prospect: &Prospect) -> Result<(), SqliteError> {
+/// The statement [`insert_prospect`] runs.
+pub(crate) const INSERT_PROSPECT: &str = "INSERT INTO prospects (org_id, id, first_name, last_name, company, \
+     job_title, phone, email, messenger, locale, time_zone, source, tags, custom_fields, status, score, owner_id, \
+     consents, restricted, objected, created_at, updated_at, version) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+
+/// Inserts `prospect` as it is, version included, with `statement`
+/// prepared from [`INSERT_PROSPECT`].
+pub(crate) fn insert_prospect(statement: &mut Statement<'_>, prospect: &Prospect) -> Result<(), SqliteError> {
     let encoded = encode_prospect(prospect)?;
-    let mut statement = connection.prepare_cached(
-        "INSERT INTO prospects (org_id, id, first_name, last_name, company, job_title, phone, email, messenger, \
-         locale, time_zone, source, tags, custom_fields, status, score, owner_id, consents, restricted, objected, \
-         created_at, updated_at, version) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-    )?;
     statement.execute(params![
         prospect.org_id.key(),
         prospect.id.key(),

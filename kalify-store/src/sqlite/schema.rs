@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::error::SqliteError;
@@ -59,6 +60,12 @@ pub(crate) fn configure(
     let _mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     connection.pragma_update(None, "synchronous", synchronous.as_str())?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // The query planner stability guarantee keeps a cached statement's plan
+    // when new values are bound. Without it, SQLite 3.54 (bundled by
+    // rusqlite 0.43) prepares a prospect lookup by contact point again on
+    // every call, because the partial contact-point indexes make the plan
+    // depend on the bound values.
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     connection.set_prepared_statement_cache_capacity(128);
     Ok(())
 }
