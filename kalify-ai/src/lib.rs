@@ -3,6 +3,9 @@
 //! | feature | what it adds | default |
 //! |---|---|---|
 //! | `rules` | `RulesModel`, the offline English and French extractor | yes |
+//! | `openai` | [`openai::OpenAiModel`], chat completions of OpenAI and compatible servers | no |
+//!
+//! [`eval`] measures any model on a labelled set of conversations.
 //!
 //! `RulesModel` implements [`kalify_core::ports::LanguageModel`] without
 //! any network access. It reads budget, authority, need and timeline facts,
@@ -31,3 +34,9 @@
 pub mod rules;
 #[cfg(feature = "rules")]
 pub use rules::RulesModel;
+
+pub mod eval;
+#[cfg(feature = "openai")]
+pub mod openai;
+#[cfg(feature = "openai")]
+pub use openai::{OpenAiModel, OpenAiModelBuilder};

@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ConversationId, MessageId, OrgId, ProspectId};
 use crate::keywords::{self, Keyword};
 use crate::ports::{InboundMessage, InsertOutcome, Notification};
-use crate::qualification::{Evidence, Fact, Score, merge_facts, score};
+use crate::qualification::{Evidence, Fact, Framework, Score, merge_facts, score};
 
 /// What handling an inbound message did.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,7 +222,7 @@ impl Engine {
             turn.prospect_mut().locale = language;
         }
 
-        let facts = ground_facts(&analysis, messages, now);
+        let facts = ground_facts(&analysis, messages, &self.inner.framework, now);
         merge_facts(&mut turn.conversation.facts, facts);
         let score: Score = score(&self.inner.framework, &turn.conversation.facts);
         turn.conversation.score = Some(score.clone());
@@ -290,13 +290,20 @@ impl Engine {
     }
 }
 
-/// Ties each extracted fact to the message its quote comes from. Facts whose
-/// quote is in none of the new messages are dropped: evidence must be real.
-fn ground_facts(analysis: &Analysis, messages: &[Message], now: Timestamp) -> Vec<Fact> {
+/// Ties each extracted fact to the message its quote comes from. A fact is
+/// dropped when its quote is in none of the new messages (evidence must be
+/// real), when its key is not a criterion of the framework, when its value
+/// has the wrong type for the criterion, or when its confidence is not a
+/// finite number.
+fn ground_facts(analysis: &Analysis, messages: &[Message], framework: &Framework, now: Timestamp) -> Vec<Fact> {
     analysis
         .facts
         .iter()
         .filter_map(|extracted| {
+            let criterion = framework.criterion(&extracted.key)?;
+            if !criterion.accepts(&extracted.value) || !extracted.confidence.is_finite() {
+                return None;
+            }
             let quote = extracted.quote.trim();
             if quote.is_empty() {
                 return None;

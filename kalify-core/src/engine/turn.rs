@@ -36,6 +36,8 @@ pub(crate) struct Turn<'a> {
     idempotency_base: Option<String>,
     /// Whether the turn answers the prospect's messages (rather than running a job).
     pub(crate) answers_prospect: bool,
+    /// The text of a member's message, sent by the `MemberReplied` event.
+    pub(crate) member_text: Option<String>,
 }
 
 impl<'a> Turn<'a> {
@@ -60,6 +62,7 @@ impl<'a> Turn<'a> {
             intent: Intent::Unclear,
             idempotency_base: None,
             answers_prospect: false,
+            member_text: None,
         }
     }
 
@@ -69,6 +72,8 @@ impl<'a> Turn<'a> {
 
     pub(crate) fn mark_processed(&mut self, message: &Message) {
         self.commit.processed_inbound.push(message.id);
+        // Replies written later in this turn see the message they answer.
+        self.history.push(message.clone());
         if self.conversation.last_inbound_at.is_none_or(|last| last < message.at) {
             self.conversation.last_inbound_at = Some(message.at);
         }
@@ -76,6 +81,11 @@ impl<'a> Turn<'a> {
             // Answer on the channel the prospect last used.
             self.conversation.channel = message.channel;
         }
+    }
+
+    pub(crate) fn cancel(&mut self, scope: CancelScope) {
+        self.commit.cancel = scope;
+        self.commit.jobs.clear();
     }
 
     pub(crate) fn complete_job(&mut self, job: &Job) {
@@ -114,6 +124,17 @@ impl<'a> Turn<'a> {
         let (after, effects) = transition(before, event, &self.policy())?;
         self.conversation.state = after;
         self.audit("transition", format!("{before} -> {after} ({})", event.name()), actor_of(event));
+        if after == ConversationState::HandedOff && self.conversation.assigned_to.is_none() {
+            self.conversation.assigned_to = self.engine.assign_member(&self.prospect, self.conversation.score.as_ref()).await?;
+            if let Some(member) = self.conversation.assigned_to {
+                self.audit("assigned", format!("member {member}"), Actor::System);
+            }
+        }
+        if before == ConversationState::HandedOff && after != ConversationState::HandedOff {
+            // The next automated message says again that it is automated.
+            self.conversation.assigned_to = None;
+            self.conversation.automation_disclosed = false;
+        }
         for effect in effects {
             self.carry_out(effect).await?;
         }
@@ -190,17 +211,27 @@ impl<'a> Turn<'a> {
                     self.audit("send_skipped", "no campaign for outreach".to_owned(), Actor::System);
                     return Ok(());
                 };
-                campaign.render(attempt as usize, &self.prospect, locale)?
+                let text = campaign.render(attempt as usize, &self.prospect, locale)?;
+                let step_channel = campaign.steps.get(attempt as usize).and_then(|step| step.channel);
+                let channel = step_channel.unwrap_or(self.conversation.channel);
+                if channel == ChannelKind::Sms {
+                    crate::campaign::with_sms_mentions(&text, &sender_name, locale)
+                } else {
+                    text
+                }
             }
             SendPurpose::OptOutConfirmation => reply::opt_out_confirmation(locale, &sender_name),
             SendPurpose::OptInConfirmation => reply::opt_in_confirmation(locale, &sender_name),
             SendPurpose::Help => reply::help_text(locale, &sender_name),
             SendPurpose::HandoffAck => reply::handoff_ack(locale, &sender_name),
             SendPurpose::Reply | SendPurpose::Closing | SendPurpose::Qualified => self.write_ai_reply(purpose).await,
-            SendPurpose::MemberMessage => {
-                self.audit("send_skipped", "member message without text".to_owned(), Actor::System);
-                return Ok(());
-            }
+            SendPurpose::MemberMessage => match self.member_text.take() {
+                Some(text) => text,
+                None => {
+                    self.audit("send_skipped", "member message without text".to_owned(), Actor::System);
+                    return Ok(());
+                }
+            },
         };
         self.queue(purpose, sender, text, &sender_name);
         Ok(())
@@ -426,5 +457,55 @@ fn check_reply(text: &str, request: &ReplyRequest) -> std::result::Result<(), &'
     if request.disclose_automation && !trimmed.contains(reply::automation_notice(request.locale)) {
         return Err("first automated reply lacks the automation notice");
     }
+    if contains_contact_point(trimmed) {
+        return Err("reply contains a phone number, an e-mail address or a domain name");
+    }
     Ok(())
+}
+
+/// Whether `text` holds something a prospect could be sent to: an e-mail
+/// address, a domain name (`example.com`) or a phone number (eight digits or
+/// more, spaces, dots, dashes and brackets allowed between them). Model
+/// replies must not carry these, because a prompt injection could use them
+/// to redirect the prospect.
+pub(crate) fn contains_contact_point(text: &str) -> bool {
+    let mut digits = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= 8 {
+                return true;
+            }
+        } else if !matches!(c, ' ' | '.' | '-' | '(' | ')' | '+' | '\u{a0}') {
+            digits = 0;
+        }
+    }
+    text.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>' | '"' | '\'' | ',' | ';'))
+        .map(|word| word.trim_end_matches(['.', '!', '?', ':']))
+        .any(|word| {
+            if word.contains('@') {
+                return true;
+            }
+            let Some((name, tld)) = word.rsplit_once('.') else { return false };
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                && name.chars().any(|c| c.is_ascii_alphabetic())
+                && (2..=6).contains(&tld.len())
+                && tld.chars().all(|c| c.is_ascii_lowercase())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_contact_point;
+
+    #[test]
+    fn contact_points_in_replies() {
+        for text in ["Call +33 6 12 34 56 78", "write to sales@acme.example", "see acme.com", "06.12.34.56.78", "visit www.example.org!"] {
+            assert!(contains_contact_point(text), "{text:?}");
+        }
+        for text in ["Thanks! What budget have you set aside?", "Budget of 20 000 €, noted.", "Let's talk in Q3. (Automated message.)", "Merci ! Quand souhaiteriez-vous démarrer ?", "Is 10.5 ok?"] {
+            assert!(!contains_contact_point(text), "{text:?}");
+        }
+    }
 }

@@ -31,6 +31,20 @@ pub enum Condition {
 }
 
 impl Condition {
+    /// The value type the condition tests, or `None` for [`Condition::Any`].
+    fn value_type(&self) -> Option<std::mem::Discriminant<FactValue>> {
+        let sample = match self {
+            Condition::Any => return None,
+            Condition::MoneyAtLeast(_) | Condition::MoneyAbove(_) => FactValue::Money { amount: 0.0, currency: String::new() },
+            Condition::AuthorityAtLeast(_) => FactValue::Authority(Authority::None),
+            Condition::Is(_) => FactValue::Bool(false),
+            Condition::MonthsAtMost(_) => FactValue::Months(0.0),
+            Condition::NumberAtLeast(_) | Condition::NumberAtMost(_) => FactValue::Number(0.0),
+            Condition::TextIn(_) => FactValue::Text(String::new()),
+        };
+        Some(std::mem::discriminant(&sample))
+    }
+
     /// Whether `value` passes. A value of the wrong type fails.
     pub fn matches(&self, value: &FactValue) -> bool {
         match (self, value) {
@@ -110,6 +124,21 @@ pub struct Criterion {
     pub requirement: Option<Requirement>,
     /// The question that asks for this fact.
     pub question: Localized,
+}
+
+impl Criterion {
+    /// Whether `value` has the type this criterion's bands and requirement
+    /// test: a `Bool` offered for a money criterion is refused, so a wrong
+    /// type can neither score nor fail a requirement.
+    pub fn accepts(&self, value: &FactValue) -> bool {
+        let expected = self
+            .bands
+            .iter()
+            .map(|band| &band.when)
+            .chain(self.requirement.iter().map(|requirement| &requirement.must))
+            .find_map(Condition::value_type);
+        expected.is_none_or(|expected| expected == std::mem::discriminant(value))
+    }
 }
 
 /// A qualification framework: criteria and score thresholds.
