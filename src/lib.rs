@@ -12,7 +12,12 @@
 //! |---|---|---|
 //! | `memory` | [`store::MemoryStore`] | yes |
 //! | `sqlite` | [`store::SqliteStore`], embedded SQLite | yes |
+//! | `postgres` | `store::PostgresStore`, for several workers sharing one database | no |
 //! | `rules` | [`ai::RulesModel`], the offline English and French extractor | yes |
+//! | `openai` | `ai::OpenAiModel`, for OpenAI and compatible servers | no |
+//! | `twilio` | `channels::twilio`, SMS through Twilio | no |
+//! | `smtp` | `channels::email`, e-mail over SMTP and inbound MIME parsing | no |
+//! | `messenger` | `channels::messenger`, Facebook Messenger | no |
 //! | `testkit` | conformance suites and fakes for adapter authors | no |
 //! | `mock` | mockall mocks of every port | no |
 
@@ -24,6 +29,8 @@ pub mod store {
     pub use kalify_store::MemoryStore;
     #[cfg(feature = "sqlite")]
     pub use kalify_store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
+    #[cfg(feature = "postgres")]
+    pub use kalify_store::{PostgresStore, PostgresStoreBuilder};
 }
 
 /// Channel adapters.
@@ -34,4 +41,6 @@ pub mod channels {
 /// Language models.
 pub mod ai {
     pub use kalify_ai::*;
+    #[cfg(feature = "openai")]
+    pub use kalify_ai::openai::{OpenAiConfig, OpenAiModel, OpenAiModelBuilder, UsageLedger, UsageScope, with_usage_scope};
 }

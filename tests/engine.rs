@@ -88,7 +88,11 @@ fn campaign(org: OrgId, name: &str) -> Campaign {
         persona: "Acme".to_owned(),
         goal: "book a demo".to_owned(),
         channels: vec![ChannelKind::Sms],
-        steps: vec![step(0, "Hello {{ first_name }}. STOP to opt out."), step(24, "Follow-up one"), step(48, "Follow-up two")],
+        steps: vec![
+            step(0, "Acme: hello {{ first_name }}. STOP to opt out."),
+            step(24, "Acme: follow-up one. STOP to opt out."),
+            step(48, "Follow-up two"),
+        ],
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: start(),
@@ -143,14 +147,18 @@ async fn follow_ups_then_unresponsive() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
     assert_eq!(h.sms.sent().len(), 1);
-    assert_eq!(h.sms.sent()[0].text, "Hello Camille. STOP to opt out.");
+    assert_eq!(h.sms.sent()[0].text, "Acme: hello Camille. STOP to opt out.");
 
     h.clock.advance(Duration::hours(24));
     h.engine.run_due().await.unwrap();
     h.clock.advance(Duration::hours(48));
     h.engine.run_due().await.unwrap();
     let texts: Vec<String> = h.sms.sent().into_iter().map(|sent| sent.text).collect();
-    assert_eq!(texts, vec!["Hello Camille. STOP to opt out.", "Follow-up one", "Follow-up two"]);
+    // The third template lacks the sender and the STOP mention, so both are added.
+    assert_eq!(
+        texts,
+        vec!["Acme: hello Camille. STOP to opt out.", "Acme: follow-up one. STOP to opt out.", "Acme: Follow-up two Reply STOP to opt out."]
+    );
 
     h.clock.advance(Duration::hours(48));
     h.engine.run_due().await.unwrap();
@@ -519,7 +527,157 @@ async fn step_channel_and_required_fields() {
     clock.advance(Duration::hours(24));
     engine.run_due().await.unwrap();
     assert_eq!(sms.sent().len(), 1);
-    assert_eq!(sms.sent()[0].text, "Plan pro. STOP to opt out.");
+    assert_eq!(sms.sent()[0].text, "Acme: Plan pro. STOP to opt out.");
     assert_eq!(email.sent().len(), 1);
     assert_eq!(email.sent()[0].text, "By e-mail");
+}
+
+#[tokio::test]
+async fn simulation_sends_nothing_and_reports_deferrals() {
+    use kalify::engine::ProspectFilter;
+    use kalify::simulation::SimulationOptions;
+
+    let h = harness();
+    let campaign = campaign(h.org, "spring");
+    h.store.put_campaign(&campaign).await.unwrap();
+    add_prospect(&h, "06 12 34 56 78", true).await;
+    add_prospect(&h, "06 12 34 56 79", false).await;
+
+    // Saturday 7 March 2026 at 20:30 in Paris: the first message waits for Monday.
+    let saturday_evening = Utc.with_ymd_and_hms(2026, 3, 7, 19, 30, 0).unwrap();
+    let options = SimulationOptions::new(saturday_evening, 7).with_sms_price("FR", 0.04);
+    let report = h.engine.simulate(h.org, campaign.id, &ProspectFilter::default(), &options).await.unwrap();
+
+    assert!(h.sms.sent().is_empty(), "a simulation sends nothing");
+    assert_eq!(report.sends.len(), 3, "{report:#?}");
+    assert_eq!(report.sends[0].at, Utc.with_ymd_and_hms(2026, 3, 9, 7, 0, 0).unwrap());
+    // The follow-ups fall on Sunday and then meet the daily cap, so all three move.
+    assert_eq!(report.deferred.len(), 3, "{:#?}", report.deferred);
+    assert!(report.deferred[0].reason.contains("sending hours"), "{:?}", report.deferred[0]);
+    assert!(report.sends.windows(2).all(|pair| pair[1].at - pair[0].at >= Duration::hours(24)), "{:#?}", report.sends);
+    assert_eq!(report.blocked.len(), 1, "the prospect without consent is blocked: {:?}", report.blocked);
+    assert!(report.blocked[0].reason.contains("consent"), "{:?}", report.blocked);
+    assert!((report.estimated_cost - 0.04 * report.sms_segments as f64).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn rate_limit_counts_segments_and_retries() {
+    use kalify::rate::{RateLimit, RateLimitedChannel};
+
+    let store = Arc::new(MemoryStore::new());
+    let sms = MemoryChannel::new(ChannelKind::Sms);
+    let limited = RateLimitedChannel::new(sms.clone(), RateLimit::new(0.001, 2).with_max_wait(std::time::Duration::ZERO));
+    let clock = ManualClock::new(start());
+    let engine = Engine::builder()
+        .with_store(store.clone())
+        .with_model(Arc::new(ScriptedModel::default()))
+        .with_channel(Arc::new(limited))
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let h = Harness { engine: engine.clone(), store: store.clone(), sms: sms.clone(), model: Arc::new(ScriptedModel::default()), clock, org: OrgId::new() };
+    let campaign = campaign(h.org, "spring");
+    store.put_campaign(&campaign).await.unwrap();
+    for index in 0..4 {
+        let prospect = add_prospect(&h, &format!("06 12 34 56 7{index}"), true).await;
+        engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    }
+    let report = engine.run_due().await.unwrap();
+    // Each first message is one GSM-7 segment and the burst is two.
+    assert_eq!(report.sent, 2);
+    assert_eq!(report.retried, 2, "rate-limited sends go back to the outbox");
+    assert_eq!(sms.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn handoff_assigns_and_members_act() {
+    use kalify::MemberId;
+    use kalify::contact::EmailAddress;
+    use kalify::ports::{Member, Role};
+
+    let h = harness();
+    let member = |name: &str, role| Member {
+        id: MemberId::new(),
+        org_id: h.org,
+        name: name.to_owned(),
+        email: EmailAddress::parse(&format!("{name}@acme.example")).unwrap(),
+        role,
+        available: true,
+    };
+    let alice = member("alice", Role::Member);
+    let bob = member("bob", Role::Member);
+    let admin = member("admin", Role::Admin);
+    for m in [&alice, &bob] {
+        h.store.put_member(m).await.unwrap();
+    }
+    let (prospect, _) = enrolled(&h).await;
+
+    let mut analysis = Analysis::empty();
+    analysis.intent = Intent::AsksForHuman;
+    h.model.push(Ok(analysis));
+    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "A person please", start())).await.unwrap();
+    let conversation = h.store.get_conversation(h.org, report.conversation_id).await.unwrap();
+    let assigned = conversation.assigned_to.expect("a member is assigned on handoff");
+    let (holder, other) = if assigned == alice.id { (&alice, &bob) } else { (&bob, &alice) };
+    h.store.put_member(&admin).await.unwrap();
+
+    let error = h.engine.member_reply(h.org, conversation.id, other.id, "Hi").await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied);
+    h.engine.member_reply(h.org, conversation.id, holder.id, "Hello, Alice from Acme here.").await.unwrap();
+    assert_eq!(h.sms.sent().last().unwrap().text, "Hello, Alice from Acme here.");
+    h.engine.member_reply(h.org, conversation.id, admin.id, "And the admin.").await.unwrap();
+
+    h.engine.hand_back(h.org, conversation.id, holder.id).await.unwrap();
+    let conversation = h.store.get_conversation(h.org, conversation.id).await.unwrap();
+    assert_eq!(conversation.state, ConversationState::Engaged);
+    assert_eq!(conversation.assigned_to, None);
+
+    // The first AI message after the hand-back says it is automated again.
+    let mut analysis = Analysis::empty();
+    analysis.intent = Intent::Interested;
+    h.model.push(Ok(analysis));
+    h.engine.handle_inbound(h.org, inbound(&prospect, "m2", "ok, go on", start())).await.unwrap();
+    let last = h.sms.sent().last().unwrap().text.clone();
+    assert!(last.contains("Automated message") || last.contains("Message automatique"), "{last}");
+
+    let error = h.engine.hand_back(h.org, conversation.id, holder.id).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+}
+
+#[tokio::test]
+async fn provider_opt_out_and_bounce_events() {
+    use kalify::engine::EventOutcome;
+    use kalify::ports::{BounceNotice, InboundEvent, OptOutNotice};
+
+    let h = harness();
+    let (prospect, _) = enrolled(&h).await;
+    let phone = ContactPoint::Phone(prospect.phone.clone().unwrap());
+    let outcome = h
+        .engine
+        .handle_event(
+            h.org,
+            InboundEvent::OptOut(OptOutNotice { channel: ChannelKind::Sms, provider: "twilio".into(), contact: phone.clone(), reason: "21610".into(), at: start() }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EventOutcome::Suppressed { prospect_id: Some(id), .. } if id == prospect.id), "{outcome:?}");
+    assert!(h.store.is_suppressed(h.org, &phone).await.unwrap());
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    assert_eq!(conversation.state, ConversationState::OptedOut);
+
+    // A permanent bounce for an unknown address is still suppressed.
+    let address = ContactPoint::Email(kalify::contact::EmailAddress::parse("gone@example.com").unwrap());
+    let bounce = BounceNotice {
+        channel: ChannelKind::Email,
+        provider: "smtp".into(),
+        provider_message_id: "b1".into(),
+        original_message_id: None,
+        recipient: Some(address.clone()),
+        permanent: true,
+        status_code: Some("5.1.1".into()),
+        reason: "mailbox unknown".into(),
+        at: start(),
+    };
+    h.engine.handle_event(h.org, InboundEvent::Bounce(bounce)).await.unwrap();
+    assert!(h.store.is_suppressed(h.org, &address).await.unwrap());
 }

@@ -375,6 +375,24 @@ impl Campaign {
     }
 }
 
+/// Adds what a marketing SMS must carry when the template left it out: the
+/// sender's identity at the start and the STOP mention at the end (CNIL
+/// rules on SMS prospecting).
+pub fn with_sms_mentions(text: &str, sender: &str, locale: Locale) -> String {
+    let mut message = text.trim().to_owned();
+    if !sender.is_empty() && !message.contains(sender) {
+        message = format!("{sender}: {message}");
+    }
+    let has_stop = crate::keywords::normalise(&message).split(' ').any(|word| word == "STOP");
+    if !has_stop {
+        message.push_str(match locale {
+            Locale::En => " Reply STOP to opt out.",
+            Locale::Fr => " STOP pour se désinscrire.",
+        });
+    }
+    message
+}
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -416,6 +434,13 @@ mod tests {
         let campaign = campaign("Hi {{ first_name or 'there' }}, {{ sender }} here ({{ custom.plan }})");
         campaign.validate().unwrap();
         assert_eq!(campaign.render(0, &prospect, Locale::En).unwrap(), "Hi Camille, Léa from Acme here (pro)");
+    }
+
+    #[test]
+    fn sms_mentions_added_when_missing() {
+        assert_eq!(with_sms_mentions("Hello", "Acme", Locale::En), "Acme: Hello Reply STOP to opt out.");
+        assert_eq!(with_sms_mentions("Acme ici. STOP au 36111", "Acme", Locale::Fr), "Acme ici. STOP au 36111");
+        assert_eq!(with_sms_mentions("Bonjour", "Acme", Locale::Fr), "Acme: Bonjour STOP pour se désinscrire.");
     }
 
     #[test]

@@ -22,8 +22,11 @@ pub mod keywords;
 pub mod ports;
 pub mod prospect;
 pub mod qualification;
+pub mod rate;
 pub mod reply;
+pub mod simulation;
 mod secret;
+pub mod sms;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

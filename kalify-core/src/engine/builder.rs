@@ -25,6 +25,7 @@ pub struct EngineBuilder {
     gate_policy: Option<GatePolicy>,
     settings: Option<EngineSettings>,
     default_sender: Option<String>,
+    assignment: Option<Vec<crate::engine::AssignmentRule>>,
 }
 
 impl EngineBuilder {
@@ -94,6 +95,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets how handed-off conversations find a member; rules are tried in
+    /// order. The default is the prospect's owner, then round-robin.
+    pub fn with_assignment(mut self, rules: Vec<crate::engine::AssignmentRule>) -> Self {
+        self.assignment = Some(rules);
+        self
+    }
+
     /// Builds the engine.
     ///
     /// # Errors
@@ -127,6 +135,10 @@ impl EngineBuilder {
                 settings,
                 default_sender: self.default_sender.unwrap_or_else(|| "kalify".to_owned()),
                 locks: Default::default(),
+                assignment: self.assignment.unwrap_or_else(|| {
+                    vec![crate::engine::AssignmentRule::Owner, crate::engine::AssignmentRule::RoundRobin]
+                }),
+                round_robin: Default::default(),
             }),
         })
     }

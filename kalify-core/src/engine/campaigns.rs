@@ -160,3 +160,39 @@ impl Engine {
         store.put_campaign(&stored).await
     }
 }
+
+impl Engine {
+    /// Simulates a campaign over the prospects `filter` matches, as if
+    /// nobody replied: sends per day and channel, SMS segments and estimated
+    /// cost, and what the gate would defer or block. Nothing is sent or written.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown campaign, and store errors.
+    pub async fn simulate(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        filter: &ProspectFilter,
+        options: &crate::simulation::SimulationOptions,
+    ) -> Result<crate::simulation::SimulationReport> {
+        let store = &self.inner.store;
+        let campaign = store.get_campaign(org, campaign).await?;
+        let mut prospects = Vec::new();
+        let mut suppressed = std::collections::HashSet::new();
+        let mut after = None;
+        loop {
+            let page = store.list_prospects(org, ListOptions { after, limit: 500 }).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for prospect in page.into_iter().filter(|prospect| filter.matches(prospect)) {
+                for contact in prospect.contact_points() {
+                    if store.is_suppressed(org, &contact).await? {
+                        suppressed.insert(contact);
+                    }
+                }
+                prospects.push(prospect);
+            }
+        }
+        Ok(crate::simulation::simulate(&campaign, &prospects, &suppressed, options))
+    }
+}

@@ -4,8 +4,10 @@
 mod builder;
 mod campaigns;
 mod delivery;
+mod events;
 mod inbound;
 mod jobs;
+mod team;
 mod turn;
 mod worker;
 
@@ -16,8 +18,10 @@ use std::time::Duration;
 pub use builder::EngineBuilder;
 pub use campaigns::{EnrollReport, FieldPredicate, Predicate, ProspectFilter};
 pub use delivery::DeliveryReport;
+pub use events::EventOutcome;
 pub use inbound::InboundReport;
 pub use jobs::{Enrollment, RunReport};
+pub use team::AssignmentRule;
 pub use worker::{WorkerOptions, WorkerReport};
 
 use crate::contact::ChannelKind;
@@ -103,6 +107,8 @@ struct Inner {
     settings: EngineSettings,
     default_sender: String,
     locks: ProspectLocks,
+    assignment: Vec<AssignmentRule>,
+    round_robin: std::sync::atomic::AtomicUsize,
 }
 
 impl Engine {

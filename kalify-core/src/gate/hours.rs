@@ -23,7 +23,7 @@ pub enum HoursRule {
 }
 
 impl HoursRule {
-    /// Whether the rule allows a send at `local`, a wall-clock time in the prospect's zone.
+    /// Returns whether the rule allows a send at `local`, a wall-clock time in the prospect's zone.
     pub fn allows(&self, local: &DateTime<Tz>) -> bool {
         let time = local.time();
         let weekday = local.weekday();
@@ -51,14 +51,14 @@ pub struct ZoneRule {
     pub rule: HoursRule,
 }
 
-/// How the zone was found.
+/// The source of the zone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ZoneSource {
     /// The prospect's own time zone.
     Prospect,
     /// Inferred from the phone number's region.
     PhoneNumber,
-    /// Nothing told it: every listed zone must allow the send.
+    /// No zone is known, so every listed zone must allow the send.
     MostRestrictive,
 }
 
@@ -67,7 +67,7 @@ pub enum ZoneSource {
 pub struct Jurisdiction {
     /// Every zone and rule; a send is allowed when all of them allow it.
     pub zones: Vec<ZoneRule>,
-    /// How the zones were found.
+    /// The source of the zones.
     pub source: ZoneSource,
 }
 
@@ -85,8 +85,8 @@ const US_ZONES: [Tz; 7] = [
 const POSTAL_CODE_FIELDS: [&str; 4] = ["postal_code", "postcode", "code_postal", "zip"];
 
 impl Jurisdiction {
-    /// The jurisdiction of `prospect`: its own time zone when set, else the
-    /// zone of its phone number's region, else the most restrictive reading
+    /// Returns the jurisdiction of `prospect`: its own time zone when set, else
+    /// the zone of its phone number's region, else the most restrictive reading
     /// (every zone of a multi-zone country, or French rules in Paris when
     /// nothing is known).
     pub fn of(prospect: &Prospect) -> Jurisdiction {
@@ -116,7 +116,7 @@ impl Jurisdiction {
         }
     }
 
-    /// The reading used when nothing tells the zone: French rules (the
+    /// Returns the reading used when no zone is known: French rules (the
     /// strictest kalify knows) in Europe/Paris.
     pub fn unknown() -> Jurisdiction {
         Jurisdiction {
@@ -128,7 +128,7 @@ impl Jurisdiction {
         }
     }
 
-    /// Whether every zone allows a send at `at`, and `window` too when given.
+    /// Returns whether every zone allows a send at `at`, and `window` too when given.
     pub fn allows(&self, at: Timestamp, window: Option<&SendingWindow>) -> bool {
         self.zones.iter().all(|zone_rule| {
             let local = at.with_timezone(&zone_rule.zone);
@@ -136,8 +136,8 @@ impl Jurisdiction {
         })
     }
 
-    /// The first instant at or after `at` when a send is allowed, searching
-    /// 31 days ahead in 15-minute steps. `None` when no slot exists, which
+    /// Finds the first instant at or after `at` when a send is allowed,
+    /// searching 31 days ahead in 15-minute steps. `None` when no slot exists, which
     /// means the custom window never opens.
     pub fn next_open(&self, at: Timestamp, window: Option<&SendingWindow>) -> Option<Timestamp> {
         if self.allows(at, window) {
@@ -185,7 +185,7 @@ fn french_area(prospect: &Prospect, default: FrenchArea) -> FrenchArea {
         .unwrap_or(default)
 }
 
-/// The zone of a single-zone region. Multi-zone regions other than the
+/// Returns the zone of a single-zone region. Multi-zone regions other than the
 /// United States (Canada, Brazil, Australia, Russia, Mexico…) are absent, so
 /// their prospects fall back to the unknown reading unless their own zone is set.
 fn zone_of_region(code: &str) -> Option<Tz> {
