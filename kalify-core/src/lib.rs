@@ -14,6 +14,7 @@ pub mod campaign;
 pub mod contact;
 pub mod conversation;
 pub mod engine;
+pub mod export;
 mod error;
 pub mod gate;
 mod id;

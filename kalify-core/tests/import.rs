@@ -14,7 +14,8 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::{ChannelKind, ContactPoint, EmailAddress, PhoneNumber, Region};
 use kalify_core::conversation::{Conversation, Message};
 use kalify_core::import::{
-    CustomType, Field, ImportOptions, ImportReport, Mapping, MergePolicy, import_prospects, preview_columns,
+    CustomType, Field, ImportOptions, ImportReport, InvalidContact, Mapping, MergePolicy, import_prospects,
+    preview_columns,
 };
 use kalify_core::ports::{
     AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Store, Suppression,
@@ -41,6 +42,8 @@ struct FakeState {
     suppressed: Vec<Suppression>,
     insert_calls: Vec<usize>,
     update_calls: usize,
+    /// Calls of `find_prospects_by_contacts`.
+    batch_lookups: usize,
     /// When set, every update fails with `Conflict`.
     conflict_on_update: bool,
 }
@@ -148,6 +151,21 @@ impl Store for FakeStore {
 
     async fn list_prospects(&self, _org: OrgId, _options: ListOptions) -> Result<Vec<Prospect>> {
         Err(unsupported("list_prospects"))
+    }
+
+    async fn find_prospects_by_contacts(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashMap<ContactPoint, Prospect>> {
+        self.state.lock().unwrap().batch_lookups += 1;
+        let mut found = HashMap::new();
+        for contact in contacts {
+            if let Some(prospect) = self.find_prospect(org, contact).await? {
+                found.insert(contact.clone(), prospect);
+            }
+        }
+        Ok(found)
     }
 
     async fn put_campaign(&self, _campaign: &Campaign) -> Result<()> {
@@ -733,6 +751,106 @@ async fn merge_policies_against_the_store() {
 }
 
 #[tokio::test]
+async fn rows_of_one_chunk_see_each_others_updates() {
+    let org = OrgId::new();
+    let store = FakeStore::default();
+    import(&store, org, "Email;Mobile\nann@example.fr;06 12 34 56 78\n".as_bytes(), &ImportOptions::default()).await;
+
+    // Both rows match the stored prospect, the first by address, the second
+    // by phone. The second must be merged into the version the first wrote.
+    let update = "Email;Mobile;Société;Poste\nann@example.fr;;Acme;\n;+33 6 12 34 56 78;;CEO\n";
+    let report = import(&store, org, update.as_bytes(), &ImportOptions::default()).await;
+    assert_eq!(report.rejected_total, 0, "{:?}", report.rejected);
+    assert_eq!(report.updated, 1);
+    assert_eq!(report.duplicates, 1);
+    let ann = store.find_email("ann@example.fr");
+    assert_eq!(ann.company.as_deref(), Some("Acme"));
+    assert_eq!(ann.job_title.as_deref(), Some("CEO"));
+    assert_eq!(ann.version, Version(2));
+}
+
+#[tokio::test]
+async fn lookups_are_batched_per_chunk() {
+    let store = FakeStore::default();
+    let options = ImportOptions::default().with_batch_size(1000);
+    let report = import(&store, OrgId::new(), &generated_bytes(2500), &options).await;
+    assert_eq!(report.inserted, 2500);
+    assert_eq!(store.state.lock().unwrap().batch_lookups, 3, "one lookup per chunk of 1000 rows");
+    assert_eq!(store.insert_calls(), vec![1000, 1000, 500]);
+}
+
+#[tokio::test]
+async fn overwrite_frees_the_old_phone_within_a_chunk() {
+    let org = OrgId::new();
+    let store = FakeStore::default();
+    import(&store, org, "Email;Mobile\nann@example.fr;06 12 34 56 78\n".as_bytes(), &ImportOptions::default()).await;
+
+    // The first row moves Ann to a new phone. The old phone then belongs to
+    // no prospect, so the second row creates one.
+    let update = "Email;Mobile\nann@example.fr;06 98 76 54 32\nbob@example.fr;06 12 34 56 78\n";
+    let overwrite = ImportOptions::default().with_merge_policy(MergePolicy::Overwrite);
+    let report = import(&store, org, update.as_bytes(), &overwrite).await;
+    assert_eq!(report.updated, 1);
+    assert_eq!(report.inserted, 1, "{report:?}");
+    assert_eq!(phone(&store.find_email("ann@example.fr")), Some("+33698765432"));
+    assert_eq!(phone(&store.find_email("bob@example.fr")), Some("+33612345678"));
+}
+
+#[tokio::test]
+async fn invalid_contact_rejects_row_when_asked() {
+    let text = "\
+Email;Téléphone
+ok@example.fr;06 12 34 56 78
+bad@;06 98 76 54 32
+Jean Dupont@example.fr;06 11 22 33 44
+nophone@example.fr;n/a
+list@example.fr;06 55 44 33 22 / 01 45 04 89 55
+";
+    let store = FakeStore::default();
+    let strict = ImportOptions::default().with_invalid_contact(InvalidContact::RejectRow);
+    let report = import(&store, OrgId::new(), text.as_bytes(), &strict).await;
+    assert_eq!(report.inserted, 1, "{:?}", report.rejected);
+    assert_eq!(rejected_lines(&report), vec![3, 4, 5, 6]);
+    assert_eq!(report.rejected[0].column.as_deref(), Some("Email"));
+    assert_eq!(report.rejected[2].column.as_deref(), Some("Téléphone"));
+
+    let lenient = FakeStore::default();
+    let report = import(&lenient, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    assert_eq!(report.inserted, 5, "by default a bad cell is dropped and the row kept");
+    // Lenient reading finds an address in "Jean Dupont@example.fr" and the
+    // first number of the list, so only "bad@" and "n/a" are reported.
+    assert_eq!(report.warnings_total, 2);
+}
+
+#[tokio::test]
+async fn per_channel_consent_columns() {
+    let text = "\
+Email;Mobile;consent_sms;consent_sms_date;consent_sms_source;consent_sms_version;consent_email;consent_email_date;consent_source
+a@example.fr;06 12 34 56 78;yes;2026-02-02T10:15:30.250Z;'=web form;v3;yes;2026-02-05;salon
+b@example.fr;06 98 76 54 32;yes;;;;no;;
+";
+    let store = FakeStore::default();
+    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    assert_eq!(report.inserted, 2);
+
+    let a = store.find_email("a@example.fr");
+    assert_eq!(a.consents.len(), 2);
+    let sms = a.consents.iter().find(|consent| consent.channel == ChannelKind::Sms).unwrap();
+    assert_eq!(sms.collected_at, Utc.with_ymd_and_hms(2026, 2, 2, 10, 15, 30).unwrap() + chrono::Duration::milliseconds(250));
+    assert_eq!(sms.source, "=web form");
+    assert_eq!(sms.wording_version.as_deref(), Some("v3"));
+    let email = a.consents.iter().find(|consent| consent.channel == ChannelKind::Email).unwrap();
+    assert_eq!(email.collected_at, Utc.with_ymd_and_hms(2026, 2, 5, 0, 0, 0).unwrap());
+    assert_eq!(email.source, "salon", "the shared source column applies where no per-channel one is given");
+    assert_eq!(email.wording_version, None);
+
+    let b = store.find_email("b@example.fr");
+    assert_eq!(b.consents.len(), 1);
+    assert_eq!(b.consents[0].collected_at, now());
+    assert_eq!(b.consents[0].source, "csv import");
+}
+
+#[tokio::test]
 async fn update_conflict_rejects_the_row() {
     let org = OrgId::new();
     let store = FakeStore::default();
@@ -1059,6 +1177,13 @@ impl Read for GeneratedCsv {
         self.position += count;
         Ok(count)
     }
+}
+
+/// Returns the bytes of a generated file of `rows` distinct prospects.
+fn generated_bytes(rows: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    GeneratedCsv::new(rows).read_to_end(&mut bytes).unwrap();
+    bytes
 }
 
 #[tokio::test]

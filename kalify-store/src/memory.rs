@@ -389,9 +389,9 @@ impl Store for MemoryStore {
         org: OrgId,
         contacts: &[ContactPoint],
     ) -> Result<HashMap<ContactPoint, Prospect>> {
-        let wanted: HashSet<&ContactPoint> = contacts.iter().collect();
+        let requested: HashSet<&ContactPoint> = contacts.iter().collect();
         let mut found = HashMap::new();
-        if wanted.is_empty() {
+        if requested.is_empty() {
             return Ok(found);
         }
         let state = self.state.read().await;
@@ -402,11 +402,11 @@ impl Store for MemoryStore {
             state.prospects.range(start..).take_while(|((prospect_org, _), _)| *prospect_org == org).map(|(_, p)| p);
         for prospect in org_prospects {
             for contact in prospect.contact_points() {
-                if wanted.contains(&contact) && !found.contains_key(&contact) {
+                if requested.contains(&contact) && !found.contains_key(&contact) {
                     found.insert(contact, prospect.clone());
                 }
             }
-            if found.len() == wanted.len() {
+            if found.len() == requested.len() {
                 break;
             }
         }

@@ -54,6 +54,18 @@ pub enum Field {
     ConsentSource,
     /// The version of the consent wording.
     ConsentWording,
+    /// When the SMS consent was collected, in place of `ConsentDate` for SMS.
+    ConsentSmsDate,
+    /// The place the SMS consent was collected, in place of `ConsentSource` for SMS.
+    ConsentSmsSource,
+    /// The wording version of the SMS consent, in place of `ConsentWording` for SMS.
+    ConsentSmsWording,
+    /// When the e-mail consent was collected, in place of `ConsentDate` for e-mail.
+    ConsentEmailDate,
+    /// The place the e-mail consent was collected, in place of `ConsentSource` for e-mail.
+    ConsentEmailSource,
+    /// The wording version of the e-mail consent, in place of `ConsentWording` for e-mail.
+    ConsentEmailWording,
     /// A yes/no opt-out from every channel.
     OptOut,
     /// A yes/no opt-out from SMS.
@@ -92,6 +104,12 @@ impl Field {
             Field::ConsentDate => "consent_date",
             Field::ConsentSource => "consent_source",
             Field::ConsentWording => "consent_wording",
+            Field::ConsentSmsDate => "consent_sms_date",
+            Field::ConsentSmsSource => "consent_sms_source",
+            Field::ConsentSmsWording => "consent_sms_wording",
+            Field::ConsentEmailDate => "consent_email_date",
+            Field::ConsentEmailSource => "consent_email_source",
+            Field::ConsentEmailWording => "consent_email_wording",
             Field::OptOut => "opt_out",
             Field::OptOutSms => "opt_out_sms",
             Field::OptOutEmail => "opt_out_email",
@@ -130,7 +148,17 @@ pub enum CustomType {
 /// the built-in aliases.
 ///
 /// The JSON form is
-/// `{"columns": {"Portable perso": "mobile", "Réf": "ignore"}, "custom_fields": {"Budget": "number"}}`.
+/// `{"columns": {"Portable perso": "mobile", "Réf": "ignore"}, "custom_fields": {"Budget": "number"}}`,
+/// and the TOML form is
+///
+/// ```toml
+/// [columns]
+/// "Portable perso" = "mobile"
+/// "Réf" = "ignore"
+///
+/// [custom_fields]
+/// Budget = "number"
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mapping {
@@ -151,6 +179,21 @@ impl Mapping {
         serde_json::from_str(json).map_err(|error| {
             Error::invalid_input(format!(
                 "invalid import mapping: {error}; expected {{\"columns\": {{\"column name\": \"field\"}}, \"custom_fields\": {{\"name\": \"text|number|bool|date\"}}}}"
+            ))
+        })
+    }
+
+    /// Reads a mapping from its TOML form: a `[columns]` table of column
+    /// name to field, and a `[custom_fields]` table of name to type.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the TOML is malformed, has unknown keys, or names
+    /// an unknown field or type.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|error| {
+            Error::invalid_input(format!(
+                "invalid import mapping: {}; expected a [columns] table of \"column name\" = \"field\" and a [custom_fields] table of name = \"text|number|bool|date\"",
+                error.message()
             ))
         })
     }
@@ -368,6 +411,20 @@ const ALIASES: &[(&str, Field, u8)] = &[
     ("consent version", Field::ConsentWording, 0),
     ("consent wording", Field::ConsentWording, 0),
     ("version du consentement", Field::ConsentWording, 0),
+    ("consent sms date", Field::ConsentSmsDate, 0),
+    ("sms consent date", Field::ConsentSmsDate, 0),
+    ("date consentement sms", Field::ConsentSmsDate, 0),
+    ("consent sms source", Field::ConsentSmsSource, 0),
+    ("sms consent source", Field::ConsentSmsSource, 0),
+    ("consent sms version", Field::ConsentSmsWording, 0),
+    ("sms consent version", Field::ConsentSmsWording, 0),
+    ("consent email date", Field::ConsentEmailDate, 0),
+    ("email consent date", Field::ConsentEmailDate, 0),
+    ("date consentement email", Field::ConsentEmailDate, 0),
+    ("consent email source", Field::ConsentEmailSource, 0),
+    ("email consent source", Field::ConsentEmailSource, 0),
+    ("consent email version", Field::ConsentEmailWording, 0),
+    ("email consent version", Field::ConsentEmailWording, 0),
     // Opt-outs.
     ("opt-out", Field::OptOut, 0),
     ("do not contact", Field::OptOut, 0),
@@ -570,6 +627,44 @@ mod tests {
         for json in ["{", r#"{"columns": {"a": "nope"}}"#, r#"{"custom_fields": {"a": "float"}}"#, r#"{"other": 1}"#] {
             let error = Mapping::from_json_str(json).unwrap_err();
             assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{json}");
+            assert!(error.message().contains("invalid import mapping"), "{error}");
+        }
+    }
+
+    #[test]
+    fn mapping_toml_matches_json() {
+        let toml = Mapping::from_toml_str(
+            r#"
+            [columns]
+            "Portable perso" = "mobile"
+            email = "ignore"
+
+            [custom_fields]
+            Budget = "number"
+            "Date RDV" = "date"
+            "#,
+        )
+        .unwrap();
+        let json = Mapping::from_json_str(
+            r#"{"columns": {"Portable perso": "mobile", "email": "ignore"}, "custom_fields": {"Budget": "number", "Date RDV": "date"}}"#,
+        )
+        .unwrap();
+        assert_eq!(toml, json);
+        assert_eq!(Mapping::from_toml_str("").unwrap(), Mapping::default());
+    }
+
+    #[test]
+    fn mapping_toml_errors_are_invalid_input() {
+        let cases = [
+            "[columns",
+            "[columns]\na = \"nope\"",
+            "[custom_fields]\na = \"float\"",
+            "other = 1",
+            "columns = 3",
+        ];
+        for text in cases {
+            let error = Mapping::from_toml_str(text).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{text}");
             assert!(error.message().contains("invalid import mapping"), "{error}");
         }
     }

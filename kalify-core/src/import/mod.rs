@@ -18,13 +18,17 @@
 //!   given by Excel's `sep=` first line or by [`ImportOptions::with_delimiter`].
 //! - Quoted fields with embedded line breaks, and LF or CRLF line ends.
 //!   Line numbers in the report are physical lines of the file.
+//! - Spreadsheet-safe cells: a `'` before `=`, `+`, `-`, `@`, a tab or a
+//!   carriage return at the start of a cell is removed, so files written by
+//!   [`export_csv`](crate::export::export_csv) read back as they were.
 //! - Headers in English and French, such as those of HubSpot and Zoho
 //!   exports and of hand-made French files. Case, accents, spaces and
 //!   punctuation are ignored. [`Mapping`] overrides the built-in names and
 //!   declares typed custom fields. Unknown columns become text custom fields.
 //! - Contact points: mobile columns are preferred over other phone columns,
 //!   and a country column sets the region each row's phone number is read in.
-//!   A row needs at least one valid phone number, e-mail address or Messenger PSID.
+//!   A row needs at least one valid phone number, e-mail address or Messenger
+//!   PSID; [`InvalidContact`] sets what happens to a row with an invalid one.
 //! - Rows are matched with stored prospects by e-mail address first, then
 //!   phone number, then PSID, and merged under the [`MergePolicy`]; so are
 //!   duplicates inside the file. A contact point that belongs to another
@@ -39,8 +43,11 @@
 //!   covered channel the row has a contact point on. `consent_date` sets when
 //!   it was collected (the import time when the cell is empty or unreadable),
 //!   `consent_source` where (else the source tag, else `csv import`), and
-//!   `consent_version` the wording version. A consent date in a file without
-//!   any yes/no consent column counts as a yes for SMS and e-mail.
+//!   `consent_version` the wording version. `consent_sms_date`,
+//!   `consent_sms_source` and `consent_sms_version`, and their `consent_email_`
+//!   counterparts, set them for one channel and win over the shared columns.
+//!   A consent date in a file without any yes/no consent column counts as a
+//!   yes for the channels it covers.
 //! - `Opt-out`, `Désinscrit` or `Do not contact` covers every channel,
 //!   `Opt-out SMS` or `Do Not Call` covers SMS, and `Opt-out email` or
 //!   `Unsubscribed from all email` covers e-mail. A yes adds the row's contact
@@ -70,9 +77,12 @@ mod row;
 mod run;
 mod sniff;
 mod values;
+mod view;
 
 pub use mapping::{CustomType, Field, Mapping, preview_columns};
 pub use report::{ImportReport, MappedColumn, RejectedRow};
+pub(crate) use mapping::header_key;
+pub(crate) use report::spreadsheet_safe;
 
 use std::io::Read;
 
@@ -94,6 +104,22 @@ pub enum MergePolicy {
     FillEmpty,
     /// Replace fields with every non-empty value of the row.
     Overwrite,
+}
+
+/// The action taken on a row when one of its phone, e-mail or PSID cells
+/// is not empty and does not read as a valid contact point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum InvalidContact {
+    /// Drop the cell and keep the row when it has another valid contact
+    /// point; the report warns about the cell. In this mode a phone cell
+    /// may hold several numbers separated by `/`, `,` or `;`, and an e-mail
+    /// cell a list, and the first valid one is kept.
+    #[default]
+    Warn,
+    /// Reject the row. In this mode a cell must hold a single contact point:
+    /// one phone number, or one address, optionally as `mailto:address` or
+    /// `Name <address>`.
+    RejectRow,
 }
 
 /// Settings of an import. Build it with `ImportOptions::default()` and the
@@ -121,6 +147,8 @@ pub struct ImportOptions {
     /// Rejected rows and warnings kept in the report, each; the rest are
     /// only counted. Default: 10,000.
     pub max_reported_issues: usize,
+    /// The action taken on a row with an invalid contact cell. Default: warn.
+    pub invalid_contact: InvalidContact,
 }
 
 impl Default for ImportOptions {
@@ -134,6 +162,7 @@ impl Default for ImportOptions {
             delimiter: None,
             mapping: Mapping::default(),
             max_reported_issues: 10_000,
+            invalid_contact: InvalidContact::default(),
         }
     }
 }
@@ -186,14 +215,23 @@ impl ImportOptions {
         self.max_reported_issues = max;
         self
     }
+
+    /// Sets the action taken on a row with an invalid contact cell.
+    pub fn with_invalid_contact(mut self, policy: InvalidContact) -> Self {
+        self.invalid_contact = policy;
+        self
+    }
 }
 
 /// Imports the prospects of a CSV file into `org`.
 ///
-/// Rows are read as a stream. New prospects are written with
-/// [`Store::insert_prospects`] in batches of `options.batch_size`, and
-/// matches with stored prospects are written with [`Store::update_prospect`]
-/// as they are found. `now` is the creation and update time written, and the
+/// Rows are read as a stream, in chunks of `options.batch_size` rows. For
+/// each chunk, one call to [`Store::suppressed_among`] and one to
+/// [`Store::find_prospects_by_contacts`] read what the store holds for its
+/// contact points. New prospects are written with [`Store::insert_prospects`]
+/// in batches of `options.batch_size`, and the next chunk is read and parsed
+/// while the store writes a batch. Matches with stored prospects are written
+/// with [`Store::update_prospect`] as they are found. `now` is the creation and update time written, and the
 /// collection time of consents whose row has no consent date.
 ///
 /// Rows that cannot be imported do not stop the import: they are listed in

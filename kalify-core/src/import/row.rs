@@ -3,19 +3,17 @@
 use std::collections::HashMap;
 
 use csv::StringRecord;
-use unicode_normalization::UnicodeNormalization;
-
 use crate::Timestamp;
 use crate::contact::{ChannelKind, EmailAddress, MessengerPsid, PhoneNumber, Region};
 use crate::id::OrgId;
 use crate::prospect::{Consent, ConsentBasis, CustomValue, Locale, Prospect};
 
-use super::ImportOptions;
+use super::{ImportOptions, InvalidContact};
 use super::mapping::{Column, CustomType, Field};
 use super::report::RejectedRow;
 use super::values::{
-    clean_text, parse_bool, parse_date, parse_email, parse_number, parse_phone, parse_timestamp, region_for_country,
-    split_full_name, split_tags,
+    clean_text, parse_bool, parse_date, parse_email, parse_number, parse_phone, parse_single_email, parse_timestamp,
+    region_for_country, split_full_name, split_tags, strip_formula_guard, to_nfc,
 };
 
 /// Consent source recorded when the file has no consent source column and
@@ -144,7 +142,7 @@ struct RowReader<'c, 'r> {
 
 impl<'c, 'r> RowReader<'c, 'r> {
     fn cell(&self, column: &Column) -> &'r str {
-        self.record.get(column.index).unwrap_or("")
+        strip_formula_guard(self.record.get(column.index).unwrap_or(""))
     }
 
     /// Returns the first non-empty cell of `field`, with its column.
@@ -184,6 +182,10 @@ impl<'c, 'r> RowReader<'c, 'r> {
             contact_columns.push((ChannelKind::Messenger, column.clone()));
         }
 
+        if options.invalid_contact == InvalidContact::RejectRow && !bad_contacts.is_empty() {
+            let bad = bad_contacts.swap_remove(0);
+            return RowOutcome::Rejected(bad.into_entry(self.line));
+        }
         if phone.is_none() && email.is_none() && messenger.is_none() {
             let entry = match bad_contacts.into_iter().next() {
                 Some(mut bad) => {
@@ -257,11 +259,15 @@ impl<'c, 'r> RowReader<'c, 'r> {
             if cell.trim().is_empty() {
                 continue;
             }
-            match parse_phone(cell, region) {
+            let parsed = match self.context.options.invalid_contact {
+                InvalidContact::Warn => parse_phone(cell, region),
+                InvalidContact::RejectRow => PhoneNumber::parse(cell, region).ok(),
+            };
+            match parsed {
                 Some(phone) if found.is_none() => found = Some((phone, column.header.clone())),
                 Some(_) => {}
                 None => bad.push(BadCell::new(column, cell, format!(
-                        "invalid phone number for region {region}; write it with its country code, such as +33 6 12 34 56 78"
+                        "invalid phone number for region {region}; write it in international form with its country code, such as +33 6 12 34 56 78 or +1 415 555 0132"
                     ))),
             }
         }
@@ -275,7 +281,11 @@ impl<'c, 'r> RowReader<'c, 'r> {
             if cell.trim().is_empty() {
                 continue;
             }
-            match parse_email(cell) {
+            let parsed = match self.context.options.invalid_contact {
+                InvalidContact::Warn => parse_email(cell),
+                InvalidContact::RejectRow => parse_single_email(cell),
+            };
+            match parsed {
                 Some(email) => {
                     if found.is_none() {
                         found = Some((email, column.header.clone()));
@@ -381,7 +391,7 @@ impl<'c, 'r> RowReader<'c, 'r> {
                 continue;
             }
             let value = match kind {
-                CustomType::Text => Some(CustomValue::Text(cell.trim().nfc().collect())),
+                CustomType::Text => Some(CustomValue::Text(to_nfc(cell.trim().to_owned()))),
                 CustomType::Number => parse_number(cell, locale).map(CustomValue::Number),
                 CustomType::Bool => parse_bool(cell).map(CustomValue::Bool),
                 CustomType::Date => parse_date(cell, locale).map(CustomValue::Date),
@@ -432,48 +442,64 @@ impl<'c, 'r> RowReader<'c, 'r> {
                 ),
             }
         }
-        let date = self.first(Field::ConsentDate);
-        // A consent date without any consent column means the person consented.
-        if !self.context.plan.has_consent_flag && date.is_some() {
-            channels.extend_from_slice(&[ChannelKind::Sms, ChannelKind::Email]);
+        // A consent date without any consent column means the person
+        // consented on the channels the date covers.
+        if !self.context.plan.has_consent_flag {
+            if self.first(Field::ConsentDate).is_some() {
+                channels.extend_from_slice(&[ChannelKind::Sms, ChannelKind::Email]);
+            }
+            if self.first(Field::ConsentSmsDate).is_some() {
+                channels.push(ChannelKind::Sms);
+            }
+            if self.first(Field::ConsentEmailDate).is_some() {
+                channels.push(ChannelKind::Email);
+            }
         }
         channels.retain(|channel| prospect.contact_for(*channel).is_some());
         channels.sort();
         channels.dedup();
-        if channels.is_empty() {
-            return Vec::new();
-        }
 
-        let collected_at = match date {
-            Some((column, cell)) => match parse_timestamp(cell, prospect.locale) {
-                Some(at) => at,
-                None => {
-                    self.warn(
-                        &column.header,
-                        cell,
-                        "unreadable consent date; the consent was recorded with the import time",
-                    );
-                    self.context.now
-                }
-            },
-            None => self.context.now,
-        };
-        let source = self
-            .first_text(Field::ConsentSource)
-            .or_else(|| self.context.options.source.clone())
-            .unwrap_or_else(|| DEFAULT_CONSENT_SOURCE.to_owned());
-        let wording_version = self.first_text(Field::ConsentWording);
-        channels
-            .into_iter()
-            .map(|channel| Consent {
+        let mut consents = Vec::with_capacity(channels.len());
+        let mut unreadable_dates: Vec<&str> = Vec::new();
+        for channel in channels {
+            let (date_field, source_field, wording_field) = match channel {
+                ChannelKind::Sms => (Field::ConsentSmsDate, Field::ConsentSmsSource, Field::ConsentSmsWording),
+                _ => (Field::ConsentEmailDate, Field::ConsentEmailSource, Field::ConsentEmailWording),
+            };
+            let date = self.first(date_field).or_else(|| self.first(Field::ConsentDate));
+            let collected_at = match date {
+                Some((column, cell)) => match parse_timestamp(cell, prospect.locale) {
+                    Some(at) => at,
+                    None => {
+                        if !unreadable_dates.contains(&column.header.as_str()) {
+                            unreadable_dates.push(&column.header);
+                            self.warn(
+                                &column.header,
+                                cell,
+                                "unreadable consent date; the consent was recorded with the import time",
+                            );
+                        }
+                        self.context.now
+                    }
+                },
+                None => self.context.now,
+            };
+            let source = self
+                .first_text(source_field)
+                .or_else(|| self.first_text(Field::ConsentSource))
+                .or_else(|| self.context.options.source.clone())
+                .unwrap_or_else(|| DEFAULT_CONSENT_SOURCE.to_owned());
+            let wording_version = self.first_text(wording_field).or_else(|| self.first_text(Field::ConsentWording));
+            consents.push(Consent {
                 channel,
                 basis: ConsentBasis::Consent,
                 collected_at,
-                source: source.clone(),
-                wording_version: wording_version.clone(),
+                source,
+                wording_version,
                 withdrawn_at: None,
-            })
-            .collect()
+            });
+        }
+        consents
     }
 
     fn opt_outs(&mut self) -> Vec<ChannelKind> {

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Cursor, Read};
+use std::task::Poll;
 
 use csv::StringRecord;
 
@@ -21,12 +22,16 @@ use super::report::{ImportReport, MappedColumn, RejectedRow};
 use super::row::{ParsedRow, Plan, RowContext, RowOutcome, read_row};
 use super::sniff::sniff_header;
 use super::values::parse_email;
+use super::view::StoreView;
 
 /// Suppression reason written for opt-out columns.
 const OPT_OUT_REASON: &str = "opt_out";
 
 /// Headers listed in the error for a file without a contact column.
 const MAX_LISTED_HEADERS: usize = 20;
+
+/// Rows a chunk reserves room for up front; a larger batch size grows the chunk as it fills.
+const MAX_CHUNK_CAPACITY: usize = 4096;
 
 type CsvReader<R> = csv::Reader<CsvInput<std::io::Chain<Cursor<Vec<u8>>, DecodingReader<R>>>>;
 
@@ -118,22 +123,30 @@ impl<'a> Importer<'a> {
             .map(|column| MappedColumn { header: column.header.clone(), field: column.field })
             .collect();
 
-        while let Some(line) = next_record(&mut reader, &mut record, skipped_lines)? {
-            self.report.rows += 1;
-            let context = RowContext {
-                plan: &plan,
-                options: self.options,
-                org: self.org,
-                now: self.now,
-                had_replacements: reader.get_ref().get_ref().get_ref().1.had_replacements(),
-            };
-            match read_row(&context, &record, line) {
-                RowOutcome::Blank => self.report.blank += 1,
-                RowOutcome::Rejected(entry) => self.report.reject(entry, self.options.max_reported_issues),
-                RowOutcome::Parsed(row) => self.import_row(*row, line).await?,
+        let mut source = RecordSource { reader, record, skipped_lines, plan: &plan };
+        let chunk_rows = self.options.batch_size.max(1);
+        let mut chunk = source.read_chunk(self.options, self.org, self.now, chunk_rows)?;
+        while !chunk.is_empty() {
+            self.import_chunk(chunk).await?;
+            if self.pending.len() >= chunk_rows {
+                // The next chunk is read and parsed while the store writes
+                // this batch. Its rows are matched only after the write,
+                // so that they see the prospects it creates.
+                let batch = self.take_batch(chunk_rows);
+                let store = self.store;
+                let (written, next) = overlap(store.insert_prospects(&batch), || {
+                    source.read_chunk(self.options, self.org, self.now, chunk_rows)
+                })
+                .await;
+                written?;
+                self.report.inserted += batch.len();
+                chunk = next?;
+            } else {
+                chunk = source.read_chunk(self.options, self.org, self.now, chunk_rows)?;
             }
         }
         self.flush().await?;
+        let reader = source.reader;
 
         self.report.encoding = reader.get_ref().get_ref().get_ref().1.encoding_name().to_owned();
         let report = self.report;
@@ -175,8 +188,34 @@ impl<'a> Importer<'a> {
         ))
     }
 
+    /// Counts and imports the rows of one chunk, after reading what the
+    /// store holds for their contact points in two batched calls.
+    async fn import_chunk(&mut self, chunk: Vec<(u64, RowOutcome)>) -> Result<()> {
+        let contacts: Vec<ContactPoint> = chunk
+            .iter()
+            .filter_map(|(_, outcome)| match outcome {
+                RowOutcome::Parsed(row) => Some(row.prospect.contact_points()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let first_line = chunk.first().map(|(line, _)| *line).unwrap_or(0);
+        let mut view = StoreView::load(self.store, self.org, &contacts)
+            .await
+            .map_err(|error| error.with_context("line", first_line))?;
+        for (line, outcome) in chunk {
+            self.report.rows += 1;
+            match outcome {
+                RowOutcome::Blank => self.report.blank += 1,
+                RowOutcome::Rejected(entry) => self.report.reject(entry, self.options.max_reported_issues),
+                RowOutcome::Parsed(row) => self.import_row(*row, line, &mut view).await?,
+            }
+        }
+        Ok(())
+    }
+
     /// Matches a parsed row with what exists and writes it.
-    async fn import_row(&mut self, mut row: ParsedRow, line: u64) -> Result<()> {
+    async fn import_row(&mut self, mut row: ParsedRow, line: u64, view: &mut StoreView) -> Result<()> {
         let max_reported = self.options.max_reported_issues;
         for warning in std::mem::take(&mut row.warnings) {
             self.report.warn(warning, max_reported);
@@ -196,15 +235,14 @@ impl<'a> Importer<'a> {
                 .collect();
             if !entries.is_empty() {
                 self.store.suppress(&entries).await.map_err(|error| error.with_context("line", line))?;
+                view.add_suppressed(entries.into_iter().map(|entry| entry.contact));
             }
             self.report.suppressed += 1;
             return Ok(());
         }
-        for contact in &contacts {
-            if self.store.is_suppressed(self.org, contact).await.map_err(|error| error.with_context("line", line))? {
-                self.report.suppressed += 1;
-                return Ok(());
-            }
+        if contacts.iter().any(|contact| view.is_suppressed(contact)) {
+            self.report.suppressed += 1;
+            return Ok(());
         }
 
         let duplicate = contacts.iter().any(|contact| self.seen.contains(&contact_hash(contact)));
@@ -218,7 +256,7 @@ impl<'a> Importer<'a> {
         });
         let mut owner: Option<Owner> = None;
         for contact in &lookups {
-            let Some(found) = self.owner_of(contact).await.map_err(|error| error.with_context("line", line))? else {
+            let Some(found) = self.owner_of(contact, view).await.map_err(|error| error.with_context("line", line))? else {
                 continue;
             };
             match &owner {
@@ -238,8 +276,12 @@ impl<'a> Importer<'a> {
                 let changed = merge_into(&mut existing, &row, self.options.merge_policy, self.now);
                 if changed {
                     match self.store.update_prospect(&existing).await {
-                        Ok(_) => {}
+                        Ok(version) => {
+                            existing.version = version;
+                            view.updated((*existing).clone());
+                        }
                         Err(error) if error.kind() == ErrorKind::Conflict => {
+                            view.forget(existing.id);
                             tracing::warn!(org_id = %self.org, prospect_id = %existing.id, line, "prospect changed during import; row not applied");
                             self.report.reject(
                                 RejectedRow::new(
@@ -267,9 +309,6 @@ impl<'a> Importer<'a> {
             None => {
                 self.pending.push(row.prospect);
                 self.remember(self.pending.len() - 1);
-                if self.pending.len() >= self.options.batch_size.max(1) {
-                    self.flush().await.map_err(|error| error.with_context("line", line))?;
-                }
             }
         }
         Ok(())
@@ -277,7 +316,7 @@ impl<'a> Importer<'a> {
 
     /// Finds the prospect that has `contact`: first among the prospects not
     /// written yet, then in the store.
-    async fn owner_of(&self, contact: &ContactPoint) -> Result<Option<Owner>> {
+    async fn owner_of(&self, contact: &ContactPoint, view: &mut StoreView) -> Result<Option<Owner>> {
         let hash = contact_hash(contact);
         if self.seen.contains(&hash)
             && let Some(index) = self.pending_index.get(&hash)
@@ -286,7 +325,7 @@ impl<'a> Importer<'a> {
         {
             return Ok(Some(Owner::Pending(*index)));
         }
-        let stored = self.store.find_prospect(self.org, contact).await?;
+        let stored = view.owner(self.store, self.org, contact).await?;
         Ok(stored.map(|prospect| Owner::Stored(Box::new(prospect))))
     }
 
@@ -324,6 +363,18 @@ impl<'a> Importer<'a> {
         }
     }
 
+    /// Removes the first `size` pending prospects, or all when fewer, and
+    /// returns them. The rest stay pending.
+    fn take_batch(&mut self, size: usize) -> Vec<Prospect> {
+        let rest = self.pending.split_off(size.min(self.pending.len()));
+        let batch = std::mem::replace(&mut self.pending, rest);
+        self.pending_index.clear();
+        for index in 0..self.pending.len() {
+            self.remember(index);
+        }
+        batch
+    }
+
     /// Writes the pending prospects.
     async fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
@@ -335,6 +386,58 @@ impl<'a> Importer<'a> {
         self.pending_index.clear();
         Ok(())
     }
+}
+
+/// The CSV reader of an import and the buffer its records are read into.
+struct RecordSource<'p, R: Read> {
+    reader: CsvReader<R>,
+    record: StringRecord,
+    skipped_lines: u64,
+    plan: &'p Plan,
+}
+
+impl<R: Read> RecordSource<'_, R> {
+    /// Reads and parses up to `max_rows` records, each with the line it starts on.
+    fn read_chunk(
+        &mut self,
+        options: &ImportOptions,
+        org: OrgId,
+        now: Timestamp,
+        max_rows: usize,
+    ) -> Result<Vec<(u64, RowOutcome)>> {
+        let mut chunk = Vec::with_capacity(max_rows.min(MAX_CHUNK_CAPACITY));
+        while chunk.len() < max_rows {
+            let Some(line) = next_record(&mut self.reader, &mut self.record, self.skipped_lines)? else {
+                break;
+            };
+            let context = RowContext {
+                plan: self.plan,
+                options,
+                org,
+                now,
+                had_replacements: self.reader.get_ref().get_ref().get_ref().1.had_replacements(),
+            };
+            chunk.push((line, read_row(&context, &self.record, line)));
+        }
+        Ok(chunk)
+    }
+}
+
+/// Starts `future`, runs `work` on the current thread, then waits for `future`.
+///
+/// `future` is polled once before `work` runs, so a store call that hands
+/// its work to another thread, as the SQLite store does, runs beside
+/// `work`. A future that makes progress only when polled again runs after
+/// `work`, as it would without this function.
+async fn overlap<F: Future, T>(future: F, work: impl FnOnce() -> T) -> (F::Output, T) {
+    let mut future = std::pin::pin!(future);
+    let first = std::future::poll_fn(|context| Poll::Ready(future.as_mut().poll(context))).await;
+    let value = work();
+    let output = match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => future.await,
+    };
+    (output, value)
 }
 
 /// Reads the next record that is not an empty line and returns the

@@ -1,7 +1,7 @@
 //! Cell parsing: names, numbers, yes/no values, dates, countries and contact points.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization};
 
 use crate::Timestamp;
 use crate::contact::{EmailAddress, PhoneNumber, Region};
@@ -22,7 +22,26 @@ pub(crate) fn clean_text(cell: &str) -> Option<String> {
     if cleaned.is_empty() {
         return None;
     }
-    Some(cleaned.nfc().collect())
+    Some(to_nfc(cleaned))
+}
+
+/// Returns `text` in Unicode normalization form C, without copying it when
+/// it already is, as ASCII text and most accented text typed on a keyboard are.
+pub(crate) fn to_nfc(text: String) -> String {
+    if unicode_normalization::is_nfc_quick(text.chars()) == IsNormalized::Yes {
+        return text;
+    }
+    text.nfc().collect()
+}
+
+/// Removes the `'` that spreadsheet-safe CSV writers, kalify's export among
+/// them, put before a cell starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return so that a spreadsheet does not run it as a formula.
+pub(crate) fn strip_formula_guard(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
+    }
 }
 
 /// Splits a full name into given and family names.
@@ -399,6 +418,23 @@ pub(crate) fn parse_email(cell: &str) -> Option<EmailAddress> {
     text.split([',', ';', ' ']).filter(|part| part.contains('@')).find_map(|part| EmailAddress::parse(part).ok())
 }
 
+/// Reads an e-mail cell that must hold exactly one address: bare, as a
+/// `mailto:` link or as `Name <address>`. Unlike [`parse_email`], it finds
+/// no address inside a list or other text.
+pub(crate) fn parse_single_email(cell: &str) -> Option<EmailAddress> {
+    let text = cell.trim();
+    let text = text.strip_prefix("mailto:").unwrap_or(text);
+    if let Ok(email) = EmailAddress::parse(text) {
+        return Some(email);
+    }
+    let (display_name, rest) = text.split_once('<')?;
+    let address = rest.strip_suffix('>')?;
+    if display_name.contains(['@', '<', '>']) || address.contains(['<', '>']) {
+        return None;
+    }
+    EmailAddress::parse(address).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +445,22 @@ mod tests {
         assert_eq!(clean_text("   "), None);
         // "e" followed by a combining acute accent becomes the single character "é".
         assert_eq!(clean_text("Rene\u{301}e"), Some("Ren\u{e9}e".to_owned()));
+    }
+
+    #[test]
+    fn nfc_keeps_composed_text_and_composes_the_rest() {
+        assert_eq!(to_nfc("Hélène".to_owned()), "H\u{e9}l\u{e8}ne");
+        assert_eq!(to_nfc("He\u{301}le\u{300}ne".to_owned()), "H\u{e9}l\u{e8}ne");
+        assert_eq!(to_nfc("plain".to_owned()), "plain");
+    }
+
+    #[test]
+    fn formula_guard_is_removed() {
+        assert_eq!(strip_formula_guard("'+33 6 12 34 56 78"), "+33 6 12 34 56 78");
+        assert_eq!(strip_formula_guard("'=SUM(A1)"), "=SUM(A1)");
+        assert_eq!(strip_formula_guard("'-5%"), "-5%");
+        assert_eq!(strip_formula_guard("'quoted'"), "'quoted'");
+        assert_eq!(strip_formula_guard("O'Brien"), "O'Brien");
     }
 
     #[test]
@@ -531,6 +583,17 @@ mod tests {
         assert_eq!(read("Jean Dupont <jean@example.fr>").as_deref(), Some("jean@example.fr"));
         assert_eq!(read("bad; jean@example.fr").as_deref(), Some("jean@example.fr"));
         assert_eq!(read("jean.example.fr"), None);
+    }
+
+    #[test]
+    fn single_emails_only() {
+        let read = |text: &str| parse_single_email(text).map(|email| email.as_str().to_owned());
+        assert_eq!(read(" jean@Example.fr ").as_deref(), Some("jean@example.fr"));
+        assert_eq!(read("mailto:jean@example.fr").as_deref(), Some("jean@example.fr"));
+        assert_eq!(read("Jean Dupont <jean@example.fr>").as_deref(), Some("jean@example.fr"));
+        for bad in ["Jean Dupont@example.fr", "bad; jean@example.fr", "a@example.fr, b@example.fr", "jean@", "x <y <jean@example.fr>>"] {
+            assert_eq!(read(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool>;
 
     /// Returns the distinct contact points of `contacts` that are on the
-    /// suppression list, as [`Store::is_suppressed`] tells for one.
+    /// suppression list, as [`Store::is_suppressed`] checks one.
     ///
     /// The default implementation calls `is_suppressed` once per distinct
     /// contact point; backends override it to check them in one call.

@@ -345,6 +345,81 @@ pub async fn find_prospect_by_contact_point(store: &dyn Store) {
     }
 }
 
+/// Checks that `find_prospects_by_contacts` returns what `find_prospect`
+/// returns for each contact point, including the oldest of two prospects
+/// sharing one, and nothing for unknown ones or another org's.
+pub async fn find_prospects_by_contacts_matches_single_lookups(store: &dyn Store) {
+    let org = fakes::org();
+    let first = fakes::prospect(org);
+    let other = fakes::prospect(org);
+    let mut sharing = fakes::prospect(org);
+    sharing.phone = first.phone.clone();
+    ok(store.insert_prospects(&[first.clone(), other.clone(), sharing.clone()]).await, "insert_prospects");
+    let foreign = fakes::prospect(fakes::org());
+    ok(store.insert_prospects(std::slice::from_ref(&foreign)).await, "insert_prospects in another org");
+
+    let unknown = ContactPoint::Email(fakes::email(fakes::next_number()));
+    let mut contacts: Vec<ContactPoint> = first.contact_points();
+    contacts.extend(other.contact_points());
+    contacts.extend(foreign.contact_points());
+    contacts.push(unknown.clone());
+    contacts.push(first.contact_points()[0].clone());
+
+    let found = ok(store.find_prospects_by_contacts(org, &contacts).await, "find_prospects_by_contacts");
+    for contact in &contacts {
+        let single = ok(store.find_prospect(org, contact).await, "find_prospect");
+        assert_eq!(
+            found.get(contact).map(|prospect| prospect.id),
+            single.as_ref().map(|prospect| prospect.id),
+            "find_prospects_by_contacts must agree with find_prospect for a {}",
+            contact.channel()
+        );
+    }
+    let shared = ContactPoint::Phone(first.phone.clone().expect("the fake prospect has a phone"));
+    let expected = if first.id < sharing.id { first.id } else { sharing.id };
+    assert_eq!(found.get(&shared).map(|prospect| prospect.id), Some(expected), "a shared phone must give the oldest prospect");
+    assert!(!found.contains_key(&unknown), "an unknown contact point must be absent");
+    for contact in foreign.contact_points() {
+        assert!(!found.contains_key(&contact), "another org's {} must be absent", contact.channel());
+    }
+    if let Some(prospect) = found.get(&other.contact_points()[1]) {
+        assert!(*prospect == other, "find_prospects_by_contacts must return the whole prospect");
+    }
+    let none = ok(store.find_prospects_by_contacts(org, &[]).await, "find_prospects_by_contacts of nothing");
+    assert!(none.is_empty(), "no contact point must find nothing");
+}
+
+/// Checks that `suppressed_among` returns exactly the suppressed contact
+/// points of the org, as `is_suppressed` returns them one by one.
+pub async fn suppressed_among_matches_single_checks(store: &dyn Store) {
+    let org = fakes::org();
+    let phone = ContactPoint::Phone(fakes::phone(fakes::next_number()));
+    let email = ContactPoint::Email(fakes::email(fakes::next_number()));
+    let psid = ContactPoint::Messenger(fakes::messenger(fakes::next_number()));
+    let foreign = ContactPoint::Email(fakes::email(fakes::next_number()));
+    let entries = vec![
+        fakes::suppression(org, phone.clone(), time(1)),
+        fakes::suppression(org, email.clone(), time(1)),
+        fakes::suppression(fakes::org(), foreign.clone(), time(1)),
+    ];
+    ok(store.suppress(&entries).await, "suppress");
+
+    let contacts = [phone.clone(), email.clone(), psid.clone(), foreign.clone(), phone.clone()];
+    let suppressed = ok(store.suppressed_among(org, &contacts).await, "suppressed_among");
+    for contact in &contacts {
+        let single = ok(store.is_suppressed(org, contact).await, "is_suppressed");
+        assert_eq!(
+            suppressed.contains(contact),
+            single,
+            "suppressed_among must agree with is_suppressed for a {}",
+            contact.channel()
+        );
+    }
+    assert_eq!(suppressed.len(), 2, "the phone and the address are suppressed, once each");
+    let none = ok(store.suppressed_among(org, &[]).await, "suppressed_among of nothing");
+    assert!(none.is_empty(), "no contact point must find nothing");
+}
+
 /// Checks `list_prospects` order, `after` and `limit`.
 pub async fn list_prospects_order_after_limit(store: &dyn Store) {
     let org = fakes::org();

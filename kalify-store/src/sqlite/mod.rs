@@ -104,7 +104,7 @@ impl SqliteStoreBuilder {
     ///
     /// Writes that touch many random index pages, such as an import of
     /// hundreds of thousands of prospects, read and write far less when the
-    /// cache holds the contact-point indexes: each index takes about 60
+    /// contact-point indexes fit in the cache. Each index takes about 60
     /// bytes per prospect.
     pub fn with_cache_size_kib(mut self, kib: u32) -> Self {
         self.cache_size_kib = Some(kib);

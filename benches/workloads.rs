@@ -1,0 +1,296 @@
+//! Runs the benchmark workloads on data written by the workload generator.
+//!
+//! ```sh
+//! cargo bench --bench workloads -- import --data DIR
+//! ```
+//!
+//! `DIR` contains `prospects.csv`. Without `--data`, the folder named by
+//! `KALIFY_BENCH_DATA` is read. Each workload prints a figure line and a
+//! check line, such as
+//!
+//! ```text
+//! kalify import_rows_per_s=NNNN rss_mb=NN
+//! kalify import_check invalid=N duplicates=N inserted=N table_sha256=HHHHHHHHHHHHHHHH
+//! kalify import_limit rows_per_s=N
+//! ```
+//!
+//! `docs/benchmarks.md` describes each workload and records the figures.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use chrono::{TimeZone, Utc};
+use kalify::contact::Region;
+use kalify::import::{ImportOptions, ImportReport, InvalidContact, MergePolicy, import_prospects};
+use kalify::ports::{ListOptions, Store};
+use kalify::prospect::{CustomValue, Prospect};
+use kalify::store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
+use kalify::{OrgId, Result};
+
+/// Columns of the workload's CSV that are stored in their own table columns;
+/// every other column is a custom field.
+const STANDARD_COLUMNS: [&str; 7] = ["first_name", "last_name", "email", "phone", "company", "source", "country"];
+
+/// New prospects written per store call and transaction, and rows per
+/// chunk of lookups. Peak memory grows with it, not with the file's size.
+const IMPORT_BATCH_ROWS: usize = 10_000;
+
+/// The SQLite page cache of the import, in KiB: enough for the contact-point
+/// indexes of 200,000 prospects, so that inserts do not read and spill pages.
+const IMPORT_CACHE_KIB: u32 = 64 * 1024;
+
+/// The `sqlite3` command-line shell whose `.import` gives the physical limit.
+const SQLITE3_CLI: &str = "/usr/bin/sqlite3";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| argument != "--bench").collect();
+    let Some(workload) = arguments.first() else {
+        eprintln!("missing workload: use import, turns or score, such as `-- import --data DIR`");
+        return ExitCode::from(2);
+    };
+    let data = match data_dir(&arguments[1..]) {
+        Ok(dir) => dir,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match workload.as_str() {
+        "import" => run_import(&data),
+        "turns" | "score" => {
+            eprintln!("the {workload} workload is not implemented yet");
+            ExitCode::FAILURE
+        }
+        other => {
+            eprintln!("unknown workload {other:?}: use import, turns or score");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Returns the data folder from `--data DIR`, else from `KALIFY_BENCH_DATA`.
+fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
+    let mut iter = arguments.iter();
+    while let Some(argument) = iter.next() {
+        if argument == "--data" {
+            return iter.next().map(PathBuf::from).ok_or_else(|| "--data needs a folder".to_owned());
+        }
+        if let Some(dir) = argument.strip_prefix("--data=") {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    std::env::var_os("KALIFY_BENCH_DATA")
+        .map(PathBuf::from)
+        .ok_or_else(|| "missing data folder: pass --data DIR or set KALIFY_BENCH_DATA".to_owned())
+}
+
+fn run_import(data: &Path) -> ExitCode {
+    let csv_path = data.join("prospects.csv");
+    if !csv_path.is_file() {
+        eprintln!("{} not found: generate the data with the workload generator first", csv_path.display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("failed to start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("failed to create a temporary directory: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(import_workload(&csv_path, dir.path())) {
+        Ok(()) => {}
+        Err(error) => {
+            eprintln!("the import workload failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match import_limit(&csv_path, dir.path()) {
+        Ok(Some(rows_per_s)) => println!("kalify import_limit rows_per_s={rows_per_s:.0}"),
+        Ok(None) => eprintln!("{SQLITE3_CLI} not found: import_limit not measured"),
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Returns the import options that apply the workload's rules: a row with
+/// any invalid contact cell is invalid, and a row matching an earlier row by
+/// e-mail address or phone number is dropped, keeping the first.
+fn workload_options() -> ImportOptions {
+    ImportOptions::default()
+        .with_default_region(Region::FR)
+        .with_invalid_contact(InvalidContact::RejectRow)
+        .with_merge_policy(MergePolicy::Skip)
+        .with_batch_size(IMPORT_BATCH_ROWS)
+}
+
+async fn import_workload(csv_path: &Path, dir: &Path) -> Result<()> {
+    let db_path = dir.join("kalify-import.sqlite");
+    let org = OrgId::new();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now);
+    let options = workload_options();
+    let rows = count_data_rows(csv_path)?;
+
+    let started = Instant::now();
+    let store = SqliteStoreBuilder::new(&db_path)
+        .with_synchronous(SqliteSynchronous::Full)
+        .with_cache_size_kib(IMPORT_CACHE_KIB)
+        .build()?;
+    let file = std::fs::File::open(csv_path)
+        .map_err(|error| kalify::Error::invalid_input(format!("cannot open {}", csv_path.display())).with_source(error))?;
+    let report = import_prospects(&store, org, std::io::BufReader::with_capacity(1 << 16, file), &options, now).await?;
+    drop(store);
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss_mb = peak_rss_kib().map(|kib| kib / 1024);
+
+    println!(
+        "kalify import_rows_per_s={:.0} rss_mb={} seconds={elapsed:.2}",
+        rows as f64 / elapsed,
+        rss_mb.map(|mb| mb.to_string()).unwrap_or_else(|| "unknown".to_owned())
+    );
+
+    let store = SqliteStore::open(&db_path).await?;
+    let header = read_header(csv_path)?;
+    let table_sha256 = table_sha256(&store, org, &header).await?;
+    print_check(&report, &table_sha256);
+    Ok(())
+}
+
+fn print_check(report: &ImportReport, table_sha256: &str) {
+    println!(
+        "kalify import_check invalid={} duplicates={} inserted={} table_sha256={table_sha256}",
+        report.rejected_total, report.duplicates, report.inserted
+    );
+    let other = report.updated + report.unchanged + report.suppressed + report.blank;
+    if other != 0 {
+        eprintln!(
+            "unexpected outcomes: updated={} unchanged={} suppressed={} blank={}",
+            report.updated, report.unchanged, report.suppressed, report.blank
+        );
+    }
+}
+
+/// Counts the CSV records after the header, which the rate is computed on.
+fn count_data_rows(csv_path: &Path) -> Result<usize> {
+    let mut reader = csv::Reader::from_path(csv_path)
+        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?;
+    let mut record = csv::ByteRecord::new();
+    let mut rows = 0;
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?
+    {
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+fn read_header(csv_path: &Path) -> Result<Vec<String>> {
+    let mut reader = csv::Reader::from_path(csv_path)
+        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?;
+    let header = reader
+        .headers()
+        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?;
+    Ok(header.iter().map(str::to_owned).collect())
+}
+
+/// Computes the workload's table digest from the stored prospects: the
+/// first 16 hex digits of the SHA-256 of one line `email|phone|custom_fields`
+/// per prospect in insertion order, with empty text for a missing value.
+///
+/// The workload's table keeps the custom columns as one compact JSON object
+/// of strings in CSV column order, without `country`, which has a column
+/// of its own. kalify keeps typed custom fields by name and the country
+/// cell among them, so the object is rebuilt in that form here.
+async fn table_sha256(store: &SqliteStore, org: OrgId, header: &[String]) -> Result<String> {
+    let custom_columns: Vec<&str> =
+        header.iter().map(String::as_str).filter(|name| !STANDARD_COLUMNS.contains(name)).collect();
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|error| kalify::Error::unexpected("failed to start sha256sum").with_source(error))?;
+    let Some(mut input) = child.stdin.take() else {
+        return Err(kalify::Error::unexpected("sha256sum has no standard input"));
+    };
+    let mut writer = std::io::BufWriter::new(&mut input);
+    let mut after = None;
+    loop {
+        let page = store.list_prospects(org, ListOptions { after, limit: 5_000 }).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for prospect in &page {
+            writer
+                .write_all(table_line(prospect, &custom_columns).as_bytes())
+                .map_err(|error| kalify::Error::unexpected("failed to write to sha256sum").with_source(error))?;
+        }
+    }
+    writer.flush().map_err(|error| kalify::Error::unexpected("failed to write to sha256sum").with_source(error))?;
+    drop(writer);
+    drop(input);
+    let output =
+        child.wait_with_output().map_err(|error| kalify::Error::unexpected("sha256sum failed").with_source(error))?;
+    let digest = String::from_utf8_lossy(&output.stdout);
+    Ok(digest.chars().take(16).collect())
+}
+
+fn table_line(prospect: &Prospect, custom_columns: &[&str]) -> String {
+    let email = prospect.email.as_ref().map(|email| email.as_str()).unwrap_or("");
+    let phone = prospect.phone.as_ref().map(|phone| phone.as_str()).unwrap_or("");
+    let mut custom = String::from("{");
+    for name in custom_columns {
+        let Some(value) = prospect.custom_fields.get(*name) else { continue };
+        let text = match value {
+            CustomValue::Text(text) => text.clone(),
+            other => other.to_string(),
+        };
+        if custom.len() > 1 {
+            custom.push(',');
+        }
+        custom.push_str(&serde_json::Value::from(*name).to_string());
+        custom.push(':');
+        custom.push_str(&serde_json::Value::from(text).to_string());
+    }
+    custom.push('}');
+    format!("{email}|{phone}|{custom}\n")
+}
+
+/// Times `sqlite3 FILE ".import --csv CSV prospects_raw"` into a new file
+/// and returns its rows per second, or `None` when the shell is missing.
+fn import_limit(csv_path: &Path, dir: &Path) -> std::result::Result<Option<f64>, String> {
+    if !Path::new(SQLITE3_CLI).is_file() {
+        return Ok(None);
+    }
+    let rows = count_data_rows(csv_path).map_err(|error| error.to_string())?;
+    let db_path = dir.join("import_cli.sqlite");
+    let started = Instant::now();
+    let status = Command::new(SQLITE3_CLI)
+        .arg(&db_path)
+        .arg(format!(".import --csv {} prospects_raw", csv_path.display()))
+        .status()
+        .map_err(|error| format!("failed to run {SQLITE3_CLI}: {error}"))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(format!("{SQLITE3_CLI} .import failed with {status}"));
+    }
+    Ok(Some(rows as f64 / elapsed))
+}
+
+/// Peak resident memory of this process in KiB, from /proc (Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
