@@ -1320,3 +1320,24 @@ async fn million_rows_stay_in_bounded_memory() {
         assert!(grown_mib < 110, "peak memory grew by {grown_mib} MiB");
     }
 }
+
+#[tokio::test]
+async fn unclosed_quote_is_reported() {
+    // The quote opened on line 3 closes on line 5, so a CSV reader merges
+    // three rows into one; the import must say so instead of importing it.
+    let merged = b"Name,Email,Phone\nA One,a@example.com,0612345671\n\"B Two,b@example.com,0612345672\nC Three,c@example.com,0612345673\nD Four\",d@example.com,0612345674\nE Five,e@example.com,0612345675\n";
+    let store = FakeStore::default();
+    let report = import(&store, OrgId::new(), merged, &ImportOptions::default()).await;
+    assert_eq!(report.inserted, 2, "{:?}", report.rejected);
+    assert_eq!(report.rejected_total, 1);
+    assert_eq!(report.rejected[0].line, 3);
+    assert!(report.rejected[0].reason.contains("never closed"), "{}", report.rejected[0].reason);
+
+    // A quote that never closes runs to the end of the file.
+    let open = b"Name,Email,Phone\nA One,a@example.com,0612345671\n\"B Two,b@example.com,0612345672\nC Three,c@example.com,0612345673\n";
+    let store = FakeStore::default();
+    let report = import(&store, OrgId::new(), open, &ImportOptions::default()).await;
+    assert_eq!(report.inserted, 1);
+    assert_eq!(report.rejected_total, 1);
+    assert_eq!(report.rejected[0].line, 3);
+}

@@ -106,12 +106,40 @@ impl BadCell {
     }
 }
 
+/// Counts the lines inside multi-line cells that hold a whole row's worth
+/// of delimiters, the sign of a quote opened and never closed, which makes
+/// the CSV reader swallow the rows that follow. Returns `None` when there are none.
+fn swallowed_rows(record: &StringRecord, header_len: usize) -> Option<usize> {
+    if header_len < 2 {
+        return None;
+    }
+    let looks_like_row = |line: &str| {
+        [',', ';', '\t', '|'].iter().any(|delimiter| line.matches(*delimiter).count() + 1 >= header_len)
+    };
+    let swallowed = record
+        .iter()
+        .filter(|cell| cell.contains('\n'))
+        .flat_map(|cell| cell.lines().skip(1))
+        .filter(|line| looks_like_row(line))
+        .count();
+    (swallowed > 0).then_some(swallowed)
+}
+
 /// Reads one data record.
 pub(crate) fn read_row(context: &RowContext<'_>, record: &StringRecord, line: u64) -> RowOutcome {
     if record.iter().all(|cell| cell.trim().is_empty()) {
         return RowOutcome::Blank;
     }
     let header_len = context.plan.columns.len();
+    if let Some(swallowed) = swallowed_rows(record, header_len) {
+        return RowOutcome::Rejected(RejectedRow::new(
+            line,
+            format!(
+                "a quoted value runs over {swallowed} following {}; a quote is probably never closed, so close it and import the file again",
+                if swallowed == 1 { "line that looks like a row of its own" } else { "lines that look like rows of their own" }
+            ),
+        ));
+    }
     if record.len() < header_len {
         return RowOutcome::Rejected(RejectedRow::new(
             line,

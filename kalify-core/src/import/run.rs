@@ -495,7 +495,13 @@ fn read_record_line<R: Read>(
     let after = reader.position();
     let feeds_read = after.line() - 1;
     let feeds_inside: usize = record.iter().map(|cell| cell.matches('\n').count()).sum();
-    let terminator = u64::from(!reader.get_ref().ends_without_newline_at(after.byte()));
+    // A quote left open runs to the end of the file, so the last line feed
+    // then sits inside the cell and no terminator follows it. A closed
+    // quoted cell that ends with a line break is read the same way.
+    // NOTE: such a cell in the middle of a file makes the reported start
+    // line of its row one too low.
+    let open_quote_at_end = record.iter().next_back().is_some_and(|cell| cell.ends_with('\n'));
+    let terminator = u64::from(!open_quote_at_end && !reader.get_ref().ends_without_newline_at(after.byte()));
     let feeds_before = feeds_read.saturating_sub(feeds_inside as u64 + terminator);
     Ok(Some(feeds_before + 1 + skipped_lines))
 }
