@@ -21,7 +21,7 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// Creates a full bucket.
     pub fn new(capacity: u32, per_second: f64, now: Instant) -> Self {
         let capacity = f64::from(capacity.max(1));
         TokenBucket { capacity, per_second: per_second.max(f64::MIN_POSITIVE), tokens: capacity, updated: now }
@@ -52,18 +52,18 @@ pub struct RateLimit {
     pub burst: u32,
     /// The sustained rate, in segments (or messages) per second.
     pub per_second: f64,
-    /// The longest a send waits for tokens before it returns `RateLimited`
+    /// The maximum wait for tokens; past it a send returns `RateLimited`
     /// so the outbox retries it later.
     pub max_wait: Duration,
 }
 
 impl RateLimit {
-    /// A limit of `per_second` with a burst of `burst`, waiting at most one second.
+    /// Creates a limit of `per_second` with a burst of `burst` and a maximum wait of one second.
     pub fn new(per_second: f64, burst: u32) -> Self {
         RateLimit { burst, per_second, max_wait: Duration::from_secs(1) }
     }
 
-    /// Sets the longest wait for tokens.
+    /// Sets the maximum wait for tokens.
     pub fn with_max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
         self

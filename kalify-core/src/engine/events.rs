@@ -9,7 +9,7 @@ use crate::error::{ErrorKind, Result};
 use crate::id::{OrgId, ProspectId};
 use crate::ports::{Actor, CancelScope, InboundEvent, InboundMessage, Suppression};
 
-/// What [`Engine::handle_event`] did.
+/// The outcome of [`Engine::handle_event`].
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum EventOutcome {

@@ -14,8 +14,8 @@ use crate::ports::{Actor, Member, Role};
 use crate::prospect::Prospect;
 use crate::qualification::Score;
 
-/// How a handed-off conversation finds its member. Rules are tried in
-/// order; the first that names an available member of the org wins.
+/// A rule that picks the member of a handed-off conversation. Rules are
+/// tried in order; the first that names an available member of the org wins.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum AssignmentRule {
@@ -71,7 +71,7 @@ impl Inner {
     }
 }
 
-/// What a member wants to do, for the permission check.
+/// The member action a permission check is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     TakeOver,
@@ -108,7 +108,7 @@ impl Engine {
     ///
     /// # Errors
     /// `NotFound` for an unknown member or conversation; `PermissionDenied`
-    /// when another member holds it and the actor is not an admin;
+    /// when it is assigned to another member and the actor is not an admin;
     /// `InvalidTransition` after an opt-out.
     pub async fn take_over(&self, org: OrgId, conversation: ConversationId, member: MemberId) -> Result<()> {
         self.member_turn(org, conversation, member, Action::TakeOver, |turn, member| {
