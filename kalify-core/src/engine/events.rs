@@ -3,7 +3,6 @@
 
 use crate::conversation::Event;
 use crate::engine::inbound::InboundReport;
-use crate::engine::turn::Turn;
 use crate::engine::Engine;
 use crate::error::{ErrorKind, Result};
 use crate::id::{OrgId, ProspectId};
@@ -100,13 +99,7 @@ impl Engine {
             let Some(conversation) = store.conversations_of(org, prospect_id).await?.into_iter().next() else {
                 return Ok(());
             };
-            let prospect = store.get_prospect(org, prospect_id).await?;
-            let campaign = match conversation.campaign_id {
-                Some(id) => Some(store.get_campaign(org, id).await?),
-                None => None,
-            };
-            let history = store.list_messages(org, conversation.id).await?;
-            let mut turn = Turn::new(&self.inner, self.inner.clock.now(), conversation, prospect, campaign, history);
+            let mut turn = self.load_turn(conversation, self.inner.clock.now()).await?;
             match event {
                 Some(event) => turn.apply(event).await?,
                 None => turn.cancel(CancelScope::Prospect),

@@ -167,20 +167,7 @@ impl Engine {
         pending: Vec<Message>,
         now: Timestamp,
     ) -> Result<(crate::ports::TurnCommit, Vec<Notification>)> {
-        let store = &self.inner.store;
-        let org = conversation.org_id;
-        let prospect = store.get_prospect(org, conversation.prospect_id).await?;
-        let campaign = match conversation.campaign_id {
-            Some(id) => Some(store.get_campaign(org, id).await?),
-            None => None,
-        };
-        let history: Vec<Message> = store
-            .list_messages(org, conversation.id)
-            .await?
-            .into_iter()
-            .filter(|message| message.direction == Direction::Outbound || message.processed)
-            .collect();
-        let mut turn = Turn::new(&self.inner, now, conversation, prospect, campaign, history);
+        let mut turn = self.load_turn(conversation, now).await?;
         turn.answers_prospect = true;
 
         // Keywords first: no model sees a message that is an opt-out.
@@ -323,3 +310,24 @@ fn ground_facts(analysis: &Analysis, messages: &[Message], framework: &Framework
         .collect()
 }
 
+impl Engine {
+    /// Loads what a turn on `conversation` reads: its prospect, its campaign
+    /// and the messages so far. Inbound messages not yet processed are left
+    /// out of the history, because the turn that processes them adds them.
+    pub(crate) async fn load_turn(&self, conversation: Conversation, now: Timestamp) -> Result<Turn<'_>> {
+        let store = &self.inner.store;
+        let org = conversation.org_id;
+        let prospect = store.get_prospect(org, conversation.prospect_id).await?;
+        let campaign = match conversation.campaign_id {
+            Some(id) => Some(store.get_campaign(org, id).await?),
+            None => None,
+        };
+        let history: Vec<Message> = store
+            .list_messages(org, conversation.id)
+            .await?
+            .into_iter()
+            .filter(|message| message.direction == Direction::Outbound || message.processed)
+            .collect();
+        Ok(Turn::new(&self.inner, now, conversation, prospect, campaign, history))
+    }
+}

@@ -94,7 +94,7 @@ impl ProspectLocks {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<dyn Store>,
     model: Arc<dyn LanguageModel>,
     fallback_model: Option<Arc<dyn LanguageModel>>,

@@ -177,14 +177,7 @@ impl Engine {
             let conversation = store.get_conversation(org, conversation_id).await?;
             check_permission(&member, action, conversation.assigned_to)?;
             let _guard = self.inner.locks.lock(conversation.prospect_id).await;
-            let prospect = store.get_prospect(org, conversation.prospect_id).await?;
-            let campaign = match conversation.campaign_id {
-                Some(id) => Some(store.get_campaign(org, id).await?),
-                None => None,
-            };
-            let history = store.list_messages(org, conversation.id).await?;
-            let now = self.inner.clock.now();
-            let mut turn = Turn::new(&self.inner, now, conversation, prospect, campaign, history);
+            let mut turn = self.load_turn(conversation, self.inner.clock.now()).await?;
             if let Some(event) = prepare(&mut turn, member_id) {
                 turn.apply(event).await?;
             }
