@@ -23,6 +23,8 @@ use kalify::simulation::SimulationOptions;
 use kalify::store::MemoryStore;
 use kalify::{Error, OrgId};
 
+const USAGE: &str = "usage: simulate [--prospects FILE] [--campaign FILE.toml|FILE.json] [--start RFC3339] [--days N]";
+
 struct Options {
     prospects: PathBuf,
     campaign: PathBuf,
@@ -52,9 +54,14 @@ fn parse_args() -> Result<Options, String> {
             }
             "--days" => {
                 let text = value()?;
-                options.days = text.parse().map_err(|_| format!("invalid --days {text:?}: expected a whole number of days"))?;
+                options.days = text
+                    .parse()
+                    .ok()
+                    .filter(|days| *days > 0)
+                    .ok_or_else(|| format!("invalid --days {text:?}: expected a whole number of days, at least 1"))?;
             }
-            other => return Err(format!("unknown option {other:?}")),
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
         }
     }
     Ok(options)
@@ -69,6 +76,9 @@ async fn run(options: Options) -> Result<(), Error> {
         .build()?;
     let org = OrgId::new();
 
+    if options.prospects.is_dir() {
+        return Err(Error::invalid_input(format!("{} is a directory; pass a CSV file", options.prospects.display())));
+    }
     let file = std::fs::File::open(&options.prospects)
         .map_err(|error| Error::invalid_input(format!("cannot open {}: {error}", options.prospects.display())))?;
     let import = import_prospects(store.as_ref(), org, std::io::BufReader::new(file), &ImportOptions::default(), options.start).await?;

@@ -75,7 +75,7 @@ pub enum StopCondition {
 #[serde(default)]
 pub struct CampaignSettings {
     /// What ends the follow-up sequence. Opt-outs, qualification and
-    /// handoffs end it whatever this list says.
+    /// handoffs end it whatever this list contains.
     pub stop_on: Vec<StopCondition>,
     /// A sending window in the prospect's local time, on top of the
     /// jurisdiction's sending hours.
@@ -237,8 +237,16 @@ impl Campaign {
     /// [`Campaign::from_definition`].
     pub fn from_toml_str(org_id: OrgId, text: &str, now: Timestamp) -> Result<Campaign> {
         let definition: CampaignDefinition = toml::from_str(text).map_err(|error| {
-            Error::new(ErrorKind::ConfigInvalid, format!("invalid campaign definition: {}", error.message().trim()))
-                .with_context("span", format!("{:?}", error.span()))
+            let location = error.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+                format!(" at line {line} column {column}")
+            });
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("invalid campaign definition{}: {}", location.unwrap_or_default(), error.message().trim()),
+            )
         })?;
         Campaign::from_definition(org_id, definition, now)
     }
@@ -297,6 +305,17 @@ impl Campaign {
         }
         if self.steps.is_empty() {
             return Err(config("the campaign has no step; add the first message".into()));
+        }
+        if let Some(window) = &self.settings.window {
+            if window.days.is_empty() {
+                return Err(config("the sending window has no days, so nothing would ever be sent; list at least one day".into()));
+            }
+            if window.end <= window.start {
+                return Err(config(format!(
+                    "the sending window ends at {} but starts at {}; its end must be later than its start",
+                    window.end, window.start
+                )));
+            }
         }
         let env = environment();
         for (index, step) in self.steps.iter().enumerate() {
@@ -492,6 +511,14 @@ template = { en = "Following up", fr = "Je me permets de relancer" }
 
         let error = Campaign::from_toml_str(OrgId::new(), "name = 3", chrono::Utc::now()).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
+        assert!(error.to_string().contains("line 1 column"), "{error}");
+
+        let closed = text.replace(r#"days = ["Mon", "Tue"]"#, "days = []");
+        let error = Campaign::from_toml_str(OrgId::new(), &closed, chrono::Utc::now()).unwrap_err();
+        assert!(error.to_string().contains("no days"), "{error}");
+        let backwards = text.replace(r#"end = "18:00:00""#, r#"end = "08:00:00""#);
+        let error = Campaign::from_toml_str(OrgId::new(), &backwards, chrono::Utc::now()).unwrap_err();
+        assert!(error.to_string().contains("must be later"), "{error}");
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub fn simulate(
                 Some(days) => add_business_days(due, days.max(u32::from(index > 0)), &jurisdiction),
                 None => due + Duration::hours(i64::from(step.delay_hours)),
             };
-            if due > end {
+            if due >= end {
                 break;
             }
             let channel = step
@@ -218,7 +218,7 @@ pub fn simulate(
                             reason: reason.to_owned(),
                         });
                     }
-                    if at > end {
+                    if at >= end {
                         break;
                     }
                     sent_times.push(at);
