@@ -9,7 +9,7 @@ use crate::conversation::{Direction, SendPurpose};
 use crate::prospect::Locale;
 use crate::qualification::FactValue;
 
-/// What the prospect wants, as far as the reply tells.
+/// The prospect's intent, as far as the reply shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Intent {
@@ -25,7 +25,7 @@ pub enum Intent {
     AsksForHuman,
     /// Objects to being messaged at all.
     ObjectsToMessages,
-    /// None of the above can be told.
+    /// None of the above can be determined.
     Unclear,
 }
 
@@ -41,7 +41,7 @@ pub enum Sentiment {
     Negative,
 }
 
-/// How sure the analysis is that the prospect objects to being messaged.
+/// The analysis's certainty that the prospect objects to being messaged.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Objection {
@@ -58,7 +58,7 @@ pub enum Objection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", content = "key", rename_all = "snake_case")]
 pub enum NextStep {
-    /// Answer and keep qualifying.
+    /// Reply and keep qualifying.
     Reply,
     /// Ask for the fact with this criterion key.
     AskFor(String),
@@ -98,12 +98,12 @@ pub struct Analysis {
     pub objection: Objection,
     /// The suggested step.
     pub next_step: NextStep,
-    /// The language the prospect wrote in, when it can be told.
+    /// The language the prospect wrote in, when it can be determined.
     pub language: Option<Locale>,
 }
 
 impl Analysis {
-    /// An analysis that found nothing.
+    /// Returns an analysis that found nothing.
     pub fn empty() -> Self {
         Analysis {
             intent: Intent::Unclear,
@@ -116,10 +116,10 @@ impl Analysis {
     }
 }
 
-/// One line of a conversation as a model sees it: no contact data.
+/// One line of a conversation as a model receives it, without contact data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TranscriptLine {
-    /// Who wrote it.
+    /// The author: the prospect (inbound) or the org (outbound).
     pub direction: Direction,
     /// The text.
     pub text: String,
@@ -132,13 +132,13 @@ pub struct TranscriptLine {
 pub struct CriterionBrief {
     /// The fact key.
     pub key: String,
-    /// What it means.
+    /// Its meaning.
     pub description: String,
-    /// The question that asks for it, in the prospect's language.
+    /// The question that requests it, in the prospect's language.
     pub question: String,
 }
 
-/// What [`LanguageModel::analyse`](crate::ports::LanguageModel::analyse) receives.
+/// The input of [`LanguageModel::analyse`](crate::ports::LanguageModel::analyse).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AnalysisRequest {
     /// The prospect's language as far as known.
@@ -153,7 +153,7 @@ pub struct AnalysisRequest {
     pub new_messages: Vec<TranscriptLine>,
 }
 
-/// What [`LanguageModel::write_reply`](crate::ports::LanguageModel::write_reply) receives.
+/// The input of [`LanguageModel::write_reply`](crate::ports::LanguageModel::write_reply).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplyRequest {
     /// The language to write in.

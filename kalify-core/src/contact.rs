@@ -20,7 +20,7 @@ impl Region {
     /// The United States.
     pub const US: Region = Region(phonenumber::country::Id::US);
 
-    /// The two-letter code.
+    /// Returns the two-letter code.
     pub fn code(&self) -> &str {
         self.0.as_ref()
     }
@@ -105,12 +105,12 @@ impl PhoneNumber {
         Ok(number)
     }
 
-    /// The E.164 text.
+    /// Returns the E.164 text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The region the number belongs to, when the numbering plan tells it.
+    /// Returns the region the number belongs to, when the numbering plan determines it.
     pub fn region(&self) -> Option<Region> {
         let parsed = phonenumber::parse(None, &self.0).ok()?;
         parsed.country().id().map(Region)
@@ -157,7 +157,7 @@ impl EmailAddress {
     /// are removed and the whole address is lower-cased.
     ///
     /// RFC 5321 lets a server treat the local part as case-sensitive, but
-    /// mail providers do not, and people type their address in any case; a
+    /// mail providers do not, and people type their address in any case. A
     /// lower-cased address lets replies, imports and opt-outs match the
     /// prospect whatever case the sender used.
     ///
@@ -187,12 +187,12 @@ impl EmailAddress {
         Ok(EmailAddress(normalised))
     }
 
-    /// The normalised address.
+    /// Returns the normalised address.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The domain part.
+    /// Returns the domain part.
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map(|(_, domain)| domain).unwrap_or("")
     }
@@ -244,7 +244,7 @@ impl MessengerPsid {
         Ok(MessengerPsid(trimmed.to_owned()))
     }
 
-    /// The id text.
+    /// Returns the id text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -289,7 +289,7 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    /// The lowercase name used in files and storage.
+    /// Returns the lowercase name used in files and storage.
     pub fn as_str(&self) -> &'static str {
         match self {
             ChannelKind::Sms => "sms",
@@ -333,7 +333,7 @@ pub enum ContactPoint {
 }
 
 impl ContactPoint {
-    /// The channel this contact point is reached on.
+    /// Returns the channel this contact point is reached on.
     pub fn channel(&self) -> ChannelKind {
         match self {
             ContactPoint::Phone(_) => ChannelKind::Sms,
@@ -351,7 +351,7 @@ impl ContactPoint {
         }
     }
 
-    /// Reads a contact point from free text: an address when it holds `@`,
+    /// Reads a contact point from free text: an address when it contains `@`,
     /// otherwise a phone number read in `default_region`.
     ///
     /// # Errors

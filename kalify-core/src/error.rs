@@ -76,7 +76,7 @@ pub enum Retry {
 /// An error from kalify or one of its adapters.
 ///
 /// Built as `Error::new(kind, message)` and refined with the `with_*` methods.
-/// The message is lowercase and says what failed; `context` carries the ids
+/// The message is lowercase and states what failed; `context` carries the ids
 /// and values involved as structured pairs, never contact data or secrets.
 pub struct Error {
     inner: Box<Inner>,

@@ -34,7 +34,7 @@ pub struct Conversation {
     pub score: Option<Score>,
     /// Campaign attempts sent, the first message included.
     pub attempts_sent: u32,
-    /// Whether an automated message has told the prospect it is automated
+    /// Whether an automated message has disclosed to the prospect that it is automated
     /// since the conversation started or a member last handed it back.
     pub automation_disclosed: bool,
     /// The member holding the conversation while handed off.
@@ -186,7 +186,7 @@ pub struct Message {
     pub channel: ChannelKind,
     /// Who wrote an outbound message; `None` for inbound ones.
     pub sender: Option<Sender>,
-    /// The body as the prospect sees it (for e-mail, the visible reply).
+    /// The body as shown to the prospect (for e-mail, the visible reply).
     pub text: String,
     /// The e-mail subject, if any.
     pub subject: Option<String>,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Where a conversation stands.
+/// The state of a conversation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationState {
@@ -218,7 +218,7 @@ pub enum SendPurpose {
         /// The attempt number.
         attempt: u32,
     },
-    /// An answer that moves qualification on.
+    /// A reply that moves qualification on.
     Reply,
     /// A polite last message after a decline or a disqualification.
     Closing,
@@ -230,7 +230,7 @@ pub enum SendPurpose {
     OptOutConfirmation,
     /// Confirms an opt-in.
     OptInConfirmation,
-    /// Answers a help keyword.
+    /// The reply to a help keyword.
     Help,
     /// A member's own message.
     MemberMessage,

@@ -34,7 +34,7 @@ pub(crate) struct Turn<'a> {
     pub(crate) intent: Intent,
     /// A key that makes the sends of this turn idempotent across retries of the same job.
     idempotency_base: Option<String>,
-    /// Whether the turn answers the prospect's messages (rather than running a job).
+    /// Whether the turn replies to the prospect's messages (rather than running a job).
     pub(crate) answers_prospect: bool,
     /// The text of a member's message, sent by the `MemberReplied` event.
     pub(crate) member_text: Option<String>,
@@ -72,13 +72,13 @@ impl<'a> Turn<'a> {
 
     pub(crate) fn mark_processed(&mut self, message: &Message) {
         self.commit.processed_inbound.push(message.id);
-        // Replies written later in this turn see the message they answer.
+        // Replies written later in this turn include the message they reply to.
         self.history.push(message.clone());
         if self.conversation.last_inbound_at.is_none_or(|last| last < message.at) {
             self.conversation.last_inbound_at = Some(message.at);
         }
         if self.conversation.channel != message.channel {
-            // Answer on the channel the prospect last used.
+            // Reply on the channel the prospect last used.
             self.conversation.channel = message.channel;
         }
     }
@@ -131,7 +131,7 @@ impl<'a> Turn<'a> {
             }
         }
         if before == ConversationState::HandedOff && after != ConversationState::HandedOff {
-            // The next automated message says again that it is automated.
+            // The next automated message discloses again that it is automated.
             self.conversation.assigned_to = None;
             self.conversation.automation_disclosed = false;
         }
@@ -463,7 +463,7 @@ fn check_reply(text: &str, request: &ReplyRequest) -> std::result::Result<(), &'
     Ok(())
 }
 
-/// Whether `text` holds something a prospect could be sent to: an e-mail
+/// Whether `text` contains something a prospect could be sent to: an e-mail
 /// address, a domain name (`example.com`) or a phone number (eight digits or
 /// more, spaces, dots, dashes and brackets allowed between them). Model
 /// replies must not carry these, because a prompt injection could use them

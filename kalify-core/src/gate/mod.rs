@@ -280,8 +280,8 @@ impl Gate {
     }
 }
 
-/// The earliest instant at or after `at` when fewer than `cap` sends fall
-/// in the trailing `period`; `None` when the cap is not reached at `at`.
+/// Returns the earliest instant at or after `at` when fewer than `cap` sends
+/// fall in the trailing `period`, or `None` when the cap is not reached at `at`.
 fn frequency_slot(sent: &[Timestamp], at: Timestamp, period: Duration, cap: u32) -> Option<Timestamp> {
     let mut in_period: Vec<Timestamp> = sent.iter().copied().filter(|time| *time > at - period && *time <= at).collect();
     if (in_period.len() as u64) < u64::from(cap) {

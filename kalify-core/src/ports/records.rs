@@ -11,7 +11,7 @@ use crate::conversation::{Conversation, Message, SendPurpose, Sender};
 use crate::id::{CampaignId, ConversationId, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId};
 use crate::prospect::Prospect;
 
-/// What a job does when it fires.
+/// The work a job does when it fires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum JobKind {
@@ -33,7 +33,7 @@ pub struct Job {
     pub conversation_id: ConversationId,
     /// The prospect of that conversation.
     pub prospect_id: ProspectId,
-    /// What it does.
+    /// Its work.
     pub kind: JobKind,
     /// When it is due.
     pub due_at: Timestamp,
@@ -44,7 +44,7 @@ pub struct Job {
 }
 
 impl Job {
-    /// A follow-up job for attempt `attempt` of `conversation`, due at `due_at`.
+    /// Creates a follow-up job for attempt `attempt` of `conversation`, due at `due_at`.
     pub fn follow_up(conversation: &Conversation, attempt: u32, due_at: Timestamp) -> Self {
         Job {
             id: JobId::new(),
@@ -59,7 +59,7 @@ impl Job {
     }
 }
 
-/// How a claimed job ended.
+/// The outcome of a claimed job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobOutcome {
     /// Done; it will not run again.
@@ -70,7 +70,7 @@ pub enum JobOutcome {
     RetryAt(Timestamp),
 }
 
-/// Where a send intent stands.
+/// The progress of a send intent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboxStatus {
@@ -106,9 +106,9 @@ pub struct OutboxEntry {
     pub text: String,
     /// The e-mail subject, if any.
     pub subject: Option<String>,
-    /// Why it is sent.
+    /// The reason for the send.
     pub purpose: SendPurpose,
-    /// Who wrote it.
+    /// The author.
     pub sender: Sender,
     /// The sender identity shown to the prospect.
     pub sender_name: String,
@@ -140,7 +140,7 @@ impl fmt::Debug for OutboxEntry {
     }
 }
 
-/// How a delivery attempt ended.
+/// The outcome of a delivery attempt.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OutboxOutcome {
     /// The provider accepted the message.
@@ -152,9 +152,9 @@ pub enum OutboxOutcome {
     },
     /// Try again at this time.
     RetryAt(Timestamp),
-    /// Gave up, with a reason that holds no personal data.
+    /// Gave up, with a reason that contains no personal data.
     Failed(String),
-    /// Cancelled, with a reason that holds no personal data.
+    /// Cancelled, with a reason that contains no personal data.
     Cancelled(String),
 }
 
@@ -171,7 +171,7 @@ pub struct Suppression {
     pub at: Timestamp,
 }
 
-/// Who did something.
+/// The author of an audited action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "actor", content = "id", rename_all = "snake_case")]
 pub enum Actor {
@@ -192,7 +192,7 @@ pub struct AuditEvent {
     pub prospect_id: Option<ProspectId>,
     /// The conversation concerned, if any.
     pub conversation_id: Option<ConversationId>,
-    /// What happened, such as `transition`.
+    /// The action, such as `transition`.
     pub action: String,
     /// Who.
     pub actor: Actor,

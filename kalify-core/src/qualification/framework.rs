@@ -122,7 +122,7 @@ pub struct Criterion {
     pub bands: Vec<Band>,
     /// A hard requirement, if failing it disqualifies.
     pub requirement: Option<Requirement>,
-    /// The question that asks for this fact.
+    /// The question that requests this fact.
     pub question: Localized,
 }
 
