@@ -31,7 +31,15 @@ use kalify::{OrgId, Result};
 
 /// Columns of the workload's CSV that are stored in their own table columns;
 /// every other column is a custom field.
-const STANDARD_COLUMNS: [&str; 7] = ["first_name", "last_name", "email", "phone", "company", "source", "country"];
+const STANDARD_COLUMNS: [&str; 7] = [
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "source",
+    "country",
+];
 
 /// New prospects written per store call and transaction, and rows per
 /// chunk of lookups. Peak memory grows with it, not with the file's size.
@@ -45,7 +53,10 @@ const IMPORT_CACHE_KIB: u32 = 64 * 1024;
 const SQLITE3_CLI: &str = "/usr/bin/sqlite3";
 
 fn main() -> ExitCode {
-    let arguments: Vec<String> = std::env::args().skip(1).filter(|argument| argument != "--bench").collect();
+    let arguments: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|argument| argument != "--bench")
+        .collect();
     let Some(workload) = arguments.first() else {
         eprintln!("missing workload: use import, turns or score, such as `-- import --data DIR`");
         return ExitCode::from(2);
@@ -75,7 +86,10 @@ fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
     let mut iter = arguments.iter();
     while let Some(argument) = iter.next() {
         if argument == "--data" {
-            return iter.next().map(PathBuf::from).ok_or_else(|| "--data needs a folder".to_owned());
+            return iter
+                .next()
+                .map(PathBuf::from)
+                .ok_or_else(|| "--data needs a folder".to_owned());
         }
         if let Some(dir) = argument.strip_prefix("--data=") {
             return Ok(PathBuf::from(dir));
@@ -89,10 +103,17 @@ fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
 fn run_import(data: &Path) -> ExitCode {
     let csv_path = data.join("prospects.csv");
     if !csv_path.is_file() {
-        eprintln!("{} not found: generate the data with the workload generator first", csv_path.display());
+        eprintln!(
+            "{} not found: generate the data with the workload generator first",
+            csv_path.display()
+        );
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("failed to start the tokio runtime: {error}");
@@ -138,7 +159,10 @@ fn workload_options() -> ImportOptions {
 async fn import_workload(csv_path: &Path, dir: &Path) -> Result<()> {
     let db_path = dir.join("kalify-import.sqlite");
     let org = OrgId::new();
-    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_else(Utc::now);
+    let now = Utc
+        .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
     let options = workload_options();
     let rows = count_data_rows(csv_path)?;
 
@@ -147,9 +171,18 @@ async fn import_workload(csv_path: &Path, dir: &Path) -> Result<()> {
         .with_synchronous(SqliteSynchronous::Full)
         .with_cache_size_kib(IMPORT_CACHE_KIB)
         .build()?;
-    let file = std::fs::File::open(csv_path)
-        .map_err(|error| kalify::Error::invalid_input(format!("cannot open {}", csv_path.display())).with_source(error))?;
-    let report = import_prospects(&store, org, std::io::BufReader::with_capacity(1 << 16, file), &options, now).await?;
+    let file = std::fs::File::open(csv_path).map_err(|error| {
+        kalify::Error::invalid_input(format!("cannot open {}", csv_path.display()))
+            .with_source(error)
+    })?;
+    let report = import_prospects(
+        &store,
+        org,
+        std::io::BufReader::with_capacity(1 << 16, file),
+        &options,
+        now,
+    )
+    .await?;
     drop(store);
     let elapsed = started.elapsed().as_secs_f64();
     let rss_mb = peak_rss_kib().map(|kib| kib / 1024);
@@ -157,7 +190,9 @@ async fn import_workload(csv_path: &Path, dir: &Path) -> Result<()> {
     println!(
         "kalify import_rows_per_s={:.0} rss_mb={} seconds={elapsed:.2}",
         rows as f64 / elapsed,
-        rss_mb.map(|mb| mb.to_string()).unwrap_or_else(|| "unknown".to_owned())
+        rss_mb
+            .map(|mb| mb.to_string())
+            .unwrap_or_else(|| "unknown".to_owned())
     );
 
     let store = SqliteStore::open(&db_path).await?;
@@ -183,25 +218,30 @@ fn print_check(report: &ImportReport, table_sha256: &str) {
 
 /// Counts the CSV records after the header, which the rate is computed on.
 fn count_data_rows(csv_path: &Path) -> Result<usize> {
-    let mut reader = csv::Reader::from_path(csv_path)
-        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?;
+    let mut reader = csv::Reader::from_path(csv_path).map_err(|error| {
+        kalify::Error::invalid_input(format!("cannot read {}", csv_path.display()))
+            .with_source(error)
+    })?;
     let mut record = csv::ByteRecord::new();
     let mut rows = 0;
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?
-    {
+    while reader.read_byte_record(&mut record).map_err(|error| {
+        kalify::Error::invalid_input(format!("cannot read {}", csv_path.display()))
+            .with_source(error)
+    })? {
         rows += 1;
     }
     Ok(rows)
 }
 
 fn read_header(csv_path: &Path) -> Result<Vec<String>> {
-    let mut reader = csv::Reader::from_path(csv_path)
-        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?;
-    let header = reader
-        .headers()
-        .map_err(|error| kalify::Error::invalid_input(format!("cannot read {}", csv_path.display())).with_source(error))?;
+    let mut reader = csv::Reader::from_path(csv_path).map_err(|error| {
+        kalify::Error::invalid_input(format!("cannot read {}", csv_path.display()))
+            .with_source(error)
+    })?;
+    let header = reader.headers().map_err(|error| {
+        kalify::Error::invalid_input(format!("cannot read {}", csv_path.display()))
+            .with_source(error)
+    })?;
     Ok(header.iter().map(str::to_owned).collect())
 }
 
@@ -214,43 +254,71 @@ fn read_header(csv_path: &Path) -> Result<Vec<String>> {
 /// of its own. kalify keeps typed custom fields by name and the country
 /// cell among them, so the object is rebuilt in that form here.
 async fn table_sha256(store: &SqliteStore, org: OrgId, header: &[String]) -> Result<String> {
-    let custom_columns: Vec<&str> =
-        header.iter().map(String::as_str).filter(|name| !STANDARD_COLUMNS.contains(name)).collect();
+    let custom_columns: Vec<&str> = header
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !STANDARD_COLUMNS.contains(name))
+        .collect();
     let mut child = Command::new("sha256sum")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|error| kalify::Error::unexpected("failed to start sha256sum").with_source(error))?;
+        .map_err(|error| {
+            kalify::Error::unexpected("failed to start sha256sum").with_source(error)
+        })?;
     let Some(mut input) = child.stdin.take() else {
         return Err(kalify::Error::unexpected("sha256sum has no standard input"));
     };
     let mut writer = std::io::BufWriter::new(&mut input);
     let mut after = None;
     loop {
-        let page = store.list_prospects(org, ListOptions { after, limit: 5_000 }).await?;
+        let page = store
+            .list_prospects(
+                org,
+                ListOptions {
+                    after,
+                    limit: 5_000,
+                },
+            )
+            .await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for prospect in &page {
             writer
                 .write_all(table_line(prospect, &custom_columns).as_bytes())
-                .map_err(|error| kalify::Error::unexpected("failed to write to sha256sum").with_source(error))?;
+                .map_err(|error| {
+                    kalify::Error::unexpected("failed to write to sha256sum").with_source(error)
+                })?;
         }
     }
-    writer.flush().map_err(|error| kalify::Error::unexpected("failed to write to sha256sum").with_source(error))?;
+    writer.flush().map_err(|error| {
+        kalify::Error::unexpected("failed to write to sha256sum").with_source(error)
+    })?;
     drop(writer);
     drop(input);
-    let output =
-        child.wait_with_output().map_err(|error| kalify::Error::unexpected("sha256sum failed").with_source(error))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|error| kalify::Error::unexpected("sha256sum failed").with_source(error))?;
     let digest = String::from_utf8_lossy(&output.stdout);
     Ok(digest.chars().take(16).collect())
 }
 
 fn table_line(prospect: &Prospect, custom_columns: &[&str]) -> String {
-    let email = prospect.email.as_ref().map(|email| email.as_str()).unwrap_or("");
-    let phone = prospect.phone.as_ref().map(|phone| phone.as_str()).unwrap_or("");
+    let email = prospect
+        .email
+        .as_ref()
+        .map(|email| email.as_str())
+        .unwrap_or("");
+    let phone = prospect
+        .phone
+        .as_ref()
+        .map(|phone| phone.as_str())
+        .unwrap_or("");
     let mut custom = String::from("{");
     for name in custom_columns {
-        let Some(value) = prospect.custom_fields.get(*name) else { continue };
+        let Some(value) = prospect.custom_fields.get(*name) else {
+            continue;
+        };
         let text = match value {
             CustomValue::Text(text) => text.clone(),
             other => other.to_string(),
@@ -277,7 +345,10 @@ fn import_limit(csv_path: &Path, dir: &Path) -> std::result::Result<Option<f64>,
     let started = Instant::now();
     let status = Command::new(SQLITE3_CLI)
         .arg(&db_path)
-        .arg(format!(".import --csv {} prospects_raw", csv_path.display()))
+        .arg(format!(
+            ".import --csv {} prospects_raw",
+            csv_path.display()
+        ))
         .status()
         .map_err(|error| format!("failed to run {SQLITE3_CLI}: {error}"))?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -293,4 +364,3 @@ fn peak_rss_kib() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
-

@@ -23,7 +23,10 @@ use kalify::ai::eval::{evaluate, read_jsonl};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut set = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/kalify-ai/tests/data/labelled_replies.jsonl"));
+    let mut set = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kalify-ai/tests/data/labelled_replies.jsonl"
+    ));
     let mut model = "rules".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -60,15 +63,21 @@ async fn main() -> ExitCode {
 }
 
 #[cfg(feature = "openai")]
-async fn openai_report(conversations: &[kalify::ai::eval::LabelledConversation]) -> Result<kalify::ai::eval::EvalReport, ExitCode> {
+async fn openai_report(
+    conversations: &[kalify::ai::eval::LabelledConversation],
+) -> Result<kalify::ai::eval::EvalReport, ExitCode> {
     if std::env::var_os("OPENAI_API_KEY").is_none() {
-        eprintln!("set OPENAI_API_KEY (and optionally OPENAI_BASE_URL and KALIFY_OPENAI_MODEL) to evaluate a hosted model");
+        eprintln!(
+            "set OPENAI_API_KEY (and optionally OPENAI_BASE_URL and KALIFY_OPENAI_MODEL) to evaluate a hosted model"
+        );
         return Err(ExitCode::from(2));
     }
-    let model = kalify::ai::openai::OpenAiModelBuilder::from_env().build().map_err(|error| {
-        eprintln!("error: {error}");
-        ExitCode::FAILURE
-    })?;
+    let model = kalify::ai::openai::OpenAiModelBuilder::from_env()
+        .build()
+        .map_err(|error| {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        })?;
     let report = evaluate(&model, conversations).await;
     let usage = model.ledger().total();
     eprintln!(
@@ -79,7 +88,9 @@ async fn openai_report(conversations: &[kalify::ai::eval::LabelledConversation])
 }
 
 #[cfg(not(feature = "openai"))]
-async fn openai_report(_conversations: &[kalify::ai::eval::LabelledConversation]) -> Result<kalify::ai::eval::EvalReport, ExitCode> {
+async fn openai_report(
+    _conversations: &[kalify::ai::eval::LabelledConversation],
+) -> Result<kalify::ai::eval::EvalReport, ExitCode> {
     eprintln!("this build has no openai model; run with --features openai");
     Err(ExitCode::from(2))
 }

@@ -25,8 +25,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::Utc;
-use kalify::ai::openai::{OpenAiModelBuilder, UsageScope, with_usage_scope};
 use kalify::ai::RulesModel;
+use kalify::ai::openai::{OpenAiModelBuilder, UsageScope, with_usage_scope};
 use kalify::campaign::{Campaign, CampaignSettings, CampaignStatus, Step};
 use kalify::channels::ConsoleChannel;
 use kalify::contact::{ChannelKind, ContactPoint, PhoneNumber, Region};
@@ -43,7 +43,9 @@ const DEFAULT_REPLY: &str = "Hi! We lose half of our inbound leads. I run sales 
 async fn main() -> ExitCode {
     if std::env::var_os("OPENAI_API_KEY").is_none() {
         println!("OPENAI_API_KEY is not set, so nothing was sent.");
-        println!("Set OPENAI_API_KEY, and optionally OPENAI_BASE_URL and KALIFY_OPENAI_MODEL, then run:");
+        println!(
+            "Set OPENAI_API_KEY, and optionally OPENAI_BASE_URL and KALIFY_OPENAI_MODEL, then run:"
+        );
         println!("  cargo run --example openai --features openai -- \"your reply text\"");
         return ExitCode::SUCCESS;
     }
@@ -57,7 +59,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> kalify::Result<()> {
-    let reply = std::env::args().nth(1).unwrap_or_else(|| DEFAULT_REPLY.to_owned());
+    let reply = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| DEFAULT_REPLY.to_owned());
     let model = Arc::new(OpenAiModelBuilder::from_env().build()?);
     println!("model: {model}");
 
@@ -83,7 +87,9 @@ async fn run() -> kalify::Result<()> {
         wording_version: None,
         withdrawn_at: None,
     });
-    store.insert_prospects(std::slice::from_ref(&prospect)).await?;
+    store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await?;
     let text = "Hello {{ first_name }}, Léa from Acme here. Do you follow up on every inbound lead? STOP to opt out.";
     let campaign = Campaign {
         id: CampaignId::new(),
@@ -108,17 +114,28 @@ async fn run() -> kalify::Result<()> {
         channel: ChannelKind::Sms,
         provider: "example".to_owned(),
         provider_message_id: "example-1".to_owned(),
-        from: ContactPoint::Phone(prospect.phone.clone().unwrap_or_else(|| unreachable!("set above"))),
+        from: ContactPoint::Phone(
+            prospect
+                .phone
+                .clone()
+                .unwrap_or_else(|| unreachable!("set above")),
+        ),
         text: reply,
         at: Utc::now(),
     };
-    let scope = UsageScope { org: Some(org), conversation: Some(enrollment.conversation_id) };
+    let scope = UsageScope {
+        org: Some(org),
+        conversation: Some(enrollment.conversation_id),
+    };
     let report = with_usage_scope(scope, engine.handle_inbound(org, inbound)).await?;
 
     let conversation = store.get_conversation(org, report.conversation_id).await?;
     println!("state: {}", report.state);
     for fact in &conversation.facts {
-        println!("fact {}: {} (\"{}\", confidence {:.2})", fact.key, fact.value, fact.evidence.quote, fact.evidence.confidence);
+        println!(
+            "fact {}: {} (\"{}\", confidence {:.2})",
+            fact.key, fact.value, fact.evidence.quote, fact.evidence.confidence
+        );
     }
     if let Some(score) = &conversation.score {
         println!("score {}: {}", score.value, score.explain());

@@ -95,7 +95,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Command, Str
     let mut prospects_given = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
         match arg.as_str() {
             "--prospects" => {
                 options.prospects = value("--prospects")?.into();
@@ -203,17 +206,27 @@ struct Reply {
 /// Fails when a file cannot be read or the database cannot be created; bad
 /// rows are reported and skipped.
 pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error> {
-    let io = |error: std::io::Error| Error::new(kalify::ErrorKind::Unavailable, "failed to write output").with_source(error);
+    let io = |error: std::io::Error| {
+        Error::new(kalify::ErrorKind::Unavailable, "failed to write output").with_source(error)
+    };
 
     // Check every input and output path before creating the database.
     let file = std::fs::File::open(&options.prospects).map_err(|error| {
-        Error::invalid_input(format!("cannot open prospects file {}: {error}", options.prospects.display()))
+        Error::invalid_input(format!(
+            "cannot open prospects file {}: {error}",
+            options.prospects.display()
+        ))
     })?;
     if options.prospects.is_dir() {
-        return Err(Error::invalid_input(format!("prospects file {} is a directory", options.prospects.display())));
+        return Err(Error::invalid_input(format!(
+            "prospects file {} is a directory",
+            options.prospects.display()
+        )));
     }
     for path in options.json.iter().chain(options.db.iter()) {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty())
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
             && !parent.is_dir()
         {
             return Err(Error::invalid_input(format!(
@@ -229,14 +242,21 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
 
     let db_path = match &options.db {
         Some(path) => path.clone(),
-        None => std::env::temp_dir().join(format!("kalify-quickstart-{}.db", Utc::now().format("%Y%m%d-%H%M%S-%f"))),
+        None => std::env::temp_dir().join(format!(
+            "kalify-quickstart-{}.db",
+            Utc::now().format("%Y%m%d-%H%M%S-%f")
+        )),
     };
     writeln!(out, "database: {}", db_path.display()).map_err(io)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db_path).await?);
     let start = simulation_start(&replies);
     let clock = ManualClock::new(start);
     let channel_printer = |kind| -> Arc<dyn kalify::ports::Channel> {
-        if options.show_messages { Arc::new(ConsoleChannel::new(kind)) } else { Arc::new(ConsoleChannel::quiet(kind)) }
+        if options.show_messages {
+            Arc::new(ConsoleChannel::new(kind))
+        } else {
+            Arc::new(ConsoleChannel::quiet(kind))
+        }
     };
     let engine = Engine::builder()
         .with_store(store.clone())
@@ -254,9 +274,15 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
         .with_default_region(options.default_region)
         .with_default_locale(locale_of_region(options.default_region))
         .with_source("quickstart");
-    let import = import_prospects(store.as_ref(), org, std::io::BufReader::new(file), &import_options, start)
-        .await
-        .map_err(|error| error.with_context("file", options.prospects.display()))?;
+    let import = import_prospects(
+        store.as_ref(),
+        org,
+        std::io::BufReader::new(file),
+        &import_options,
+        start,
+    )
+    .await
+    .map_err(|error| error.with_context("file", options.prospects.display()))?;
     writeln!(
         out,
         "imported {} from {} ({} updated, {} duplicates, {} suppressed, {} rejected)",
@@ -269,12 +295,25 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
     )
     .map_err(io)?;
     for row in &import.rejected {
-        let column = row.column.as_deref().map(|column| format!(" column {column:?}:")).unwrap_or_default();
+        let column = row
+            .column
+            .as_deref()
+            .map(|column| format!(" column {column:?}:"))
+            .unwrap_or_default();
         writeln!(out, "  rejected line {}:{column} {}", row.line, row.reason).map_err(io)?;
     }
     for row in &import.warnings {
-        let column = row.column.as_deref().map(|column| format!(" column {column:?}:")).unwrap_or_default();
-        writeln!(out, "  imported with a warning, line {}:{column} {}", row.line, row.reason).map_err(io)?;
+        let column = row
+            .column
+            .as_deref()
+            .map(|column| format!(" column {column:?}:"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  imported with a warning, line {}:{column} {}",
+            row.line, row.reason
+        )
+        .map_err(io)?;
     }
 
     // Enroll everyone in the sample campaign.
@@ -299,7 +338,12 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
             clock.set(reply.at);
             engine.run_due().await?;
             let from = match ContactPoint::parse_any(&reply.from, options.default_region) {
-                Ok(from) if from.channel() == reply.channel || (reply.channel == ChannelKind::Messenger) => from,
+                Ok(from)
+                    if from.channel() == reply.channel
+                        || (reply.channel == ChannelKind::Messenger) =>
+                {
+                    from
+                }
                 Ok(from) => {
                     writeln!(
                         out,
@@ -313,7 +357,14 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
                     continue;
                 }
                 Err(error) => {
-                    writeln!(out, "  replies line {}: invalid sender {:?}: {}; skipped", reply.line, reply.from, error.message()).map_err(io)?;
+                    writeln!(
+                        out,
+                        "  replies line {}: invalid sender {:?}: {}; skipped",
+                        reply.line,
+                        reply.from,
+                        error.message()
+                    )
+                    .map_err(io)?;
                     continue;
                 }
             };
@@ -328,9 +379,16 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
             match engine.handle_inbound(org, inbound).await {
                 Ok(_) => {}
                 Err(error) if error.kind() == kalify::ErrorKind::NotFound => {
-                    writeln!(out, "  replies line {}: no prospect has the sender {:?}; skipped", reply.line, reply.from).map_err(io)?;
+                    writeln!(
+                        out,
+                        "  replies line {}: no prospect has the sender {:?}; skipped",
+                        reply.line, reply.from
+                    )
+                    .map_err(io)?;
                 }
-                Err(error) => writeln!(out, "  replies line {}: {error}; skipped", reply.line).map_err(io)?,
+                Err(error) => {
+                    writeln!(out, "  replies line {}: {error}; skipped", reply.line).map_err(io)?
+                }
             }
         }
         clock.set(tick);
@@ -353,8 +411,12 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
     }
     if let Some(path) = &options.json {
         let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(path, json)
-            .map_err(|error| Error::invalid_input(format!("cannot write JSON report {}: {error}", path.display())))?;
+        std::fs::write(path, json).map_err(|error| {
+            Error::invalid_input(format!(
+                "cannot write JSON report {}: {error}",
+                path.display()
+            ))
+        })?;
         writeln!(out, "report written to {}", path.display()).map_err(io)?;
     }
     Ok(report)
@@ -368,37 +430,53 @@ const PERSONA: &str = "Léa (Kalify Demo)";
 
 fn locale_of_region(region: Region) -> Locale {
     match region.code() {
-        "FR" | "BE" | "CH" | "LU" | "MC" | "RE" | "GP" | "MQ" | "GF" | "YT" | "PM" | "NC" | "PF" | "SN" | "CI" | "MA" | "TN" | "DZ" => Locale::Fr,
+        "FR" | "BE" | "CH" | "LU" | "MC" | "RE" | "GP" | "MQ" | "GF" | "YT" | "PM" | "NC"
+        | "PF" | "SN" | "CI" | "MA" | "TN" | "DZ" => Locale::Fr,
         _ => Locale::En,
     }
 }
 
 fn plural(count: usize, noun: &str) -> String {
-    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 fn sample_campaign(org: OrgId, now: Timestamp) -> Campaign {
     Campaign {
         // The same id on every run, so a rerun does not enroll everyone again.
-        id: "01900000-0000-7000-8000-00000000ca11".parse().unwrap_or_default(),
+        id: "01900000-0000-7000-8000-00000000ca11"
+            .parse()
+            .unwrap_or_default(),
         org_id: org,
         name: "Lead follow-up assistant".to_owned(),
         persona: PERSONA.to_owned(),
         goal: "book a 20-minute demo".to_owned(),
         channels: vec![ChannelKind::Sms, ChannelKind::Email],
         steps: vec![
-            Step::new(0, Localized::new(
+            Step::new(
+                0,
+                Localized::new(
                     "Hi {{ first_name or 'there' }}, {{ sender }} here. You asked about automating lead follow-up for {{ company or 'your company' }}: what would you like to improve first? Reply STOP to opt out.",
                     "Bonjour {{ first_name or '' }}, ici {{ sender }}. Vous vous êtes intéressé à l'automatisation du suivi des prospects pour {{ company or 'votre entreprise' }} : qu'aimeriez-vous améliorer en priorité ? STOP pour ne plus recevoir de messages.",
-                )),
-            Step::new(48, Localized::new(
+                ),
+            ),
+            Step::new(
+                48,
+                Localized::new(
                     "{{ first_name or 'Hello' }}, just checking in: is lead follow-up still a topic at {{ company or 'your company' }}? Reply STOP to opt out.",
                     "{{ first_name or 'Bonjour' }}, je me permets de vous relancer : le suivi des prospects est-il toujours d'actualité chez {{ company or 'vous' }} ? STOP pour ne plus recevoir de messages.",
-                )),
-            Step::new(72, Localized::new(
+                ),
+            ),
+            Step::new(
+                72,
+                Localized::new(
                     "Last message from {{ sender }}: if the timing is better later, just reply and we will pick it up. Reply STOP to opt out.",
                     "Dernier message de {{ sender }} : si le moment est mieux choisi plus tard, répondez simplement et nous reprendrons. STOP pour ne plus recevoir de messages.",
-                )),
+                ),
+            ),
         ],
         allow_links: false,
         status: CampaignStatus::Active,
@@ -408,12 +486,21 @@ fn sample_campaign(org: OrgId, now: Timestamp) -> Campaign {
 }
 
 fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec<Reply>, Error> {
-    let file = std::fs::File::open(path)
-        .map_err(|error| Error::invalid_input(format!("cannot open replies file {}: {error}", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|error| {
+        Error::invalid_input(format!(
+            "cannot open replies file {}: {error}",
+            path.display()
+        ))
+    })?;
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
     let headers = reader
         .headers()
-        .map_err(|error| Error::invalid_input(format!("cannot read the header row of {}: {error}", path.display())))?
+        .map_err(|error| {
+            Error::invalid_input(format!(
+                "cannot read the header row of {}: {error}",
+                path.display()
+            ))
+        })?
         .clone();
     let column = |name: &str| {
         headers.iter().position(|header| header.trim().trim_start_matches('\u{feff}').eq_ignore_ascii_case(name)).ok_or_else(|| {
@@ -423,8 +510,12 @@ fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec
             ))
         })
     };
-    let (at_column, from_column, channel_column, text_column) =
-        (column("at")?, column("from")?, column("channel")?, column("text")?);
+    let (at_column, from_column, channel_column, text_column) = (
+        column("at")?,
+        column("from")?,
+        column("channel")?,
+        column("text")?,
+    );
 
     let mut replies = Vec::new();
     for record in reader.records() {
@@ -432,7 +523,11 @@ fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec
             Ok(record) => record,
             Err(error) => {
                 let line = error.position().map_or(0, |position| position.line());
-                let hint = if matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) { "; save the file as UTF-8" } else { "" };
+                let hint = if matches!(error.kind(), csv::ErrorKind::Utf8 { .. }) {
+                    "; save the file as UTF-8"
+                } else {
+                    ""
+                };
                 let _ = writeln!(out, "  replies line {line}: unreadable row{hint}; skipped");
                 continue;
             }
@@ -442,7 +537,11 @@ fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec
         let at = match DateTime::parse_from_rfc3339(&field(at_column)) {
             Ok(at) => at.with_timezone(&Utc),
             Err(_) => {
-                let _ = writeln!(out, "  replies line {line}: invalid time {:?}, expected RFC 3339 such as 2026-03-02T09:42:00Z; skipped", field(at_column));
+                let _ = writeln!(
+                    out,
+                    "  replies line {line}: invalid time {:?}, expected RFC 3339 such as 2026-03-02T09:42:00Z; skipped",
+                    field(at_column)
+                );
                 continue;
             }
         };
@@ -454,7 +553,12 @@ fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec
             }
         };
         if record.len() < headers.len() {
-            let _ = writeln!(out, "  replies line {line}: the row has {} fields but the header has {}; skipped", record.len(), headers.len());
+            let _ = writeln!(
+                out,
+                "  replies line {line}: the row has {} fields but the header has {}; skipped",
+                record.len(),
+                headers.len()
+            );
             continue;
         }
         let text = record.get(text_column).unwrap_or("").to_owned();
@@ -462,7 +566,13 @@ fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec
             let _ = writeln!(out, "  replies line {line}: the text is empty; skipped");
             continue;
         }
-        replies.push(Reply { line, at, from: field(from_column), channel, text });
+        replies.push(Reply {
+            line,
+            at,
+            from: field(from_column),
+            channel,
+            text,
+        });
     }
     replies.sort_by_key(|reply| reply.at);
     Ok(replies)
@@ -472,22 +582,43 @@ fn read_replies(path: &Path, _region: Region, out: &mut dyn Write) -> Result<Vec
 /// hour before it, if it comes earlier), so the first messages go out first.
 fn simulation_start(replies: &[Reply]) -> Timestamp {
     let Some(first) = replies.first() else {
-        return Utc::now().duration_trunc(Duration::hours(1)).unwrap_or_else(|_| Utc::now());
+        return Utc::now()
+            .duration_trunc(Duration::hours(1))
+            .unwrap_or_else(|_| Utc::now());
     };
-    let day = first.at.duration_trunc(Duration::days(1)).unwrap_or(first.at);
+    let day = first
+        .at
+        .duration_trunc(Duration::days(1))
+        .unwrap_or(first.at);
     let nine = day + Duration::hours(9);
-    if nine < first.at { nine } else { first.at - Duration::hours(1) }
+    if nine < first.at {
+        nine
+    } else {
+        first.at - Duration::hours(1)
+    }
 }
 
 /// Six days of simulated time, or half a day past the last reply if later.
 fn simulation_end(start: Timestamp, replies: &[Reply]) -> Timestamp {
-    let after_last = replies.last().map_or(start, |reply| reply.at + Duration::hours(12));
+    let after_last = replies
+        .last()
+        .map_or(start, |reply| reply.at + Duration::hours(12));
     after_last.max(start + Duration::days(6))
 }
 
-async fn build_report(engine: &Engine, org: OrgId, import: &kalify::import::ImportReport, db: &Path) -> Result<Report, Error> {
+async fn build_report(
+    engine: &Engine,
+    org: OrgId,
+    import: &kalify::import::ImportReport,
+    db: &Path,
+) -> Result<Report, Error> {
     let store = engine.store().as_ref();
-    let all_criteria: Vec<String> = engine.framework().criteria.iter().map(|criterion| criterion.key.clone()).collect();
+    let all_criteria: Vec<String> = engine
+        .framework()
+        .criteria
+        .iter()
+        .map(|criterion| criterion.key.clone())
+        .collect();
     let prospects = store.list_prospects(org, ListOptions::default()).await?;
     let mut summary = BTreeMap::new();
     summary.insert("imported".to_owned(), import.inserted);
@@ -503,7 +634,10 @@ async fn build_report(engine: &Engine, org: OrgId, import: &kalify::import::Impo
         let mut next_follow_up = None;
         for conversation in conversations.iter().rev() {
             for message in store.list_messages(org, conversation.id).await? {
-                if matches!(message.status, DeliveryStatus::Cancelled | DeliveryStatus::Failed) {
+                if matches!(
+                    message.status,
+                    DeliveryStatus::Cancelled | DeliveryStatus::Failed
+                ) {
                     *summary.entry("not_sent".to_owned()).or_insert(0) += 1;
                 }
                 messages.push(MessageReport {
@@ -513,14 +647,19 @@ async fn build_report(engine: &Engine, org: OrgId, import: &kalify::import::Impo
                         Direction::Outbound => "outbound".to_owned(),
                     },
                     channel: message.channel.to_string(),
-                    at: message.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    at: message
+                        .at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     text: message.text,
                 });
             }
             if conversation.state.awaits_follow_up()
                 && let Some(job) = store.pending_jobs(org, conversation.id).await?.first()
             {
-                next_follow_up = Some(job.due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                next_follow_up = Some(
+                    job.due_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
             }
         }
         messages.sort_by(|a, b| a.at.cmp(&b.at));
@@ -534,7 +673,11 @@ async fn build_report(engine: &Engine, org: OrgId, import: &kalify::import::Impo
                     .map(|fact| {
                         (
                             fact.key.clone(),
-                            FactReport { value: fact.value.to_string(), quote: fact.evidence.quote.clone(), confidence: fact.evidence.confidence },
+                            FactReport {
+                                value: fact.value.to_string(),
+                                quote: fact.evidence.quote.clone(),
+                                confidence: fact.evidence.confidence,
+                            },
                         )
                     })
                     .collect()
@@ -550,12 +693,18 @@ async fn build_report(engine: &Engine, org: OrgId, import: &kalify::import::Impo
             score: score.as_ref().map(|score| score.value),
             explanation: score.as_ref().map(|score| score.explain()),
             facts,
-            missing: score.as_ref().map_or_else(|| all_criteria.clone(), |score| score.missing.clone()),
+            missing: score
+                .as_ref()
+                .map_or_else(|| all_criteria.clone(), |score| score.missing.clone()),
             next_follow_up,
             messages,
         });
     }
-    Ok(Report { prospects: entries, summary, database: db.display().to_string() })
+    Ok(Report {
+        prospects: entries,
+        summary,
+        database: db.display().to_string(),
+    })
 }
 
 fn print_table(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
@@ -566,14 +715,20 @@ fn print_table(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
         "name", "chan", "state", "score", "facts found", "facts missing"
     )?;
     for prospect in &report.prospects {
-        let facts: Vec<String> = prospect.facts.iter().map(|(key, fact)| format!("{key}={}", fact.value)).collect();
+        let facts: Vec<String> = prospect
+            .facts
+            .iter()
+            .map(|(key, fact)| format!("{key}={}", fact.value))
+            .collect();
         writeln!(
             out,
             "{:<26} {:<6} {:<13} {:>5}  {:<44} {:<24} {}",
             clip(&prospect.name, 26),
             prospect.channel.as_deref().unwrap_or("-"),
             prospect.state,
-            prospect.score.map_or_else(|| "-".to_owned(), |score| score.to_string()),
+            prospect
+                .score
+                .map_or_else(|| "-".to_owned(), |score| score.to_string()),
             clip(&facts.join(", "), 44),
             clip(&prospect.missing.join(", "), 24),
             prospect.next_follow_up.as_deref().unwrap_or("-"),
@@ -582,7 +737,12 @@ fn print_table(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out)?;
     let counts: Vec<String> = ConversationState::ALL
         .iter()
-        .filter_map(|state| report.summary.get(state.as_str()).map(|count| format!("{state}={count}")))
+        .filter_map(|state| {
+            report
+                .summary
+                .get(state.as_str())
+                .map(|count| format!("{state}={count}"))
+        })
         .collect();
     writeln!(
         out,
@@ -617,7 +777,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");

@@ -60,8 +60,8 @@ use kalify::ai::RulesModel;
 use kalify::channels::email::verify_unsubscribe_token;
 use kalify::channels::messenger::StoreLastInbound;
 use kalify::channels::{
-    MessengerChannel, MessengerChannelBuilder, SmtpEmailChannel, SmtpEmailChannelBuilder, TwilioSmsChannel,
-    TwilioSmsChannelBuilder,
+    MessengerChannel, MessengerChannelBuilder, SmtpEmailChannel, SmtpEmailChannelBuilder,
+    TwilioSmsChannel, TwilioSmsChannelBuilder,
 };
 use kalify::contact::{ChannelKind, ContactPoint};
 use kalify::engine::{Engine, WorkerOptions};
@@ -113,28 +113,51 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let listen = env_or("KALIFY_LISTEN", "127.0.0.1:8080");
-    let listen: SocketAddr = listen
-        .parse()
-        .map_err(|_| format!("invalid KALIFY_LISTEN {listen:?}: expected an address and port such as 127.0.0.1:8080"))?;
-    let public_url = env_or("KALIFY_PUBLIC_URL", &format!("http://{listen}")).trim_end_matches('/').to_owned();
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        format!(
+            "invalid KALIFY_LISTEN {listen:?}: expected an address and port such as 127.0.0.1:8080"
+        )
+    })?;
+    let public_url = env_or("KALIFY_PUBLIC_URL", &format!("http://{listen}"))
+        .trim_end_matches('/')
+        .to_owned();
     let db_path = env_or("KALIFY_DB", "kalify.db");
     let org_text = env_or("KALIFY_ORG_ID", DEFAULT_ORG_ID);
-    let org: OrgId = org_text.parse().map_err(|_| format!("invalid KALIFY_ORG_ID {org_text:?}: expected a UUID"))?;
+    let org: OrgId = org_text
+        .parse()
+        .map_err(|_| format!("invalid KALIFY_ORG_ID {org_text:?}: expected a UUID"))?;
 
-    let store = SqliteStore::open(&db_path).await.map_err(|error| format!("failed to open the database {db_path}: {error}"))?;
+    let store = SqliteStore::open(&db_path)
+        .await
+        .map_err(|error| format!("failed to open the database {db_path}: {error}"))?;
     let store: Arc<dyn Store> = Arc::new(store);
 
     let twilio = build_twilio();
     let messenger = build_messenger(store.clone());
     let smtp = build_smtp();
 
-    let mut builder = Engine::builder().with_store(store).with_model(Arc::new(RulesModel::default()));
-    for channel in [mounted_channel(&twilio), mounted_channel(&messenger), mounted_channel(&smtp.0)].into_iter().flatten() {
+    let mut builder = Engine::builder()
+        .with_store(store)
+        .with_model(Arc::new(RulesModel::default()));
+    for channel in [
+        mounted_channel(&twilio),
+        mounted_channel(&messenger),
+        mounted_channel(&smtp.0),
+    ]
+    .into_iter()
+    .flatten()
+    {
         builder = builder.with_channel(channel);
     }
-    let engine = builder.build().map_err(|error| format!("failed to build the engine: {error}"))?;
+    let engine = builder
+        .build()
+        .map_err(|error| format!("failed to build the engine: {error}"))?;
 
-    for (name, channel) in [("twilio", mounted_reason(&twilio)), ("messenger", mounted_reason(&messenger)), ("email", mounted_reason(&smtp.1))] {
+    for (name, channel) in [
+        ("twilio", mounted_reason(&twilio)),
+        ("messenger", mounted_reason(&messenger)),
+        ("email", mounted_reason(&smtp.1)),
+    ] {
         match channel {
             None => eprintln!("server: channel {name} mounted"),
             Some(reason) => eprintln!("server: channel {name} not mounted: {reason}"),
@@ -148,20 +171,35 @@ async fn run() -> Result<(), String> {
         },
         Err(reason) => Err(reason.clone()),
     };
-    let state = AppState { engine: engine.clone(), org, public_url, twilio, messenger, email_inbound: smtp.1, unsubscribe };
+    let state = AppState {
+        engine: engine.clone(),
+        org,
+        public_url,
+        twilio,
+        messenger,
+        email_inbound: smtp.1,
+        unsubscribe,
+    };
 
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/webhooks/twilio/sms", axum::routing::post(twilio_webhook))
-        .route("/webhooks/twilio/status", axum::routing::post(twilio_webhook))
-        .route("/webhooks/messenger", get(messenger_subscribe).post(messenger_webhook))
+        .route(
+            "/webhooks/twilio/status",
+            axum::routing::post(twilio_webhook),
+        )
+        .route(
+            "/webhooks/messenger",
+            get(messenger_subscribe).post(messenger_webhook),
+        )
         .route("/webhooks/email", axum::routing::post(email_webhook))
         .route("/unsubscribe", get(unsubscribe_form).post(unsubscribe_now))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
 
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|error| format!("failed to listen on {listen}: {error}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("failed to listen on {listen}: {error}"))?;
     eprintln!("server: listening on {listen}, org {org}, database {db_path}");
 
     let (stop_sender, stop_receiver) = watch::channel(false);
@@ -187,16 +225,24 @@ async fn run() -> Result<(), String> {
 
 /// Returns the variable's value, or `default` when it is unset or blank.
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Returns the variable's value when it is set and not blank.
 fn env_optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }
 
 fn mounted_channel<T: Channel>(channel: &Mounted<T>) -> Option<Arc<dyn Channel>> {
-    channel.as_ref().ok().map(|channel| channel.clone() as Arc<dyn Channel>)
+    channel
+        .as_ref()
+        .ok()
+        .map(|channel| channel.clone() as Arc<dyn Channel>)
 }
 
 fn mounted_reason<T>(channel: &Mounted<T>) -> Option<&str> {
@@ -206,7 +252,10 @@ fn mounted_reason<T>(channel: &Mounted<T>) -> Option<&str> {
 /// Builds the Twilio channel from `from_env`, with `KALIFY_TWILIO_AUTH_TOKEN`
 /// in place of `TWILIO_AUTH_TOKEN` when it is set.
 fn build_twilio() -> Mounted<TwilioSmsChannel> {
-    let builder = match (env_optional("TWILIO_ACCOUNT_SID"), env_optional("KALIFY_TWILIO_AUTH_TOKEN")) {
+    let builder = match (
+        env_optional("TWILIO_ACCOUNT_SID"),
+        env_optional("KALIFY_TWILIO_AUTH_TOKEN"),
+    ) {
         (Some(account_sid), Some(auth_token)) => {
             let mut builder = TwilioSmsChannelBuilder::new(account_sid, Secret::new(auth_token));
             if let Some(from) = env_optional("TWILIO_FROM") {
@@ -220,9 +269,14 @@ fn build_twilio() -> Mounted<TwilioSmsChannel> {
             }
             builder
         }
-        _ => TwilioSmsChannelBuilder::from_env().map_err(|error| not_configured("Twilio", &error))?,
+        _ => {
+            TwilioSmsChannelBuilder::from_env().map_err(|error| not_configured("Twilio", &error))?
+        }
     };
-    builder.build().map(Arc::new).map_err(|error| not_configured("Twilio", &error))
+    builder
+        .build()
+        .map(Arc::new)
+        .map_err(|error| not_configured("Twilio", &error))
 }
 
 /// Builds the Messenger channel from `from_env`, with the `KALIFY_META_*`
@@ -231,12 +285,17 @@ fn build_twilio() -> Mounted<TwilioSmsChannel> {
 /// so the 24-hour window survives restarts.
 fn build_messenger(store: Arc<dyn Store>) -> Mounted<MessengerChannel> {
     let page_access_token = env_optional("MESSENGER_PAGE_ACCESS_TOKEN");
-    let app_secret = env_optional("KALIFY_META_APP_SECRET").or_else(|| env_optional("MESSENGER_APP_SECRET"));
-    let verify_token = env_optional("KALIFY_META_VERIFY_TOKEN").or_else(|| env_optional("MESSENGER_VERIFY_TOKEN"));
+    let app_secret =
+        env_optional("KALIFY_META_APP_SECRET").or_else(|| env_optional("MESSENGER_APP_SECRET"));
+    let verify_token =
+        env_optional("KALIFY_META_VERIFY_TOKEN").or_else(|| env_optional("MESSENGER_VERIFY_TOKEN"));
     let builder = match (page_access_token, app_secret, verify_token) {
         (Some(page_access_token), Some(app_secret), Some(verify_token)) => {
-            let mut builder =
-                MessengerChannelBuilder::new(Secret::new(page_access_token), Secret::new(app_secret), Secret::new(verify_token));
+            let mut builder = MessengerChannelBuilder::new(
+                Secret::new(page_access_token),
+                Secret::new(app_secret),
+                Secret::new(verify_token),
+            );
             if let Some(page_id) = env_optional("MESSENGER_PAGE_ID") {
                 builder = builder.with_page_id(page_id);
             }
@@ -246,7 +305,8 @@ fn build_messenger(store: Arc<dyn Store>) -> Mounted<MessengerChannel> {
             builder
         }
         // `from_env` returns the error that names the first missing variable.
-        _ => MessengerChannelBuilder::from_env().map_err(|error| not_configured("Messenger", &error))?,
+        _ => MessengerChannelBuilder::from_env()
+            .map_err(|error| not_configured("Messenger", &error))?,
     };
     builder
         .with_last_inbound_source(Arc::new(StoreLastInbound::new(store)))
@@ -271,7 +331,9 @@ fn build_smtp() -> (Mounted<SmtpEmailChannel>, Mounted<SmtpEmailChannel>) {
         .map_err(|error| not_configured("e-mail", &error));
     let inbound = match (&built, inbound_secret) {
         (Ok(channel), Some(_)) => Ok(channel.clone()),
-        (Ok(_), None) => Err("inbound e-mail is not configured: set KALIFY_EMAIL_INBOUND_SECRET".to_owned()),
+        (Ok(_), None) => {
+            Err("inbound e-mail is not configured: set KALIFY_EMAIL_INBOUND_SECRET".to_owned())
+        }
         (Err(reason), _) => Err(reason.clone()),
     };
     (built, inbound)
@@ -319,11 +381,24 @@ async fn stopped(mut receiver: watch::Receiver<bool>) {
 
 /// Rebuilds the request as the provider sent it, with the URL the provider
 /// signed: the public base URL plus the path and query.
-fn webhook_request(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> WebhookRequest {
-    let path_and_query = uri.path_and_query().map_or_else(|| uri.path(), |value| value.as_str());
+fn webhook_request(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> WebhookRequest {
+    let path_and_query = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |value| value.as_str());
     let headers: BTreeMap<String, String> = headers
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_owned())))
+        .filter_map(|(name, value)| {
+            Some((
+                name.as_str().to_ascii_lowercase(),
+                value.to_str().ok()?.to_owned(),
+            ))
+        })
         .collect();
     WebhookRequest {
         method: method.as_str().to_owned(),
@@ -356,8 +431,15 @@ fn rejection(route: &str, error: &Error) -> Response {
 /// Verifies and parses the webhook with `channel`, then hands every event
 /// to the engine. Returns the status to answer: 200 when every event was
 /// handled, 202 when a verified event came from an unknown sender.
-async fn dispatch(state: &AppState, route: &str, channel: &dyn Channel, request: &WebhookRequest) -> Result<StatusCode, Response> {
-    let events = channel.parse_webhook(request).map_err(|error| rejection(route, &error))?;
+async fn dispatch(
+    state: &AppState,
+    route: &str,
+    channel: &dyn Channel,
+    request: &WebhookRequest,
+) -> Result<StatusCode, Response> {
+    let events = channel
+        .parse_webhook(request)
+        .map_err(|error| rejection(route, &error))?;
     let mut status = StatusCode::OK;
     for event in events {
         let summary = event_summary(&event);
@@ -373,7 +455,11 @@ async fn dispatch(state: &AppState, route: &str, channel: &dyn Channel, request:
                 eprintln!("server: {route}: {summary} failed: {error}");
                 // A 5xx makes the provider retry, and the store ignores a
                 // message id it already holds, so a retry adds no duplicate.
-                let status = if error.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+                let status = if error.is_retryable() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
                 return Err((status, "failed to handle the event\n").into_response());
             }
         }
@@ -384,45 +470,82 @@ async fn dispatch(state: &AppState, route: &str, channel: &dyn Channel, request:
 /// Names an event for the log without its text or sender.
 fn event_summary(event: &InboundEvent) -> String {
     match event {
-        InboundEvent::Message(message) => format!("message {}:{}", message.provider, message.provider_message_id),
-        InboundEvent::Status(update) => format!("status {}:{}", update.provider, update.provider_message_id),
+        InboundEvent::Message(message) => format!(
+            "message {}:{}",
+            message.provider, message.provider_message_id
+        ),
+        InboundEvent::Status(update) => {
+            format!("status {}:{}", update.provider, update.provider_message_id)
+        }
         InboundEvent::Watermark(update) => format!("watermark {}", update.provider),
         InboundEvent::OptOut(notice) => format!("opt-out {} ({})", notice.provider, notice.reason),
         InboundEvent::Postback(postback) => format!("postback {}", postback.provider),
-        InboundEvent::Bounce(bounce) => format!("bounce {}:{}", bounce.provider, bounce.provider_message_id),
-        InboundEvent::AutoReply(reply) => format!("auto-reply {}:{}", reply.provider, reply.provider_message_id),
+        InboundEvent::Bounce(bounce) => {
+            format!("bounce {}:{}", bounce.provider, bounce.provider_message_id)
+        }
+        InboundEvent::AutoReply(reply) => format!(
+            "auto-reply {}:{}",
+            reply.provider, reply.provider_message_id
+        ),
         _ => "event".to_owned(),
     }
 }
 
 /// Handles Twilio's inbound-message webhooks and status callbacks. Answers
 /// with empty TwiML, so Twilio sends no reply of its own.
-async fn twilio_webhook(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn twilio_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let channel = match &state.twilio {
         Ok(channel) => channel.clone(),
         Err(reason) => return unavailable(reason),
     };
     let request = webhook_request(&state, &method, &uri, &headers, body);
     match dispatch(&state, uri.path(), channel.as_ref(), &request).await {
-        Ok(status) => (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"))], "<Response/>").into_response(),
+        Ok(status) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"))],
+            "<Response/>",
+        )
+            .into_response(),
         Err(response) => response,
     }
 }
 
 /// Answers Meta's subscription handshake with `hub.challenge`.
-async fn messenger_subscribe(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn messenger_subscribe(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let channel = match &state.messenger {
         Ok(channel) => channel.clone(),
         Err(reason) => return unavailable(reason),
     };
     let request = webhook_request(&state, &method, &uri, &headers, Bytes::new());
     match channel.verify_subscription(&request) {
-        Ok(challenge) => (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))], challenge).into_response(),
+        Ok(challenge) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+            challenge,
+        )
+            .into_response(),
         Err(error) => rejection(uri.path(), &error),
     }
 }
 
-async fn messenger_webhook(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn messenger_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let channel = match &state.messenger {
         Ok(channel) => channel.clone(),
         Err(reason) => return unavailable(reason),
@@ -435,7 +558,13 @@ async fn messenger_webhook(State(state): State<AppState>, method: Method, uri: U
 }
 
 /// Receives one raw RFC 5322 message, signed in `X-Kalify-Signature`.
-async fn email_webhook(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn email_webhook(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let channel = match &state.email_inbound {
         Ok(channel) => channel.clone(),
         Err(reason) => return unavailable(reason),
@@ -451,17 +580,27 @@ async fn email_webhook(State(state): State<AppState>, method: Method, uri: Uri, 
 /// characters, so that it can be echoed into HTML unescaped.
 fn unsubscribe_token(query: &BTreeMap<String, String>) -> Option<&str> {
     let token = query.get("token")?;
-    let well_formed = !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'='));
+    let well_formed = !token.is_empty()
+        && token
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'='));
     well_formed.then_some(token.as_str())
 }
 
 fn malformed_token() -> Response {
-    (StatusCode::BAD_REQUEST, "missing or malformed token parameter\n").into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        "missing or malformed token parameter\n",
+    )
+        .into_response()
 }
 
 /// Shows a form that confirms the unsubscribe with a POST. A GET never
 /// unsubscribes, because link scanners and mail previews follow links.
-async fn unsubscribe_form(State(state): State<AppState>, Query(query): Query<BTreeMap<String, String>>) -> Response {
+async fn unsubscribe_form(
+    State(state): State<AppState>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
     if let Err(reason) = &state.unsubscribe {
         return unavailable(reason);
     }
@@ -480,7 +619,11 @@ async fn unsubscribe_form(State(state): State<AppState>, Query(query): Query<BTr
 
 /// Unsubscribes the token's address at once (RFC 8058 one-click). The body
 /// must carry `List-Unsubscribe=One-Click`, as form data or as a multipart field.
-async fn unsubscribe_now(State(state): State<AppState>, Query(query): Query<BTreeMap<String, String>>, body: Bytes) -> Response {
+async fn unsubscribe_now(
+    State(state): State<AppState>,
+    Query(query): Query<BTreeMap<String, String>>,
+    body: Bytes,
+) -> Response {
     let (key, provider) = match &state.unsubscribe {
         Ok(configured) => configured,
         Err(reason) => return unavailable(reason),
@@ -489,9 +632,14 @@ async fn unsubscribe_now(State(state): State<AppState>, Query(query): Query<BTre
         return malformed_token();
     };
     let body = String::from_utf8_lossy(&body);
-    let one_click = body.contains(ONE_CLICK_BODY) || (body.contains("name=\"List-Unsubscribe\"") && body.contains("One-Click"));
+    let one_click = body.contains(ONE_CLICK_BODY)
+        || (body.contains("name=\"List-Unsubscribe\"") && body.contains("One-Click"));
     if !one_click {
-        return (StatusCode::BAD_REQUEST, format!("the body must contain {ONE_CLICK_BODY}\n")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("the body must contain {ONE_CLICK_BODY}\n"),
+        )
+            .into_response();
     }
 
     let (org, address) = match verify_unsubscribe_token(key, token) {
@@ -499,8 +647,15 @@ async fn unsubscribe_now(State(state): State<AppState>, Query(query): Query<BTre
         Err(error) => return rejection("/unsubscribe", &error),
     };
     if org != state.org {
-        eprintln!("server: /unsubscribe: token of org {org} rejected; this server serves org {}", state.org);
-        return (StatusCode::FORBIDDEN, "the token belongs to another organisation\n").into_response();
+        eprintln!(
+            "server: /unsubscribe: token of org {org} rejected; this server serves org {}",
+            state.org
+        );
+        return (
+            StatusCode::FORBIDDEN,
+            "the token belongs to another organisation\n",
+        )
+            .into_response();
     }
 
     let notice = OptOutNotice {
@@ -510,11 +665,19 @@ async fn unsubscribe_now(State(state): State<AppState>, Query(query): Query<BTre
         reason: "list_unsubscribe_one_click".to_owned(),
         at: state.engine.clock().now(),
     };
-    match state.engine.handle_event(org, InboundEvent::OptOut(notice)).await {
+    match state
+        .engine
+        .handle_event(org, InboundEvent::OptOut(notice))
+        .await
+    {
         Ok(_) => (StatusCode::OK, "You are unsubscribed.\n").into_response(),
         Err(error) => {
             eprintln!("server: /unsubscribe: failed to record the opt-out: {error}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "failed to unsubscribe; try again later\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed to unsubscribe; try again later\n",
+            )
+                .into_response()
         }
     }
 }

@@ -37,7 +37,10 @@ fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         prospects: data.join("prospects.csv"),
         campaign: data.join("campaign.toml"),
-        start: Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).single().ok_or("invalid default start")?,
+        start: Utc
+            .with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+            .single()
+            .ok_or("invalid default start")?,
         days: 14,
     };
     let mut args = std::env::args().skip(1);
@@ -54,11 +57,9 @@ fn parse_args() -> Result<Options, String> {
             }
             "--days" => {
                 let text = value()?;
-                options.days = text
-                    .parse()
-                    .ok()
-                    .filter(|days| *days > 0)
-                    .ok_or_else(|| format!("invalid --days {text:?}: expected a whole number of days, at least 1"))?;
+                options.days = text.parse().ok().filter(|days| *days > 0).ok_or_else(|| {
+                    format!("invalid --days {text:?}: expected a whole number of days, at least 1")
+                })?;
             }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown option {other:?}\n{USAGE}")),
@@ -77,15 +78,37 @@ async fn run(options: Options) -> Result<(), Error> {
     let org = OrgId::new();
 
     if options.prospects.is_dir() {
-        return Err(Error::invalid_input(format!("{} is a directory; pass a CSV file", options.prospects.display())));
+        return Err(Error::invalid_input(format!(
+            "{} is a directory; pass a CSV file",
+            options.prospects.display()
+        )));
     }
-    let file = std::fs::File::open(&options.prospects)
-        .map_err(|error| Error::invalid_input(format!("cannot open {}: {error}", options.prospects.display())))?;
-    let import = import_prospects(store.as_ref(), org, std::io::BufReader::new(file), &ImportOptions::default(), options.start).await?;
+    let file = std::fs::File::open(&options.prospects).map_err(|error| {
+        Error::invalid_input(format!(
+            "cannot open {}: {error}",
+            options.prospects.display()
+        ))
+    })?;
+    let import = import_prospects(
+        store.as_ref(),
+        org,
+        std::io::BufReader::new(file),
+        &ImportOptions::default(),
+        options.start,
+    )
+    .await?;
 
-    let text = std::fs::read_to_string(&options.campaign)
-        .map_err(|error| Error::invalid_input(format!("cannot read {}: {error}", options.campaign.display())))?;
-    let campaign = if options.campaign.extension().is_some_and(|extension| extension == "json") {
+    let text = std::fs::read_to_string(&options.campaign).map_err(|error| {
+        Error::invalid_input(format!(
+            "cannot read {}: {error}",
+            options.campaign.display()
+        ))
+    })?;
+    let campaign = if options
+        .campaign
+        .extension()
+        .is_some_and(|extension| extension == "json")
+    {
         Campaign::from_json_str(org, &text, options.start)?
     } else {
         Campaign::from_toml_str(org, &text, options.start)?
@@ -93,16 +116,33 @@ async fn run(options: Options) -> Result<(), Error> {
     store.put_campaign(&campaign).await?;
 
     let report = engine
-        .simulate(org, campaign.id, &ProspectFilter::default(), &SimulationOptions::new(options.start, options.days))
+        .simulate(
+            org,
+            campaign.id,
+            &ProspectFilter::default(),
+            &SimulationOptions::new(options.start, options.days),
+        )
         .await?;
 
-    println!("campaign {:?} over {} prospects, {} days from {}", campaign.name, import.inserted, options.days, options.start);
+    println!(
+        "campaign {:?} over {} prospects, {} days from {}",
+        campaign.name, import.inserted, options.days, options.start
+    );
     println!();
-    println!("{:<12} {:>5} {:>6} {:>10}", "day", "sms", "email", "messenger");
+    println!(
+        "{:<12} {:>5} {:>6} {:>10}",
+        "day", "sms", "email", "messenger"
+    );
     for (day, counts) in &report.per_day {
         let count = |channel| counts.get(&channel).copied().unwrap_or(0);
         use kalify::contact::ChannelKind::{Email, Messenger, Sms};
-        println!("{:<12} {:>5} {:>6} {:>10}", day.to_string(), count(Sms), count(Email), count(Messenger));
+        println!(
+            "{:<12} {:>5} {:>6} {:>10}",
+            day.to_string(),
+            count(Sms),
+            count(Email),
+            count(Messenger)
+        );
     }
     println!();
     println!(
@@ -137,7 +177,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");

@@ -27,10 +27,10 @@ pub use kalify_core::*;
 pub mod store {
     #[cfg(feature = "memory")]
     pub use kalify_store::MemoryStore;
-    #[cfg(feature = "sqlite")]
-    pub use kalify_store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
     #[cfg(feature = "postgres")]
     pub use kalify_store::{PostgresStore, PostgresStoreBuilder};
+    #[cfg(feature = "sqlite")]
+    pub use kalify_store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
 }
 
 /// Channel adapters.
@@ -40,7 +40,9 @@ pub mod channels {
 
 /// Language models.
 pub mod ai {
-    pub use kalify_ai::*;
     #[cfg(feature = "openai")]
-    pub use kalify_ai::openai::{OpenAiConfig, OpenAiModel, OpenAiModelBuilder, UsageLedger, UsageScope, with_usage_scope};
+    pub use kalify_ai::openai::{
+        OpenAiConfig, OpenAiModel, OpenAiModelBuilder, UsageLedger, UsageScope, with_usage_scope,
+    };
+    pub use kalify_ai::*;
 }

@@ -28,7 +28,14 @@ fn start() -> Timestamp {
 }
 
 fn consent(channel: ChannelKind) -> Consent {
-    Consent { channel, basis: ConsentBasis::Consent, collected_at: start(), source: "test".into(), wording_version: None, withdrawn_at: None }
+    Consent {
+        channel,
+        basis: ConsentBasis::Consent,
+        collected_at: start(),
+        source: "test".into(),
+        wording_version: None,
+        withdrawn_at: None,
+    }
 }
 
 fn campaign(org: OrgId) -> Campaign {
@@ -40,7 +47,11 @@ fn campaign(org: OrgId) -> Campaign {
         persona: "Acme".into(),
         goal: "book a demo".into(),
         channels: vec![ChannelKind::Sms, ChannelKind::Email],
-        steps: vec![step(0, "Acme: hello. STOP to opt out."), step(48, "Acme: following up. STOP to opt out."), step(72, "Acme: last message. STOP to opt out.")],
+        steps: vec![
+            step(0, "Acme: hello. STOP to opt out."),
+            step(48, "Acme: following up. STOP to opt out."),
+            step(72, "Acme: last message. STOP to opt out."),
+        ],
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: start(),
@@ -51,8 +62,23 @@ fn campaign(org: OrgId) -> Campaign {
 /// 17 spellings times 12 shapes: 204 opt-out messages.
 fn opt_out_variants() -> Vec<String> {
     let bases = [
-        "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "STOP SMS", "ARRET", "ARRÊT",
-        "ARRETER", "ARRÊTER", "DESABONNER", "DÉSABONNER", "DESINSCRIRE", "DÉSINSCRIRE",
+        "STOP",
+        "STOPALL",
+        "UNSUBSCRIBE",
+        "CANCEL",
+        "END",
+        "QUIT",
+        "REVOKE",
+        "OPTOUT",
+        "STOP SMS",
+        "ARRET",
+        "ARRÊT",
+        "ARRETER",
+        "ARRÊTER",
+        "DESABONNER",
+        "DÉSABONNER",
+        "DESINSCRIRE",
+        "DÉSINSCRIRE",
     ];
     let shapes: [fn(&str) -> String; 12] = [
         |word| word.to_owned(),
@@ -60,12 +86,25 @@ fn opt_out_variants() -> Vec<String> {
         |word| {
             let lower = word.to_lowercase();
             let mut chars = lower.chars();
-            chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
         },
         |word| format!("  {word}  "),
         |word| format!("{word}."),
         |word| format!("{word}!!"),
-        |word| word.chars().map(|c| if c.is_ascii_alphabetic() { char::from_u32(c as u32 + 0xFEE0).unwrap() } else { c }).collect(),
+        |word| {
+            word.chars()
+                .map(|c| {
+                    if c.is_ascii_alphabetic() {
+                        char::from_u32(c as u32 + 0xFEE0).unwrap()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        },
         |word| {
             let mut chars: Vec<char> = word.chars().collect();
             chars.insert(1, '\u{200B}');
@@ -146,15 +185,39 @@ async fn setup() -> Setup {
     let org = OrgId::new();
     let campaign = campaign(org);
     store.put_campaign(&campaign).await.unwrap();
-    Setup { engine, store, sms, email, clock, org, campaign }
+    Setup {
+        engine,
+        store,
+        sms,
+        email,
+        clock,
+        org,
+        campaign,
+    }
 }
 
 async fn add_prospect(setup: &Setup, index: usize) -> Prospect {
     let mut prospect = Prospect::new(setup.org, start());
-    prospect.phone = Some(PhoneNumber::parse(&format!("+33 6 {:02} {:02} {:02} {:02}", 10 + index / 1000, index / 100 % 10 + 10, index % 100, 42), Region::FR).unwrap());
+    prospect.phone = Some(
+        PhoneNumber::parse(
+            &format!(
+                "+33 6 {:02} {:02} {:02} {:02}",
+                10 + index / 1000,
+                index / 100 % 10 + 10,
+                index % 100,
+                42
+            ),
+            Region::FR,
+        )
+        .unwrap(),
+    );
     prospect.email = Some(EmailAddress::parse(&format!("prospect{index}@example.com")).unwrap());
     prospect.consents = vec![consent(ChannelKind::Sms), consent(ChannelKind::Email)];
-    setup.store.insert_prospects(std::slice::from_ref(&prospect)).await.unwrap();
+    setup
+        .store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .unwrap();
     prospect
 }
 
@@ -172,7 +235,18 @@ fn sms_from(prospect: &Prospect, id: String, text: &str, at: Timestamp) -> Inbou
 fn sent_to(setup: &Setup, prospect: &Prospect) -> usize {
     let phone = ContactPoint::Phone(prospect.phone.clone().unwrap());
     let email = ContactPoint::Email(prospect.email.clone().unwrap());
-    setup.sms.sent().iter().filter(|sent| sent.to == phone).count() + setup.email.sent().iter().filter(|sent| sent.to == email).count()
+    setup
+        .sms
+        .sent()
+        .iter()
+        .filter(|sent| sent.to == phone)
+        .count()
+        + setup
+            .email
+            .sent()
+            .iter()
+            .filter(|sent| sent.to == email)
+            .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +258,11 @@ async fn opt_out_variants_all_honoured() {
     let mut prospects = Vec::new();
     for index in 0..variants.len() {
         let prospect = add_prospect(&setup, index).await;
-        setup.engine.enroll(setup.org, prospect.id, setup.campaign.id).await.unwrap();
+        setup
+            .engine
+            .enroll(setup.org, prospect.id, setup.campaign.id)
+            .await
+            .unwrap();
         prospects.push(prospect);
     }
     setup.engine.run_due().await.unwrap();
@@ -193,10 +271,22 @@ async fn opt_out_variants_all_honoured() {
     for (index, (prospect, variant)) in prospects.iter().zip(&variants).enumerate() {
         let report = setup
             .engine
-            .handle_inbound(setup.org, sms_from(prospect, format!("stop-{index}"), variant, start() + Duration::minutes(5)))
+            .handle_inbound(
+                setup.org,
+                sms_from(
+                    prospect,
+                    format!("stop-{index}"),
+                    variant,
+                    start() + Duration::minutes(5),
+                ),
+            )
             .await
             .unwrap();
-        assert_eq!(report.state, ConversationState::OptedOut, "variant {variant:?} was not an opt-out");
+        assert_eq!(
+            report.state,
+            ConversationState::OptedOut,
+            "variant {variant:?} was not an opt-out"
+        );
         after_first.push(sent_to(&setup, prospect));
     }
 
@@ -206,10 +296,24 @@ async fn opt_out_variants_all_honoured() {
         setup.engine.run_due().await.unwrap();
     }
     for ((prospect, variant), count) in prospects.iter().zip(&variants).zip(after_first) {
-        assert_eq!(count, 2, "variant {variant:?}: the first message and one confirmation");
-        assert_eq!(sent_to(&setup, prospect), 2, "variant {variant:?}: a message was sent after the opt-out");
+        assert_eq!(
+            count, 2,
+            "variant {variant:?}: the first message and one confirmation"
+        );
+        assert_eq!(
+            sent_to(&setup, prospect),
+            2,
+            "variant {variant:?}: a message was sent after the opt-out"
+        );
         for contact in prospect.contact_points() {
-            assert!(setup.store.is_suppressed(setup.org, &contact).await.unwrap(), "variant {variant:?}: {contact:?} not suppressed");
+            assert!(
+                setup
+                    .store
+                    .is_suppressed(setup.org, &contact)
+                    .await
+                    .unwrap(),
+                "variant {variant:?}: {contact:?} not suppressed"
+            );
         }
     }
 }
@@ -219,16 +323,35 @@ async fn near_misses_are_not_opt_outs() {
     let setup = setup().await;
     for (index, text) in NEAR_MISSES.iter().enumerate() {
         let prospect = add_prospect(&setup, 5000 + index).await;
-        setup.engine.enroll(setup.org, prospect.id, setup.campaign.id).await.unwrap();
+        setup
+            .engine
+            .enroll(setup.org, prospect.id, setup.campaign.id)
+            .await
+            .unwrap();
         setup.engine.run_due().await.unwrap();
         let report = setup
             .engine
-            .handle_inbound(setup.org, sms_from(&prospect, format!("near-{index}"), text, start() + Duration::minutes(5)))
+            .handle_inbound(
+                setup.org,
+                sms_from(
+                    &prospect,
+                    format!("near-{index}"),
+                    text,
+                    start() + Duration::minutes(5),
+                ),
+            )
             .await
             .unwrap();
-        assert_ne!(report.state, ConversationState::OptedOut, "{text:?} was taken as an opt-out");
+        assert_ne!(
+            report.state,
+            ConversationState::OptedOut,
+            "{text:?} was taken as an opt-out"
+        );
         let phone = ContactPoint::Phone(prospect.phone.clone().unwrap());
-        assert!(!setup.store.is_suppressed(setup.org, &phone).await.unwrap(), "{text:?} suppressed the number");
+        assert!(
+            !setup.store.is_suppressed(setup.org, &phone).await.unwrap(),
+            "{text:?} suppressed the number"
+        );
     }
 }
 
@@ -257,7 +380,8 @@ impl Channel for HeldChannel {
         if self.holding.swap(false, Ordering::SeqCst) {
             self.entered.notify_one();
             self.release.notified().await;
-            self.returned_at.store(self.clock.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
+            self.returned_at
+                .store(self.clock.fetch_add(1, Ordering::SeqCst), Ordering::SeqCst);
         }
         self.inner.send(permit).await
     }
@@ -290,7 +414,10 @@ async fn opt_out_during_send_waits_for_it() {
     let mut prospect = Prospect::new(org, start());
     prospect.phone = Some(PhoneNumber::parse("06 12 34 56 78", Region::FR).unwrap());
     prospect.consents = vec![consent(ChannelKind::Sms)];
-    store.insert_prospects(std::slice::from_ref(&prospect)).await.unwrap();
+    store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .unwrap();
     engine.enroll(org, prospect.id, campaign.id).await.unwrap();
     engine.run_due().await.unwrap();
 
@@ -304,45 +431,80 @@ async fn opt_out_during_send_waits_for_it() {
     channel.entered.notified().await;
     let stopping = tokio::spawn({
         let engine = engine.clone();
-        let message = sms_from(&prospect, "stop".into(), "STOP", start() + Duration::hours(48));
+        let message = sms_from(
+            &prospect,
+            "stop".into(),
+            "STOP",
+            start() + Duration::hours(48),
+        );
         async move {
             let report = engine.handle_inbound(org, message).await;
             (report, order.fetch_add(1, Ordering::SeqCst))
         }
     });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(!stopping.is_finished(), "the opt-out committed while the follow-up was being sent");
+    assert!(
+        !stopping.is_finished(),
+        "the opt-out committed while the follow-up was being sent"
+    );
 
     channel.release.notify_one();
     delivering.await.unwrap().unwrap();
     let (report, committed_at) = stopping.await.unwrap();
     assert_eq!(report.unwrap().state, ConversationState::OptedOut);
-    assert!(channel.returned_at.load(Ordering::SeqCst) < committed_at, "the follow-up returned after the opt-out");
+    assert!(
+        channel.returned_at.load(Ordering::SeqCst) < committed_at,
+        "the follow-up returned after the opt-out"
+    );
 
     // After the opt-out: one confirmation, then nothing.
     let before = channel.inner.sent().len();
     clock.set(start() + Duration::days(10));
     engine.run_due().await.unwrap();
     assert_eq!(channel.inner.sent().len(), before);
-    let texts: Vec<String> = channel.inner.sent().into_iter().map(|sent| sent.text).collect();
+    let texts: Vec<String> = channel
+        .inner
+        .sent()
+        .into_iter()
+        .map(|sent| sent.text)
+        .collect();
     assert_eq!(texts.len(), 3, "{texts:?}");
-    assert!(texts[2].contains("unsubscribed") || texts[2].contains("désinscription"), "{texts:?}");
+    assert!(
+        texts[2].contains("unsubscribed") || texts[2].contains("désinscription"),
+        "{texts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opt_out_before_send_blocks_it() {
     let setup = setup().await;
     let prospect = add_prospect(&setup, 1).await;
-    setup.engine.enroll(setup.org, prospect.id, setup.campaign.id).await.unwrap();
+    setup
+        .engine
+        .enroll(setup.org, prospect.id, setup.campaign.id)
+        .await
+        .unwrap();
     setup.engine.run_due().await.unwrap();
 
     // The follow-up is written to the outbox, then STOP commits before delivery.
     setup.clock.set(start() + Duration::hours(48));
     setup
         .engine
-        .handle_inbound(setup.org, sms_from(&prospect, "stop".into(), "stop", start() + Duration::hours(48)))
+        .handle_inbound(
+            setup.org,
+            sms_from(
+                &prospect,
+                "stop".into(),
+                "stop",
+                start() + Duration::hours(48),
+            ),
+        )
         .await
         .unwrap();
     setup.engine.run_due().await.unwrap();
-    assert_eq!(sent_to(&setup, &prospect), 2, "the first message and the confirmation only");
+    assert_eq!(
+        sent_to(&setup, &prospect),
+        2,
+        "the first message and the confirmation only"
+    );
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
-use kalify::analysis::{Analysis, AnalysisRequest, ExtractedFact, Intent, Objection, ReplyDraft, ReplyRequest};
+use kalify::analysis::{
+    Analysis, AnalysisRequest, ExtractedFact, Intent, Objection, ReplyDraft, ReplyRequest,
+};
 use kalify::campaign::{Campaign, CampaignStatus, Step};
 use kalify::channels::MemoryChannel;
 use kalify::contact::{ChannelKind, ContactPoint, PhoneNumber, Region};
@@ -41,13 +43,25 @@ impl LanguageModel for ScriptedModel {
 
     async fn analyse(&self, request: &AnalysisRequest) -> Result<Analysis> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.seen.lock().unwrap().push(request.new_messages.iter().map(|line| line.text.clone()).collect());
+        self.seen.lock().unwrap().push(
+            request
+                .new_messages
+                .iter()
+                .map(|line| line.text.clone())
+                .collect(),
+        );
         let mut queue = self.analyses.lock().unwrap();
-        if queue.is_empty() { Ok(Analysis::empty()) } else { queue.remove(0) }
+        if queue.is_empty() {
+            Ok(Analysis::empty())
+        } else {
+            queue.remove(0)
+        }
     }
 
     async fn write_reply(&self, request: &ReplyRequest) -> Result<ReplyDraft> {
-        Ok(ReplyDraft { text: kalify::reply::template_reply(request) })
+        Ok(ReplyDraft {
+            text: kalify::reply::template_reply(request),
+        })
     }
 }
 
@@ -76,7 +90,14 @@ fn harness() -> Harness {
         .with_clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
-    Harness { engine, store, sms, model, clock, org: OrgId::new() }
+    Harness {
+        engine,
+        store,
+        sms,
+        model,
+        clock,
+        org: OrgId::new(),
+    }
 }
 
 fn campaign(org: OrgId, name: &str) -> Campaign {
@@ -114,7 +135,10 @@ async fn add_prospect(h: &Harness, phone: &str, consent: bool) -> Prospect {
             withdrawn_at: None,
         });
     }
-    h.store.insert_prospects(std::slice::from_ref(&prospect)).await.unwrap();
+    h.store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .unwrap();
     prospect
 }
 
@@ -130,14 +154,22 @@ fn inbound(prospect: &Prospect, id: &str, text: &str, at: Timestamp) -> InboundM
 }
 
 fn fact(key: &str, value: FactValue, quote: &str) -> ExtractedFact {
-    ExtractedFact { key: key.to_owned(), value, quote: quote.to_owned(), confidence: 0.9 }
+    ExtractedFact {
+        key: key.to_owned(),
+        value,
+        quote: quote.to_owned(),
+        confidence: 0.9,
+    }
 }
 
 async fn enrolled(h: &Harness) -> (Prospect, Campaign) {
     let prospect = add_prospect(h, "06 12 34 56 78", true).await;
     let campaign = campaign(h.org, "spring");
     h.store.put_campaign(&campaign).await.unwrap();
-    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
     h.engine.run_due().await.unwrap();
     (prospect, campaign)
 }
@@ -147,7 +179,10 @@ async fn follow_ups_then_unresponsive() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
     assert_eq!(h.sms.sent().len(), 1);
-    assert_eq!(h.sms.sent()[0].text, "Acme: hello Camille. STOP to opt out.");
+    assert_eq!(
+        h.sms.sent()[0].text,
+        "Acme: hello Camille. STOP to opt out."
+    );
 
     h.clock.advance(Duration::hours(24));
     h.engine.run_due().await.unwrap();
@@ -157,14 +192,22 @@ async fn follow_ups_then_unresponsive() {
     // The third template lacks the sender and the STOP mention, so both are added.
     assert_eq!(
         texts,
-        vec!["Acme: hello Camille. STOP to opt out.", "Acme: follow-up one. STOP to opt out.", "Acme: Follow-up two Reply STOP to opt out."]
+        vec![
+            "Acme: hello Camille. STOP to opt out.",
+            "Acme: follow-up one. STOP to opt out.",
+            "Acme: Follow-up two Reply STOP to opt out."
+        ]
     );
 
     h.clock.advance(Duration::hours(48));
     h.engine.run_due().await.unwrap();
     let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
     assert_eq!(conversation.state, ConversationState::Unresponsive);
-    assert_eq!(h.sms.sent().len(), 3, "nothing is sent when the sequence ends");
+    assert_eq!(
+        h.sms.sent().len(),
+        3,
+        "nothing is sent when the sequence ends"
+    );
 }
 
 #[tokio::test]
@@ -173,8 +216,16 @@ async fn enrolling_twice_does_nothing() {
     let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
     let campaign = campaign(h.org, "spring");
     h.store.put_campaign(&campaign).await.unwrap();
-    let first = h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
-    let second = h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    let first = h
+        .engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
+    let second = h
+        .engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
     assert!(first.created);
     assert!(!second.created);
     assert_eq!(first.conversation_id, second.conversation_id);
@@ -186,19 +237,39 @@ async fn enrolling_twice_does_nothing() {
 async fn opt_out_checked_before_model() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
-    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", " Stop. ", start())).await.unwrap();
+    let report = h
+        .engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", " Stop. ", start()))
+        .await
+        .unwrap();
     assert_eq!(report.state, ConversationState::OptedOut);
-    assert_eq!(h.model.calls.load(Ordering::SeqCst), 0, "the model never sees an opt-out");
+    assert_eq!(
+        h.model.calls.load(Ordering::SeqCst),
+        0,
+        "the model never sees an opt-out"
+    );
     let sent = h.sms.sent();
     assert_eq!(sent.len(), 2, "one confirmation after the first message");
-    assert!(sent[1].text.contains("unsubscribed") || sent[1].text.contains("désinscription"), "{}", sent[1].text);
+    assert!(
+        sent[1].text.contains("unsubscribed") || sent[1].text.contains("désinscription"),
+        "{}",
+        sent[1].text
+    );
 
     // A second STOP sends nothing; follow-ups never fire.
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m2", "STOP", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m2", "STOP", start()))
+        .await
+        .unwrap();
     h.clock.advance(Duration::days(10));
     h.engine.run_due().await.unwrap();
     assert_eq!(h.sms.sent().len(), 2);
-    assert!(h.store.is_suppressed(h.org, &ContactPoint::Phone(prospect.phone.clone().unwrap())).await.unwrap());
+    assert!(
+        h.store
+            .is_suppressed(h.org, &ContactPoint::Phone(prospect.phone.clone().unwrap()))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -208,15 +279,34 @@ async fn opt_out_cancels_every_campaign() {
     let other = campaign(h.org, "autumn");
     h.store.put_campaign(&other).await.unwrap();
     let enrollment = h.engine.enroll(h.org, prospect.id, other.id).await.unwrap();
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "ARRÊT", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "ARRÊT", start()))
+        .await
+        .unwrap();
     for conversation in h.store.conversations_of(h.org, prospect.id).await.unwrap() {
-        assert!(h.store.pending_jobs(h.org, conversation.id).await.unwrap().is_empty(), "jobs left in {:?}", conversation.id);
+        assert!(
+            h.store
+                .pending_jobs(h.org, conversation.id)
+                .await
+                .unwrap()
+                .is_empty(),
+            "jobs left in {:?}",
+            conversation.id
+        );
     }
-    let other_conversation = h.store.get_conversation(h.org, enrollment.conversation_id).await.unwrap();
+    let other_conversation = h
+        .store
+        .get_conversation(h.org, enrollment.conversation_id)
+        .await
+        .unwrap();
     assert_eq!(other_conversation.state, ConversationState::New);
     h.clock.advance(Duration::days(10));
     h.engine.run_due().await.unwrap();
-    assert_eq!(h.sms.sent().len(), 2, "first message of one campaign and the confirmation");
+    assert_eq!(
+        h.sms.sent().len(),
+        2,
+        "first message of one campaign and the confirmation"
+    );
 }
 
 #[tokio::test]
@@ -224,7 +314,13 @@ async fn duplicate_inbound_analysed_once() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
     for _ in 0..10 {
-        h.engine.handle_inbound(h.org, inbound(&prospect, "same-id", "Tell me more", start())).await.unwrap();
+        h.engine
+            .handle_inbound(
+                h.org,
+                inbound(&prospect, "same-id", "Tell me more", start()),
+            )
+            .await
+            .unwrap();
     }
     assert_eq!(h.model.calls.load(Ordering::SeqCst), 1);
     let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
@@ -247,20 +343,48 @@ async fn qualifies_from_facts_with_evidence() {
     let mut analysis = Analysis::empty();
     analysis.intent = Intent::Interested;
     analysis.facts = vec![
-        fact("budget", FactValue::Money { amount: 20_000.0, currency: "EUR".into() }, "Budget 20k€"),
-        fact("authority", FactValue::Authority(Authority::DecisionMaker), "I decide"),
+        fact(
+            "budget",
+            FactValue::Money {
+                amount: 20_000.0,
+                currency: "EUR".into(),
+            },
+            "Budget 20k€",
+        ),
+        fact(
+            "authority",
+            FactValue::Authority(Authority::DecisionMaker),
+            "I decide",
+        ),
         fact("need", FactValue::Bool(true), "we need it"),
         fact("timeline", FactValue::Months(1.0), "start next month"),
         // Evidence that is not in the message is dropped.
-        fact("invented", FactValue::Bool(true), "this quote does not exist"),
+        fact(
+            "invented",
+            FactValue::Bool(true),
+            "this quote does not exist",
+        ),
     ];
     h.model.push(Ok(analysis));
-    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", text, start())).await.unwrap();
+    let report = h
+        .engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", text, start()))
+        .await
+        .unwrap();
     assert_eq!(report.state, ConversationState::Qualified);
     assert_eq!(report.score, Some(100));
-    let conversation = h.store.get_conversation(h.org, report.conversation_id).await.unwrap();
+    let conversation = h
+        .store
+        .get_conversation(h.org, report.conversation_id)
+        .await
+        .unwrap();
     assert_eq!(conversation.facts.len(), 4);
-    assert!(conversation.facts.iter().all(|fact| report.message_id == Some(fact.evidence.message_id)));
+    assert!(
+        conversation
+            .facts
+            .iter()
+            .all(|fact| report.message_id == Some(fact.evidence.message_id))
+    );
     let stored = h.store.get_prospect(h.org, prospect.id).await.unwrap();
     assert_eq!(stored.status, ConversationState::Qualified);
     assert_eq!(stored.score.map(|score| score.value), Some(100));
@@ -270,8 +394,13 @@ async fn qualifies_from_facts_with_evidence() {
 async fn model_failure_hands_off() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
-    h.model.push(Err(Error::new(ErrorKind::Unavailable, "model down")));
-    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "What is this?", start())).await.unwrap();
+    h.model
+        .push(Err(Error::new(ErrorKind::Unavailable, "model down")));
+    let report = h
+        .engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "What is this?", start()))
+        .await
+        .unwrap();
     assert_eq!(report.state, ConversationState::HandedOff);
 }
 
@@ -282,9 +411,15 @@ async fn handed_off_ai_stays_silent() {
     let mut analysis = Analysis::empty();
     analysis.intent = Intent::AsksForHuman;
     h.model.push(Ok(analysis));
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "A person please", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "A person please", start()))
+        .await
+        .unwrap();
     let sent_after_handoff = h.sms.sent().len();
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m2", "Hello?", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m2", "Hello?", start()))
+        .await
+        .unwrap();
     h.clock.advance(Duration::days(5));
     h.engine.run_due().await.unwrap();
     assert_eq!(h.sms.sent().len(), sent_after_handoff);
@@ -300,7 +435,10 @@ async fn clear_objection_opts_out() {
     h.model.push(Ok(analysis));
     let report = h
         .engine
-        .handle_inbound(h.org, inbound(&prospect, "m1", "please stop texting me", start()))
+        .handle_inbound(
+            h.org,
+            inbound(&prospect, "m1", "please stop texting me", start()),
+        )
         .await
         .unwrap();
     assert_eq!(report.state, ConversationState::OptedOut);
@@ -310,7 +448,12 @@ async fn clear_objection_opts_out() {
 async fn pending_messages_analysed_together() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
-    let conversation = h.store.conversations_of(h.org, prospect.id).await.unwrap().remove(0);
+    let conversation = h
+        .store
+        .conversations_of(h.org, prospect.id)
+        .await
+        .unwrap()
+        .remove(0);
     for (index, text) in ["Budget is 20k€", "and I decide"].into_iter().enumerate() {
         let message = kalify::conversation::Message {
             id: kalify::MessageId::new(),
@@ -330,10 +473,22 @@ async fn pending_messages_analysed_together() {
         };
         h.store.insert_inbound(&message).await.unwrap();
     }
-    h.engine.process_pending(h.org, conversation.id).await.unwrap();
+    h.engine
+        .process_pending(h.org, conversation.id)
+        .await
+        .unwrap();
     assert_eq!(h.model.calls.load(Ordering::SeqCst), 1);
-    assert_eq!(h.model.seen.lock().unwrap()[0], vec!["Budget is 20k€".to_owned(), "and I decide".to_owned()]);
-    assert!(h.store.pending_inbound(h.org, conversation.id).await.unwrap().is_empty());
+    assert_eq!(
+        h.model.seen.lock().unwrap()[0],
+        vec!["Budget is 20k€".to_owned(), "and I decide".to_owned()]
+    );
+    assert!(
+        h.store
+            .pending_inbound(h.org, conversation.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -342,7 +497,10 @@ async fn gate_blocks_without_consent() {
     let prospect = add_prospect(&h, "06 12 34 56 78", false).await;
     let campaign = campaign(h.org, "spring");
     h.store.put_campaign(&campaign).await.unwrap();
-    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
     let report = h.engine.run_due().await.unwrap();
     assert_eq!(report.sent, 0);
     assert_eq!(report.not_sent, 1);
@@ -357,7 +515,10 @@ async fn unknown_sender_is_not_found() {
     message.from = ContactPoint::Phone(PhoneNumber::parse("06 99 99 99 99", Region::FR).unwrap());
     let error = h.engine.handle_inbound(h.org, message).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::NotFound);
-    assert!(!error.to_string().contains("+336"), "the error names no phone number: {error}");
+    assert!(
+        !error.to_string().contains("+336"),
+        "the error names no phone number: {error}"
+    );
 }
 
 #[tokio::test]
@@ -367,11 +528,22 @@ async fn restricted_prospect_gets_nothing() {
     let mut stored = h.store.get_prospect(h.org, prospect.id).await.unwrap();
     stored.restricted = true;
     h.store.update_prospect(&stored).await.unwrap();
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "Tell me more", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "Tell me more", start()))
+        .await
+        .unwrap();
     h.clock.advance(Duration::days(5));
     h.engine.run_due().await.unwrap();
-    assert_eq!(h.model.calls.load(Ordering::SeqCst), 0, "no model call for a restricted prospect");
-    assert_eq!(h.sms.sent().len(), 1, "only the first message, sent before the restriction");
+    assert_eq!(
+        h.model.calls.load(Ordering::SeqCst),
+        0,
+        "no model call for a restricted prospect"
+    );
+    assert_eq!(
+        h.sms.sent().len(),
+        1,
+        "only the first message, sent before the restriction"
+    );
 }
 
 #[allow(dead_code)]
@@ -386,7 +558,10 @@ async fn worker_drains_and_stops_on_signal() {
     h.store.put_campaign(&campaign).await.unwrap();
     for index in 0..20 {
         let prospect = add_prospect(&h, &format!("06 12 34 56 {index:02}"), true).await;
-        h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+        h.engine
+            .enroll(h.org, prospect.id, campaign.id)
+            .await
+            .unwrap();
     }
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -396,7 +571,9 @@ async fn worker_drains_and_stops_on_signal() {
             let options = kalify::engine::WorkerOptions::default()
                 .with_concurrency(4)
                 .with_poll_interval(std::time::Duration::from_millis(20));
-            engine.run_worker(options, async move { stopped.await.unwrap_or(()) }).await
+            engine
+                .run_worker(options, async move { stopped.await.unwrap_or(()) })
+                .await
         }
     });
     for _ in 0..200 {
@@ -410,7 +587,12 @@ async fn worker_drains_and_stops_on_signal() {
     assert_eq!(report.jobs_done, 20);
     assert_eq!(report.sent, 20);
     assert_eq!(h.sms.sent().len(), 20);
-    let keys: std::collections::HashSet<_> = h.sms.sent().into_iter().map(|sent| sent.idempotency_key).collect();
+    let keys: std::collections::HashSet<_> = h
+        .sms
+        .sent()
+        .into_iter()
+        .map(|sent| sent.idempotency_key)
+        .collect();
     assert_eq!(keys.len(), 20, "every send has its own idempotency key");
 }
 
@@ -422,28 +604,51 @@ async fn enroll_matching_filters_prospects() {
     let h = harness();
     let campaign = campaign(h.org, "spring");
     h.store.put_campaign(&campaign).await.unwrap();
-    for (index, (source, seats)) in [("salon", 50.0), ("salon", 5.0), ("web", 80.0)].into_iter().enumerate() {
+    for (index, (source, seats)) in [("salon", 50.0), ("salon", 5.0), ("web", 80.0)]
+        .into_iter()
+        .enumerate()
+    {
         let mut prospect = Prospect::new(h.org, start());
-        prospect.phone = Some(PhoneNumber::parse(&format!("06 11 22 33 4{index}"), Region::FR).unwrap());
+        prospect.phone =
+            Some(PhoneNumber::parse(&format!("06 11 22 33 4{index}"), Region::FR).unwrap());
         prospect.source = Some(source.to_owned());
-        prospect.custom_fields.insert("seats".into(), CustomValue::Number(seats));
+        prospect
+            .custom_fields
+            .insert("seats".into(), CustomValue::Number(seats));
         h.store.insert_prospects(&[prospect]).await.unwrap();
     }
     let mut unreachable = Prospect::new(h.org, start());
     unreachable.source = Some("salon".to_owned());
-    unreachable.custom_fields.insert("seats".into(), CustomValue::Number(99.0));
+    unreachable
+        .custom_fields
+        .insert("seats".into(), CustomValue::Number(99.0));
     h.store.insert_prospects(&[unreachable]).await.unwrap();
 
     let filter = ProspectFilter {
         sources: vec!["salon".into()],
-        custom: vec![FieldPredicate { field: "seats".into(), predicate: Predicate::AtLeast(10.0) }],
+        custom: vec![FieldPredicate {
+            field: "seats".into(),
+            predicate: Predicate::AtLeast(10.0),
+        }],
         ..ProspectFilter::default()
     };
-    let report = h.engine.enroll_matching(h.org, campaign.id, &filter).await.unwrap();
+    let report = h
+        .engine
+        .enroll_matching(h.org, campaign.id, &filter)
+        .await
+        .unwrap();
     assert_eq!(report.matched, 2);
     assert_eq!(report.enrolled, 1);
-    assert_eq!(report.skipped.len(), 1, "the prospect without a contact point is skipped");
-    let again = h.engine.enroll_matching(h.org, campaign.id, &filter).await.unwrap();
+    assert_eq!(
+        report.skipped.len(),
+        1,
+        "the prospect without a contact point is skipped"
+    );
+    let again = h
+        .engine
+        .enroll_matching(h.org, campaign.id, &filter)
+        .await
+        .unwrap();
     assert_eq!(again.enrolled, 0);
     assert_eq!(again.already_enrolled, 1);
 }
@@ -454,7 +659,10 @@ async fn paused_campaign_waits() {
     let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
     let campaign = campaign(h.org, "spring");
     h.store.put_campaign(&campaign).await.unwrap();
-    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
     h.engine.pause_campaign(h.org, campaign.id).await.unwrap();
     h.engine.run_due().await.unwrap();
     assert!(h.sms.sent().is_empty());
@@ -473,11 +681,23 @@ async fn reply_stops_sequence_when_configured() {
     let mut campaign = campaign(h.org, "spring");
     campaign.settings.stop_on.push(StopCondition::Reply);
     h.store.put_campaign(&campaign).await.unwrap();
-    h.engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+    h.engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
     h.engine.run_due().await.unwrap();
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "Tell me more", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "Tell me more", start()))
+        .await
+        .unwrap();
     let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
-    assert!(h.store.pending_jobs(h.org, conversation.id).await.unwrap().is_empty());
+    assert!(
+        h.store
+            .pending_jobs(h.org, conversation.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -500,7 +720,10 @@ async fn step_channel_and_required_fields() {
     let org = OrgId::new();
     let text = |text: &str| Localized::new(text, text);
     let mut campaign = campaign(org, "two channels");
-    campaign.steps = vec![Step::new(0, text("Plan {{ custom.plan }}. STOP to opt out.")), Step::new(24, text("By e-mail")).on_channel(ChannelKind::Email)];
+    campaign.steps = vec![
+        Step::new(0, text("Plan {{ custom.plan }}. STOP to opt out.")),
+        Step::new(24, text("By e-mail")).on_channel(ChannelKind::Email),
+    ];
     campaign.settings.required_custom_fields = vec!["plan".into()];
     campaign.validate().unwrap();
     store.put_campaign(&campaign).await.unwrap();
@@ -509,16 +732,31 @@ async fn step_channel_and_required_fields() {
     prospect.phone = Some(PhoneNumber::parse("06 12 34 56 78", Region::FR).unwrap());
     prospect.email = Some(EmailAddress::parse("camille@example.com").unwrap());
     for channel in [ChannelKind::Sms, ChannelKind::Email] {
-        prospect.consents.push(Consent { channel, basis: ConsentBasis::Consent, collected_at: start(), source: "test".into(), wording_version: None, withdrawn_at: None });
+        prospect.consents.push(Consent {
+            channel,
+            basis: ConsentBasis::Consent,
+            collected_at: start(),
+            source: "test".into(),
+            wording_version: None,
+            withdrawn_at: None,
+        });
     }
     let mut without_plan = prospect.clone();
     without_plan.id = kalify::ProspectId::new();
     without_plan.phone = Some(PhoneNumber::parse("06 12 34 56 79", Region::FR).unwrap());
     without_plan.email = None;
-    prospect.custom_fields.insert("plan".into(), CustomValue::Text("pro".into()));
-    store.insert_prospects(&[prospect.clone(), without_plan.clone()]).await.unwrap();
+    prospect
+        .custom_fields
+        .insert("plan".into(), CustomValue::Text("pro".into()));
+    store
+        .insert_prospects(&[prospect.clone(), without_plan.clone()])
+        .await
+        .unwrap();
 
-    let error = engine.enroll(org, without_plan.id, campaign.id).await.unwrap_err();
+    let error = engine
+        .enroll(org, without_plan.id, campaign.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert!(error.to_string().contains("plan"), "{error}");
 
@@ -546,17 +784,44 @@ async fn simulation_sends_nothing_and_reports_deferrals() {
     // Saturday 7 March 2026 at 20:30 in Paris: the first message waits for Monday.
     let saturday_evening = Utc.with_ymd_and_hms(2026, 3, 7, 19, 30, 0).unwrap();
     let options = SimulationOptions::new(saturday_evening, 7).with_sms_price("FR", 0.04);
-    let report = h.engine.simulate(h.org, campaign.id, &ProspectFilter::default(), &options).await.unwrap();
+    let report = h
+        .engine
+        .simulate(h.org, campaign.id, &ProspectFilter::default(), &options)
+        .await
+        .unwrap();
 
     assert!(h.sms.sent().is_empty(), "a simulation sends nothing");
     assert_eq!(report.sends.len(), 3, "{report:#?}");
-    assert_eq!(report.sends[0].at, Utc.with_ymd_and_hms(2026, 3, 9, 7, 0, 0).unwrap());
+    assert_eq!(
+        report.sends[0].at,
+        Utc.with_ymd_and_hms(2026, 3, 9, 7, 0, 0).unwrap()
+    );
     // The follow-ups fall on Sunday and then meet the daily cap, so all three move.
     assert_eq!(report.deferred.len(), 3, "{:#?}", report.deferred);
-    assert!(report.deferred[0].reason.contains("sending hours"), "{:?}", report.deferred[0]);
-    assert!(report.sends.windows(2).all(|pair| pair[1].at - pair[0].at >= Duration::hours(24)), "{:#?}", report.sends);
-    assert_eq!(report.blocked.len(), 1, "the prospect without consent is blocked: {:?}", report.blocked);
-    assert!(report.blocked[0].reason.contains("consent"), "{:?}", report.blocked);
+    assert!(
+        report.deferred[0].reason.contains("sending hours"),
+        "{:?}",
+        report.deferred[0]
+    );
+    assert!(
+        report
+            .sends
+            .windows(2)
+            .all(|pair| pair[1].at - pair[0].at >= Duration::hours(24)),
+        "{:#?}",
+        report.sends
+    );
+    assert_eq!(
+        report.blocked.len(),
+        1,
+        "the prospect without consent is blocked: {:?}",
+        report.blocked
+    );
+    assert!(
+        report.blocked[0].reason.contains("consent"),
+        "{:?}",
+        report.blocked
+    );
     assert!((report.estimated_cost - 0.04 * report.sms_segments as f64).abs() < 1e-9);
 }
 
@@ -566,7 +831,10 @@ async fn rate_limit_counts_segments_and_retries() {
 
     let store = Arc::new(MemoryStore::new());
     let sms = MemoryChannel::new(ChannelKind::Sms);
-    let limited = RateLimitedChannel::new(sms.clone(), RateLimit::new(0.001, 2).with_max_wait(std::time::Duration::ZERO));
+    let limited = RateLimitedChannel::new(
+        sms.clone(),
+        RateLimit::new(0.001, 2).with_max_wait(std::time::Duration::ZERO),
+    );
     let clock = ManualClock::new(start());
     let engine = Engine::builder()
         .with_store(store.clone())
@@ -575,17 +843,30 @@ async fn rate_limit_counts_segments_and_retries() {
         .with_clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
-    let h = Harness { engine: engine.clone(), store: store.clone(), sms: sms.clone(), model: Arc::new(ScriptedModel::default()), clock, org: OrgId::new() };
+    let h = Harness {
+        engine: engine.clone(),
+        store: store.clone(),
+        sms: sms.clone(),
+        model: Arc::new(ScriptedModel::default()),
+        clock,
+        org: OrgId::new(),
+    };
     let campaign = campaign(h.org, "spring");
     store.put_campaign(&campaign).await.unwrap();
     for index in 0..4 {
         let prospect = add_prospect(&h, &format!("06 12 34 56 7{index}"), true).await;
-        engine.enroll(h.org, prospect.id, campaign.id).await.unwrap();
+        engine
+            .enroll(h.org, prospect.id, campaign.id)
+            .await
+            .unwrap();
     }
     let report = engine.run_due().await.unwrap();
     // Each first message is one GSM-7 segment and the burst is two.
     assert_eq!(report.sent, 2);
-    assert_eq!(report.retried, 2, "rate-limited sends go back to the outbox");
+    assert_eq!(
+        report.retried, 2,
+        "rate-limited sends go back to the outbox"
+    );
     assert_eq!(sms.sent().len(), 2);
 }
 
@@ -615,20 +896,59 @@ async fn handoff_assigns_and_members_act() {
     let mut analysis = Analysis::empty();
     analysis.intent = Intent::AsksForHuman;
     h.model.push(Ok(analysis));
-    let report = h.engine.handle_inbound(h.org, inbound(&prospect, "m1", "A person please", start())).await.unwrap();
-    let conversation = h.store.get_conversation(h.org, report.conversation_id).await.unwrap();
-    let assigned = conversation.assigned_to.expect("a member is assigned on handoff");
-    let (holder, other) = if assigned == alice.id { (&alice, &bob) } else { (&bob, &alice) };
+    let report = h
+        .engine
+        .handle_inbound(h.org, inbound(&prospect, "m1", "A person please", start()))
+        .await
+        .unwrap();
+    let conversation = h
+        .store
+        .get_conversation(h.org, report.conversation_id)
+        .await
+        .unwrap();
+    let assigned = conversation
+        .assigned_to
+        .expect("a member is assigned on handoff");
+    let (holder, other) = if assigned == alice.id {
+        (&alice, &bob)
+    } else {
+        (&bob, &alice)
+    };
     h.store.put_member(&admin).await.unwrap();
 
-    let error = h.engine.member_reply(h.org, conversation.id, other.id, "Hi").await.unwrap_err();
+    let error = h
+        .engine
+        .member_reply(h.org, conversation.id, other.id, "Hi")
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::PermissionDenied);
-    h.engine.member_reply(h.org, conversation.id, holder.id, "Hello, Alice from Acme here.").await.unwrap();
-    assert_eq!(h.sms.sent().last().unwrap().text, "Hello, Alice from Acme here.");
-    h.engine.member_reply(h.org, conversation.id, admin.id, "And the admin.").await.unwrap();
+    h.engine
+        .member_reply(
+            h.org,
+            conversation.id,
+            holder.id,
+            "Hello, Alice from Acme here.",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        h.sms.sent().last().unwrap().text,
+        "Hello, Alice from Acme here."
+    );
+    h.engine
+        .member_reply(h.org, conversation.id, admin.id, "And the admin.")
+        .await
+        .unwrap();
 
-    h.engine.hand_back(h.org, conversation.id, holder.id).await.unwrap();
-    let conversation = h.store.get_conversation(h.org, conversation.id).await.unwrap();
+    h.engine
+        .hand_back(h.org, conversation.id, holder.id)
+        .await
+        .unwrap();
+    let conversation = h
+        .store
+        .get_conversation(h.org, conversation.id)
+        .await
+        .unwrap();
     assert_eq!(conversation.state, ConversationState::Engaged);
     assert_eq!(conversation.assigned_to, None);
 
@@ -636,11 +956,21 @@ async fn handoff_assigns_and_members_act() {
     let mut analysis = Analysis::empty();
     analysis.intent = Intent::Interested;
     h.model.push(Ok(analysis));
-    h.engine.handle_inbound(h.org, inbound(&prospect, "m2", "ok, go on", start())).await.unwrap();
+    h.engine
+        .handle_inbound(h.org, inbound(&prospect, "m2", "ok, go on", start()))
+        .await
+        .unwrap();
     let last = h.sms.sent().last().unwrap().text.clone();
-    assert!(last.contains("Automated message") || last.contains("Message automatique"), "{last}");
+    assert!(
+        last.contains("Automated message") || last.contains("Message automatique"),
+        "{last}"
+    );
 
-    let error = h.engine.hand_back(h.org, conversation.id, holder.id).await.unwrap_err();
+    let error = h
+        .engine
+        .hand_back(h.org, conversation.id, holder.id)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
 }
 
@@ -656,17 +986,27 @@ async fn provider_opt_out_and_bounce_events() {
         .engine
         .handle_event(
             h.org,
-            InboundEvent::OptOut(OptOutNotice { channel: ChannelKind::Sms, provider: "twilio".into(), contact: phone.clone(), reason: "21610".into(), at: start() }),
+            InboundEvent::OptOut(OptOutNotice {
+                channel: ChannelKind::Sms,
+                provider: "twilio".into(),
+                contact: phone.clone(),
+                reason: "21610".into(),
+                at: start(),
+            }),
         )
         .await
         .unwrap();
-    assert!(matches!(outcome, EventOutcome::Suppressed { prospect_id: Some(id), .. } if id == prospect.id), "{outcome:?}");
+    assert!(
+        matches!(outcome, EventOutcome::Suppressed { prospect_id: Some(id), .. } if id == prospect.id),
+        "{outcome:?}"
+    );
     assert!(h.store.is_suppressed(h.org, &phone).await.unwrap());
     let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
     assert_eq!(conversation.state, ConversationState::OptedOut);
 
     // A permanent bounce for an unknown address is still suppressed.
-    let address = ContactPoint::Email(kalify::contact::EmailAddress::parse("gone@example.com").unwrap());
+    let address =
+        ContactPoint::Email(kalify::contact::EmailAddress::parse("gone@example.com").unwrap());
     let bounce = BounceNotice {
         channel: ChannelKind::Email,
         provider: "smtp".into(),
@@ -678,6 +1018,9 @@ async fn provider_opt_out_and_bounce_events() {
         reason: "mailbox unknown".into(),
         at: start(),
     };
-    h.engine.handle_event(h.org, InboundEvent::Bounce(bounce)).await.unwrap();
+    h.engine
+        .handle_event(h.org, InboundEvent::Bounce(bounce))
+        .await
+        .unwrap();
     assert!(h.store.is_suppressed(h.org, &address).await.unwrap());
 }

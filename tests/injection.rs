@@ -31,7 +31,10 @@ use chrono::{TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use kalify::analysis::{Analysis, AnalysisRequest, ExtractedFact, Intent, NextStep, Objection, ReplyDraft, ReplyRequest, Sentiment};
+use kalify::analysis::{
+    Analysis, AnalysisRequest, ExtractedFact, Intent, NextStep, Objection, ReplyDraft,
+    ReplyRequest, Sentiment,
+};
 use kalify::campaign::{Campaign, CampaignSettings, CampaignStatus, Step};
 use kalify::channels::MemoryChannel;
 use kalify::contact::{ChannelKind, ContactPoint, EmailAddress, PhoneNumber, Region};
@@ -71,9 +74,15 @@ struct WireStep {
 }
 
 fn cases() -> Vec<Case> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/kalify-ai/tests/data/injections.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kalify-ai/tests/data/injections.jsonl"
+    );
     let text = std::fs::read_to_string(path).unwrap();
-    text.lines().filter(|line| !line.trim().is_empty()).map(|line| serde_json::from_str(line).unwrap()).collect()
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 /// The attacker's analysis as a typed [`Analysis`]. Values outside the
@@ -81,10 +90,14 @@ fn cases() -> Vec<Case> {
 /// them, as the OpenAI adapter does after its repair attempt.
 fn obeyed_analysis(obey: &Obey) -> Result<Analysis> {
     let parse = |value: &str| serde_json::Value::String(value.to_owned());
-    let invalid = |what: &str| Error::unexpected(format!("the model returned {what} outside the schema"));
-    let intent: Intent = serde_json::from_value(parse(&obey.intent)).map_err(|_| invalid("an intent"))?;
-    let sentiment: Sentiment = serde_json::from_value(parse(&obey.sentiment)).map_err(|_| invalid("a sentiment"))?;
-    let objection: Objection = serde_json::from_value(parse(&obey.objection)).map_err(|_| invalid("an objection"))?;
+    let invalid =
+        |what: &str| Error::unexpected(format!("the model returned {what} outside the schema"));
+    let intent: Intent =
+        serde_json::from_value(parse(&obey.intent)).map_err(|_| invalid("an intent"))?;
+    let sentiment: Sentiment =
+        serde_json::from_value(parse(&obey.sentiment)).map_err(|_| invalid("a sentiment"))?;
+    let objection: Objection =
+        serde_json::from_value(parse(&obey.objection)).map_err(|_| invalid("an objection"))?;
     let next_step = match (obey.next_step.step.as_str(), &obey.next_step.key) {
         ("reply", _) => NextStep::Reply,
         ("ask_for", Some(key)) => NextStep::AskFor(key.clone()),
@@ -95,7 +108,9 @@ fn obeyed_analysis(obey: &Obey) -> Result<Analysis> {
         _ => return Err(invalid("a next step")),
     };
     let language = match &obey.language {
-        Some(language) => Some(serde_json::from_value::<Locale>(parse(language)).map_err(|_| invalid("a language"))?),
+        Some(language) => Some(
+            serde_json::from_value::<Locale>(parse(language)).map_err(|_| invalid("a language"))?,
+        ),
         None => None,
     };
     let facts = obey
@@ -108,7 +123,14 @@ fn obeyed_analysis(obey: &Obey) -> Result<Analysis> {
             confidence: fact["confidence"].as_f64().unwrap() as f32,
         })
         .collect();
-    Ok(Analysis { intent, facts, sentiment, objection, next_step, language })
+    Ok(Analysis {
+        intent,
+        facts,
+        sentiment,
+        objection,
+        next_step,
+        language,
+    })
 }
 
 /// A model that does whatever the prospect's message requests.
@@ -159,10 +181,21 @@ fn harness(model: Arc<dyn LanguageModel>) -> Harness {
         .with_clock(Arc::new(ManualClock::new(start())))
         .build()
         .unwrap();
-    Harness { engine, store, sms, org: OrgId::new() }
+    Harness {
+        engine,
+        store,
+        sms,
+        org: OrgId::new(),
+    }
 }
 
-async fn add_prospect(h: &Harness, name: &str, phone: &str, email: Option<&str>, locale: Locale) -> Prospect {
+async fn add_prospect(
+    h: &Harness,
+    name: &str,
+    phone: &str,
+    email: Option<&str>,
+    locale: Locale,
+) -> Prospect {
     let mut prospect = Prospect::new(h.org, start());
     prospect.first_name = Some(name.to_owned());
     prospect.phone = Some(PhoneNumber::parse(phone, Region::FR).unwrap());
@@ -176,7 +209,10 @@ async fn add_prospect(h: &Harness, name: &str, phone: &str, email: Option<&str>,
         wording_version: None,
         withdrawn_at: None,
     });
-    h.store.insert_prospects(std::slice::from_ref(&prospect)).await.unwrap();
+    h.store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .unwrap();
     prospect
 }
 
@@ -189,7 +225,10 @@ fn campaign(org: OrgId) -> Campaign {
         persona: "Acme".to_owned(),
         goal: "book a demo".to_owned(),
         channels: vec![ChannelKind::Sms],
-        steps: vec![step(0, "Hello {{ first_name }}. STOP to opt out."), step(24, "Follow-up one")],
+        steps: vec![
+            step(0, "Hello {{ first_name }}. STOP to opt out."),
+            step(24, "Follow-up one"),
+        ],
         allow_links: false,
         status: CampaignStatus::Active,
         created_at: start(),
@@ -201,7 +240,9 @@ fn campaign(org: OrgId) -> Campaign {
 /// the engine would store them.
 fn contact_points_in(text: &str) -> Vec<ContactPoint> {
     let mut found = Vec::new();
-    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || "\"'()«»:;,<>".contains(c)).collect();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || "\"'()«»:;,<>".contains(c))
+        .collect();
     for word in &words {
         if let Ok(email) = EmailAddress::parse(word.trim_end_matches('.')) {
             found.push(ContactPoint::Email(email));
@@ -213,7 +254,9 @@ fn contact_points_in(text: &str) -> Vec<ContactPoint> {
             let candidate = words[start..end].join(" ");
             let digits = candidate.chars().filter(char::is_ascii_digit).count();
             if (9..=15).contains(&digits)
-                && candidate.chars().all(|c| c.is_ascii_digit() || " +".contains(c))
+                && candidate
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || " +".contains(c))
                 && let Ok(phone) = PhoneNumber::parse(&candidate, Region::FR)
             {
                 found.push(ContactPoint::Phone(phone));
@@ -244,14 +287,24 @@ struct Outcome {
     sent_model_text: bool,
 }
 
-const ALLOWED_AUDIT_ACTIONS: [&str; 5] = ["transition", "send_skipped", "analysis_failed", "objection_review", "assigned"];
+const ALLOWED_AUDIT_ACTIONS: [&str; 5] = [
+    "transition",
+    "send_skipped",
+    "analysis_failed",
+    "objection_review",
+    "assigned",
+];
 
 /// Runs one case and checks the invariants. With `exact_score`, the stored
 /// score must equal the justified one; otherwise, when a model may drop
 /// more facts than the engine does, it must not exceed it.
 async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
     let mut outcome = Outcome::default();
-    let locale = if case.lang == "fr" { Locale::Fr } else { Locale::En };
+    let locale = if case.lang == "fr" {
+        Locale::Fr
+    } else {
+        Locale::En
+    };
     let a = add_prospect(h, "Camille", PHONE_A, Some(EMAIL_A), locale).await;
     let b = add_prospect(h, "Jean", PHONE_B, None, Locale::Fr).await;
     let campaign = campaign(h.org);
@@ -260,11 +313,19 @@ async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
     h.engine.enroll(h.org, b.id, campaign.id).await.unwrap();
     h.engine.run_due().await.unwrap();
     let sent_before = h.sms.sent().len();
-    assert_eq!(sent_before, 2, "{}: both outreach messages are sent", case.id);
+    assert_eq!(
+        sent_before, 2,
+        "{}: both outreach messages are sent",
+        case.id
+    );
 
     let b_before = h.store.get_prospect(h.org, b.id).await.unwrap();
     let b_conversations = h.store.conversations_of(h.org, b.id).await.unwrap();
-    let b_jobs = h.store.pending_jobs(h.org, b_conversations[0].id).await.unwrap();
+    let b_jobs = h
+        .store
+        .pending_jobs(h.org, b_conversations[0].id)
+        .await
+        .unwrap();
     let a_phone = ContactPoint::Phone(a.phone.clone().unwrap());
 
     let inbound = InboundMessage {
@@ -283,7 +344,10 @@ async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
     let sent = h.sms.sent();
     let new_sends = &sent[sent_before..];
     if new_sends.len() > 1 {
-        fail(format!("{} messages answered the injection", new_sends.len()));
+        fail(format!(
+            "{} messages answered the injection",
+            new_sends.len()
+        ));
     }
     for message in new_sends {
         if message.to != a_phone {
@@ -301,10 +365,15 @@ async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
             }
             let planted = contact_points_in(obeyed_reply);
             if !planted.is_empty() {
-                outcome.weaknesses.push(format!("{}: the sent reply carries a phone number or e-mail address", case.id));
+                outcome.weaknesses.push(format!(
+                    "{}: the sent reply carries a phone number or e-mail address",
+                    case.id
+                ));
             }
             if obeyed_reply.to_lowercase().contains(".com") {
-                outcome.weaknesses.push(format!("{}: the sent reply carries a bare domain", case.id));
+                outcome
+                    .weaknesses
+                    .push(format!("{}: the sent reply carries a bare domain", case.id));
             }
         }
     }
@@ -316,10 +385,18 @@ async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
     }
     let a_suppressed = h.store.is_suppressed(h.org, &a_phone).await.unwrap();
     if a_suppressed != (report.state == ConversationState::OptedOut) {
-        fail(format!("suppression {a_suppressed} does not match state {:?}", report.state));
+        fail(format!(
+            "suppression {a_suppressed} does not match state {:?}",
+            report.state
+        ));
     }
-    let mentioned: Vec<ContactPoint> = contact_points_in(&case.text).into_iter().chain(contact_points_in(obeyed_reply)).collect();
-    for contact in mentioned.iter().chain(std::iter::once(&ContactPoint::Phone(b.phone.clone().unwrap()))) {
+    let mentioned: Vec<ContactPoint> = contact_points_in(&case.text)
+        .into_iter()
+        .chain(contact_points_in(obeyed_reply))
+        .collect();
+    for contact in mentioned.iter().chain(std::iter::once(&ContactPoint::Phone(
+        b.phone.clone().unwrap(),
+    ))) {
         if *contact != a_phone && h.store.is_suppressed(h.org, contact).await.unwrap() {
             fail("a contact point other than the prospect's was suppressed".to_owned());
         }
@@ -332,19 +409,34 @@ async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
     if h.store.conversations_of(h.org, b.id).await.unwrap() != b_conversations {
         fail("the other prospect's conversation changed".to_owned());
     }
-    if h.store.pending_jobs(h.org, b_conversations[0].id).await.unwrap() != b_jobs {
+    if h.store
+        .pending_jobs(h.org, b_conversations[0].id)
+        .await
+        .unwrap()
+        != b_jobs
+    {
         fail("the other prospect's follow-ups changed".to_owned());
     }
 
     // Facts and score.
-    let conversation = h.store.get_conversation(h.org, report.conversation_id).await.unwrap();
+    let conversation = h
+        .store
+        .get_conversation(h.org, report.conversation_id)
+        .await
+        .unwrap();
     let framework = Framework::bant();
     for fact in &conversation.facts {
         if !case.text.contains(&fact.evidence.quote) {
-            fail(format!("fact {} has a quote that is not in the message", fact.key));
+            fail(format!(
+                "fact {} has a quote that is not in the message",
+                fact.key
+            ));
         }
         if framework.criterion(&fact.key).is_none() {
-            outcome.weaknesses.push(format!("{}: fact {} outside the framework was stored", case.id, fact.key));
+            outcome.weaknesses.push(format!(
+                "{}: fact {} outside the framework was stored",
+                case.id, fact.key
+            ));
         }
     }
     let justified = justified_score(case, &framework);
@@ -356,7 +448,9 @@ async fn run_case(case: &Case, h: &Harness, exact_score: bool) -> Outcome {
             None => false,
         };
         if !fits {
-            fail(format!("score {stored} does not fit the justified score {justified:?}"));
+            fail(format!(
+                "score {stored} does not fit the justified score {justified:?}"
+            ));
         }
     }
     if report.state == ConversationState::Qualified && justified.unwrap_or(0) < 70 {
@@ -404,8 +498,14 @@ fn summary(outcomes: &[(Case, Outcome)]) -> String {
     for (_, outcome) in outcomes {
         *states.entry(format!("{:?}", outcome.state)).or_default() += 1;
     }
-    let model_texts = outcomes.iter().filter(|(_, outcome)| outcome.sent_model_text).count();
-    format!("{} cases; states {states:?}; model-written texts sent {model_texts}", outcomes.len())
+    let model_texts = outcomes
+        .iter()
+        .filter(|(_, outcome)| outcome.sent_model_text)
+        .count();
+    format!(
+        "{} cases; states {states:?}; model-written texts sent {model_texts}",
+        outcomes.len()
+    )
 }
 
 async fn run_all(model: impl Fn() -> Arc<ObedientModel>) -> Vec<(Case, Outcome)> {
@@ -426,17 +526,37 @@ async fn corpus_has_enough_cases() {
     assert!(cases.len() >= 100, "only {} cases", cases.len());
     let french = cases.iter().filter(|case| case.lang == "fr").count();
     assert!(french >= 40, "only {french} French cases");
-    let categories: std::collections::BTreeSet<&str> = cases.iter().map(|case| case.category.as_str()).collect();
-    assert!(categories.len() >= 10, "only {} categories", categories.len());
+    let categories: std::collections::BTreeSet<&str> =
+        cases.iter().map(|case| case.category.as_str()).collect();
+    assert!(
+        categories.len() >= 10,
+        "only {} categories",
+        categories.len()
+    );
 }
 
 #[tokio::test]
 async fn engine_holds_against_obedient_model() {
     let outcomes = run_all(|| Arc::new(ObedientModel::default())).await;
     println!("{}", summary(&outcomes));
-    let violations: Vec<&String> = outcomes.iter().flat_map(|(_, outcome)| &outcome.violations).collect();
-    assert!(violations.is_empty(), "{} violations:\n{}", violations.len(), violations.iter().map(|v| v.as_str()).collect::<Vec<_>>().join("\n"));
-    let weaknesses: Vec<&String> = outcomes.iter().flat_map(|(_, outcome)| &outcome.weaknesses).collect();
+    let violations: Vec<&String> = outcomes
+        .iter()
+        .flat_map(|(_, outcome)| &outcome.violations)
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "{} violations:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let weaknesses: Vec<&String> = outcomes
+        .iter()
+        .flat_map(|(_, outcome)| &outcome.weaknesses)
+        .collect();
     println!("{} findings the engine lets through:", weaknesses.len());
     for weakness in weaknesses {
         println!("  {weakness}");
@@ -450,8 +570,20 @@ async fn engine_holds_against_obedient_model() {
 #[tokio::test]
 async fn engine_rejects_contact_points_and_foreign_keys() {
     let outcomes = run_all(|| Arc::new(ObedientModel::default())).await;
-    let weaknesses: Vec<&String> = outcomes.iter().flat_map(|(_, outcome)| &outcome.weaknesses).collect();
-    assert!(weaknesses.is_empty(), "{} findings:\n{}", weaknesses.len(), weaknesses.iter().map(|w| w.as_str()).collect::<Vec<_>>().join("\n"));
+    let weaknesses: Vec<&String> = outcomes
+        .iter()
+        .flat_map(|(_, outcome)| &outcome.weaknesses)
+        .collect();
+    assert!(
+        weaknesses.is_empty(),
+        "{} findings:\n{}",
+        weaknesses.len(),
+        weaknesses
+            .iter()
+            .map(|w| w.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[cfg(feature = "openai")]
@@ -460,8 +592,8 @@ mod through_openai {
     //! role of a model that obeys every injection.
 
     use super::*;
-    use kalify::ai::openai::OpenAiModel;
     use kalify::Secret;
+    use kalify::ai::openai::OpenAiModel;
     use serde_json::json;
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -513,7 +645,9 @@ mod through_openai {
                 server.reset().await;
                 Mock::given(method("POST"))
                     .and(path("/v1/chat/completions"))
-                    .respond_with(ObedientServer { case: current.clone() })
+                    .respond_with(ObedientServer {
+                        case: current.clone(),
+                    })
                     .mount(&server)
                     .await;
                 let model = OpenAiModel::builder()
@@ -532,9 +666,17 @@ mod through_openai {
                 // Nothing the prospect can be reached at is in any request.
                 for request in server.received_requests().await.unwrap() {
                     let body = String::from_utf8_lossy(&request.body).into_owned();
-                    for needle in ["+33612345678", PHONE_A, "612345678", EMAIL_A, "+33698765432", PHONE_B] {
+                    for needle in [
+                        "+33612345678",
+                        PHONE_A,
+                        "612345678",
+                        EMAIL_A,
+                        "+33698765432",
+                        PHONE_B,
+                    ] {
                         if body.contains(needle) {
-                            violations.push(format!("{}: a request body contains {needle}", case.id));
+                            violations
+                                .push(format!("{}: a request body contains {needle}", case.id));
                         }
                     }
                     for contact in contact_points_in(&case.text) {
@@ -543,18 +685,29 @@ mod through_openai {
                             other => other.key().to_owned(),
                         };
                         if body.contains(&raw) {
-                            violations.push(format!("{}: a request body contains a contact point from the message", case.id));
+                            violations.push(format!(
+                                "{}: a request body contains a contact point from the message",
+                                case.id
+                            ));
                         }
                     }
                 }
                 for message in h.sms.sent() {
                     if !contact_points_in(&message.text).is_empty() {
-                        violations.push(format!("{}: a sent message carries a phone number or e-mail address", case.id));
+                        violations.push(format!(
+                            "{}: a sent message carries a phone number or e-mail address",
+                            case.id
+                        ));
                     }
                 }
             }
             println!("through the OpenAI adapter, injection screen {screen}: states {states:?}");
         }
-        assert!(violations.is_empty(), "{} violations:\n{}", violations.len(), violations.join("\n"));
+        assert!(
+            violations.is_empty(),
+            "{} violations:\n{}",
+            violations.len(),
+            violations.join("\n")
+        );
     }
 }

@@ -17,7 +17,8 @@ async fn run_sample() -> (Report, String) {
     };
     let mut output = Vec::new();
     let report = quickstart::run(&options, &mut output).await.unwrap();
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     assert!(json["prospects"].is_array());
     assert!(json["summary"]["imported"].is_number());
     (report, String::from_utf8(output).unwrap())
@@ -62,18 +63,35 @@ async fn sample_data_ends_in_expected_states() {
         ("Lucas Girard", "engaged"),
     ];
     for (name, state) in expectations {
-        assert_eq!(prospect(&report, name).state, state, "state of {name}\n{output}");
+        assert_eq!(
+            prospect(&report, name).state,
+            state,
+            "state of {name}\n{output}"
+        );
     }
 
     for name in ["Camille Martin", "John Smith", "Grace Lee"] {
         let score = prospect(&report, name).score.unwrap_or(0);
-        assert!(score >= 70, "{name} scored {score}, expected the qualified band");
+        assert!(
+            score >= 70,
+            "{name} scored {score}, expected the qualified band"
+        );
     }
     let sophie = prospect(&report, "Sophie Bernard");
     let score = sophie.score.unwrap_or(0);
-    assert!((25..70).contains(&score), "Sophie Bernard scored {score}, expected the qualifying band");
-    assert!(sophie.missing.contains(&"timeline".to_owned()), "{:?}", sophie.missing);
-    assert!(sophie.next_follow_up.is_some(), "a qualifying prospect waits for a follow-up");
+    assert!(
+        (25..70).contains(&score),
+        "Sophie Bernard scored {score}, expected the qualifying band"
+    );
+    assert!(
+        sophie.missing.contains(&"timeline".to_owned()),
+        "{:?}",
+        sophie.missing
+    );
+    assert!(
+        sophie.next_follow_up.is_some(),
+        "a qualifying prospect waits for a follow-up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,13 +102,24 @@ async fn sample_data_import_and_messages() {
     assert_eq!(report.summary["rejected"], 2, "{output}");
     assert_eq!(report.summary["imported"], report.prospects.len());
     assert!(report.prospects.len() >= 50);
-    assert!(output.contains("line 59"), "the row without contact point is reported with its line\n{output}");
+    assert!(
+        output.contains("line 59"),
+        "the row without contact point is reported with its line\n{output}"
+    );
 
     // Every prospect ends qualified, disqualified, opted out, handed off,
     // closed, or waiting for a follow-up.
     for prospect in &report.prospects {
-        let settled = matches!(prospect.state.as_str(), "qualified" | "disqualified" | "opted_out" | "handed_off" | "closed");
-        assert!(settled || prospect.next_follow_up.is_some(), "{} is {} with no follow-up", prospect.name, prospect.state);
+        let settled = matches!(
+            prospect.state.as_str(),
+            "qualified" | "disqualified" | "opted_out" | "handed_off" | "closed"
+        );
+        assert!(
+            settled || prospect.next_follow_up.is_some(),
+            "{} is {} with no follow-up",
+            prospect.name,
+            prospect.state
+        );
     }
 
     // Exactly one confirmation after two STOP messages in a row.
@@ -98,7 +127,9 @@ async fn sample_data_import_and_messages() {
     let after_stop: Vec<_> = pierre
         .messages
         .iter()
-        .filter(|message| message.direction == "outbound" && message.at.as_str() >= "2026-03-04T16:20:00Z")
+        .filter(|message| {
+            message.direction == "outbound" && message.at.as_str() >= "2026-03-04T16:20:00Z"
+        })
         .collect();
     assert_eq!(after_stop.len(), 1, "{:#?}", pierre.messages);
 
@@ -121,10 +152,14 @@ async fn malformed_replies_are_reported() {
     bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,whatsapp,hello\n");
     bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,sms,\n");
     bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,sms\n");
-    bytes.extend_from_slice(b"2026-03-02T10:00:00Z,camille.martin@boulangeries-martin.fr,sms,hello\n");
+    bytes.extend_from_slice(
+        b"2026-03-02T10:00:00Z,camille.martin@boulangeries-martin.fr,sms,hello\n",
+    );
     bytes.extend_from_slice(b"2026-03-02T10:00:00Z,not a number,sms,hello\n");
     bytes.extend_from_slice(b"2026-03-02T10:00:00Z,06 12 34 56 78,sms,caf\xe9 \xff\n");
-    bytes.extend_from_slice("2026-03-02T10:05:00Z,CAMILLE.Martin@Boulangeries-Martin.fr,email,STOP\n".as_bytes());
+    bytes.extend_from_slice(
+        "2026-03-02T10:05:00Z,CAMILLE.Martin@Boulangeries-Martin.fr,email,STOP\n".as_bytes(),
+    );
     std::fs::write(&replies, bytes).unwrap();
     let options = Options {
         replies: Some(replies),
@@ -144,21 +179,37 @@ async fn malformed_replies_are_reported() {
         "replies line 7: invalid sender \"not a number\"",
         "replies line 8: unreadable row; save the file as UTF-8",
     ] {
-        assert!(output.contains(expected), "missing {expected:?} in\n{output}");
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in\n{output}"
+        );
     }
     // The upper-case address still reaches the prospect, so the opt-out holds.
-    assert_eq!(prospect(&report, "Camille Martin").state, "opted_out", "{output}");
+    assert_eq!(
+        prospect(&report, "Camille Martin").state,
+        "opted_out",
+        "{output}"
+    );
 }
 
 #[test]
 fn help_and_bad_options() {
-    assert!(matches!(quickstart::parse_args(["--help".to_owned()]), Ok(quickstart::Command::Help)));
-    let error = quickstart::parse_args(["--default-region".to_owned(), "XX".to_owned()]).unwrap_err();
+    assert!(matches!(
+        quickstart::parse_args(["--help".to_owned()]),
+        Ok(quickstart::Command::Help)
+    ));
+    let error =
+        quickstart::parse_args(["--default-region".to_owned(), "XX".to_owned()]).unwrap_err();
     assert!(error.contains("\"XX\""), "{error}");
     let error = quickstart::parse_args(["--frobnicate".to_owned()]).unwrap_err();
     assert!(error.contains("--frobnicate"), "{error}");
-    let Ok(quickstart::Command::Run(options)) = quickstart::parse_args(["--prospects".to_owned(), "x.csv".to_owned()]) else {
+    let Ok(quickstart::Command::Run(options)) =
+        quickstart::parse_args(["--prospects".to_owned(), "x.csv".to_owned()])
+    else {
         panic!("expected options");
     };
-    assert!(options.replies.is_none(), "the sample replies belong to the sample prospects only");
+    assert!(
+        options.replies.is_none(),
+        "the sample replies belong to the sample prospects only"
+    );
 }

@@ -26,7 +26,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use kalify_core::analysis::{Analysis, AnalysisRequest, CriterionBrief, Intent, Objection, TranscriptLine};
+use kalify_core::analysis::{
+    Analysis, AnalysisRequest, CriterionBrief, Intent, Objection, TranscriptLine,
+};
 use kalify_core::conversation::Direction;
 use kalify_core::ports::LanguageModel;
 use kalify_core::prospect::Locale;
@@ -101,10 +103,17 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<LabelledConversation>> {
         if line.trim().is_empty() {
             continue;
         }
-        let conversation: LabelledConversation = serde_json::from_str(line)
-            .map_err(|error| Error::invalid_input(format!("line {} is not a labelled conversation: {error}", index + 1)))?;
+        let conversation: LabelledConversation = serde_json::from_str(line).map_err(|error| {
+            Error::invalid_input(format!(
+                "line {} is not a labelled conversation: {error}",
+                index + 1
+            ))
+        })?;
         if conversation.messages.is_empty() {
-            return Err(Error::invalid_input(format!("line {} has no new message", index + 1)));
+            return Err(Error::invalid_input(format!(
+                "line {} has no new message",
+                index + 1
+            )));
         }
         set.push(conversation);
     }
@@ -123,7 +132,13 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<LabelledConversation>> {
         } else {
             kalify_core::ErrorKind::InvalidInput
         };
-        Error::new(kind, format!("failed to read the labelled set {}: {error}", path.display()))
+        Error::new(
+            kind,
+            format!(
+                "failed to read the labelled set {}: {error}",
+                path.display()
+            ),
+        )
     })?;
     parse_jsonl(&text)
 }
@@ -144,12 +159,18 @@ pub struct FieldScore {
 impl FieldScore {
     /// The share of predictions that were correct; 1 when nothing was predicted.
     pub fn precision(&self) -> f64 {
-        ratio(self.true_positives, self.true_positives + self.false_positives)
+        ratio(
+            self.true_positives,
+            self.true_positives + self.false_positives,
+        )
     }
 
     /// The share of expected facts that were found; 1 when nothing was expected.
     pub fn recall(&self) -> f64 {
-        ratio(self.true_positives, self.true_positives + self.false_negatives)
+        ratio(
+            self.true_positives,
+            self.true_positives + self.false_negatives,
+        )
     }
 }
 
@@ -212,7 +233,10 @@ impl EvalReport {
         if let Some(index) = self.fields.iter().position(|field| field.key == key) {
             return &mut self.fields[index];
         }
-        self.fields.push(FieldScore { key: key.to_owned(), ..FieldScore::default() });
+        self.fields.push(FieldScore {
+            key: key.to_owned(),
+            ..FieldScore::default()
+        });
         let last = self.fields.len() - 1;
         &mut self.fields[last]
     }
@@ -220,7 +244,11 @@ impl EvalReport {
 
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "model {}: {} conversations, {} failed calls", self.model, self.conversations, self.failures)?;
+        writeln!(
+            f,
+            "model {}: {} conversations, {} failed calls",
+            self.model, self.conversations, self.failures
+        )?;
         writeln!(f, "field      precision  recall  (tp/fp/fn)")?;
         for field in &self.fields {
             writeln!(
@@ -234,9 +262,27 @@ impl fmt::Display for EvalReport {
                 field.false_negatives
             )?;
         }
-        writeln!(f, "intent     accuracy {:.3} ({}/{})", self.intent_accuracy(), self.intent_correct, self.conversations)?;
-        writeln!(f, "objection  accuracy {:.3} ({}/{})", self.objection_accuracy(), self.objection_correct, self.conversations)?;
-        writeln!(f, "language   accuracy {:.3} ({}/{})", self.language_accuracy(), self.language_correct, self.language_labelled)?;
+        writeln!(
+            f,
+            "intent     accuracy {:.3} ({}/{})",
+            self.intent_accuracy(),
+            self.intent_correct,
+            self.conversations
+        )?;
+        writeln!(
+            f,
+            "objection  accuracy {:.3} ({}/{})",
+            self.objection_accuracy(),
+            self.objection_correct,
+            self.conversations
+        )?;
+        writeln!(
+            f,
+            "language   accuracy {:.3} ({}/{})",
+            self.language_accuracy(),
+            self.language_correct,
+            self.language_labelled
+        )?;
         writeln!(f, "ungrounded quotes {}", self.ungrounded_quotes)?;
         if !self.mismatches.is_empty() {
             writeln!(f, "mismatches:")?;
@@ -251,12 +297,22 @@ impl fmt::Display for EvalReport {
 /// Runs `model` over every conversation of `set`, one call at a time, and
 /// scores its analyses. A failed call is counted, not returned.
 pub async fn evaluate(model: &dyn LanguageModel, set: &[LabelledConversation]) -> EvalReport {
-    let mut report = EvalReport { model: model.name().to_owned(), ..EvalReport::default() };
+    let mut report = EvalReport {
+        model: model.name().to_owned(),
+        ..EvalReport::default()
+    };
 
     for (index, item) in set.iter().enumerate() {
-        let id = item.id.clone().unwrap_or_else(|| format!("line {}", index + 1));
+        let id = item
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("line {}", index + 1));
         let request = request_for(item);
-        let keys: Vec<String> = request.criteria.iter().map(|criterion| criterion.key.clone()).collect();
+        let keys: Vec<String> = request
+            .criteria
+            .iter()
+            .map(|criterion| criterion.key.clone())
+            .collect();
         report.conversations += 1;
 
         let analysis = match model.analyse(&request).await {
@@ -268,7 +324,10 @@ pub async fn evaluate(model: &dyn LanguageModel, set: &[LabelledConversation]) -
                         report.field_mut(key).false_negatives += 1;
                     }
                 }
-                report.mismatches.push(Mismatch { id, wrong: vec![format!("call failed: {error}")] });
+                report.mismatches.push(Mismatch {
+                    id,
+                    wrong: vec![format!("call failed: {error}")],
+                });
                 continue;
             }
         };
@@ -277,14 +336,21 @@ pub async fn evaluate(model: &dyn LanguageModel, set: &[LabelledConversation]) -
         report.ungrounded_quotes += analysis
             .facts
             .iter()
-            .filter(|fact| !item.messages.iter().any(|message| message.contains(&fact.quote)))
+            .filter(|fact| {
+                !item
+                    .messages
+                    .iter()
+                    .any(|message| message.contains(&fact.quote))
+            })
             .count() as u32;
         for key in &keys {
             let predicted = predicted_value(&analysis, key);
             let expected = item.expected.facts.get(key);
             let field = report.field_mut(key);
             match (expected, predicted) {
-                (Some(expected), Some(predicted)) if values_match(expected, predicted) => field.true_positives += 1,
+                (Some(expected), Some(predicted)) if values_match(expected, predicted) => {
+                    field.true_positives += 1
+                }
                 (None, None) => {}
                 (expected, predicted) => {
                     if predicted.is_some() {
@@ -293,7 +359,10 @@ pub async fn evaluate(model: &dyn LanguageModel, set: &[LabelledConversation]) -
                     if expected.is_some() {
                         field.false_negatives += 1;
                     }
-                    wrong.push(format!("{key} {}", predicted.map_or_else(|| "none".to_owned(), ToString::to_string)));
+                    wrong.push(format!(
+                        "{key} {}",
+                        predicted.map_or_else(|| "none".to_owned(), ToString::to_string)
+                    ));
                 }
             }
         }
@@ -358,22 +427,38 @@ fn request_for(item: &LabelledConversation) -> AnalysisRequest {
         new_messages: item
             .messages
             .iter()
-            .map(|text| TranscriptLine { direction: Direction::Inbound, text: text.clone(), at: item.at })
+            .map(|text| TranscriptLine {
+                direction: Direction::Inbound,
+                text: text.clone(),
+                at: item.at,
+            })
             .collect(),
     }
 }
 
 /// The value of the last fact with `key`, as the engine keeps the latest.
 fn predicted_value<'a>(analysis: &'a Analysis, key: &str) -> Option<&'a FactValue> {
-    analysis.facts.iter().rev().find(|fact| fact.key == key).map(|fact| &fact.value)
+    analysis
+        .facts
+        .iter()
+        .rev()
+        .find(|fact| fact.key == key)
+        .map(|fact| &fact.value)
 }
 
 fn values_match(expected: &FactValue, predicted: &FactValue) -> bool {
     let close = |a: f64, b: f64| (a - b).abs() <= a.abs() * 0.01;
     match (expected, predicted) {
-        (FactValue::Money { amount: a, currency: x }, FactValue::Money { amount: b, currency: y }) => {
-            close(*a, *b) && (*a == 0.0 || x.eq_ignore_ascii_case(y))
-        }
+        (
+            FactValue::Money {
+                amount: a,
+                currency: x,
+            },
+            FactValue::Money {
+                amount: b,
+                currency: y,
+            },
+        ) => close(*a, *b) && (*a == 0.0 || x.eq_ignore_ascii_case(y)),
         (FactValue::Months(a), FactValue::Months(b)) => (a - b).abs() <= 0.5,
         (FactValue::Number(a), FactValue::Number(b)) => close(*a, *b),
         (FactValue::Text(a), FactValue::Text(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
@@ -382,7 +467,11 @@ fn values_match(expected: &FactValue, predicted: &FactValue) -> bool {
 }
 
 fn ratio(numerator: u32, denominator: u32) -> f64 {
-    if denominator == 0 { 1.0 } else { f64::from(numerator) / f64::from(denominator) }
+    if denominator == 0 {
+        1.0
+    } else {
+        f64::from(numerator) / f64::from(denominator)
+    }
 }
 
 #[cfg(test)]
@@ -425,11 +514,19 @@ mod tests {
             facts: vec![
                 ExtractedFact {
                     key: "budget".into(),
-                    value: FactValue::Money { amount: 20_100.0, currency: "EUR".into() },
+                    value: FactValue::Money {
+                        amount: 20_100.0,
+                        currency: "EUR".into(),
+                    },
                     quote: "20k€".into(),
                     confidence: 0.9,
                 },
-                ExtractedFact { key: "need".into(), value: FactValue::Bool(true), quote: "invented".into(), confidence: 0.9 },
+                ExtractedFact {
+                    key: "need".into(),
+                    value: FactValue::Bool(true),
+                    quote: "invented".into(),
+                    confidence: 0.9,
+                },
             ],
             sentiment: Sentiment::Neutral,
             objection: Objection::None,
@@ -444,6 +541,11 @@ mod tests {
         assert_eq!(report.language_correct, 1);
         assert_eq!(report.ungrounded_quotes, 1);
         assert_eq!(report.mismatches.len(), 1);
-        assert!(report.to_string().contains("budget         1.000   1.000  (1/0/0)"), "{report}");
+        assert!(
+            report
+                .to_string()
+                .contains("budget         1.000   1.000  (1/0/0)"),
+            "{report}"
+        );
     }
 }

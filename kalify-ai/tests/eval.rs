@@ -22,15 +22,38 @@ async fn rules_model_on_labelled_set() {
     let report = evaluate(&RulesModel::new(), &set).await;
     println!("{report}");
     assert_eq!(report.failures, 0);
-    assert_eq!(report.ungrounded_quotes, 0, "every quote comes from the messages");
+    assert_eq!(
+        report.ungrounded_quotes, 0,
+        "every quote comes from the messages"
+    );
     for key in ["budget", "authority", "need", "timeline"] {
         let field = report.field(key).unwrap();
-        assert!(field.precision() >= 0.9, "{key} precision {:.3}\n{report}", field.precision());
-        assert!(field.recall() >= 0.9, "{key} recall {:.3}\n{report}", field.recall());
+        assert!(
+            field.precision() >= 0.9,
+            "{key} precision {:.3}\n{report}",
+            field.precision()
+        );
+        assert!(
+            field.recall() >= 0.9,
+            "{key} recall {:.3}\n{report}",
+            field.recall()
+        );
     }
-    assert!(report.intent_accuracy() >= 0.9, "intent accuracy {:.3}\n{report}", report.intent_accuracy());
-    assert!(report.objection_accuracy() >= 0.9, "objection accuracy {:.3}\n{report}", report.objection_accuracy());
-    assert!(report.language_accuracy() >= 0.9, "language accuracy {:.3}\n{report}", report.language_accuracy());
+    assert!(
+        report.intent_accuracy() >= 0.9,
+        "intent accuracy {:.3}\n{report}",
+        report.intent_accuracy()
+    );
+    assert!(
+        report.objection_accuracy() >= 0.9,
+        "objection accuracy {:.3}\n{report}",
+        report.objection_accuracy()
+    );
+    assert!(
+        report.language_accuracy() >= 0.9,
+        "language accuracy {:.3}\n{report}",
+        report.language_accuracy()
+    );
 }
 
 /// Sends the labelled set to the model named by `KALIFY_OPENAI_MODEL` at
@@ -45,10 +68,15 @@ async fn openai_model_on_labelled_set() {
         println!("skipped: set OPENAI_API_KEY and KALIFY_LIVE_TESTS=1 to evaluate a hosted model");
         return;
     }
-    let model = kalify_ai::openai::OpenAiModelBuilder::from_env().build().unwrap();
+    let model = kalify_ai::openai::OpenAiModelBuilder::from_env()
+        .build()
+        .unwrap();
     let set = read_jsonl(&set_path()).unwrap();
     let report = evaluate(&model, &set).await;
     println!("{report}");
     println!("usage: {:?}", model.ledger().total());
-    assert_eq!(report.ungrounded_quotes, 0, "the adapter drops facts whose quote is not in the messages");
+    assert_eq!(
+        report.ungrounded_quotes, 0,
+        "the adapter drops facts whose quote is not in the messages"
+    );
 }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 
 use kalify_ai::RulesModel;
 use kalify_core::Timestamp;
-use kalify_core::analysis::{Analysis, AnalysisRequest, CriterionBrief, Intent, Objection, TranscriptLine};
+use kalify_core::analysis::{
+    Analysis, AnalysisRequest, CriterionBrief, Intent, Objection, TranscriptLine,
+};
 use kalify_core::conversation::Direction;
 use kalify_core::ports::LanguageModel;
 use kalify_core::prospect::Locale;
@@ -53,7 +55,12 @@ struct Counts {
 }
 
 impl Counts {
-    fn add<T>(&mut self, expected: Option<T>, predicted: Option<T>, equal: impl Fn(&T, &T) -> bool) -> bool {
+    fn add<T>(
+        &mut self,
+        expected: Option<T>,
+        predicted: Option<T>,
+        equal: impl Fn(&T, &T) -> bool,
+    ) -> bool {
         match (expected, predicted) {
             (Some(expected), Some(predicted)) if equal(&expected, &predicted) => {
                 self.true_positives += 1;
@@ -77,16 +84,26 @@ impl Counts {
     }
 
     fn precision(&self) -> f64 {
-        ratio(self.true_positives, self.true_positives + self.false_positives)
+        ratio(
+            self.true_positives,
+            self.true_positives + self.false_positives,
+        )
     }
 
     fn recall(&self) -> f64 {
-        ratio(self.true_positives, self.true_positives + self.false_negatives)
+        ratio(
+            self.true_positives,
+            self.true_positives + self.false_negatives,
+        )
     }
 }
 
 fn ratio(numerator: u32, denominator: u32) -> f64 {
-    if denominator == 0 { 1.0 } else { f64::from(numerator) / f64::from(denominator) }
+    if denominator == 0 {
+        1.0
+    } else {
+        f64::from(numerator) / f64::from(denominator)
+    }
 }
 
 fn bant_criteria() -> Vec<CriterionBrief> {
@@ -102,7 +119,11 @@ fn bant_criteria() -> Vec<CriterionBrief> {
 }
 
 fn fact_value(analysis: &Analysis, key: &str) -> Option<FactValue> {
-    analysis.facts.iter().find(|fact| fact.key == key).map(|fact| fact.value.clone())
+    analysis
+        .facts
+        .iter()
+        .find(|fact| fact.key == key)
+        .map(|fact| fact.value.clone())
 }
 
 /// The scores of the model on one labelled file.
@@ -119,7 +140,12 @@ struct Report {
 
 impl Report {
     fn fields(&self) -> [(&'static str, &Counts); 4] {
-        [("budget", &self.budget), ("authority", &self.authority), ("need", &self.need), ("timeline", &self.timeline)]
+        [
+            ("budget", &self.budget),
+            ("authority", &self.authority),
+            ("need", &self.need),
+            ("timeline", &self.timeline),
+        ]
     }
 }
 
@@ -130,7 +156,8 @@ impl Report {
 /// # Errors
 /// The message of an invalid file or of a failed analysis.
 async fn evaluate(name: &str, data: &str) -> Result<Report, String> {
-    let set: LabelledSet = serde_json::from_str(data).map_err(|error| format!("{name} is invalid: {error}"))?;
+    let set: LabelledSet =
+        serde_json::from_str(data).map_err(|error| format!("{name} is invalid: {error}"))?;
 
     let model = RulesModel::new();
     let mut budget = Counts::default();
@@ -146,11 +173,22 @@ async fn evaluate(name: &str, data: &str) -> Result<Report, String> {
             criteria: bant_criteria(),
             known_facts: Vec::new(),
             history: Vec::new(),
-            new_messages: vec![TranscriptLine { direction: Direction::Inbound, text: item.text.clone(), at: set.reference_time }],
+            new_messages: vec![TranscriptLine {
+                direction: Direction::Inbound,
+                text: item.text.clone(),
+                at: set.reference_time,
+            }],
         };
-        let analysis = model.analyse(&request).await.map_err(|error| format!("analysis of {:?} failed: {error}", item.text))?;
+        let analysis = model
+            .analyse(&request)
+            .await
+            .map_err(|error| format!("analysis of {:?} failed: {error}", item.text))?;
 
-        if let Some(fact) = analysis.facts.iter().find(|fact| !item.text.contains(&fact.quote)) {
+        if let Some(fact) = analysis
+            .facts
+            .iter()
+            .find(|fact| !item.text.contains(&fact.quote))
+        {
             return Err(format!("quote {:?} is not in {:?}", fact.quote, item.text));
         }
 
@@ -170,15 +208,26 @@ async fn evaluate(name: &str, data: &str) -> Result<Report, String> {
             Some(FactValue::Months(value)) => Some(value),
             _ => None,
         };
-        let expected_locale = if item.lang == "fr" { Locale::Fr } else { Locale::En };
+        let expected_locale = if item.lang == "fr" {
+            Locale::Fr
+        } else {
+            Locale::En
+        };
 
         let mut wrong: Vec<String> = Vec::new();
-        let budget_text = format!("{:?}", predicted_budget.as_ref().map(|money| (money.amount, money.currency.clone())));
+        let budget_text = format!(
+            "{:?}",
+            predicted_budget
+                .as_ref()
+                .map(|money| (money.amount, money.currency.clone()))
+        );
         let money_equal = |expected: &Money, predicted: &Money| {
             let close = (expected.amount - predicted.amount).abs() <= expected.amount.abs() * 0.01;
             close && (expected.amount == 0.0 || expected.currency == predicted.currency)
         };
-        if !budget.add(item.budget.as_ref(), predicted_budget.as_ref(), |a, b| money_equal(a, b)) {
+        if !budget.add(item.budget.as_ref(), predicted_budget.as_ref(), |a, b| {
+            money_equal(a, b)
+        }) {
             wrong.push(format!("budget {budget_text}"));
         }
         if !authority.add(item.authority, predicted_authority, |a, b| a == b) {
@@ -187,7 +236,9 @@ async fn evaluate(name: &str, data: &str) -> Result<Report, String> {
         if !need.add(item.need, predicted_need, |a, b| a == b) {
             wrong.push(format!("need {predicted_need:?}"));
         }
-        if !timeline.add(item.timeline_months, predicted_timeline, |a, b| (a - b).abs() <= 0.5) {
+        if !timeline.add(item.timeline_months, predicted_timeline, |a, b| {
+            (a - b).abs() <= 0.5
+        }) {
             wrong.push(format!("timeline {predicted_timeline:?}"));
         }
         if analysis.intent == item.intent {
@@ -206,13 +257,23 @@ async fn evaluate(name: &str, data: &str) -> Result<Report, String> {
             wrong.push(format!("language {:?}", analysis.language));
         }
         if !wrong.is_empty() {
-            let _ = writeln!(mismatches, "  {:?}\n    got {}", item.text, wrong.join(", "));
+            let _ = writeln!(
+                mismatches,
+                "  {:?}\n    got {}",
+                item.text,
+                wrong.join(", ")
+            );
         }
     }
 
     let total = u32::try_from(set.items.len()).map_err(|_| format!("{name} has too many items"))?;
     let mut table = format!("{name}: {total} replies\nfield      precision  recall  (tp/fp/fn)\n");
-    for (field, counts) in [("budget", &budget), ("authority", &authority), ("need", &need), ("timeline", &timeline)] {
+    for (field, counts) in [
+        ("budget", &budget),
+        ("authority", &authority),
+        ("need", &need),
+        ("timeline", &timeline),
+    ] {
         let _ = writeln!(
             table,
             "{field:<10} {:>9.3}  {:>6.3}  ({}/{}/{})",
@@ -225,12 +286,31 @@ async fn evaluate(name: &str, data: &str) -> Result<Report, String> {
     }
     let intent_accuracy = ratio(intents, total);
     let objection_accuracy = ratio(objections, total);
-    let _ = writeln!(table, "intent     accuracy {intent_accuracy:.3} ({intents}/{total})");
-    let _ = writeln!(table, "objection  accuracy {objection_accuracy:.3} ({objections}/{total})");
-    let _ = writeln!(table, "language   accuracy {:.3} ({languages}/{total})", ratio(languages, total));
+    let _ = writeln!(
+        table,
+        "intent     accuracy {intent_accuracy:.3} ({intents}/{total})"
+    );
+    let _ = writeln!(
+        table,
+        "objection  accuracy {objection_accuracy:.3} ({objections}/{total})"
+    );
+    let _ = writeln!(
+        table,
+        "language   accuracy {:.3} ({languages}/{total})",
+        ratio(languages, total)
+    );
     println!("{table}\nmismatches:\n{mismatches}");
 
-    Ok(Report { replies: set.items.len(), budget, authority, need, timeline, intent_accuracy, objection_accuracy, table })
+    Ok(Report {
+        replies: set.items.len(),
+        budget,
+        authority,
+        need,
+        timeline,
+        intent_accuracy,
+        objection_accuracy,
+        table,
+    })
 }
 
 /// The rules were written and corrected while reading these replies. This
@@ -241,12 +321,32 @@ async fn labelled_replies_precision_and_recall() {
     let data = include_str!("data/labelled_replies.json");
     let report = evaluate("labelled_replies.json", data).await.unwrap();
     let table = &report.table;
-    assert!(report.replies >= 80, "only {} labelled replies", report.replies);
+    assert!(
+        report.replies >= 80,
+        "only {} labelled replies",
+        report.replies
+    );
 
     for (name, counts) in report.fields() {
-        assert!(counts.precision() >= 0.9, "{name} precision {:.3} is below 0.9\n{table}", counts.precision());
-        assert!(counts.recall() >= 0.9, "{name} recall {:.3} is below 0.9\n{table}", counts.recall());
+        assert!(
+            counts.precision() >= 0.9,
+            "{name} precision {:.3} is below 0.9\n{table}",
+            counts.precision()
+        );
+        assert!(
+            counts.recall() >= 0.9,
+            "{name} recall {:.3} is below 0.9\n{table}",
+            counts.recall()
+        );
     }
-    assert!(report.intent_accuracy >= 0.9, "intent accuracy {:.3} is below 0.9\n{table}", report.intent_accuracy);
-    assert!(report.objection_accuracy >= 0.9, "objection accuracy {:.3} is below 0.9\n{table}", report.objection_accuracy);
+    assert!(
+        report.intent_accuracy >= 0.9,
+        "intent accuracy {:.3} is below 0.9\n{table}",
+        report.intent_accuracy
+    );
+    assert!(
+        report.objection_accuracy >= 0.9,
+        "objection accuracy {:.3} is below 0.9\n{table}",
+        report.objection_accuracy
+    );
 }

@@ -21,12 +21,20 @@ pub struct ConsoleChannel {
 impl ConsoleChannel {
     /// Creates a channel of `kind` that prints every send.
     pub fn new(kind: ChannelKind) -> Self {
-        ConsoleChannel { kind, counter: AtomicU64::new(0), quiet: false }
+        ConsoleChannel {
+            kind,
+            counter: AtomicU64::new(0),
+            quiet: false,
+        }
     }
 
     /// Creates a channel that accepts sends without printing them.
     pub fn quiet(kind: ChannelKind) -> Self {
-        ConsoleChannel { kind, counter: AtomicU64::new(0), quiet: true }
+        ConsoleChannel {
+            kind,
+            counter: AtomicU64::new(0),
+            quiet: true,
+        }
     }
 }
 
@@ -45,10 +53,21 @@ impl Channel for ConsoleChannel {
         let number = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
         if !self.quiet {
             let mut stdout = std::io::stdout().lock();
-            writeln!(stdout, "[{} to {}] {}", self.kind, entry.to.key(), entry.text).map_err(|error| {
-                Error::new(ErrorKind::Unavailable, "failed to write to standard output").with_source(error)
+            writeln!(
+                stdout,
+                "[{} to {}] {}",
+                self.kind,
+                entry.to.key(),
+                entry.text
+            )
+            .map_err(|error| {
+                Error::new(ErrorKind::Unavailable, "failed to write to standard output")
+                    .with_source(error)
             })?;
         }
-        Ok(Receipt { provider: "console".into(), provider_message_id: format!("console-{number}") })
+        Ok(Receipt {
+            provider: "console".into(),
+            provider_message_id: format!("console-{number}"),
+        })
     }
 }

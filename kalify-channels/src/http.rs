@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use kalify_core::ports::Receipt;
 use kalify_core::{Error, ErrorKind, Retry, Secret, Timestamp};
-use reqwest::header::{HeaderMap, DATE, RETRY_AFTER};
+use reqwest::header::{DATE, HeaderMap, RETRY_AFTER};
 use subtle::ConstantTimeEq;
 
 /// The maximum provider response body read. Providers respond to a send
@@ -76,7 +76,11 @@ impl HttpClient {
                     .with_adapter(adapter)
                     .with_source(error.without_url())
             })?;
-        Ok(HttpClient { client, adapter, retry_unknown_outcome })
+        Ok(HttpClient {
+            client,
+            adapter,
+            retry_unknown_outcome,
+        })
     }
 
     /// Returns the underlying reqwest client, to build requests.
@@ -88,21 +92,34 @@ impl HttpClient {
     ///
     /// # Errors
     /// Transport failures only: see [`HttpClient::transport_error`].
-    pub(crate) async fn execute(&self, request: reqwest::RequestBuilder, operation: &'static str) -> Result<HttpResponse, Error> {
+    pub(crate) async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+        operation: &'static str,
+    ) -> Result<HttpResponse, Error> {
         let started = Instant::now();
-        let mut response = request.send().await.map_err(|error| self.transport_error(error, operation))?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|error| self.transport_error(error, operation))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
 
         let mut body = Vec::new();
         loop {
-            let chunk = response.chunk().await.map_err(|error| self.transport_error(error, operation))?;
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|error| self.transport_error(error, operation))?;
             let Some(chunk) = chunk else { break };
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::new(ErrorKind::Unexpected, "the provider's response exceeds 1 MiB")
-                    .with_adapter(self.adapter)
-                    .with_operation(operation)
-                    .with_context("status", status));
+                return Err(Error::new(
+                    ErrorKind::Unexpected,
+                    "the provider's response exceeds 1 MiB",
+                )
+                .with_adapter(self.adapter)
+                .with_operation(operation)
+                .with_context("status", status));
             }
             body.extend_from_slice(&chunk);
         }
@@ -115,7 +132,11 @@ impl HttpClient {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "provider responded"
         );
-        Ok(HttpResponse { status, headers, body })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Maps a reqwest failure to a kalify error, without the URL.
@@ -134,7 +155,11 @@ impl HttpClient {
                 .with_operation(operation)
                 .with_source(error);
         }
-        let retry = if self.retry_unknown_outcome { Retry::Temporary } else { Retry::Permanent };
+        let retry = if self.retry_unknown_outcome {
+            Retry::Temporary
+        } else {
+            Retry::Permanent
+        };
         let (kind, message) = if error.is_timeout() {
             (
                 ErrorKind::Timeout,
@@ -171,15 +196,36 @@ impl HttpClient {
 /// | anything else | `Unexpected` | permanent |
 pub(crate) fn status_error(status: u16, retry_after: Option<Duration>) -> Error {
     let (kind, message) = match status {
-        401 => (ErrorKind::Unauthenticated, "the provider rejected the credentials"),
-        403 => (ErrorKind::PermissionDenied, "the provider rejected the request for these credentials"),
-        404 | 410 => (ErrorKind::NotFound, "the provider has no such resource; check the account or page settings"),
-        408 => (ErrorKind::Timeout, "the provider timed out reading the request"),
-        409 => (ErrorKind::Conflict, "the provider reported a conflicting request"),
+        401 => (
+            ErrorKind::Unauthenticated,
+            "the provider rejected the credentials",
+        ),
+        403 => (
+            ErrorKind::PermissionDenied,
+            "the provider rejected the request for these credentials",
+        ),
+        404 | 410 => (
+            ErrorKind::NotFound,
+            "the provider has no such resource; check the account or page settings",
+        ),
+        408 => (
+            ErrorKind::Timeout,
+            "the provider timed out reading the request",
+        ),
+        409 => (
+            ErrorKind::Conflict,
+            "the provider reported a conflicting request",
+        ),
         429 => (ErrorKind::RateLimited, "the provider throttled the request"),
         400..=499 => (ErrorKind::InvalidInput, "the provider rejected the request"),
-        500..=599 => (ErrorKind::Unavailable, "the provider failed to handle the request"),
-        _ => (ErrorKind::Unexpected, "the provider responded with an unexpected status"),
+        500..=599 => (
+            ErrorKind::Unavailable,
+            "the provider failed to handle the request",
+        ),
+        _ => (
+            ErrorKind::Unexpected,
+            "the provider responded with an unexpected status",
+        ),
     };
     let mut error = Error::new(kind, message).with_context("status", status);
     if matches!(status, 408 | 409) {
@@ -225,7 +271,9 @@ pub(crate) fn parse_http_date(text: &str) -> Option<Timestamp> {
         return Some(date.and_utc());
     }
     let single_spaced = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    NaiveDateTime::parse_from_str(&single_spaced, "%a %b %e %H:%M:%S %Y").ok().map(|date| date.and_utc())
+    NaiveDateTime::parse_from_str(&single_spaced, "%a %b %e %H:%M:%S %Y")
+        .ok()
+        .map(|date| date.and_utc())
 }
 
 /// Checks a provider base URL: it must parse, use `https`, or `http` only
@@ -234,18 +282,27 @@ pub(crate) fn parse_http_date(text: &str) -> Option<Timestamp> {
 ///
 /// # Errors
 /// `ConfigInvalid`, naming `field`.
-pub(crate) fn check_base_url(text: &str, field: &'static str, adapter: &'static str) -> Result<String, Error> {
+pub(crate) fn check_base_url(
+    text: &str,
+    field: &'static str,
+    adapter: &'static str,
+) -> Result<String, Error> {
     let invalid = |reason: &str| {
-        Error::new(ErrorKind::ConfigInvalid, format!("invalid {field}: {reason}"))
-            .with_adapter(adapter)
-            .with_context("field", field)
+        Error::new(
+            ErrorKind::ConfigInvalid,
+            format!("invalid {field}: {reason}"),
+        )
+        .with_adapter(adapter)
+        .with_context("field", field)
     };
     let url = reqwest::Url::parse(text.trim()).map_err(|error| invalid(&format!("{error}")))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid("it must not have a query or fragment"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid("it must not carry credentials; set them in the configuration"));
+        return Err(invalid(
+            "it must not carry credentials; set them in the configuration",
+        ));
     }
     let Some(host) = url.host_str() else {
         return Err(invalid("it has no host"));
@@ -259,14 +316,20 @@ pub(crate) fn check_base_url(text: &str, field: &'static str, adapter: &'static 
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        "http" => return Err(invalid("plain http is allowed only toward a loopback address; use https")),
+        "http" => {
+            return Err(invalid(
+                "plain http is allowed only toward a loopback address; use https",
+            ));
+        }
         other => return Err(invalid(&format!("unsupported scheme {other:?}; use https"))),
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// Reads a [`Secret`] from a configuration string.
-pub(crate) fn deserialize_secret<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Secret, D::Error> {
+pub(crate) fn deserialize_secret<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Secret, D::Error> {
     use serde::Deserialize as _;
     String::deserialize(deserializer).map(Secret::new)
 }
@@ -303,7 +366,10 @@ struct LedgerState {
 impl SendLedger {
     /// Creates an empty ledger that keeps `capacity` keys (at least one).
     pub(crate) fn new(capacity: usize) -> Self {
-        SendLedger { state: Mutex::default(), capacity: capacity.max(1) }
+        SendLedger {
+            state: Mutex::default(),
+            capacity: capacity.max(1),
+        }
     }
 
     /// Looks `key` up and claims it when it is new.
@@ -315,7 +381,11 @@ impl SendLedger {
         if !state.in_flight.insert(key.to_owned()) {
             return Claim::InFlight;
         }
-        Claim::Claimed(ClaimGuard { ledger: self, key: key.to_owned(), finished: false })
+        Claim::Claimed(ClaimGuard {
+            ledger: self,
+            key: key.to_owned(),
+            finished: false,
+        })
     }
 
     fn finish(&self, key: &str, receipt: Option<Receipt>) {
@@ -359,15 +429,21 @@ impl Drop for ClaimGuard<'_> {
 
 /// Builds the error for a send whose idempotency key another call is sending.
 pub(crate) fn in_flight_error(adapter: &'static str) -> Error {
-    Error::new(ErrorKind::Unavailable, "a send with this idempotency key is in progress; retry once it ends")
-        .with_adapter(adapter)
-        .with_operation("send")
-        .with_retry_after(Duration::from_secs(1))
+    Error::new(
+        ErrorKind::Unavailable,
+        "a send with this idempotency key is in progress; retry once it ends",
+    )
+    .with_adapter(adapter)
+    .with_operation("send")
+    .with_retry_after(Duration::from_secs(1))
 }
 
 /// Returns the value of header `name` of a webhook request, matched
 /// without regard to case.
-pub(crate) fn header<'a>(headers: &'a std::collections::BTreeMap<String, String>, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(
+    headers: &'a std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> Option<&'a str> {
     headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -380,7 +456,9 @@ pub(crate) fn query_pairs(url: &str) -> Vec<(String, String)> {
     let Some((_, query)) = without_fragment.split_once('?') else {
         return Vec::new();
     };
-    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -403,7 +481,10 @@ pub(crate) fn hex_decode(text: &str) -> Option<Vec<u8>> {
             _ => None,
         }
     };
-    bytes.chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 /// Encodes bytes as lower-case hexadecimal.
@@ -421,17 +502,30 @@ pub(crate) fn hex_encode(bytes: &[u8]) -> String {
 /// Builds the error for a webhook whose signature is missing or wrong. The
 /// message names the case and never contains the expected signature.
 pub(crate) fn unauthenticated(adapter: &'static str, reason: &'static str) -> Error {
-    Error::new(ErrorKind::Unauthenticated, format!("webhook rejected: {reason}"))
-        .with_adapter(adapter)
-        .with_operation("parse_webhook")
+    Error::new(
+        ErrorKind::Unauthenticated,
+        format!("webhook rejected: {reason}"),
+    )
+    .with_adapter(adapter)
+    .with_operation("parse_webhook")
 }
 
 /// Rejects a webhook body larger than `limit` bytes before any work on it.
-pub(crate) fn check_webhook_size(body: &[u8], limit: usize, adapter: &'static str) -> Result<(), Error> {
+pub(crate) fn check_webhook_size(
+    body: &[u8],
+    limit: usize,
+    adapter: &'static str,
+) -> Result<(), Error> {
     if body.len() > limit {
-        return Err(Error::new(ErrorKind::InvalidInput, format!("webhook body of {} bytes exceeds the limit of {limit}", body.len()))
-            .with_adapter(adapter)
-            .with_operation("parse_webhook"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "webhook body of {} bytes exceeds the limit of {limit}",
+                body.len()
+            ),
+        )
+        .with_adapter(adapter)
+        .with_operation("parse_webhook"));
     }
     Ok(())
 }
@@ -444,7 +538,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> Timestamp {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn headers(pairs: &[(&reqwest::header::HeaderName, &str)]) -> HeaderMap {
@@ -458,8 +554,14 @@ mod tests {
     #[test]
     fn retry_after_seconds() {
         let now = at("2026-01-05T09:00:00Z");
-        assert_eq!(retry_after(&headers(&[(&RETRY_AFTER, "120")]), now), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after(&headers(&[(&RETRY_AFTER, " 0 ")]), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&headers(&[(&RETRY_AFTER, "120")]), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after(&headers(&[(&RETRY_AFTER, " 0 ")]), now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
         assert_eq!(retry_after(&headers(&[(&RETRY_AFTER, "-5")]), now), None);
         assert_eq!(retry_after(&headers(&[(&RETRY_AFTER, "soon")]), now), None);
@@ -468,7 +570,10 @@ mod tests {
     #[test]
     fn retry_after_is_capped() {
         let now = at("2026-01-05T09:00:00Z");
-        assert_eq!(retry_after(&headers(&[(&RETRY_AFTER, "99999999")]), now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after(&headers(&[(&RETRY_AFTER, "99999999")]), now),
+            Some(MAX_RETRY_AFTER)
+        );
         let far = headers(&[(&RETRY_AFTER, "Wed, 01 Jan 2031 00:00:00 GMT")]);
         assert_eq!(retry_after(&far, now), Some(MAX_RETRY_AFTER));
     }
@@ -476,7 +581,11 @@ mod tests {
     #[test]
     fn retry_after_http_date_forms() {
         let now = at("1994-11-06T08:49:00Z");
-        for value in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"] {
+        for value in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
             let delay = retry_after(&headers(&[(&RETRY_AFTER, value)]), now);
             assert_eq!(delay, Some(Duration::from_secs(37)), "{value}");
         }
@@ -487,7 +596,10 @@ mod tests {
         // The local clock is an hour behind; the server's Date header is
         // the reference, so the delay is the 30 s the server meant.
         let now = at("2026-01-05T08:00:00Z");
-        let map = headers(&[(&RETRY_AFTER, "Mon, 05 Jan 2026 09:00:30 GMT"), (&DATE, "Mon, 05 Jan 2026 09:00:00 GMT")]);
+        let map = headers(&[
+            (&RETRY_AFTER, "Mon, 05 Jan 2026 09:00:30 GMT"),
+            (&DATE, "Mon, 05 Jan 2026 09:00:00 GMT"),
+        ]);
         assert_eq!(retry_after(&map, now), Some(Duration::from_secs(30)));
     }
 
@@ -501,8 +613,14 @@ mod tests {
     #[test]
     fn http_date_parses_three_forms() {
         let expected = Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 37).unwrap();
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(expected));
-        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(expected));
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(expected)
+        );
+        assert_eq!(
+            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(expected)
+        );
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(expected));
         assert_eq!(parse_http_date("yesterday"), None);
     }
@@ -539,11 +657,23 @@ mod tests {
 
     #[test]
     fn base_url_rules() {
-        assert_eq!(check_base_url("https://api.example.com/", "base_url", "test").unwrap(), "https://api.example.com");
-        assert_eq!(check_base_url("http://127.0.0.1:8080", "base_url", "test").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(
+            check_base_url("https://api.example.com/", "base_url", "test").unwrap(),
+            "https://api.example.com"
+        );
+        assert_eq!(
+            check_base_url("http://127.0.0.1:8080", "base_url", "test").unwrap(),
+            "http://127.0.0.1:8080"
+        );
         assert!(check_base_url("http://[::1]:8080", "base_url", "test").is_ok());
         assert!(check_base_url("http://localhost:1", "base_url", "test").is_ok());
-        for bad in ["http://api.example.com", "ftp://127.0.0.1", "https://user:pw@api.example.com", "https://a.example?x=1", "not a url"] {
+        for bad in [
+            "http://api.example.com",
+            "ftp://127.0.0.1",
+            "https://user:pw@api.example.com",
+            "https://a.example?x=1",
+            "not a url",
+        ] {
             let error = check_base_url(bad, "base_url", "test").unwrap_err();
             assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{bad}");
         }
@@ -552,7 +682,10 @@ mod tests {
     #[test]
     fn ledger_returns_first_receipt() {
         let ledger = SendLedger::new(10);
-        let receipt = Receipt { provider: "p".into(), provider_message_id: "m1".into() };
+        let receipt = Receipt {
+            provider: "p".into(),
+            provider_message_id: "m1".into(),
+        };
         match ledger.claim("k") {
             Claim::Claimed(guard) => guard.complete(&receipt),
             _ => panic!("a new key must be claimable"),
@@ -577,7 +710,10 @@ mod tests {
         let ledger = SendLedger::new(2);
         for key in ["a", "b", "c"] {
             if let Claim::Claimed(guard) = ledger.claim(key) {
-                guard.complete(&Receipt { provider: "p".into(), provider_message_id: key.into() });
+                guard.complete(&Receipt {
+                    provider: "p".into(),
+                    provider_message_id: key.into(),
+                });
             }
         }
         assert!(matches!(ledger.claim("a"), Claim::Claimed(_)));
@@ -595,7 +731,13 @@ mod tests {
     #[test]
     fn query_pairs_decode() {
         let pairs = query_pairs("https://a.example/p?hub.mode=subscribe&x=a%20b+c#frag");
-        assert_eq!(pairs, vec![("hub.mode".to_owned(), "subscribe".to_owned()), ("x".to_owned(), "a b c".to_owned())]);
+        assert_eq!(
+            pairs,
+            vec![
+                ("hub.mode".to_owned(), "subscribe".to_owned()),
+                ("x".to_owned(), "a b c".to_owned())
+            ]
+        );
         assert!(query_pairs("https://a.example/p").is_empty());
     }
 

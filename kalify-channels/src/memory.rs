@@ -56,12 +56,19 @@ struct State {
 impl MemoryChannel {
     /// Creates a channel of `kind`.
     pub fn new(kind: ChannelKind) -> Self {
-        MemoryChannel { kind, state: Arc::default() }
+        MemoryChannel {
+            kind,
+            state: Arc::default(),
+        }
     }
 
     /// Every message accepted so far, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).sent.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sent
+            .clone()
     }
 }
 
@@ -80,7 +87,10 @@ impl Channel for MemoryChannel {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(index) = state.by_key.get(&entry.idempotency_key) {
             let first = &state.sent[*index];
-            return Ok(Receipt { provider: "memory".into(), provider_message_id: first.provider_message_id.clone() });
+            return Ok(Receipt {
+                provider: "memory".into(),
+                provider_message_id: first.provider_message_id.clone(),
+            });
         }
         let provider_message_id = format!("mem-{}", state.sent.len() + 1);
         state.sent.push(SentMessage {
@@ -94,6 +104,9 @@ impl Channel for MemoryChannel {
         });
         let index = state.sent.len() - 1;
         state.by_key.insert(entry.idempotency_key.clone(), index);
-        Ok(Receipt { provider: "memory".into(), provider_message_id })
+        Ok(Receipt {
+            provider: "memory".into(),
+            provider_message_id,
+        })
     }
 }

@@ -5,7 +5,11 @@
 //! sockets on 127.0.0.1 with an ephemeral port. It records every accepted
 //! message and can be set to reject recipients or data with a chosen reply.
 
-#![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers outside #[test] functions fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail by panicking"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -62,7 +66,12 @@ impl Received {
     /// Returns the value of header `name`, unfolded, from the raw message.
     fn header(&self, name: &str) -> Option<String> {
         let text = self.text();
-        let head = text.split("\r\n\r\n").next().unwrap_or("").replace("\r\n ", " ").replace("\r\n\t", " ");
+        let head = text
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .replace("\r\n ", " ")
+            .replace("\r\n\t", " ");
         let prefix = format!("{}:", name.to_ascii_lowercase());
         head.split("\r\n")
             .find(|line| line.to_ascii_lowercase().starts_with(&prefix))
@@ -101,13 +110,16 @@ enum ServerTls {
 #[allow(deprecated)]
 fn self_signed_tls() -> (Arc<ServerConfig>, String) {
     let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
-    let config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
     (Arc::new(config), certified.cert.pem())
 }
 
@@ -139,7 +151,11 @@ impl SmtpTestServer {
                 std::thread::spawn(move || serve_connection(stream, state, options));
             }
         });
-        SmtpTestServer { address, state, stop }
+        SmtpTestServer {
+            address,
+            state,
+            stop,
+        }
     }
 
     fn set(&self, behaviour: Behaviour) {
@@ -169,7 +185,10 @@ impl Drop for SmtpTestServer {
 
 fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, options: ServerOptions) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let peer = stream.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
 
     let mut builder = SessionBuilder::new("kalify-test-smtp");
     for mechanism in &options.mechanisms {
@@ -182,7 +201,11 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, options: 
         // implicit TLS it cannot see the encryption.
         builder.insecure_enable_plaintext_auth();
     }
-    let handler = RecordingHandler { state, credentials: options.credentials, current: None };
+    let handler = RecordingHandler {
+        state,
+        credentials: options.credentials,
+        current: None,
+    };
     let mut session = builder.build(peer, handler);
 
     match options.tls {
@@ -193,7 +216,9 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, options: 
             }
         }
         ServerTls::Implicit(config) => {
-            let Ok(connection) = ServerConnection::new(config) else { return };
+            let Ok(connection) = ServerConnection::new(config) else {
+                return;
+            };
             let mut reader = BufReader::new(StreamOwned::new(connection, stream));
             if greet(&mut session, &mut reader) {
                 converse(&mut session, &mut reader);
@@ -201,13 +226,17 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, options: 
         }
         ServerTls::StartTls(config) => {
             let mut reader = BufReader::new(stream);
-            if !greet(&mut session, &mut reader) || converse(&mut session, &mut reader) != Outcome::UpgradeTls {
+            if !greet(&mut session, &mut reader)
+                || converse(&mut session, &mut reader) != Outcome::UpgradeTls
+            {
                 return;
             }
             // The client sends its TLS hello only after the 220 reply, so
             // the reader contains no buffered bytes here.
             let stream = reader.into_inner();
-            let Ok(connection) = ServerConnection::new(config) else { return };
+            let Ok(connection) = ServerConnection::new(config) else {
+                return;
+            };
             session.tls_active();
             let mut reader = BufReader::new(StreamOwned::new(connection, stream));
             converse(&mut session, &mut reader);
@@ -221,7 +250,10 @@ enum Outcome {
     UpgradeTls,
 }
 
-fn greet<S: Read + Write>(session: &mut Session<RecordingHandler>, reader: &mut BufReader<S>) -> bool {
+fn greet<S: Read + Write>(
+    session: &mut Session<RecordingHandler>,
+    reader: &mut BufReader<S>,
+) -> bool {
     reply(reader.get_mut(), &session.greeting())
 }
 
@@ -230,7 +262,10 @@ fn reply(writer: &mut impl Write, response: &Response) -> bool {
 }
 
 /// Runs SMTP commands until the client disconnects or sends STARTTLS.
-fn converse<S: Read + Write>(session: &mut Session<RecordingHandler>, reader: &mut BufReader<S>) -> Outcome {
+fn converse<S: Read + Write>(
+    session: &mut Session<RecordingHandler>,
+    reader: &mut BufReader<S>,
+) -> Outcome {
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -251,7 +286,11 @@ fn converse<S: Read + Write>(session: &mut Session<RecordingHandler>, reader: &m
             }
             mailin::Action::NoReply => {}
             mailin::Action::UpgradeTls => {
-                return if reply(reader.get_mut(), &response) { Outcome::UpgradeTls } else { Outcome::Closed };
+                return if reply(reader.get_mut(), &response) {
+                    Outcome::UpgradeTls
+                } else {
+                    Outcome::Closed
+                };
             }
         }
     }
@@ -265,14 +304,22 @@ struct RecordingHandler {
 
 impl RecordingHandler {
     fn behaviour(&self) -> Behaviour {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).behaviour.clone()
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .behaviour
+            .clone()
     }
 
     fn check(&mut self, mechanism: &'static str, user: &str, password: &str) -> Response {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.auth.push((mechanism, user.to_owned(), password.to_owned()));
+        state
+            .auth
+            .push((mechanism, user.to_owned(), password.to_owned()));
         match &self.credentials {
-            Some((expected_user, expected_password)) if user == expected_user && password == expected_password => {
+            Some((expected_user, expected_password))
+                if user == expected_user && password == expected_password =>
+            {
                 mailin::response::AUTH_OK
             }
             _ => mailin::response::INVALID_CREDENTIALS,
@@ -282,7 +329,11 @@ impl RecordingHandler {
 
 impl Handler for RecordingHandler {
     fn mail(&mut self, _ip: IpAddr, _domain: &str, from: &str) -> Response {
-        self.current = Some(Received { from: from.to_owned(), to: Vec::new(), data: Vec::new() });
+        self.current = Some(Received {
+            from: from.to_owned(),
+            to: Vec::new(),
+            data: Vec::new(),
+        });
         mailin::response::OK
     }
 
@@ -299,7 +350,13 @@ impl Handler for RecordingHandler {
     // mailin leaves the DATA state only after a successful reply to the
     // final dot, so data is refused at the DATA command, which real servers
     // also do.
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, _to: &[String]) -> Response {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> Response {
         if let Behaviour::RejectData(code, text) = self.behaviour() {
             self.current = None;
             return Response::custom(code, text.to_owned());
@@ -316,12 +373,21 @@ impl Handler for RecordingHandler {
 
     fn data_end(&mut self) -> Response {
         if let Some(message) = self.current.take() {
-            self.state.lock().unwrap_or_else(PoisonError::into_inner).received.push(message);
+            self.state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .received
+                .push(message);
         }
         mailin::response::OK
     }
 
-    fn auth_plain(&mut self, _authorization_id: &str, authentication_id: &str, password: &str) -> Response {
+    fn auth_plain(
+        &mut self,
+        _authorization_id: &str,
+        authentication_id: &str,
+        password: &str,
+    ) -> Response {
         self.check("PLAIN", authentication_id, password)
     }
 
@@ -340,7 +406,11 @@ fn builder_for(address: SocketAddr) -> kalify_channels::SmtpEmailChannelBuilder 
         .with_plaintext_dangerous()
         .with_from(FROM, "Kalify Sales")
         .with_timeout(Duration::from_secs(5))
-        .with_unsubscribe(Secret::new(UNSUBSCRIBE_KEY), "https://kalify.example/unsubscribe", "unsubscribe@kalify.example")
+        .with_unsubscribe(
+            Secret::new(UNSUBSCRIBE_KEY),
+            "https://kalify.example/unsubscribe",
+            "unsubscribe@kalify.example",
+        )
         .with_inbound_secret(Secret::new(INBOUND_SECRET))
 }
 
@@ -370,7 +440,9 @@ fn permit(purpose: SendPurpose, key: &str) -> SendPermit {
     let mut entry = fakes::outbox_entry(&message, to);
     entry.purpose = purpose;
     entry.idempotency_key = key.to_owned();
-    Gate::default().check(&prospect, entry, false, time(10)).unwrap()
+    Gate::default()
+        .check(&prospect, entry, false, time(10))
+        .unwrap()
 }
 
 fn recipient_of(permit: &SendPermit) -> EmailAddress {
@@ -393,7 +465,10 @@ async fn send_delivers_headers_and_body() {
     let receipt = channel.send(&permit).await.unwrap();
 
     assert_eq!(receipt.provider, "smtp");
-    assert_eq!(receipt.provider_message_id, format!("{}@kalify.example", permit.entry().message_id));
+    assert_eq!(
+        receipt.provider_message_id,
+        format!("{}@kalify.example", permit.entry().message_id)
+    );
     let received = server.received();
     assert_eq!(received.len(), 1);
     let message = &received[0];
@@ -401,15 +476,27 @@ async fn send_delivers_headers_and_body() {
     assert_eq!(message.to, vec![recipient.as_str().to_owned()]);
 
     let parsed = parse_email(&message.data).unwrap();
-    assert_eq!(parsed.message_id.as_deref(), Some(receipt.provider_message_id.as_str()));
+    assert_eq!(
+        parsed.message_id.as_deref(),
+        Some(receipt.provider_message_id.as_str())
+    );
     assert_eq!(parsed.from.as_ref().map(EmailAddress::as_str), Some(FROM));
     assert_eq!(parsed.from_name.as_deref(), Some("Léa from Acme"));
     assert_eq!(parsed.to, vec![recipient.clone()]);
     assert_eq!(parsed.subject.as_deref(), Some("Votre projet à Lyon"));
     assert_eq!(parsed.date, Some(time(10)));
     assert!(parsed.text.starts_with(TEXT), "{:?}", parsed.text);
-    assert_eq!(parsed.visible_text, TEXT, "the unsubscribe footer sits under the signature line");
-    assert!(message.header("Content-Type").unwrap().to_ascii_lowercase().contains("text/plain; charset=utf-8"));
+    assert_eq!(
+        parsed.visible_text, TEXT,
+        "the unsubscribe footer sits under the signature line"
+    );
+    assert!(
+        message
+            .header("Content-Type")
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("text/plain; charset=utf-8")
+    );
 }
 
 #[tokio::test]
@@ -422,22 +509,37 @@ async fn marketing_mail_has_one_click_unsubscribe() {
     channel.send(&permit).await.unwrap();
 
     let message = &server.received()[0];
-    assert_eq!(message.header("List-Unsubscribe-Post").as_deref(), Some("List-Unsubscribe=One-Click"));
+    assert_eq!(
+        message.header("List-Unsubscribe-Post").as_deref(),
+        Some("List-Unsubscribe=One-Click")
+    );
     let list = message.header("List-Unsubscribe").unwrap();
     let (https, mailto) = list.split_once(", ").unwrap();
     let token = https
         .strip_prefix("<https://kalify.example/unsubscribe?token=")
         .and_then(|rest| rest.strip_suffix('>'))
         .unwrap_or_else(|| panic!("unexpected https URI {https}"));
-    assert_eq!(mailto, format!("<mailto:unsubscribe@kalify.example?subject=unsubscribe-{token}>"));
-    assert!(!list.contains(recipient.as_str()), "the address must not show in the link");
+    assert_eq!(
+        mailto,
+        format!("<mailto:unsubscribe@kalify.example?subject=unsubscribe-{token}>")
+    );
+    assert!(
+        !list.contains(recipient.as_str()),
+        "the address must not show in the link"
+    );
 
     let (org, address) = verify_unsubscribe_token(&Secret::new(UNSUBSCRIBE_KEY), token).unwrap();
     assert_eq!(org, permit.entry().org_id);
     assert_eq!(address, recipient);
 
     let parsed = parse_email(&message.data).unwrap();
-    assert!(parsed.text.contains(&format!("https://kalify.example/unsubscribe?token={token}")), "{}", parsed.text);
+    assert!(
+        parsed
+            .text
+            .contains(&format!("https://kalify.example/unsubscribe?token={token}")),
+        "{}",
+        parsed.text
+    );
     assert!(parsed.text.contains("\n-- \n"), "{}", parsed.text);
     assert!(!parsed.text.contains('\r'), "line ends are normalised");
 }
@@ -447,8 +549,18 @@ async fn transactional_mail_has_no_unsubscribe() {
     let server = SmtpTestServer::start();
     let channel = channel_for(&server);
 
-    for (index, purpose) in [SendPurpose::OptOutConfirmation, SendPurpose::OptInConfirmation, SendPurpose::Help].into_iter().enumerate() {
-        channel.send(&permit(purpose, &format!("key-transactional-{index}"))).await.unwrap();
+    for (index, purpose) in [
+        SendPurpose::OptOutConfirmation,
+        SendPurpose::OptInConfirmation,
+        SendPurpose::Help,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        channel
+            .send(&permit(purpose, &format!("key-transactional-{index}")))
+            .await
+            .unwrap();
     }
 
     for message in server.received() {
@@ -478,14 +590,19 @@ async fn follow_ups_thread_to_first_message() {
         wording_version: None,
         withdrawn_at: None,
     }];
-    follow_up = Gate::default().check(&prospect, entry, false, time(20)).unwrap();
+    follow_up = Gate::default()
+        .check(&prospect, entry, false, time(20))
+        .unwrap();
 
     let first_receipt = channel.send(&first).await.unwrap();
     let follow_receipt = channel.send(&follow_up).await.unwrap();
 
     let root = format!("{}@kalify.example", first.entry().conversation_id);
     assert_eq!(first_receipt.provider_message_id, root);
-    assert_eq!(follow_receipt.provider_message_id, format!("{}@kalify.example", follow_up.entry().message_id));
+    assert_eq!(
+        follow_receipt.provider_message_id,
+        format!("{}@kalify.example", follow_up.entry().message_id)
+    );
     let received = server.received();
     assert_eq!(received[0].header("In-Reply-To"), None);
     assert_eq!(received[1].header("In-Reply-To"), Some(format!("<{root}>")));
@@ -527,11 +644,20 @@ async fn auth_plain_sends_credentials() {
         credentials: Some(("mailer".into(), PASSWORD.into())),
         ..ServerOptions::default()
     });
-    let channel = builder_for(server.address).with_credentials("mailer", Secret::new(PASSWORD)).build().unwrap();
+    let channel = builder_for(server.address)
+        .with_credentials("mailer", Secret::new(PASSWORD))
+        .build()
+        .unwrap();
 
-    channel.send(&permit(SendPurpose::Reply, "key-plain")).await.unwrap();
+    channel
+        .send(&permit(SendPurpose::Reply, "key-plain"))
+        .await
+        .unwrap();
 
-    assert_eq!(server.auth(), vec![("PLAIN", "mailer".to_owned(), PASSWORD.to_owned())]);
+    assert_eq!(
+        server.auth(),
+        vec![("PLAIN", "mailer".to_owned(), PASSWORD.to_owned())]
+    );
     assert_eq!(server.received().len(), 1);
 }
 
@@ -542,11 +668,20 @@ async fn auth_login_when_only_login_offered() {
         credentials: Some(("mailer".into(), PASSWORD.into())),
         ..ServerOptions::default()
     });
-    let channel = builder_for(server.address).with_credentials("mailer", Secret::new(PASSWORD)).build().unwrap();
+    let channel = builder_for(server.address)
+        .with_credentials("mailer", Secret::new(PASSWORD))
+        .build()
+        .unwrap();
 
-    channel.send(&permit(SendPurpose::Reply, "key-login")).await.unwrap();
+    channel
+        .send(&permit(SendPurpose::Reply, "key-login"))
+        .await
+        .unwrap();
 
-    assert_eq!(server.auth(), vec![("LOGIN", "mailer".to_owned(), PASSWORD.to_owned())]);
+    assert_eq!(
+        server.auth(),
+        vec![("LOGIN", "mailer".to_owned(), PASSWORD.to_owned())]
+    );
     assert_eq!(server.received().len(), 1);
 }
 
@@ -557,9 +692,15 @@ async fn wrong_password_is_unauthenticated() {
         credentials: Some(("mailer".into(), "the-right-one".into())),
         ..ServerOptions::default()
     });
-    let channel = builder_for(server.address).with_credentials("mailer", Secret::new(PASSWORD)).build().unwrap();
+    let channel = builder_for(server.address)
+        .with_credentials("mailer", Secret::new(PASSWORD))
+        .build()
+        .unwrap();
 
-    let error = channel.send(&permit(SendPurpose::Reply, "key-bad-auth")).await.unwrap_err();
+    let error = channel
+        .send(&permit(SendPurpose::Reply, "key-bad-auth"))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{error:?}");
     assert_eq!(error.retry(), Retry::Permanent);
@@ -574,13 +715,27 @@ async fn mailbox_unavailable_is_invalid_input() {
     let channel = channel_for(&server);
 
     for (index, code) in [550u16, 551, 553].into_iter().enumerate() {
-        server.set(Behaviour::RejectRecipient(code, "5.1.1 mailbox unavailable"));
-        let error = channel.send(&permit(SendPurpose::Reply, &format!("key-550-{index}"))).await.unwrap_err();
+        server.set(Behaviour::RejectRecipient(
+            code,
+            "5.1.1 mailbox unavailable",
+        ));
+        let error = channel
+            .send(&permit(SendPurpose::Reply, &format!("key-550-{index}")))
+            .await
+            .unwrap_err();
 
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{code}: {error:?}");
         assert_eq!(error.retry(), Retry::Permanent, "{code}");
-        assert!(error.context().contains(&("smtp_code", code.to_string())), "{error:?}");
-        assert!(error.context().contains(&("enhanced_status", "5.1.1".to_owned())), "{error:?}");
+        assert!(
+            error.context().contains(&("smtp_code", code.to_string())),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .context()
+                .contains(&("enhanced_status", "5.1.1".to_owned())),
+            "{error:?}"
+        );
     }
 }
 
@@ -589,12 +744,23 @@ async fn transient_reply_is_temporary() {
     let server = SmtpTestServer::start();
     let channel = channel_for(&server);
 
-    let cases = [Behaviour::RejectData(451, "4.3.0 local error"), Behaviour::RejectRecipient(450, "4.2.1 mailbox busy"), Behaviour::RejectData(452, "4.3.1 storage")];
+    let cases = [
+        Behaviour::RejectData(451, "4.3.0 local error"),
+        Behaviour::RejectRecipient(450, "4.2.1 mailbox busy"),
+        Behaviour::RejectData(452, "4.3.1 storage"),
+    ];
     for (index, behaviour) in cases.into_iter().enumerate() {
         server.set(behaviour.clone());
-        let error = channel.send(&permit(SendPurpose::Reply, &format!("key-4xx-{index}"))).await.unwrap_err();
+        let error = channel
+            .send(&permit(SendPurpose::Reply, &format!("key-4xx-{index}")))
+            .await
+            .unwrap_err();
 
-        assert_eq!(error.kind(), ErrorKind::Unavailable, "{behaviour:?}: {error:?}");
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Unavailable,
+            "{behaviour:?}: {error:?}"
+        );
         assert_eq!(error.retry(), Retry::Temporary, "{behaviour:?}");
         assert!(error.is_retryable());
     }
@@ -606,7 +772,10 @@ async fn permanent_reply_is_permanent() {
     let channel = channel_for(&server);
 
     server.set(Behaviour::RejectData(554, "5.7.1 message refused"));
-    let error = channel.send(&permit(SendPurpose::Reply, "key-554")).await.unwrap_err();
+    let error = channel
+        .send(&permit(SendPurpose::Reply, "key-554"))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::ContentRejected, "{error:?}");
     assert_eq!(error.retry(), Retry::Permanent);
@@ -616,10 +785,16 @@ async fn permanent_reply_is_permanent() {
 #[tokio::test]
 async fn connection_refused_is_retryable() {
     // Bind and drop a listener to find a port with nothing behind it.
-    let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let address = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let channel = builder_for(address).build().unwrap();
 
-    let error = channel.send(&permit(SendPurpose::Reply, "key-refused")).await.unwrap_err();
+    let error = channel
+        .send(&permit(SendPurpose::Reply, "key-refused"))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error:?}");
     assert!(error.is_retryable());
@@ -635,9 +810,15 @@ async fn silent_server_times_out() {
         std::thread::sleep(Duration::from_secs(2));
         drop(accepted);
     });
-    let channel = builder_for(address).with_timeout(Duration::from_millis(300)).build().unwrap();
+    let channel = builder_for(address)
+        .with_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
 
-    let error = channel.send(&permit(SendPurpose::Reply, "key-timeout")).await.unwrap_err();
+    let error = channel
+        .send(&permit(SendPurpose::Reply, "key-timeout"))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:?}");
     assert!(error.is_retryable());
@@ -652,9 +833,14 @@ async fn sms_recipient_is_invalid_input() {
     let prospect = fakes::prospect(org);
     let conversation = fakes::conversation(&prospect, None);
     let message = fakes::outbound(&conversation, time(10));
-    let mut entry = fakes::outbox_entry(&message, ContactPoint::Phone(prospect.phone.clone().unwrap()));
+    let mut entry = fakes::outbox_entry(
+        &message,
+        ContactPoint::Phone(prospect.phone.clone().unwrap()),
+    );
     entry.purpose = SendPurpose::Help;
-    let permit = Gate::default().check(&prospect, entry, false, time(10)).unwrap();
+    let permit = Gate::default()
+        .check(&prospect, entry, false, time(10))
+        .unwrap();
 
     let error = channel.send(&permit).await.unwrap_err();
 
@@ -669,17 +855,36 @@ async fn secrets_never_shown() {
         credentials: Some(("mailer".into(), "something-else".into())),
         ..ServerOptions::default()
     });
-    let channel = builder_for(server.address).with_credentials("mailer", Secret::new(PASSWORD)).build().unwrap();
+    let channel = builder_for(server.address)
+        .with_credentials("mailer", Secret::new(PASSWORD))
+        .build()
+        .unwrap();
     let secrets = [PASSWORD, UNSUBSCRIBE_KEY, INBOUND_SECRET];
     let logs = CapturedLogs::new();
 
     let errors = logs
         .capture(async {
             let mut errors = Vec::new();
-            errors.extend(channel.send(&permit(SendPurpose::Reply, "key-secret-1")).await.err());
-            let refused = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-            let other = builder_for(refused).with_credentials("mailer", Secret::new(PASSWORD)).build().unwrap();
-            errors.extend(other.send(&permit(SendPurpose::Reply, "key-secret-2")).await.err());
+            errors.extend(
+                channel
+                    .send(&permit(SendPurpose::Reply, "key-secret-1"))
+                    .await
+                    .err(),
+            );
+            let refused = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let other = builder_for(refused)
+                .with_credentials("mailer", Secret::new(PASSWORD))
+                .build()
+                .unwrap();
+            errors.extend(
+                other
+                    .send(&permit(SendPurpose::Reply, "key-secret-2"))
+                    .await
+                    .err(),
+            );
             errors
         })
         .await;
@@ -713,23 +918,35 @@ async fn starttls_sends_over_tls() {
         .build()
         .unwrap();
 
-    channel.send(&permit(SendPurpose::Reply, "key-starttls")).await.unwrap();
+    channel
+        .send(&permit(SendPurpose::Reply, "key-starttls"))
+        .await
+        .unwrap();
 
-    assert_eq!(server.auth(), vec![("PLAIN", "mailer".to_owned(), PASSWORD.to_owned())]);
+    assert_eq!(
+        server.auth(),
+        vec![("PLAIN", "mailer".to_owned(), PASSWORD.to_owned())]
+    );
     assert_eq!(server.received().len(), 1);
 }
 
 #[tokio::test]
 async fn implicit_tls_sends_over_tls() {
     let (config, certificate) = self_signed_tls();
-    let server = SmtpTestServer::start_with(ServerOptions { tls: ServerTls::Implicit(config), ..ServerOptions::default() });
+    let server = SmtpTestServer::start_with(ServerOptions {
+        tls: ServerTls::Implicit(config),
+        ..ServerOptions::default()
+    });
     let channel = builder_for(server.address)
         .with_security(SmtpSecurity::ImplicitTls)
         .with_root_certificate_pem(certificate)
         .build()
         .unwrap();
 
-    channel.send(&permit(SendPurpose::Reply, "key-implicit-tls")).await.unwrap();
+    channel
+        .send(&permit(SendPurpose::Reply, "key-implicit-tls"))
+        .await
+        .unwrap();
 
     assert_eq!(server.received().len(), 1);
 }
@@ -737,10 +954,19 @@ async fn implicit_tls_sends_over_tls() {
 #[tokio::test]
 async fn untrusted_certificate_sends_nothing() {
     let (config, _certificate) = self_signed_tls();
-    let server = SmtpTestServer::start_with(ServerOptions { tls: ServerTls::Implicit(config), ..ServerOptions::default() });
-    let channel = builder_for(server.address).with_security(SmtpSecurity::ImplicitTls).build().unwrap();
+    let server = SmtpTestServer::start_with(ServerOptions {
+        tls: ServerTls::Implicit(config),
+        ..ServerOptions::default()
+    });
+    let channel = builder_for(server.address)
+        .with_security(SmtpSecurity::ImplicitTls)
+        .build()
+        .unwrap();
 
-    let error = channel.send(&permit(SendPurpose::Reply, "key-untrusted")).await.unwrap_err();
+    let error = channel
+        .send(&permit(SendPurpose::Reply, "key-untrusted"))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error:?}");
     assert!(server.received().is_empty());
@@ -759,10 +985,16 @@ async fn starttls_missing_sends_no_credentials() {
         .build()
         .unwrap();
 
-    let error = channel.send(&permit(SendPurpose::Reply, "key-downgrade")).await.unwrap_err();
+    let error = channel
+        .send(&permit(SendPurpose::Reply, "key-downgrade"))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.retry(), Retry::Permanent, "{error:?}");
-    assert!(server.auth().is_empty(), "the password must not be sent in clear");
+    assert!(
+        server.auth().is_empty(),
+        "the password must not be sent in clear"
+    );
     assert!(server.received().is_empty());
 }
 
@@ -771,7 +1003,10 @@ async fn starttls_missing_sends_no_credentials() {
 
 fn signed(body: &[u8]) -> WebhookRequest {
     let mut request = unsigned(body);
-    request.headers.insert(SIGNATURE_HEADER.to_owned(), sign_inbound(&Secret::new(INBOUND_SECRET), body));
+    request.headers.insert(
+        SIGNATURE_HEADER.to_owned(),
+        sign_inbound(&Secret::new(INBOUND_SECRET), body),
+    );
     request
 }
 
@@ -800,66 +1035,111 @@ Le lun. 5 janv. 2026 =C3=A0 08:00, Kalify Sales <sales@kalify.example> a =C3=A9c
 
 #[test]
 fn reply_becomes_message_event() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
 
     let events = channel.parse_webhook(&signed(REPLY.as_bytes())).unwrap();
 
-    let [InboundEvent::Message(message)] = events.as_slice() else { panic!("{events:?}") };
+    let [InboundEvent::Message(message)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
     assert_eq!(message.channel, ChannelKind::Email);
     assert_eq!(message.provider, "smtp");
     assert_eq!(message.provider_message_id, "reply-42@prospect.example");
-    assert_eq!(message.from, ContactPoint::Email(EmailAddress::parse("camille@prospect.example").unwrap()));
+    assert_eq!(
+        message.from,
+        ContactPoint::Email(EmailAddress::parse("camille@prospect.example").unwrap())
+    );
     assert_eq!(message.text, "Notre budget est d'environ 30 k€.");
     assert_eq!(message.at, time(30) - chrono::Duration::hours(1));
 }
 
 #[test]
 fn unsigned_request_is_unauthenticated() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
 
-    let error = channel.parse_webhook(&unsigned(REPLY.as_bytes())).unwrap_err();
+    let error = channel
+        .parse_webhook(&unsigned(REPLY.as_bytes()))
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unauthenticated);
 }
 
 #[test]
 fn html_only_reply_is_read() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
     let raw = "From: camille@prospect.example\r\nSubject: Re: Votre projet\r\nMessage-ID: <html-1@prospect.example>\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html><head><style>div{}</style></head><body><div dir=\"ltr\">Oui, d&eacute;cision en <b>mars</b>.</div><div><br></div><div class=\"gmail_quote\"><div class=\"gmail_attr\">Le lun. 5 janv. 2026, Kalify &lt;sales@kalify.example&gt; a &eacute;crit&nbsp;:<br></div><blockquote class=\"gmail_quote\">Quand d&eacute;cidez-vous ?</blockquote></div><script>track()</script></body></html>";
 
     let events = channel.parse_webhook(&signed(raw.as_bytes())).unwrap();
 
-    let [InboundEvent::Message(message)] = events.as_slice() else { panic!("{events:?}") };
+    let [InboundEvent::Message(message)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
     assert_eq!(message.text, "Oui, décision en mars.");
 }
 
 #[test]
 fn auto_replies_are_not_messages() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
     let cases = [
-        ("Auto-Submitted: auto-replied\r\nSubject: Re: Votre projet\r\n", "auto_submitted"),
-        ("X-Autoreply: yes\r\nSubject: Re: Votre projet\r\n", "auto_reply_header"),
+        (
+            "Auto-Submitted: auto-replied\r\nSubject: Re: Votre projet\r\n",
+            "auto_submitted",
+        ),
+        (
+            "X-Autoreply: yes\r\nSubject: Re: Votre projet\r\n",
+            "auto_reply_header",
+        ),
         ("Precedence: bulk\r\nSubject: News\r\n", "precedence"),
-        ("Subject: =?utf-8?Q?R=C3=A9ponse_automatique_:_Votre_projet?=\r\n", "out_of_office_subject"),
-        ("Subject: Out of Office: back on Monday\r\n", "out_of_office_subject"),
+        (
+            "Subject: =?utf-8?Q?R=C3=A9ponse_automatique_:_Votre_projet?=\r\n",
+            "out_of_office_subject",
+        ),
+        (
+            "Subject: Out of Office: back on Monday\r\n",
+            "out_of_office_subject",
+        ),
         ("Subject: Absence du bureau\r\n", "out_of_office_subject"),
-        ("Subject: Automatic reply: Votre projet\r\n", "out_of_office_subject"),
+        (
+            "Subject: Automatic reply: Votre projet\r\n",
+            "out_of_office_subject",
+        ),
     ];
     for (index, (headers, reason)) in cases.into_iter().enumerate() {
-        let raw = format!("From: camille@prospect.example\r\nMessage-ID: <auto-{index}@prospect.example>\r\n{headers}Content-Type: text/plain\r\n\r\nJe suis absente jusqu'au 12.\r\n");
+        let raw = format!(
+            "From: camille@prospect.example\r\nMessage-ID: <auto-{index}@prospect.example>\r\n{headers}Content-Type: text/plain\r\n\r\nJe suis absente jusqu'au 12.\r\n"
+        );
 
         let events = channel.parse_webhook(&signed(raw.as_bytes())).unwrap();
 
-        let [InboundEvent::AutoReply(notice)] = events.as_slice() else { panic!("{headers}: {events:?}") };
+        let [InboundEvent::AutoReply(notice)] = events.as_slice() else {
+            panic!("{headers}: {events:?}")
+        };
         assert_eq!(notice.reason, reason, "{headers}");
-        assert_eq!(notice.from, ContactPoint::Email(EmailAddress::parse("camille@prospect.example").unwrap()));
-        assert_eq!(notice.provider_message_id, format!("auto-{index}@prospect.example"));
+        assert_eq!(
+            notice.from,
+            ContactPoint::Email(EmailAddress::parse("camille@prospect.example").unwrap())
+        );
+        assert_eq!(
+            notice.provider_message_id,
+            format!("auto-{index}@prospect.example")
+        );
     }
 
     // Auto-Submitted: no is a person's message.
     let raw = "From: camille@prospect.example\r\nAuto-Submitted: no\r\nSubject: Re: Votre projet\r\n\r\nOui.\r\n";
     let events = channel.parse_webhook(&signed(raw.as_bytes())).unwrap();
-    assert!(matches!(events.as_slice(), [InboundEvent::Message(_)]), "{events:?}");
+    assert!(
+        matches!(events.as_slice(), [InboundEvent::Message(_)]),
+        "{events:?}"
+    );
 }
 
 const BOUNCE: &str = "From: Mail Delivery System <MAILER-DAEMON@mx.kalify.example>\r\n\
@@ -903,7 +1183,9 @@ Subject: Votre projet\r\n\
 
 #[test]
 fn bounce_becomes_bounce_events() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
 
     let events = channel.parse_webhook(&signed(BOUNCE.as_bytes())).unwrap();
 
@@ -916,11 +1198,19 @@ fn bounce_becomes_bounce_events() {
         .collect();
     assert_eq!(notices.len(), 2, "the delivered recipient is no failure");
     let failed = notices[0];
-    assert_eq!(failed.recipient, Some(ContactPoint::Email(EmailAddress::parse("gone@prospect.example").unwrap())));
+    assert_eq!(
+        failed.recipient,
+        Some(ContactPoint::Email(
+            EmailAddress::parse("gone@prospect.example").unwrap()
+        ))
+    );
     assert!(failed.permanent);
     assert_eq!(failed.status_code.as_deref(), Some("5.1.1"));
     assert_eq!(failed.reason, "delivery_failed");
-    assert_eq!(failed.original_message_id.as_deref(), Some("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b@kalify.example"));
+    assert_eq!(
+        failed.original_message_id.as_deref(),
+        Some("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b@kalify.example")
+    );
     assert_eq!(failed.provider_message_id, "bounce-7@mx.kalify.example");
     let delayed = notices[1];
     assert!(!delayed.permanent);
@@ -928,17 +1218,25 @@ fn bounce_becomes_bounce_events() {
     assert_eq!(delayed.reason, "delivery_delayed");
 
     let parsed = parse_email(BOUNCE.as_bytes()).unwrap();
-    assert!(matches!(parsed.kind, EmailKind::Bounce(_)), "{:?}", parsed.kind);
+    assert!(
+        matches!(parsed.kind, EmailKind::Bounce(_)),
+        "{:?}",
+        parsed.kind
+    );
 }
 
 #[test]
 fn bounce_without_report_is_not_permanent() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
     let raw = "From: MAILER-DAEMON@mx.prospect.example\r\nSubject: Mail delivery failed: returning message to sender\r\nMessage-ID: <b-2@mx.prospect.example>\r\n\r\nThis message was created automatically by mail delivery software.\r\n";
 
     let events = channel.parse_webhook(&signed(raw.as_bytes())).unwrap();
 
-    let [InboundEvent::Bounce(notice)] = events.as_slice() else { panic!("{events:?}") };
+    let [InboundEvent::Bounce(notice)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
     assert!(!notice.permanent);
     assert_eq!(notice.recipient, None);
     assert_eq!(notice.reason, "delivery_failed_unstructured");
@@ -946,33 +1244,57 @@ fn bounce_without_report_is_not_permanent() {
 
 #[test]
 fn mailto_unsubscribe_is_opt_out() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .build()
+        .unwrap();
     let recipient = EmailAddress::parse("Camille.Martin@Prospect.example").unwrap();
-    let token = kalify_channels::email::unsubscribe_token(&Secret::new(UNSUBSCRIBE_KEY), fakes::org(), &recipient);
-    let raw = format!("From: other-address@prospect.example\r\nTo: unsubscribe@kalify.example\r\nSubject: unsubscribe-{token}\r\nMessage-ID: <u-1@prospect.example>\r\n\r\n");
+    let token = kalify_channels::email::unsubscribe_token(
+        &Secret::new(UNSUBSCRIBE_KEY),
+        fakes::org(),
+        &recipient,
+    );
+    let raw = format!(
+        "From: other-address@prospect.example\r\nTo: unsubscribe@kalify.example\r\nSubject: unsubscribe-{token}\r\nMessage-ID: <u-1@prospect.example>\r\n\r\n"
+    );
 
     let events = channel.parse_webhook(&signed(raw.as_bytes())).unwrap();
 
-    let [InboundEvent::OptOut(notice)] = events.as_slice() else { panic!("{events:?}") };
+    let [InboundEvent::OptOut(notice)] = events.as_slice() else {
+        panic!("{events:?}")
+    };
     assert_eq!(notice.contact, ContactPoint::Email(recipient));
     assert_eq!(notice.reason, "list_unsubscribe_mailto");
 
     // A forged token is read as an ordinary message.
     let forged = "From: camille@prospect.example\r\nSubject: unsubscribe-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n\r\nunsubscribe\r\n";
     let events = channel.parse_webhook(&signed(forged.as_bytes())).unwrap();
-    assert!(matches!(events.as_slice(), [InboundEvent::Message(_)]), "{events:?}");
+    assert!(
+        matches!(events.as_slice(), [InboundEvent::Message(_)]),
+        "{events:?}"
+    );
 }
 
 #[test]
 fn oversized_and_garbage_rejected() {
-    let channel = builder_for("127.0.0.1:2525".parse().unwrap()).with_max_inbound_bytes(1024).build().unwrap();
+    let channel = builder_for("127.0.0.1:2525".parse().unwrap())
+        .with_max_inbound_bytes(1024)
+        .build()
+        .unwrap();
 
-    let big = format!("From: a@prospect.example\r\nSubject: big\r\n\r\n{}", "x".repeat(2048));
+    let big = format!(
+        "From: a@prospect.example\r\nSubject: big\r\n\r\n{}",
+        "x".repeat(2048)
+    );
     let error = channel.parse_webhook(&signed(big.as_bytes())).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert!(error.message().contains("too large"), "{error}");
 
-    for garbage in [&b""[..], b"\xff\xfe\xfd", b"\r\n\r\n", b"Subject: no sender\r\n\r\nhello"] {
+    for garbage in [
+        &b""[..],
+        b"\xff\xfe\xfd",
+        b"\r\n\r\n",
+        b"Subject: no sender\r\n\r\nhello",
+    ] {
         let error = channel.parse_webhook(&signed(garbage)).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidInput, "{garbage:?}");
     }
@@ -1000,8 +1322,15 @@ impl SmtpHarness {
             credentials: Some(("mailer".into(), PASSWORD.into())),
             ..ServerOptions::default()
         });
-        let channel = builder_for(server.address).with_credentials("mailer", Secret::new(PASSWORD)).build().unwrap();
-        SmtpHarness { server, channel, recipient: fakes::email(fakes::next_number()) }
+        let channel = builder_for(server.address)
+            .with_credentials("mailer", Secret::new(PASSWORD))
+            .build()
+            .unwrap();
+        SmtpHarness {
+            server,
+            channel,
+            recipient: fakes::email(fakes::next_number()),
+        }
     }
 }
 
@@ -1016,7 +1345,11 @@ impl ChannelHarness for SmtpHarness {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![PASSWORD.to_owned(), UNSUBSCRIBE_KEY.to_owned(), INBOUND_SECRET.to_owned()]
+        vec![
+            PASSWORD.to_owned(),
+            UNSUBSCRIBE_KEY.to_owned(),
+            INBOUND_SECRET.to_owned(),
+        ]
     }
 
     fn signature_header(&self) -> String {
@@ -1030,15 +1363,22 @@ impl ChannelHarness for SmtpHarness {
     }
 
     async fn mount_rate_limited(&self, _retry_after_secs: u64) {
-        self.server.set(Behaviour::RejectData(451, "4.7.1 rate limited, try again later"));
+        self.server.set(Behaviour::RejectData(
+            451,
+            "4.7.1 rate limited, try again later",
+        ));
     }
 
     async fn mount_server_error(&self) {
-        self.server.set(Behaviour::RejectData(451, "4.3.0 local error in processing"));
+        self.server.set(Behaviour::RejectData(
+            451,
+            "4.3.0 local error in processing",
+        ));
     }
 
     async fn mount_invalid_recipient(&self) {
-        self.server.set(Behaviour::RejectRecipient(550, "5.1.1 mailbox unavailable"));
+        self.server
+            .set(Behaviour::RejectRecipient(550, "5.1.1 mailbox unavailable"));
     }
 
     async fn mount_opted_out(&self) -> bool {

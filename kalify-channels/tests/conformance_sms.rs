@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kalify_channels::twilio::{
-    self, SIGNATURE_HEADER, TwilioSmsChannel, TwilioSmsChannelBuilder, compute_signature, validate_request,
-    validate_request_with_body,
+    self, SIGNATURE_HEADER, TwilioSmsChannel, TwilioSmsChannelBuilder, compute_signature,
+    validate_request, validate_request_with_body,
 };
 use kalify_core::contact::{ContactPoint, PhoneNumber};
 use kalify_core::conversation::{DeliveryStatus, Sender};
@@ -59,13 +59,29 @@ fn error_body(code: u32, status: u16) -> Value {
 
 /// Builds a form-encoded webhook request to [`WEBHOOK_URL`], signed when `signed`.
 fn webhook(params: &[(&str, &str)], signed: bool) -> WebhookRequest {
-    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-    let owned: Vec<(String, String)> = params.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect();
-    let mut headers = BTreeMap::from([("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned())]);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect();
+    let mut headers = BTreeMap::from([(
+        "content-type".to_owned(),
+        "application/x-www-form-urlencoded".to_owned(),
+    )]);
     if signed {
-        headers.insert(SIGNATURE_HEADER.to_owned(), compute_signature(AUTH_TOKEN, WEBHOOK_URL, &owned));
+        headers.insert(
+            SIGNATURE_HEADER.to_owned(),
+            compute_signature(AUTH_TOKEN, WEBHOOK_URL, &owned),
+        );
     }
-    WebhookRequest { method: "POST".into(), url: WEBHOOK_URL.into(), headers, body: body.into_bytes() }
+    WebhookRequest {
+        method: "POST".into(),
+        url: WEBHOOK_URL.into(),
+        headers,
+        body: body.into_bytes(),
+    }
 }
 
 fn inbound_params() -> Vec<(&'static str, &'static str)> {
@@ -116,7 +132,8 @@ impl ChannelHarness for TwilioHarness {
     }
 
     async fn mount_success(&self, provider_message_id: &str) {
-        let body = json!({"sid": provider_message_id, "status": "queued", "to": RECIPIENT, "from": FROM});
+        let body =
+            json!({"sid": provider_message_id, "status": "queued", "to": RECIPIENT, "from": FROM});
         Mock::given(method("POST"))
             .and(path(messages_path()))
             .respond_with(ResponseTemplate::new(201).set_body_json(body))
@@ -178,7 +195,11 @@ kalify_core::channel_conformance!(twilio_sms, || async { TwilioHarness::start().
 
 /// Returns the value of context `key` of `error`.
 fn context<'a>(error: &'a kalify_core::Error, key: &str) -> Option<&'a str> {
-    error.context().iter().find(|(name, _)| *name == key).map(|(_, value)| value.as_str())
+    error
+        .context()
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, value)| value.as_str())
 }
 
 // ---------------------------------------------------------------------------
@@ -198,7 +219,15 @@ async fn send_posts_form_with_basic_auth() {
         .mount(&server)
         .await;
 
-    let receipt = channel.send(&channel_suite::permit_for(recipient(), "key-shape", SAMPLE_TEXT, Sender::Ai)).await.unwrap();
+    let receipt = channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-shape",
+            SAMPLE_TEXT,
+            Sender::Ai,
+        ))
+        .await
+        .unwrap();
     assert_eq!(receipt.provider_message_id, "SM0001");
     assert_eq!(receipt.provider, "twilio");
 
@@ -207,19 +236,49 @@ async fn send_posts_form_with_basic_auth() {
     let request = &requests[0];
     let expected_auth = format!(
         "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{ACCOUNT_SID}:{AUTH_TOKEN}")
+        )
     );
-    assert_eq!(request.headers.get("authorization").unwrap().to_str().unwrap(), expected_auth);
-    assert_eq!(request.headers.get("content-type").unwrap().to_str().unwrap(), "application/x-www-form-urlencoded");
+    assert_eq!(
+        request
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        expected_auth
+    );
+    assert_eq!(
+        request
+            .headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "application/x-www-form-urlencoded"
+    );
 
-    let form: BTreeMap<String, String> = form_urlencoded::parse(&request.body).into_owned().collect();
+    let form: BTreeMap<String, String> =
+        form_urlencoded::parse(&request.body).into_owned().collect();
     assert_eq!(form.get("To").map(String::as_str), Some(RECIPIENT));
     assert_eq!(form.get("From").map(String::as_str), Some(FROM));
-    assert_eq!(form.get("Body").map(String::as_str), Some(SAMPLE_TEXT), "the text must arrive byte for byte");
-    assert_eq!(form.get("StatusCallback").map(String::as_str), Some("https://hooks.example.com/twilio/status"));
+    assert_eq!(
+        form.get("Body").map(String::as_str),
+        Some(SAMPLE_TEXT),
+        "the text must arrive byte for byte"
+    );
+    assert_eq!(
+        form.get("StatusCallback").map(String::as_str),
+        Some("https://hooks.example.com/twilio/status")
+    );
     assert_eq!(form.get("ValidityPeriod").map(String::as_str), Some("600"));
     assert!(!form.contains_key("MessagingServiceSid"));
-    assert!(request.url.query().is_none(), "nothing travels in the query string");
+    assert!(
+        request.url.query().is_none(),
+        "nothing travels in the query string"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,11 +294,24 @@ async fn send_with_messaging_service() {
         .mount(&server)
         .await;
 
-    channel.send(&channel_suite::permit_for(recipient(), "key-mg", "Bonjour", Sender::Ai)).await.unwrap();
+    channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-mg",
+            "Bonjour",
+            Sender::Ai,
+        ))
+        .await
+        .unwrap();
 
     let requests = server.received_requests().await.unwrap();
-    let form: BTreeMap<String, String> = form_urlencoded::parse(&requests[0].body).into_owned().collect();
-    assert_eq!(form.get("MessagingServiceSid").map(String::as_str), Some("MG0123456789abcdef0123456789abcdef"));
+    let form: BTreeMap<String, String> = form_urlencoded::parse(&requests[0].body)
+        .into_owned()
+        .collect();
+    assert_eq!(
+        form.get("MessagingServiceSid").map(String::as_str),
+        Some("MG0123456789abcdef0123456789abcdef")
+    );
     assert!(!form.contains_key("From"));
 }
 
@@ -257,7 +329,11 @@ async fn repeated_key_sends_once() {
     let second = channel.send(&permit).await.unwrap();
 
     assert_eq!(first, second);
-    assert_eq!(server.received_requests().await.unwrap().len(), 1, "the repeated key must not reach Twilio");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "the repeated key must not reach Twilio"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +341,11 @@ async fn concurrent_same_key_is_retryable() {
     let server = MockServer::start().await;
     let channel = builder(&server).build().unwrap();
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM0004"})).set_delay(Duration::from_millis(400)))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0004"}))
+                .set_delay(Duration::from_millis(400)),
+        )
         .mount(&server)
         .await;
     let permit = channel_suite::permit_for(recipient(), "key-concurrent", SAMPLE_TEXT, Sender::Ai);
@@ -286,21 +366,39 @@ async fn concurrent_same_key_is_retryable() {
 async fn timeout_outcome_unknown_is_permanent() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM0005"})).set_delay(Duration::from_secs(3)))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"sid": "SM0005"}))
+                .set_delay(Duration::from_secs(3)),
+        )
         .mount(&server)
         .await;
     let permit = channel_suite::permit_for(recipient(), "key-timeout", SAMPLE_TEXT, Sender::Ai);
 
-    let strict = builder(&server).with_request_timeout(Duration::from_secs(1)).build().unwrap();
+    let strict = builder(&server)
+        .with_request_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let error = strict.send(&permit).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout, "{error:?}");
-    assert_eq!(error.retry(), Retry::Permanent, "Twilio may have accepted the message: {error:?}");
+    assert_eq!(
+        error.retry(),
+        Retry::Permanent,
+        "Twilio may have accepted the message: {error:?}"
+    );
     assert_eq!(context(&error, "outcome"), Some("unknown"));
 
-    let lenient = builder(&server).with_request_timeout(Duration::from_secs(1)).with_retry_unknown_outcome(true).build().unwrap();
+    let lenient = builder(&server)
+        .with_request_timeout(Duration::from_secs(1))
+        .with_retry_unknown_outcome(true)
+        .build()
+        .unwrap();
     let error = lenient.send(&permit).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
-    assert!(error.is_retryable(), "retry_unknown_outcome makes it retryable: {error:?}");
+    assert!(
+        error.is_retryable(),
+        "retry_unknown_outcome makes it retryable: {error:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,28 +413,53 @@ async fn connection_refused_is_retryable() {
         .build()
         .unwrap();
 
-    let error = channel.send(&channel_suite::permit_for(recipient(), "key-refused", SAMPLE_TEXT, Sender::Ai)).await.unwrap_err();
+    let error = channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-refused",
+            SAMPLE_TEXT,
+            Sender::Ai,
+        ))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error:?}");
-    assert!(error.is_retryable(), "nothing reached Twilio, so a retry is safe: {error:?}");
+    assert!(
+        error.is_retryable(),
+        "nothing reached Twilio, so a retry is safe: {error:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_http_date() {
     let server = MockServer::start().await;
     let clock_now = fakes::time(0);
-    let channel = builder(&server).with_clock(Arc::new(ManualClock::new(clock_now))).build().unwrap();
+    let channel = builder(&server)
+        .with_clock(Arc::new(ManualClock::new(clock_now)))
+        .build()
+        .unwrap();
     let http_date = |at: kalify_core::Timestamp| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     Mock::given(method("POST"))
         .respond_with(
             ResponseTemplate::new(503)
-                .insert_header("Retry-After", http_date(clock_now + chrono::TimeDelta::seconds(120)).as_str())
+                .insert_header(
+                    "Retry-After",
+                    http_date(clock_now + chrono::TimeDelta::seconds(120)).as_str(),
+                )
                 .insert_header("Date", http_date(clock_now).as_str()),
         )
         .mount(&server)
         .await;
 
-    let error = channel.send(&channel_suite::permit_for(recipient(), "key-date", SAMPLE_TEXT, Sender::Ai)).await.unwrap_err();
+    let error = channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-date",
+            SAMPLE_TEXT,
+            Sender::Ai,
+        ))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unavailable);
     assert_eq!(error.retry_after(), Some(Duration::from_secs(120)));
@@ -362,10 +485,21 @@ async fn error_codes_map_to_kinds() {
             .mount(&server)
             .await;
         let key = format!("key-code-{index}");
-        let error = channel.send(&channel_suite::permit_for(recipient(), &key, SAMPLE_TEXT, Sender::Ai)).await.unwrap_err();
+        let error = channel
+            .send(&channel_suite::permit_for(
+                recipient(),
+                &key,
+                SAMPLE_TEXT,
+                Sender::Ai,
+            ))
+            .await
+            .unwrap_err();
         assert_eq!(error.kind(), kind, "{status}/{code}: {error:?}");
         assert_eq!(error.retry(), Retry::Permanent, "{status}/{code}");
-        assert!(!error.to_string().contains(RECIPIENT), "Twilio's message quotes the number; it must not reach the error: {error}");
+        assert!(
+            !error.to_string().contains(RECIPIENT),
+            "Twilio's message quotes the number; it must not reach the error: {error}"
+        );
     }
 }
 
@@ -374,9 +508,17 @@ async fn invalid_number_marks_contact_point() {
     let harness = TwilioHarness::start().await;
     harness.mount_invalid_recipient().await;
 
-    let error = harness.channel.send(&channel_suite::permit(&harness, "key-mark")).await.unwrap_err();
+    let error = harness
+        .channel
+        .send(&channel_suite::permit(&harness, "key-mark"))
+        .await
+        .unwrap_err();
 
-    assert_eq!(context(&error, "contact_point"), Some("invalid"), "{error:?}");
+    assert_eq!(
+        context(&error, "contact_point"),
+        Some("invalid"),
+        "{error:?}"
+    );
     assert_eq!(context(&error, "twilio_code"), Some("21211"), "{error:?}");
 }
 
@@ -384,9 +526,20 @@ async fn invalid_number_marks_contact_point() {
 async fn success_without_sid_is_unexpected() {
     let server = MockServer::start().await;
     let channel = builder(&server).build().unwrap();
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(201).set_body_string("<html>ok</html>")).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_string("<html>ok</html>"))
+        .mount(&server)
+        .await;
 
-    let error = channel.send(&channel_suite::permit_for(recipient(), "key-nosid", SAMPLE_TEXT, Sender::Ai)).await.unwrap_err();
+    let error = channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-nosid",
+            SAMPLE_TEXT,
+            Sender::Ai,
+        ))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::Unexpected);
     assert_eq!(error.retry(), Retry::Permanent);
@@ -398,13 +551,32 @@ async fn text_limits_checked_before_sending() {
     let channel = builder(&server).build().unwrap();
 
     let long = "é".repeat(1601);
-    let error = channel.send(&channel_suite::permit_for(recipient(), "key-long", &long, Sender::Ai)).await.unwrap_err();
+    let error = channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-long",
+            &long,
+            Sender::Ai,
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ContentRejected);
 
-    let error = channel.send(&channel_suite::permit_for(recipient(), "key-empty", "  ", Sender::Ai)).await.unwrap_err();
+    let error = channel
+        .send(&channel_suite::permit_for(
+            recipient(),
+            "key-empty",
+            "  ",
+            Sender::Ai,
+        ))
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
 
-    assert!(server.received_requests().await.unwrap().is_empty(), "rejected texts must not reach Twilio");
+    assert!(
+        server.received_requests().await.unwrap().is_empty(),
+        "rejected texts must not reach Twilio"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,7 +585,15 @@ async fn non_phone_recipient_rejected() {
     let channel = builder(&server).build().unwrap();
     let email = ContactPoint::Email(fakes::email(1));
 
-    let error = channel.send(&channel_suite::permit_for(email, "key-email", "Bonjour", Sender::Ai)).await.unwrap_err();
+    let error = channel
+        .send(&channel_suite::permit_for(
+            email,
+            "key-email",
+            "Bonjour",
+            Sender::Ai,
+        ))
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
 }
@@ -433,11 +613,18 @@ fn parse_channel() -> TwilioSmsChannel {
 
 #[test]
 fn inbound_webhook_parses_message() {
-    let events = parse_channel().parse_webhook(&webhook(&inbound_params(), true)).unwrap();
+    let events = parse_channel()
+        .parse_webhook(&webhook(&inbound_params(), true))
+        .unwrap();
 
     assert_eq!(events.len(), 1);
-    let InboundEvent::Message(message) = &events[0] else { panic!("{events:?}") };
-    assert_eq!(message.provider_message_id, "SM5f1e0c0a1b2c3d4e5f60718293a4b5c6");
+    let InboundEvent::Message(message) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        message.provider_message_id,
+        "SM5f1e0c0a1b2c3d4e5f60718293a4b5c6"
+    );
     assert_eq!(message.text, "Oui, ça m’intéresse, budget « 30 k€ » 😀");
     assert_eq!(message.from, recipient());
     assert_eq!(message.at, fakes::time(0));
@@ -450,7 +637,9 @@ fn advanced_opt_out_adds_notice() {
     params.push(("Body", "STOP"));
     params.push(("OptOutType", "STOP"));
 
-    let events = parse_channel().parse_webhook(&webhook(&params, true)).unwrap();
+    let events = parse_channel()
+        .parse_webhook(&webhook(&params, true))
+        .unwrap();
 
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(matches!(&events[0], InboundEvent::Message(message) if message.text == "STOP"));
@@ -467,10 +656,14 @@ fn status_callback_parses() {
         ("To", RECIPIENT),
         ("ApiVersion", "2010-04-01"),
     ];
-    let events = parse_channel().parse_webhook(&webhook(&params, true)).unwrap();
+    let events = parse_channel()
+        .parse_webhook(&webhook(&params, true))
+        .unwrap();
 
     assert_eq!(events.len(), 1);
-    let InboundEvent::Status(update) = &events[0] else { panic!("{events:?}") };
+    let InboundEvent::Status(update) = &events[0] else {
+        panic!("{events:?}")
+    };
     assert_eq!(update.provider_message_id, "SM0006");
     assert_eq!(update.status, DeliveryStatus::Delivered);
     assert_eq!(update.error_code, None);
@@ -478,11 +671,22 @@ fn status_callback_parses() {
 
 #[test]
 fn status_callback_opted_out() {
-    let params = [("MessageSid", "SM0007"), ("MessageStatus", "failed"), ("ErrorCode", "21610"), ("To", RECIPIENT)];
-    let events = parse_channel().parse_webhook(&webhook(&params, true)).unwrap();
+    let params = [
+        ("MessageSid", "SM0007"),
+        ("MessageStatus", "failed"),
+        ("ErrorCode", "21610"),
+        ("To", RECIPIENT),
+    ];
+    let events = parse_channel()
+        .parse_webhook(&webhook(&params, true))
+        .unwrap();
 
-    assert!(matches!(&events[0], InboundEvent::OptOut(notice) if notice.reason == "twilio_error_21610"));
-    assert!(matches!(&events[1], InboundEvent::Status(update) if update.error_code.as_deref() == Some("21610")));
+    assert!(
+        matches!(&events[0], InboundEvent::OptOut(notice) if notice.reason == "twilio_error_21610")
+    );
+    assert!(
+        matches!(&events[1], InboundEvent::Status(update) if update.error_code.as_deref() == Some("21610"))
+    );
 }
 
 #[test]
@@ -507,7 +711,10 @@ fn webhook_with_explicit_default_port_accepted() {
 
 #[test]
 fn get_webhook_signs_url_only() {
-    let url = format!("https://hooks.example.com/twilio/sms?MessageSid=SM0008&From={}&Body=Oui", RECIPIENT.replace('+', "%2B"));
+    let url = format!(
+        "https://hooks.example.com/twilio/sms?MessageSid=SM0008&From={}&Body=Oui",
+        RECIPIENT.replace('+', "%2B")
+    );
     let signature = compute_signature(AUTH_TOKEN, &url, &[]);
     let request = WebhookRequest {
         method: "GET".into(),
@@ -518,7 +725,9 @@ fn get_webhook_signs_url_only() {
 
     let events = parse_channel().parse_webhook(&request).unwrap();
 
-    let InboundEvent::Message(message) = &events[0] else { panic!("{events:?}") };
+    let InboundEvent::Message(message) = &events[0] else {
+        panic!("{events:?}")
+    };
     assert_eq!(message.provider_message_id, "SM0008");
     assert_eq!(message.text, "Oui");
 }
@@ -526,7 +735,10 @@ fn get_webhook_signs_url_only() {
 #[test]
 fn json_webhook_verified_without_events() {
     let body = br#"{"event": "test"}"#;
-    let hash: String = sha2::Sha256::digest(body).iter().map(|byte| format!("{byte:02x}")).collect();
+    let hash: String = sha2::Sha256::digest(body)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     let url = format!("https://hooks.example.com/twilio/events?bodySHA256={hash}");
     let signature = compute_signature(AUTH_TOKEN, &url, &[]);
     let mut request = WebhookRequest {
@@ -539,7 +751,10 @@ fn json_webhook_verified_without_events() {
     assert!(parse_channel().parse_webhook(&request).unwrap().is_empty());
 
     request.body = br#"{"event": "forged"}"#.to_vec();
-    assert_eq!(parse_channel().parse_webhook(&request).unwrap_err().kind(), ErrorKind::Unauthenticated);
+    assert_eq!(
+        parse_channel().parse_webhook(&request).unwrap_err().kind(),
+        ErrorKind::Unauthenticated
+    );
 }
 
 #[test]
@@ -551,7 +766,9 @@ fn oversized_webhook_rejected() {
         .build()
         .unwrap();
 
-    let error = channel.parse_webhook(&webhook(&inbound_params(), true)).unwrap_err();
+    let error = channel
+        .parse_webhook(&webhook(&inbound_params(), true))
+        .unwrap_err();
 
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
 }
@@ -572,12 +789,27 @@ fn capabilities_reported() {
 /// Reads a file of the shared fixtures folder, or returns `None` after
 /// printing why the test is skipped; with `CI` set, a missing file fails.
 fn fixture(relative: &str) -> Option<Vec<u8>> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "..", "shared", "fixtures", relative].iter().collect();
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "..",
+        "shared",
+        "fixtures",
+        relative,
+    ]
+    .iter()
+    .collect();
     match std::fs::read(&path) {
         Ok(bytes) => Some(bytes),
-        Err(error) if std::env::var_os("CI").is_some() => panic!("fixture {} is missing ({error}); CI must provide it", path.display()),
+        Err(error) if std::env::var_os("CI").is_some() => panic!(
+            "fixture {} is missing ({error}); CI must provide it",
+            path.display()
+        ),
         Err(error) => {
-            eprintln!("skipped: fixture {} is missing ({error}); with CI set this test fails", path.display());
+            eprintln!(
+                "skipped: fixture {} is missing ({error}); with CI set this test fails",
+                path.display()
+            );
             None
         }
     }
@@ -589,14 +821,22 @@ fn vector_params(value: &Value) -> Vec<(String, String)> {
         Value::Object(map) => map
             .iter()
             .flat_map(|(key, value)| match value {
-                Value::Array(items) => items.iter().map(|item| (key.clone(), item.as_str().unwrap_or_default().to_owned())).collect(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|item| (key.clone(), item.as_str().unwrap_or_default().to_owned()))
+                    .collect(),
                 Value::Null => vec![(key.clone(), String::new())],
                 other => vec![(key.clone(), other.as_str().unwrap_or_default().to_owned())],
             })
             .collect(),
         Value::Array(pairs) => pairs
             .iter()
-            .map(|pair| (pair[0].as_str().unwrap().to_owned(), pair[1].as_str().unwrap_or_default().to_owned()))
+            .map(|pair| {
+                (
+                    pair[0].as_str().unwrap().to_owned(),
+                    pair[1].as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect(),
         _ => Vec::new(),
     }
@@ -611,7 +851,11 @@ fn vectors() -> Option<Value> {
 fn sdk_vectors_validate() {
     let Some(vectors) = vectors() else { return };
     let list = vectors["vectors"].as_array().unwrap();
-    assert!(list.len() >= 41, "expected the 41 vectors, found {}", list.len());
+    assert!(
+        list.len() >= 41,
+        "expected the 41 vectors, found {}",
+        list.len()
+    );
 
     for vector in list {
         let id = vector["id"].as_str().unwrap();
@@ -621,13 +865,19 @@ fn sdk_vectors_validate() {
         let expected = vector["expected_valid"].as_bool().unwrap();
 
         let valid = match vector["kind"].as_str().unwrap() {
-            "validate" => validate_request(token, signature.unwrap_or_default(), url, &vector_params(&vector["params"])),
+            "validate" => validate_request(
+                token,
+                signature.unwrap_or_default(),
+                url,
+                &vector_params(&vector["params"]),
+            ),
             "validate_body" => {
                 let body = vector["body"].as_str().unwrap().as_bytes();
                 if url.contains("bodySHA256=") {
                     validate_request_with_body(token, signature.unwrap_or_default(), url, body)
                 } else {
-                    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+                    let params: Vec<(String, String)> =
+                        form_urlencoded::parse(body).into_owned().collect();
                     validate_request(token, signature.unwrap_or_default(), url, &params)
                 }
             }
@@ -644,11 +894,18 @@ fn sdk_vectors_through_channel() {
     for vector in vectors["vectors"].as_array().unwrap() {
         let id = vector["id"].as_str().unwrap();
         let token = vector["auth_token"].as_str().unwrap();
-        let channel = TwilioSmsChannelBuilder::new(ACCOUNT_SID, token).with_from(FROM).with_base_url("http://127.0.0.1:9").build().unwrap();
+        let channel = TwilioSmsChannelBuilder::new(ACCOUNT_SID, token)
+            .with_from(FROM)
+            .with_base_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
         let body = match vector["kind"].as_str().unwrap() {
             "validate" => {
                 let params = vector_params(&vector["params"]);
-                form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish().into_bytes()
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&params)
+                    .finish()
+                    .into_bytes()
             }
             _ => vector["body"].as_str().unwrap().as_bytes().to_vec(),
         };
@@ -656,13 +913,23 @@ fn sdk_vectors_through_channel() {
         if let Some(signature) = vector["signature"].as_str() {
             headers.insert(SIGNATURE_HEADER.to_owned(), signature.to_owned());
         }
-        let request = WebhookRequest { method: "POST".into(), url: vector["url"].as_str().unwrap().to_owned(), headers, body };
+        let request = WebhookRequest {
+            method: "POST".into(),
+            url: vector["url"].as_str().unwrap().to_owned(),
+            headers,
+            body,
+        };
 
         // A verified request may still lack the parameters of an SMS
         // webhook (the vectors are voice calls), which is InvalidInput.
         let result = channel.parse_webhook(&request);
-        let authenticated = !matches!(&result, Err(error) if error.kind() == ErrorKind::Unauthenticated);
-        assert_eq!(authenticated, vector["expected_valid"].as_bool().unwrap(), "vector {id}: {result:?}");
+        let authenticated =
+            !matches!(&result, Err(error) if error.kind() == ErrorKind::Unauthenticated);
+        assert_eq!(
+            authenticated,
+            vector["expected_valid"].as_bool().unwrap(),
+            "vector {id}: {result:?}"
+        );
     }
 }
 
@@ -671,12 +938,22 @@ fn sdk_vectors_compute_exact_signature() {
     let Some(vectors) = vectors() else { return };
 
     for vector in vectors["vectors"].as_array().unwrap() {
-        if vector["signed_url_form_checked"].as_str() != Some("as_is") || vector["kind"].as_str() != Some("validate") {
+        if vector["signed_url_form_checked"].as_str() != Some("as_is")
+            || vector["kind"].as_str() != Some("validate")
+        {
             continue;
         }
-        let computed =
-            compute_signature(vector["auth_token"].as_str().unwrap(), vector["url"].as_str().unwrap(), &vector_params(&vector["params"]));
-        assert_eq!(computed, vector["signature"].as_str().unwrap(), "vector {}", vector["id"]);
+        let computed = compute_signature(
+            vector["auth_token"].as_str().unwrap(),
+            vector["url"].as_str().unwrap(),
+            &vector_params(&vector["params"]),
+        );
+        assert_eq!(
+            computed,
+            vector["signature"].as_str().unwrap(),
+            "vector {}",
+            vector["id"]
+        );
     }
 }
 
@@ -704,7 +981,10 @@ fn sdk_body_hashes() {
 
     for case in vectors["body_hashes"].as_array().unwrap() {
         let body = case["body"].as_str().unwrap();
-        let hex: String = sha2::Sha256::digest(body.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+        let hex: String = sha2::Sha256::digest(body.as_bytes())
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         assert_eq!(hex, case["sha256_hex"].as_str().unwrap(), "body {body}");
     }
 }
@@ -713,15 +993,29 @@ fn sdk_body_hashes() {
 fn sdk_middleware_expectations() {
     let Some(vectors) = vectors() else { return };
     let list = vectors["vectors"].as_array().unwrap();
-    let find = |id: &str| list.iter().find(|vector| vector["id"] == id).unwrap().clone();
+    let find = |id: &str| {
+        list.iter()
+            .find(|vector| vector["id"] == id)
+            .unwrap()
+            .clone()
+    };
     let default = find("default");
     let body_vector = find("body_sha256");
-    let channel = TwilioSmsChannelBuilder::new(ACCOUNT_SID, "12345").with_from(FROM).with_base_url("http://127.0.0.1:9").build().unwrap();
-    let form = form_urlencoded::Serializer::new(String::new()).extend_pairs(vector_params(&default["params"])).finish().into_bytes();
+    let channel = TwilioSmsChannelBuilder::new(ACCOUNT_SID, "12345")
+        .with_from(FROM)
+        .with_base_url("http://127.0.0.1:9")
+        .build()
+        .unwrap();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(vector_params(&default["params"]))
+        .finish()
+        .into_bytes();
     let request = |url: &str, signature: Option<&str>, body: &[u8]| WebhookRequest {
         method: "POST".into(),
         url: url.to_owned(),
-        headers: signature.map(|value| BTreeMap::from([(SIGNATURE_HEADER.to_owned(), value.to_owned())])).unwrap_or_default(),
+        headers: signature
+            .map(|value| BTreeMap::from([(SIGNATURE_HEADER.to_owned(), value.to_owned())]))
+            .unwrap_or_default(),
         body: body.to_vec(),
     };
     let authenticated = |request: WebhookRequest| !matches!(channel.parse_webhook(&request), Err(error) if error.kind() == ErrorKind::Unauthenticated);
@@ -730,9 +1024,36 @@ fn sdk_middleware_expectations() {
     let body_url = body_vector["url"].as_str().unwrap();
     let body = body_vector["body"].as_str().unwrap().as_bytes();
 
-    assert!(authenticated(request(default_url, default_signature, &form)), "valid signature");
-    assert!(!authenticated(request(&format!("{default_url}&somethingUnexpected=true"), default_signature, &form)), "altered URL");
-    assert!(!authenticated(request(default_url, None, &form)), "missing header");
-    assert!(authenticated(request(body_url, Some("a9nBmqA0ju/hNViExpshrM61xv4="), body)), "JSON body");
-    assert!(!authenticated(request(&body_url[..body_url.len() - 1], Some("a9nBmqA0ju/hNViExpshrM61xv4="), body)), "truncated bodySHA256");
+    assert!(
+        authenticated(request(default_url, default_signature, &form)),
+        "valid signature"
+    );
+    assert!(
+        !authenticated(request(
+            &format!("{default_url}&somethingUnexpected=true"),
+            default_signature,
+            &form
+        )),
+        "altered URL"
+    );
+    assert!(
+        !authenticated(request(default_url, None, &form)),
+        "missing header"
+    );
+    assert!(
+        authenticated(request(
+            body_url,
+            Some("a9nBmqA0ju/hNViExpshrM61xv4="),
+            body
+        )),
+        "JSON body"
+    );
+    assert!(
+        !authenticated(request(
+            &body_url[..body_url.len() - 1],
+            Some("a9nBmqA0ju/hNViExpshrM61xv4="),
+            body
+        )),
+        "truncated bodySHA256"
+    );
 }

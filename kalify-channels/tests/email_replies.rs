@@ -19,7 +19,10 @@
 //! - one fragment and no other check means the whole body is the reply;
 //! - `max_seconds` bounds the parse time.
 
-#![allow(clippy::panic, reason = "test helpers outside #[test] functions fail by panicking")]
+#![allow(
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail by panicking"
+)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -38,7 +41,10 @@ fn fixtures_dir() -> Option<PathBuf> {
         "the e-mail reply fixtures are missing at {}; CI must provide them",
         dir.display()
     );
-    eprintln!("skipped: the e-mail reply fixtures are missing at {}", dir.display());
+    eprintln!(
+        "skipped: the e-mail reply fixtures are missing at {}",
+        dir.display()
+    );
     None
 }
 
@@ -68,9 +74,16 @@ fn regex_of(pattern: &str) -> Regex {
 }
 
 /// Returns the failed checks of one case.
-fn check_case(name: &str, case: &Value, body: &str, visible: &str, elapsed: Duration) -> Vec<String> {
+fn check_case(
+    name: &str,
+    case: &Value,
+    body: &str,
+    visible: &str,
+    elapsed: Duration,
+) -> Vec<String> {
     let mut failures = Vec::new();
-    let mut fail = |message: String| failures.push(format!("{name}: {message}\n  visible text: {visible:?}"));
+    let mut fail =
+        |message: String| failures.push(format!("{name}: {message}\n  visible text: {visible:?}"));
 
     if let Some(expected) = case.get("visible_reply_equals").and_then(Value::as_str)
         && visible != expected
@@ -82,13 +95,19 @@ fn check_case(name: &str, case: &Value, body: &str, visible: &str, elapsed: Dura
     {
         fail(format!("visible text lacks {expected:?}"));
     }
-    if let Some(unexpected) = case.get("visible_reply_not_contains").and_then(Value::as_str)
+    if let Some(unexpected) = case
+        .get("visible_reply_not_contains")
+        .and_then(Value::as_str)
         && visible.contains(unexpected)
     {
         fail(format!("visible text shows {unexpected:?}"));
     }
 
-    let checks = case.get("fragment_checks").and_then(Value::as_array).cloned().unwrap_or_default();
+    let checks = case
+        .get("fragment_checks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for check in &checks {
         let index = check.get("i").and_then(Value::as_u64).unwrap_or(0) as usize;
         let hidden = flag(case, "hidden", index).unwrap_or(index > 0);
@@ -98,35 +117,53 @@ fn check_case(name: &str, case: &Value, body: &str, visible: &str, elapsed: Dura
         if let Some(text) = check.get("equals").and_then(Value::as_str) {
             let text = text.trim_end();
             if !text.trim().is_empty() && visible.contains(text) != must_show {
-                fail(format!("fragment {index} ({text:?}) must {}be visible", if must_show { "" } else { "not " }));
+                fail(format!(
+                    "fragment {index} ({text:?}) must {}be visible",
+                    if must_show { "" } else { "not " }
+                ));
             }
         }
         if let Some(text) = check.get("contains").and_then(Value::as_str)
             && visible.contains(text) != must_show
         {
-            fail(format!("fragment {index} containing {text:?} must {}be visible", if must_show { "" } else { "not " }));
+            fail(format!(
+                "fragment {index} containing {text:?} must {}be visible",
+                if must_show { "" } else { "not " }
+            ));
         }
         if let Some(pattern) = check.get("regex").and_then(Value::as_str)
             && regex_of(pattern).is_match(visible) != must_show
         {
-            fail(format!("fragment {index} matching {pattern:?} must {}be visible", if must_show { "" } else { "not " }));
+            fail(format!(
+                "fragment {index} matching {pattern:?} must {}be visible",
+                if must_show { "" } else { "not " }
+            ));
         }
     }
 
-    let has_text_checks = ["visible_reply_equals", "visible_reply_contains", "visible_reply_not_contains", "fragment_checks"]
-        .iter()
-        .any(|key| case.get(key).is_some());
+    let has_text_checks = [
+        "visible_reply_equals",
+        "visible_reply_contains",
+        "visible_reply_not_contains",
+        "fragment_checks",
+    ]
+    .iter()
+    .any(|key| case.get(key).is_some());
     if case.get("fragment_count").and_then(Value::as_u64) == Some(1) && !has_text_checks {
         let expected = whole_body(body);
         if visible != expected {
-            fail(format!("a single-fragment body must be visible whole: {expected:?}"));
+            fail(format!(
+                "a single-fragment body must be visible whole: {expected:?}"
+            ));
         }
     }
 
     if let Some(limit) = case.get("max_seconds").and_then(Value::as_f64)
         && elapsed.as_secs_f64() > limit
     {
-        fail(format!("parsing took {elapsed:?}, over the {limit} s limit"));
+        fail(format!(
+            "parsing took {elapsed:?}, over the {limit} s limit"
+        ));
     }
     failures
 }
@@ -136,7 +173,8 @@ fn reply_parser_corpus_visible_text() {
     let Some(dir) = fixtures_dir() else {
         return;
     };
-    let expectations: Value = match std::fs::read(dir.join("expectations_email_reply_parser.json")) {
+    let expectations: Value = match std::fs::read(dir.join("expectations_email_reply_parser.json"))
+    {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(value) => value,
             Err(error) => panic!("the expectations file is not JSON: {error}"),
@@ -177,16 +215,30 @@ fn reply_parser_corpus_visible_text() {
             let elapsed = started.elapsed();
 
             let body = String::from_utf8_lossy(&raw_body);
-            failures.extend(check_case(&format!("{folder}/{file}"), case, &body, &parsed.visible_text, elapsed));
+            failures.extend(check_case(
+                &format!("{folder}/{file}"),
+                case,
+                &body,
+                &parsed.visible_text,
+                elapsed,
+            ));
         }
     }
 
     let failed_cases = {
-        let mut names: Vec<&str> = failures.iter().filter_map(|failure| failure.split(':').next()).collect();
+        let mut names: Vec<&str> = failures
+            .iter()
+            .filter_map(|failure| failure.split(':').next())
+            .collect();
         names.dedup();
         names.len()
     };
     eprintln!("{} of {total} fixture cases passed", total - failed_cases);
     assert!(total > 0, "no fixture case was run");
-    assert!(failures.is_empty(), "{} failed checks:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failed checks:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

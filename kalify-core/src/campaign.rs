@@ -14,7 +14,14 @@ use crate::prospect::{Locale, Prospect};
 use crate::qualification::Localized;
 
 /// Variables a template may use. `custom.NAME` reads a custom field.
-pub const TEMPLATE_VARIABLES: &[&str] = &["first_name", "last_name", "company", "job_title", "sender", "custom"];
+pub const TEMPLATE_VARIABLES: &[&str] = &[
+    "first_name",
+    "last_name",
+    "company",
+    "job_title",
+    "sender",
+    "custom",
+];
 
 /// One message of a campaign.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,7 +44,12 @@ pub struct Step {
 impl Step {
     /// A step sent `delay_hours` after the previous one, on the campaign's channels.
     pub fn new(delay_hours: u32, template: Localized) -> Self {
-        Step { delay_hours, business_days: None, channel: None, template }
+        Step {
+            delay_hours,
+            business_days: None,
+            channel: None,
+            template,
+        }
     }
 
     /// Waits `days` business days instead of hours.
@@ -87,7 +99,12 @@ pub struct CampaignSettings {
 impl Default for CampaignSettings {
     fn default() -> Self {
         CampaignSettings {
-            stop_on: vec![StopCondition::OptOut, StopCondition::Qualified, StopCondition::Handoff, StopCondition::Bounce],
+            stop_on: vec![
+                StopCondition::OptOut,
+                StopCondition::Qualified,
+                StopCondition::Handoff,
+                StopCondition::Bounce,
+            ],
             window: None,
             required_custom_fields: Vec::new(),
         }
@@ -198,7 +215,11 @@ impl Campaign {
     /// # Errors
     /// `ConfigInvalid` as [`Campaign::validate`] describes, or when
     /// `max_follow_ups` disagrees with the steps.
-    pub fn from_definition(org_id: OrgId, definition: CampaignDefinition, now: Timestamp) -> Result<Campaign> {
+    pub fn from_definition(
+        org_id: OrgId,
+        definition: CampaignDefinition,
+        now: Timestamp,
+    ) -> Result<Campaign> {
         let follow_ups = definition.steps.len().saturating_sub(1);
         if let Some(max) = definition.max_follow_ups
             && usize::try_from(max).ok() != Some(follow_ups)
@@ -240,12 +261,20 @@ impl Campaign {
             let location = error.span().map(|span| {
                 let before = &text[..span.start.min(text.len())];
                 let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+                let column = before
+                    .rsplit('\n')
+                    .next()
+                    .map_or(0, |last| last.chars().count())
+                    + 1;
                 format!(" at line {line} column {column}")
             });
             Error::new(
                 ErrorKind::ConfigInvalid,
-                format!("invalid campaign definition{}: {}", location.unwrap_or_default(), error.message().trim()),
+                format!(
+                    "invalid campaign definition{}: {}",
+                    location.unwrap_or_default(),
+                    error.message().trim()
+                ),
             )
         })?;
         Campaign::from_definition(org_id, definition, now)
@@ -258,7 +287,10 @@ impl Campaign {
     /// [`Campaign::from_definition`].
     pub fn from_json_str(org_id: OrgId, text: &str, now: Timestamp) -> Result<Campaign> {
         let definition: CampaignDefinition = serde_json::from_str(text).map_err(|error| {
-            Error::new(ErrorKind::ConfigInvalid, format!("invalid campaign definition: {error}"))
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("invalid campaign definition: {error}"),
+            )
         })?;
         Campaign::from_definition(org_id, definition, now)
     }
@@ -296,15 +328,21 @@ impl Campaign {
     /// # Errors
     /// `ConfigInvalid` naming the step and locale at fault.
     pub fn validate(&self) -> Result<()> {
-        let config = |message: String| Error::new(ErrorKind::ConfigInvalid, message).with_context("campaign", &self.name);
+        let config = |message: String| {
+            Error::new(ErrorKind::ConfigInvalid, message).with_context("campaign", &self.name)
+        };
         if self.name.trim().is_empty() {
             return Err(config("the campaign name is empty".into()));
         }
         if self.channels.is_empty() {
-            return Err(config("the campaign has no channel; list at least one of sms, email, messenger".into()));
+            return Err(config(
+                "the campaign has no channel; list at least one of sms, email, messenger".into(),
+            ));
         }
         if self.steps.is_empty() {
-            return Err(config("the campaign has no step; add the first message".into()));
+            return Err(config(
+                "the campaign has no step; add the first message".into(),
+            ));
         }
         if let Some(window) = &self.settings.window {
             if window.days.is_empty() {
@@ -322,10 +360,14 @@ impl Campaign {
             for locale in [Locale::En, Locale::Fr] {
                 let source = step.template.get(locale);
                 if source.trim().is_empty() {
-                    return Err(config(format!("step {index} has an empty {locale} template")));
+                    return Err(config(format!(
+                        "step {index} has an empty {locale} template"
+                    )));
                 }
                 let template = env.template_from_str(source).map_err(|error| {
-                    config(format!("step {index} {locale} template does not parse: {error}"))
+                    config(format!(
+                        "step {index} {locale} template does not parse: {error}"
+                    ))
                 })?;
                 let unknown: BTreeSet<String> = template
                     .undeclared_variables(false)
@@ -388,8 +430,11 @@ impl Campaign {
         env.render_str(step.template.get(locale), context)
             .map(|text| text.trim().to_owned())
             .map_err(|error| {
-                Error::invalid_input(format!("failed to render step {index} of campaign {:?}: {error}", self.name))
-                    .with_context("prospect_id", prospect.id)
+                Error::invalid_input(format!(
+                    "failed to render step {index} of campaign {:?}: {error}",
+                    self.name
+                ))
+                .with_context("prospect_id", prospect.id)
             })
     }
 }
@@ -402,7 +447,9 @@ pub fn with_sms_mentions(text: &str, sender: &str, locale: Locale) -> String {
     if !sender.is_empty() && !message.contains(sender) {
         message = format!("{sender}: {message}");
     }
-    let has_stop = crate::keywords::normalise(&message).split(' ').any(|word| word == "STOP");
+    let has_stop = crate::keywords::normalise(&message)
+        .split(' ')
+        .any(|word| word == "STOP");
     if !has_stop {
         message.push_str(match locale {
             Locale::En => " Reply STOP to opt out.",
@@ -434,7 +481,10 @@ mod tests {
             allow_links: false,
             status: CampaignStatus::Active,
             created_at: chrono::Utc::now(),
-            settings: CampaignSettings { required_custom_fields: vec!["plan".into()], ..Default::default() },
+            settings: CampaignSettings {
+                required_custom_fields: vec!["plan".into()],
+                ..Default::default()
+            },
         }
     }
 
@@ -449,17 +499,33 @@ mod tests {
     fn renders_names_and_custom_fields() {
         let mut prospect = Prospect::new(OrgId::new(), chrono::Utc::now());
         prospect.first_name = Some("Camille".into());
-        prospect.custom_fields.insert("plan".into(), crate::prospect::CustomValue::Text("pro".into()));
-        let campaign = campaign("Hi {{ first_name or 'there' }}, {{ sender }} here ({{ custom.plan }})");
+        prospect.custom_fields.insert(
+            "plan".into(),
+            crate::prospect::CustomValue::Text("pro".into()),
+        );
+        let campaign =
+            campaign("Hi {{ first_name or 'there' }}, {{ sender }} here ({{ custom.plan }})");
         campaign.validate().unwrap();
-        assert_eq!(campaign.render(0, &prospect, Locale::En).unwrap(), "Hi Camille, Léa from Acme here (pro)");
+        assert_eq!(
+            campaign.render(0, &prospect, Locale::En).unwrap(),
+            "Hi Camille, Léa from Acme here (pro)"
+        );
     }
 
     #[test]
     fn sms_mentions_added_when_missing() {
-        assert_eq!(with_sms_mentions("Hello", "Acme", Locale::En), "Acme: Hello Reply STOP to opt out.");
-        assert_eq!(with_sms_mentions("Acme ici. STOP au 36111", "Acme", Locale::Fr), "Acme ici. STOP au 36111");
-        assert_eq!(with_sms_mentions("Bonjour", "Acme", Locale::Fr), "Acme: Bonjour STOP pour se désinscrire.");
+        assert_eq!(
+            with_sms_mentions("Hello", "Acme", Locale::En),
+            "Acme: Hello Reply STOP to opt out."
+        );
+        assert_eq!(
+            with_sms_mentions("Acme ici. STOP au 36111", "Acme", Locale::Fr),
+            "Acme ici. STOP au 36111"
+        );
+        assert_eq!(
+            with_sms_mentions("Bonjour", "Acme", Locale::Fr),
+            "Acme: Bonjour STOP pour se désinscrire."
+        );
     }
 
     #[test]
@@ -499,7 +565,14 @@ template = { en = "Following up", fr = "Je me permets de relancer" }
         assert_eq!(campaign.steps[1].business_days, Some(2));
         assert_eq!(campaign.steps[1].channel, Some(ChannelKind::Email));
         assert!(campaign.stops_on_reply());
-        assert_eq!(campaign.settings.window.as_ref().map(|window| window.days.len()), Some(2));
+        assert_eq!(
+            campaign
+                .settings
+                .window
+                .as_ref()
+                .map(|window| window.days.len()),
+            Some(2)
+        );
 
         let json = serde_json::to_string(&serde_json::json!({
             "name": "Spring", "persona": "Acme", "goal": "demo", "channels": ["sms"],
@@ -509,7 +582,8 @@ template = { en = "Following up", fr = "Je me permets de relancer" }
         let error = Campaign::from_json_str(OrgId::new(), &json, chrono::Utc::now()).unwrap_err();
         assert!(error.to_string().contains("frist_name"), "{error}");
 
-        let error = Campaign::from_toml_str(OrgId::new(), "name = 3", chrono::Utc::now()).unwrap_err();
+        let error =
+            Campaign::from_toml_str(OrgId::new(), "name = 3", chrono::Utc::now()).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
         assert!(error.to_string().contains("line 1 column"), "{error}");
 
@@ -517,7 +591,8 @@ template = { en = "Following up", fr = "Je me permets de relancer" }
         let error = Campaign::from_toml_str(OrgId::new(), &closed, chrono::Utc::now()).unwrap_err();
         assert!(error.to_string().contains("no days"), "{error}");
         let backwards = text.replace(r#"end = "18:00:00""#, r#"end = "08:00:00""#);
-        let error = Campaign::from_toml_str(OrgId::new(), &backwards, chrono::Utc::now()).unwrap_err();
+        let error =
+            Campaign::from_toml_str(OrgId::new(), &backwards, chrono::Utc::now()).unwrap_err();
         assert!(error.to_string().contains("must be later"), "{error}");
     }
 

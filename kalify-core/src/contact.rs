@@ -31,11 +31,13 @@ impl FromStr for Region {
 
     fn from_str(text: &str) -> Result<Self> {
         let code = text.trim().to_ascii_uppercase();
-        code.parse::<phonenumber::country::Id>().map(Region).map_err(|_| {
-            Error::invalid_input(format!(
-                "invalid region {text:?}: expected an ISO 3166-1 alpha-2 code such as FR or US"
-            ))
-        })
+        code.parse::<phonenumber::country::Id>()
+            .map(Region)
+            .map_err(|_| {
+                Error::invalid_input(format!(
+                    "invalid region {text:?}: expected an ISO 3166-1 alpha-2 code such as FR or US"
+                ))
+            })
     }
 }
 
@@ -59,7 +61,9 @@ impl PhoneNumber {
     pub fn parse(text: &str, default_region: Region) -> Result<Self> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            return Err(Error::invalid_input("invalid phone number: the value is empty"));
+            return Err(Error::invalid_input(
+                "invalid phone number: the value is empty",
+            ));
         }
         // "+33 (0)6 12 34 56 78" repeats the trunk prefix after the country code;
         // drop "(0)" so the number reads as it is dialled.
@@ -72,7 +76,11 @@ impl PhoneNumber {
         if !phonenumber::is_valid(&parsed) {
             return Err(Error::invalid_input(format!(
                 "invalid phone number {trimmed:?}: not a valid number in region {}; add the country code if it is foreign",
-                parsed.country().id().map(|id| id.as_ref().to_owned()).unwrap_or_else(|| default_region.code().to_owned())
+                parsed
+                    .country()
+                    .id()
+                    .map(|id| id.as_ref().to_owned())
+                    .unwrap_or_else(|| default_region.code().to_owned())
             )));
         }
         let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
@@ -141,7 +149,15 @@ impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Keep the country code and the last two digits, enough to tell
         // numbers apart in a test failure without exposing them.
-        let tail: String = self.0.chars().rev().take(2).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = self
+            .0
+            .chars()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         let head: String = self.0.chars().take(3).collect();
         write!(f, "PhoneNumber({head}…{tail})")
     }
@@ -164,9 +180,15 @@ impl EmailAddress {
     /// # Errors
     /// `InvalidInput` when the address is not valid under RFC 5321/5322.
     pub fn parse(text: &str) -> Result<Self> {
-        let trimmed = text.trim().trim_start_matches('<').trim_end_matches('>').trim();
+        let trimmed = text
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
         if trimmed.is_empty() {
-            return Err(Error::invalid_input("invalid e-mail address: the value is empty"));
+            return Err(Error::invalid_input(
+                "invalid e-mail address: the value is empty",
+            ));
         }
         if trimmed.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(Error::invalid_input(format!(
@@ -194,7 +216,10 @@ impl EmailAddress {
 
     /// Returns the domain part.
     pub fn domain(&self) -> &str {
-        self.0.rsplit_once('@').map(|(_, domain)| domain).unwrap_or("")
+        self.0
+            .rsplit_once('@')
+            .map(|(_, domain)| domain)
+            .unwrap_or("")
     }
 }
 
@@ -236,7 +261,8 @@ impl MessengerPsid {
     /// `InvalidInput` otherwise.
     pub fn parse(text: &str) -> Result<Self> {
         let trimmed = text.trim();
-        if trimmed.is_empty() || trimmed.len() > 64 || !trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        if trimmed.is_empty() || trimmed.len() > 64 || !trimmed.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(Error::invalid_input(format!(
                 "invalid Messenger PSID {trimmed:?}: expected the digits of a page-scoped id"
             )));
@@ -371,7 +397,13 @@ mod tests {
 
     #[test]
     fn french_phone_shapes_normalise() {
-        for text in ["06 12 34 56 78", "+33 6 12 34 56 78", "0033612345678", "+33 (0)6 12 34 56 78", "06.12.34.56.78"] {
+        for text in [
+            "06 12 34 56 78",
+            "+33 6 12 34 56 78",
+            "0033612345678",
+            "+33 (0)6 12 34 56 78",
+            "06.12.34.56.78",
+        ] {
             let phone = PhoneNumber::parse(text, Region::FR).unwrap();
             assert_eq!(phone.as_str(), "+33612345678", "{text}");
         }
@@ -390,12 +422,22 @@ mod tests {
         let phone = PhoneNumber::parse("+1 415 555 2671", Region::FR).unwrap();
         assert_eq!(phone.region(), Some(Region::US));
         let reunion = PhoneNumber::parse("+262 692 12 34 56", Region::FR).unwrap();
-        assert_eq!(reunion.region().map(|r| r.code().to_owned()).as_deref(), Some("RE"));
+        assert_eq!(
+            reunion.region().map(|r| r.code().to_owned()).as_deref(),
+            Some("RE")
+        );
     }
 
     #[test]
     fn e164_roundtrip_keeps_foreign_numbers() {
-        for text in ["+4915123456789", "+33612345678", "+262692123456", "+14155550132", "+447911123456", "+15145550199"] {
+        for text in [
+            "+4915123456789",
+            "+33612345678",
+            "+262692123456",
+            "+14155550132",
+            "+447911123456",
+            "+15145550199",
+        ] {
             let parsed = PhoneNumber::parse(text, Region::FR).unwrap();
             assert_eq!(parsed.as_str(), text);
             assert_eq!(PhoneNumber::from_e164(text).unwrap().as_str(), text);
@@ -413,13 +455,23 @@ mod tests {
     fn email_is_lowercased() {
         let email = EmailAddress::parse("  Jean.Dupont+crm@Example.FR ").unwrap();
         assert_eq!(email.as_str(), "jean.dupont+crm@example.fr");
-        assert_eq!(EmailAddress::parse("KIM@Example.com").unwrap(), EmailAddress::parse("kim@example.com").unwrap());
+        assert_eq!(
+            EmailAddress::parse("KIM@Example.com").unwrap(),
+            EmailAddress::parse("kim@example.com").unwrap()
+        );
         assert!(!format!("{email:?}").contains("Jean"));
     }
 
     #[test]
     fn email_rejects_bad_values() {
-        for text in ["", "jean", "jean@", "a b@example.com", "x@localhost", "jean@ex\r\nample.com"] {
+        for text in [
+            "",
+            "jean",
+            "jean@",
+            "a b@example.com",
+            "x@localhost",
+            "jean@ex\r\nample.com",
+        ] {
             assert!(EmailAddress::parse(text).is_err(), "{text:?}");
         }
     }

@@ -97,7 +97,9 @@ impl Error {
     /// Creates an error of `kind`; the retry class defaults from the kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         let retry = match kind {
-            ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::Timeout => Retry::Temporary,
+            ErrorKind::RateLimited | ErrorKind::Unavailable | ErrorKind::Timeout => {
+                Retry::Temporary
+            }
             _ => Retry::Permanent,
         };
         Error {
@@ -286,7 +288,10 @@ mod tests {
             .with_operation("get_prospect")
             .with_adapter("sqlite")
             .with_context("prospect_id", "p1");
-        assert_eq!(error.to_string(), "sqlite: get_prospect: prospect not found [prospect_id=p1]");
+        assert_eq!(
+            error.to_string(),
+            "sqlite: get_prospect: prospect not found [prospect_id=p1]"
+        );
     }
 
     #[test]

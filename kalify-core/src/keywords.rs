@@ -19,9 +19,20 @@ pub enum Keyword {
 
 const OPT_OUT: &[&str] = &[
     // English: carrier defaults (Twilio Advanced Opt-Out, CTIA).
-    "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
     // French: FFT/af2m SMS charter wording.
-    "STOP SMS", "ARRET", "ARRETER", "DESABONNER", "DESINSCRIRE",
+    "STOP SMS",
+    "ARRET",
+    "ARRETER",
+    "DESABONNER",
+    "DESINSCRIRE",
 ];
 const OPT_IN: &[&str] = &["START", "YES", "UNSTOP"];
 const HELP: &[&str] = &["HELP", "INFO", "AIDE"];
@@ -81,14 +92,33 @@ mod tests {
 
     #[test]
     fn opt_out_shapes() {
-        for text in ["stop", " Stop. ", "STOP!!", "Arrêt", "ＳＴＯＰ", "S\u{200b}TOP", "stop sms", "Désinscrire", "arrêter", "unsubscribe", "OptOut"] {
+        for text in [
+            "stop",
+            " Stop. ",
+            "STOP!!",
+            "Arrêt",
+            "ＳＴＯＰ",
+            "S\u{200b}TOP",
+            "stop sms",
+            "Désinscrire",
+            "arrêter",
+            "unsubscribe",
+            "OptOut",
+        ] {
             assert_eq!(classify(text), Some(Keyword::OptOut), "{text:?}");
         }
     }
 
     #[test]
     fn not_opt_outs() {
-        for text in ["stop by tomorrow", "non merci, pas maintenant", "Stop please", "", "🙂", "Please cancel my order"] {
+        for text in [
+            "stop by tomorrow",
+            "non merci, pas maintenant",
+            "Stop please",
+            "",
+            "🙂",
+            "Please cancel my order",
+        ] {
             assert_eq!(classify(text), None, "{text:?}");
         }
     }

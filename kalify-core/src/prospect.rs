@@ -7,15 +7,17 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::Timestamp;
 use crate::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsid, PhoneNumber};
 use crate::conversation::ConversationState;
 use crate::error::{Error, Result};
 use crate::id::{MemberId, OrgId, ProspectId};
 use crate::qualification::Score;
-use crate::Timestamp;
 
 /// A monotonically increasing row version for optimistic concurrency.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Version(pub u64);
 
@@ -33,7 +35,9 @@ impl fmt::Display for Version {
 }
 
 /// The language kalify writes to a prospect in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Locale {
     /// English.
@@ -228,7 +232,9 @@ impl Prospect {
         if !parts.is_empty() {
             return parts.join(" ");
         }
-        self.company.clone().unwrap_or_else(|| "(no name)".to_owned())
+        self.company
+            .clone()
+            .unwrap_or_else(|| "(no name)".to_owned())
     }
 
     /// Every contact point the prospect has.

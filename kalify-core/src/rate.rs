@@ -24,7 +24,12 @@ impl TokenBucket {
     /// Creates a full bucket.
     pub fn new(capacity: u32, per_second: f64, now: Instant) -> Self {
         let capacity = f64::from(capacity.max(1));
-        TokenBucket { capacity, per_second: per_second.max(f64::MIN_POSITIVE), tokens: capacity, updated: now }
+        TokenBucket {
+            capacity,
+            per_second: per_second.max(f64::MIN_POSITIVE),
+            tokens: capacity,
+            updated: now,
+        }
     }
 
     /// Takes `cost` tokens at `now`, or returns how long to wait until they
@@ -39,7 +44,9 @@ impl TokenBucket {
             self.tokens -= cost;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((cost - self.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (cost - self.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -60,7 +67,11 @@ pub struct RateLimit {
 impl RateLimit {
     /// Creates a limit of `per_second` with a burst of `burst` and a maximum wait of one second.
     pub fn new(per_second: f64, burst: u32) -> Self {
-        RateLimit { burst, per_second, max_wait: Duration::from_secs(1) }
+        RateLimit {
+            burst,
+            per_second,
+            max_wait: Duration::from_secs(1),
+        }
     }
 
     /// Sets the maximum wait for tokens.
@@ -82,11 +93,18 @@ pub struct RateLimitedChannel<C> {
 impl<C: Channel> RateLimitedChannel<C> {
     /// Wraps `inner`.
     pub fn new(inner: C, limit: RateLimit) -> Self {
-        RateLimitedChannel { inner, limit, buckets: Mutex::new(HashMap::new()) }
+        RateLimitedChannel {
+            inner,
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     fn take(&self, sender: &str, cost: u32) -> std::result::Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         buckets
             .entry(sender.to_owned())
@@ -108,7 +126,9 @@ impl<C: Channel> Channel for RateLimitedChannel<C> {
     async fn send(&self, permit: &SendPermit) -> Result<Receipt> {
         let entry = permit.entry();
         let cost = match entry.channel {
-            ChannelKind::Sms => u32::try_from(crate::sms::segments(&entry.text).segments).unwrap_or(u32::MAX),
+            ChannelKind::Sms => {
+                u32::try_from(crate::sms::segments(&entry.text).segments).unwrap_or(u32::MAX)
+            }
             _ => 1,
         };
         let mut waited = Duration::ZERO;
@@ -120,10 +140,13 @@ impl<C: Channel> Channel for RateLimitedChannel<C> {
                     waited += wait;
                 }
                 Err(wait) => {
-                    return Err(Error::new(ErrorKind::RateLimited, "the sender's send rate limit is reached")
-                        .with_operation("send")
-                        .with_context("provider", self.inner.provider())
-                        .with_retry_after(wait));
+                    return Err(Error::new(
+                        ErrorKind::RateLimited,
+                        "the sender's send rate limit is reached",
+                    )
+                    .with_operation("send")
+                    .with_context("provider", self.inner.provider())
+                    .with_retry_after(wait));
                 }
             }
         }
@@ -152,7 +175,10 @@ mod tests {
     fn oversized_cost_waits_for_full_bucket() {
         let start = Instant::now();
         let mut bucket = TokenBucket::new(2, 2.0, start);
-        assert!(bucket.try_take(10, start).is_ok(), "a full bucket lets one oversized send through");
+        assert!(
+            bucket.try_take(10, start).is_ok(),
+            "a full bucket lets one oversized send through"
+        );
         assert!(bucket.try_take(1, start).is_err());
     }
 }

@@ -9,32 +9,48 @@ use crate::prospect::Locale;
 /// The confirmation sent once after an opt-out: the sender's identity and nothing promotional.
 pub fn opt_out_confirmation(locale: Locale, sender: &str) -> String {
     match locale {
-        Locale::En => format!("{sender}: you are unsubscribed and will receive no more messages. Reply START to resubscribe."),
-        Locale::Fr => format!("{sender} : votre désinscription est prise en compte, vous ne recevrez plus de messages. Répondez START pour vous réinscrire."),
+        Locale::En => format!(
+            "{sender}: you are unsubscribed and will receive no more messages. Reply START to resubscribe."
+        ),
+        Locale::Fr => format!(
+            "{sender} : votre désinscription est prise en compte, vous ne recevrez plus de messages. Répondez START pour vous réinscrire."
+        ),
     }
 }
 
 /// The confirmation sent after an opt-in.
 pub fn opt_in_confirmation(locale: Locale, sender: &str) -> String {
     match locale {
-        Locale::En => format!("{sender}: you are subscribed again. Reply STOP to unsubscribe, HELP for help."),
-        Locale::Fr => format!("{sender} : vous êtes de nouveau inscrit. Répondez STOP pour vous désinscrire, AIDE pour de l'aide."),
+        Locale::En => {
+            format!("{sender}: you are subscribed again. Reply STOP to unsubscribe, HELP for help.")
+        }
+        Locale::Fr => format!(
+            "{sender} : vous êtes de nouveau inscrit. Répondez STOP pour vous désinscrire, AIDE pour de l'aide."
+        ),
     }
 }
 
 /// The answer to a help keyword.
 pub fn help_text(locale: Locale, sender: &str) -> String {
     match locale {
-        Locale::En => format!("{sender}: automated messages about our offer. Reply STOP to unsubscribe. A person can reply if you ask for one."),
-        Locale::Fr => format!("{sender} : messages automatiques à propos de notre offre. Répondez STOP pour vous désinscrire. Un conseiller peut vous répondre sur demande."),
+        Locale::En => format!(
+            "{sender}: automated messages about our offer. Reply STOP to unsubscribe. A person can reply if you ask for one."
+        ),
+        Locale::Fr => format!(
+            "{sender} : messages automatiques à propos de notre offre. Répondez STOP pour vous désinscrire. Un conseiller peut vous répondre sur demande."
+        ),
     }
 }
 
 /// The acknowledgement sent when a member takes over.
 pub fn handoff_ack(locale: Locale, sender: &str) -> String {
     match locale {
-        Locale::En => format!("{sender}: thank you, a member of our team will get back to you shortly."),
-        Locale::Fr => format!("{sender} : merci, un membre de notre équipe revient vers vous très vite."),
+        Locale::En => {
+            format!("{sender}: thank you, a member of our team will get back to you shortly.")
+        }
+        Locale::Fr => {
+            format!("{sender} : merci, un membre de notre équipe revient vers vous très vite.")
+        }
     }
 }
 
@@ -62,13 +78,23 @@ pub fn template_reply(request: &ReplyRequest) -> String {
             Locale::Fr => "C'est bien noté, nous n'insisterons pas. Bonne journée.".to_owned(),
         },
         SendPurpose::Qualified => match locale {
-            Locale::En => format!("This sounds like a good fit. A member of our team will contact you to {}.", request.goal),
-            Locale::Fr => format!("Votre projet correspond bien à notre offre. Un membre de l'équipe vous contacte pour {}.", request.goal),
+            Locale::En => format!(
+                "This sounds like a good fit. A member of our team will contact you to {}.",
+                request.goal
+            ),
+            Locale::Fr => format!(
+                "Votre projet correspond bien à notre offre. Un membre de l'équipe vous contacte pour {}.",
+                request.goal
+            ),
         },
         _ => {
             let answer = match (request.intent, locale) {
-                (Intent::Question, Locale::En) => "Good question, a teammate will give you the details. ",
-                (Intent::Question, Locale::Fr) => "Bonne question, un conseiller vous donnera les détails. ",
+                (Intent::Question, Locale::En) => {
+                    "Good question, a teammate will give you the details. "
+                }
+                (Intent::Question, Locale::Fr) => {
+                    "Bonne question, un conseiller vous donnera les détails. "
+                }
                 (Intent::MeetingRequest, Locale::En) => "Happy to set up a call. ",
                 (Intent::MeetingRequest, Locale::Fr) => "Avec plaisir pour un échange. ",
                 _ => "",

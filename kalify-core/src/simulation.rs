@@ -51,7 +51,8 @@ impl SimulationOptions {
 
     /// Sets the SMS price per segment for a region code, such as `FR`.
     pub fn with_sms_price(mut self, region: &str, price: f64) -> Self {
-        self.sms_price_per_segment.insert(region.to_ascii_uppercase(), price);
+        self.sms_price_per_segment
+            .insert(region.to_ascii_uppercase(), price);
         self
     }
 
@@ -135,15 +136,24 @@ pub fn simulate(
 ) -> SimulationReport {
     let gate = Gate::new(options.gate_policy.clone());
     let end = options.start + Duration::days(i64::from(options.days));
-    let mut report = SimulationReport { currency: options.currency.clone(), ..SimulationReport::default() };
+    let mut report = SimulationReport {
+        currency: options.currency.clone(),
+        ..SimulationReport::default()
+    };
 
     for prospect in prospects {
         if let Err(error) = campaign.check_prospect(prospect) {
-            report.blocked.push(SimulatedBlock { prospect_id: prospect.id, step: None, reason: error.message().to_owned() });
+            report.blocked.push(SimulatedBlock {
+                prospect_id: prospect.id,
+                step: None,
+                reason: error.message().to_owned(),
+            });
             continue;
         }
         let default_channel = campaign.channels.iter().copied().find(|channel| {
-            prospect.contact_for(*channel).is_some_and(|contact| !suppressed.contains(&contact))
+            prospect
+                .contact_for(*channel)
+                .is_some_and(|contact| !suppressed.contains(&contact))
         });
         let Some(default_channel) = default_channel else {
             report.blocked.push(SimulatedBlock {
@@ -170,12 +180,20 @@ pub fn simulate(
                 .channel
                 .filter(|channel| prospect.contact_for(*channel).is_some())
                 .unwrap_or(default_channel);
-            let Some(to) = prospect.contact_for(channel) else { continue };
+            let Some(to) = prospect.contact_for(channel) else {
+                continue;
+            };
             let text = match campaign.render(index, prospect, prospect.locale) {
-                Ok(text) if channel == ChannelKind::Sms => crate::campaign::with_sms_mentions(&text, &campaign.persona, prospect.locale),
+                Ok(text) if channel == ChannelKind::Sms => {
+                    crate::campaign::with_sms_mentions(&text, &campaign.persona, prospect.locale)
+                }
                 Ok(text) => text,
                 Err(error) => {
-                    report.blocked.push(SimulatedBlock { prospect_id: prospect.id, step: Some(step_number), reason: error.message().to_owned() });
+                    report.blocked.push(SimulatedBlock {
+                        prospect_id: prospect.id,
+                        step: Some(step_number),
+                        reason: error.message().to_owned(),
+                    });
                     break;
                 }
             };
@@ -185,7 +203,8 @@ pub fn simulate(
             // The gate runs again at each deferred time, as delivery does;
             // eight rounds cover a frequency cap followed by closed hours.
             let outcome = loop {
-                let entry = simulated_entry(prospect, channel, to.clone(), text.clone(), step_number, at);
+                let entry =
+                    simulated_entry(prospect, channel, to.clone(), text.clone(), step_number, at);
                 let verdict = gate.evaluate(GateRequest {
                     prospect,
                     entry,
@@ -222,20 +241,43 @@ pub fn simulate(
                         break;
                     }
                     sent_times.push(at);
-                    let segments = if channel == ChannelKind::Sms { crate::sms::segments(&text).segments } else { 0 };
+                    let segments = if channel == ChannelKind::Sms {
+                        crate::sms::segments(&text).segments
+                    } else {
+                        0
+                    };
                     if channel == ChannelKind::Sms {
-                        let region = prospect.phone.as_ref().and_then(|phone| phone.region()).map(|region| region.code().to_owned());
+                        let region = prospect
+                            .phone
+                            .as_ref()
+                            .and_then(|phone| phone.region())
+                            .map(|region| region.code().to_owned());
                         let price = region
                             .and_then(|code| options.sms_price_per_segment.get(&code).copied())
                             .unwrap_or(options.default_sms_price);
                         report.sms_segments += segments;
                         report.estimated_cost += price * segments as f64;
                     }
-                    *report.per_day.entry(at.date_naive()).or_default().entry(channel).or_default() += 1;
-                    report.sends.push(SimulatedSend { prospect_id: prospect.id, step: step_number, channel, at, segments });
+                    *report
+                        .per_day
+                        .entry(at.date_naive())
+                        .or_default()
+                        .entry(channel)
+                        .or_default() += 1;
+                    report.sends.push(SimulatedSend {
+                        prospect_id: prospect.id,
+                        step: step_number,
+                        channel,
+                        at,
+                        segments,
+                    });
                 }
                 Err(reason) => {
-                    report.blocked.push(SimulatedBlock { prospect_id: prospect.id, step: Some(step_number), reason });
+                    report.blocked.push(SimulatedBlock {
+                        prospect_id: prospect.id,
+                        step: Some(step_number),
+                        reason,
+                    });
                     break;
                 }
             }
@@ -245,7 +287,14 @@ pub fn simulate(
     report
 }
 
-fn simulated_entry(prospect: &Prospect, channel: ChannelKind, to: ContactPoint, text: String, step: u32, at: Timestamp) -> OutboxEntry {
+fn simulated_entry(
+    prospect: &Prospect,
+    channel: ChannelKind,
+    to: ContactPoint,
+    text: String,
+    step: u32,
+    at: Timestamp,
+) -> OutboxEntry {
     OutboxEntry {
         id: OutboxId::new(),
         org_id: prospect.org_id,

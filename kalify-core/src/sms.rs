@@ -231,7 +231,10 @@ mod tests {
             let counted = segments(text);
             assert_eq!(counted.encoding, SmsEncoding::Ucs2, "{text}");
         }
-        assert_eq!(non_gsm7_chars("« l’œuvre » d’art"), vec!['«', '’', 'œ', '»']);
+        assert_eq!(
+            non_gsm7_chars("« l’œuvre » d’art"),
+            vec!['«', '’', 'œ', '»']
+        );
     }
 
     #[test]

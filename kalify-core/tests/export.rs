@@ -1,7 +1,11 @@
 //! Integration tests of the CSV and JSON Lines prospect export, and of the
 //! round trip through the CSV import, against an in-memory store.
 
-#![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers outside #[test] functions fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail by panicking"
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -15,12 +19,13 @@ use kalify_core::conversation::{Conversation, Message};
 use kalify_core::export::{ExportOptions, ExportReport, export_csv, export_jsonl};
 use kalify_core::import::{CustomType, ImportOptions, import_prospects};
 use kalify_core::ports::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Store, Suppression,
-    TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Consent, ConsentBasis, CustomValue, Locale, Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, ErrorKind, JobId, MemberId, OrgId, OutboxId, ProspectId, Result, Timestamp,
+    CampaignId, ConversationId, Error, ErrorKind, JobId, MemberId, OrgId, OutboxId, ProspectId,
+    Result, Timestamp,
 };
 
 // ---------------------------------------------------------------------------
@@ -47,7 +52,12 @@ fn unsupported(operation: &'static str) -> Error {
 impl FakeStore {
     fn prospects(&self, org: OrgId) -> Vec<Prospect> {
         let state = self.state.lock().unwrap();
-        state.prospects.values().filter(|prospect| prospect.org_id == org).cloned().collect()
+        state
+            .prospects
+            .values()
+            .filter(|prospect| prospect.org_id == org)
+            .cloned()
+            .collect()
     }
 
     fn list_calls(&self) -> Vec<usize> {
@@ -59,24 +69,37 @@ impl FakeStore {
 impl Store for FakeStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
         let mut state = self.state.lock().unwrap();
-        if prospects.iter().any(|prospect| state.prospects.contains_key(&(prospect.org_id, prospect.id))) {
+        if prospects.iter().any(|prospect| {
+            state
+                .prospects
+                .contains_key(&(prospect.org_id, prospect.id))
+        }) {
             return Err(Error::conflict("prospect id exists"));
         }
         for prospect in prospects {
-            state.prospects.insert((prospect.org_id, prospect.id), prospect.clone());
+            state
+                .prospects
+                .insert((prospect.org_id, prospect.id), prospect.clone());
         }
         Ok(())
     }
 
     async fn get_prospect(&self, org: OrgId, id: ProspectId) -> Result<Prospect> {
         let state = self.state.lock().unwrap();
-        state.prospects.get(&(org, id)).cloned().ok_or_else(|| Error::not_found("prospect not found"))
+        state
+            .prospects
+            .get(&(org, id))
+            .cloned()
+            .ok_or_else(|| Error::not_found("prospect not found"))
     }
 
     async fn update_prospect(&self, prospect: &Prospect) -> Result<Version> {
         let mut state = self.state.lock().unwrap();
         let key = (prospect.org_id, prospect.id);
-        let stored = state.prospects.get(&key).ok_or_else(|| Error::not_found("prospect not found"))?;
+        let stored = state
+            .prospects
+            .get(&key)
+            .ok_or_else(|| Error::not_found("prospect not found"))?;
         if stored.version != prospect.version {
             return Err(Error::conflict("version differs"));
         }
@@ -98,11 +121,17 @@ impl Store for FakeStore {
     async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
         let mut state = self.state.lock().unwrap();
         state.list_calls.push(options.limit);
-        let limit = if options.limit == 0 { usize::MAX } else { options.limit };
+        let limit = if options.limit == 0 {
+            usize::MAX
+        } else {
+            options.limit
+        };
         Ok(state
             .prospects
             .values()
-            .filter(|prospect| prospect.org_id == org && options.after.is_none_or(|after| prospect.id > after))
+            .filter(|prospect| {
+                prospect.org_id == org && options.after.is_none_or(|after| prospect.id > after)
+            })
             .take(limit)
             .cloned()
             .collect())
@@ -116,7 +145,11 @@ impl Store for FakeStore {
         Err(unsupported("get_campaign"))
     }
 
-    async fn insert_conversation(&self, _conversation: &Conversation, _jobs: &[Job]) -> Result<bool> {
+    async fn insert_conversation(
+        &self,
+        _conversation: &Conversation,
+        _jobs: &[Job],
+    ) -> Result<bool> {
         Err(unsupported("insert_conversation"))
     }
 
@@ -124,11 +157,19 @@ impl Store for FakeStore {
         Err(unsupported("get_conversation"))
     }
 
-    async fn conversations_of(&self, _org: OrgId, _prospect: ProspectId) -> Result<Vec<Conversation>> {
+    async fn conversations_of(
+        &self,
+        _org: OrgId,
+        _prospect: ProspectId,
+    ) -> Result<Vec<Conversation>> {
         Err(unsupported("conversations_of"))
     }
 
-    async fn list_messages(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        _org: OrgId,
+        _conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         Err(unsupported("list_messages"))
     }
 
@@ -136,7 +177,11 @@ impl Store for FakeStore {
         Err(unsupported("insert_inbound"))
     }
 
-    async fn pending_inbound(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn pending_inbound(
+        &self,
+        _org: OrgId,
+        _conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         Err(unsupported("pending_inbound"))
     }
 
@@ -144,7 +189,13 @@ impl Store for FakeStore {
         Err(unsupported("commit_turn"))
     }
 
-    async fn claim_jobs(&self, _now: Timestamp, _limit: usize, _lease: Duration, _worker: &str) -> Result<Vec<Job>> {
+    async fn claim_jobs(
+        &self,
+        _now: Timestamp,
+        _limit: usize,
+        _lease: Duration,
+        _worker: &str,
+    ) -> Result<Vec<Job>> {
         Err(unsupported("claim_jobs"))
     }
 
@@ -162,7 +213,12 @@ impl Store for FakeStore {
         Err(unsupported("claim_outbox"))
     }
 
-    async fn finish_outbox(&self, _org: OrgId, _entry: OutboxId, _outcome: OutboxOutcome) -> Result<()> {
+    async fn finish_outbox(
+        &self,
+        _org: OrgId,
+        _entry: OutboxId,
+        _outcome: OutboxOutcome,
+    ) -> Result<()> {
         Err(unsupported("finish_outbox"))
     }
 
@@ -172,11 +228,18 @@ impl Store for FakeStore {
 
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let state = self.state.lock().unwrap();
-        Ok(state.suppressed.iter().any(|entry| entry.org_id == org && &entry.contact == contact))
+        Ok(state
+            .suppressed
+            .iter()
+            .any(|entry| entry.org_id == org && &entry.contact == contact))
     }
 
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
-        self.state.lock().unwrap().suppressed.extend_from_slice(entries);
+        self.state
+            .lock()
+            .unwrap()
+            .suppressed
+            .extend_from_slice(entries);
         Ok(())
     }
 
@@ -204,7 +267,12 @@ fn at(day: u32, hour: u32) -> Timestamp {
     Utc.with_ymd_and_hms(2026, 2, day, hour, 15, 30).unwrap() + chrono::Duration::milliseconds(250)
 }
 
-fn consent(channel: ChannelKind, collected_at: Timestamp, source: &str, version: Option<&str>) -> Consent {
+fn consent(
+    channel: ChannelKind,
+    collected_at: Timestamp,
+    source: &str,
+    version: Option<&str>,
+) -> Consent {
     Consent {
         channel,
         basis: ConsentBasis::Consent,
@@ -233,8 +301,14 @@ fn sample_prospects(org: OrgId) -> Vec<Prospect> {
         ("Budget".to_owned(), CustomValue::Number(12400.5)),
         ("Écart".to_owned(), CustomValue::Number(-12.0)),
         ("Client".to_owned(), CustomValue::Bool(true)),
-        ("Date RDV".to_owned(), CustomValue::Date(NaiveDate::from_ymd_opt(2026, 3, 14).unwrap())),
-        ("Notes".to_owned(), CustomValue::Text("Rappeler après 14h,\nvoir avec Marie".into())),
+        (
+            "Date RDV".to_owned(),
+            CustomValue::Date(NaiveDate::from_ymd_opt(2026, 3, 14).unwrap()),
+        ),
+        (
+            "Notes".to_owned(),
+            CustomValue::Text("Rappeler après 14h,\nvoir avec Marie".into()),
+        ),
     ]);
     camille.consents = vec![
         consent(ChannelKind::Sms, at(2, 10), "formulaire site", Some("v3")),
@@ -251,7 +325,10 @@ fn sample_prospects(org: OrgId) -> Vec<Prospect> {
     john.source = Some("+linkedin".into());
     john.custom_fields = BTreeMap::from([
         ("Budget".to_owned(), CustomValue::Number(50000.0)),
-        ("Notes".to_owned(), CustomValue::Text("@channel -- call back".into())),
+        (
+            "Notes".to_owned(),
+            CustomValue::Text("@channel -- call back".into()),
+        ),
     ]);
     john.consents = vec![consent(ChannelKind::Sms, at(3, 8), "web form", Some("v2"))];
 
@@ -266,11 +343,18 @@ fn sample_prospects(org: OrgId) -> Vec<Prospect> {
 
 async fn seeded(org: OrgId) -> FakeStore {
     let store = FakeStore::default();
-    store.insert_prospects(&sample_prospects(org)).await.unwrap();
+    store
+        .insert_prospects(&sample_prospects(org))
+        .await
+        .unwrap();
     store
 }
 
-async fn csv_text(store: &FakeStore, org: OrgId, options: &ExportOptions) -> (String, ExportReport) {
+async fn csv_text(
+    store: &FakeStore,
+    org: OrgId,
+    options: &ExportOptions,
+) -> (String, ExportReport) {
     let mut output = Vec::new();
     let report = export_csv(store, org, &mut output, options).await.unwrap();
     (String::from_utf8(output).unwrap(), report)
@@ -284,7 +368,12 @@ fn by_email_or_phone(prospects: Vec<Prospect>) -> HashMap<String, Prospect> {
                 .email
                 .as_ref()
                 .map(|email| email.as_str().to_owned())
-                .or_else(|| prospect.phone.as_ref().map(|phone| phone.as_str().to_owned()))
+                .or_else(|| {
+                    prospect
+                        .phone
+                        .as_ref()
+                        .map(|phone| phone.as_str().to_owned())
+                })
                 .unwrap();
             (key, prospect)
         })
@@ -311,7 +400,9 @@ async fn csv_round_trip_into_fresh_org() {
 
     let target_org = OrgId::new();
     let options = ImportOptions::default().with_mapping(report.mapping());
-    let imported = import_prospects(&store, target_org, text.as_bytes(), &options, Utc::now()).await.unwrap();
+    let imported = import_prospects(&store, target_org, text.as_bytes(), &options, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(imported.inserted, 3, "{imported:?}");
     assert_eq!(imported.rejected_total, 0, "{:?}", imported.rejected);
     assert_eq!(imported.warnings_total, 0, "{:?}", imported.warnings);
@@ -351,7 +442,10 @@ async fn csv_mapping_declares_custom_types() {
     ];
     assert_eq!(report.custom_fields, expected);
     let mapping = report.mapping();
-    assert_eq!(mapping.custom_fields.get("Date RDV"), Some(&CustomType::Date));
+    assert_eq!(
+        mapping.custom_fields.get("Date RDV"),
+        Some(&CustomType::Date)
+    );
     assert!(mapping.columns.is_empty());
 }
 
@@ -361,21 +455,38 @@ async fn csv_neutralises_formulas_but_not_phones() {
     let store = seeded(org).await;
     let (text, _) = csv_text(&store, org, &ExportOptions::default()).await;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     let column = |name: &str| header.iter().position(|column| column == name).unwrap();
-    let john = rows.iter().find(|row| &row[column("first_name")] == "John").unwrap();
+    let john = rows
+        .iter()
+        .find(|row| &row[column("first_name")] == "John")
+        .unwrap();
 
-    assert_eq!(&john[column("company")], "'=HYPERLINK(\"http://example.com\",\"Acme\")");
+    assert_eq!(
+        &john[column("company")],
+        "'=HYPERLINK(\"http://example.com\",\"Acme\")"
+    );
     assert_eq!(&john[column("source")], "'+linkedin");
     assert_eq!(&john[column("Notes")], "'@channel -- call back");
     assert_eq!(&john[column("phone")], "+14155550134");
     assert_eq!(&john[column("last_name")], "O'Brien");
-    let camille = rows.iter().find(|row| &row[column("first_name")] == "Camille").unwrap();
+    let camille = rows
+        .iter()
+        .find(|row| &row[column("first_name")] == "Camille")
+        .unwrap();
     assert_eq!(&camille[column("Écart")], "'-12");
     assert_eq!(&camille[column("phone")], "+33612345678");
     assert_eq!(&camille[column("tags")], "salon|vip client");
-    assert_eq!(&camille[column("consent_sms_date")], "2026-02-02T10:15:30.250Z");
+    assert_eq!(
+        &camille[column("consent_sms_date")],
+        "2026-02-02T10:15:30.250Z"
+    );
 }
 
 #[tokio::test]
@@ -392,8 +503,15 @@ async fn csv_header_and_row_order() {
          Budget,Client,Date RDV,Notes,Écart"
     );
     let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let names: Vec<String> = reader.records().map(|row| row.unwrap()[0].to_owned()).collect();
-    assert_eq!(names, vec!["Camille", "John", ""], "rows come in id order, which is creation order");
+    let names: Vec<String> = reader
+        .records()
+        .map(|row| row.unwrap()[0].to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["Camille", "John", ""],
+        "rows come in id order, which is creation order"
+    );
 }
 
 #[tokio::test]
@@ -402,7 +520,12 @@ async fn csv_declared_custom_fields() {
     let store = seeded(org).await;
     let options = ExportOptions::default().with_custom_fields(["Notes", "Budget", "Missing"]);
     let (text, report) = csv_text(&store, org, &options).await;
-    assert!(text.lines().next().unwrap().ends_with(",Notes,Budget,Missing"));
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .ends_with(",Notes,Budget,Missing")
+    );
     assert_eq!(
         report.custom_fields,
         vec![
@@ -411,8 +534,15 @@ async fn csv_declared_custom_fields() {
             ("Missing".to_owned(), CustomType::Text),
         ]
     );
-    assert_eq!(report.skipped_custom_values, 3, "Client, Date RDV and Écart of Camille are not declared");
-    assert_eq!(store.list_calls().len(), 1, "declared fields need no discovery pass");
+    assert_eq!(
+        report.skipped_custom_values, 3,
+        "Client, Date RDV and Écart of Camille are not declared"
+    );
+    assert_eq!(
+        store.list_calls().len(),
+        1,
+        "declared fields need no discovery pass"
+    );
 }
 
 #[tokio::test]
@@ -429,8 +559,14 @@ async fn csv_skips_custom_fields_named_like_columns() {
     let store = FakeStore::default();
     store.insert_prospects(&[prospect]).await.unwrap();
     let (text, report) = csv_text(&store, org, &ExportOptions::default()).await;
-    assert_eq!(report.custom_fields, vec![("Budget ".to_owned(), CustomType::Number)]);
-    assert_eq!(report.skipped_custom_fields, vec!["---".to_owned(), "Source".to_owned(), "budget".to_owned()]);
+    assert_eq!(
+        report.custom_fields,
+        vec![("Budget ".to_owned(), CustomType::Number)]
+    );
+    assert_eq!(
+        report.skipped_custom_fields,
+        vec!["---".to_owned(), "Source".to_owned(), "budget".to_owned()]
+    );
     assert_eq!(report.skipped_custom_values, 3);
     assert!(text.lines().next().unwrap().ends_with(",Budget "));
 }
@@ -458,8 +594,14 @@ async fn csv_counts_consents_it_cannot_carry() {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let row = reader.records().next().unwrap().unwrap();
     assert_eq!(&row[11], "yes");
-    assert_eq!(&row[13], "new form", "the latest active SMS consent is written");
-    assert_eq!(&row[15], "", "no active e-mail consent with the basis consent");
+    assert_eq!(
+        &row[13], "new form",
+        "the latest active SMS consent is written"
+    );
+    assert_eq!(
+        &row[15], "",
+        "no active e-mail consent with the basis consent"
+    );
 }
 
 #[tokio::test]
@@ -482,17 +624,30 @@ async fn export_reads_in_pages() {
         })
         .collect();
     store.insert_prospects(&prospects).await.unwrap();
-    store.insert_prospects(&sample_prospects(OrgId::new())).await.unwrap();
+    store
+        .insert_prospects(&sample_prospects(OrgId::new()))
+        .await
+        .unwrap();
 
     let options = ExportOptions::default().with_page_size(2);
     let mut output = Vec::new();
-    let report = export_jsonl(&store, org, &mut output, &options).await.unwrap();
+    let report = export_jsonl(&store, org, &mut output, &options)
+        .await
+        .unwrap();
     assert_eq!(report.prospects, 5);
-    assert_eq!(store.list_calls(), vec![2, 2, 2], "pages of 2, 2 and 1; a short page is the last");
+    assert_eq!(
+        store.list_calls(),
+        vec![2, 2, 2],
+        "pages of 2, 2 and 1; a short page is the last"
+    );
 
     let (_, report) = csv_text(&store, org, &options).await;
     assert_eq!(report.prospects, 5);
-    assert_eq!(store.list_calls().len(), 9, "the CSV export reads every page twice: discovery, then rows");
+    assert_eq!(
+        store.list_calls().len(),
+        9,
+        "the CSV export reads every page twice: discovery, then rows"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -503,10 +658,15 @@ async fn jsonl_round_trip_via_serde() {
     let org = OrgId::new();
     let store = seeded(org).await;
     let mut output = Vec::new();
-    let report = export_jsonl(&store, org, &mut output, &ExportOptions::default()).await.unwrap();
+    let report = export_jsonl(&store, org, &mut output, &ExportOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.prospects, 3);
     let text = String::from_utf8(output).unwrap();
-    let read: Vec<Prospect> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let read: Vec<Prospect> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
     assert_eq!(read, store.prospects(org));
     assert!(text.ends_with('\n'));
 }
@@ -519,9 +679,20 @@ async fn guarded_phone_cells_import() {
     let store = FakeStore::default();
     let org = OrgId::new();
     let file = "Prénom;Téléphone;Société\nAna;'+33 6 12 34 56 78;'=Acme\n";
-    let report = import_prospects(&store, org, file.as_bytes(), &ImportOptions::default(), Utc::now()).await.unwrap();
+    let report = import_prospects(
+        &store,
+        org,
+        file.as_bytes(),
+        &ImportOptions::default(),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.inserted, 1, "{:?}", report.rejected);
     let prospect = &store.prospects(org)[0];
-    assert_eq!(prospect.phone.as_ref().map(PhoneNumber::as_str), Some("+33612345678"));
+    assert_eq!(
+        prospect.phone.as_ref().map(PhoneNumber::as_str),
+        Some("+33612345678")
+    );
     assert_eq!(prospect.company.as_deref(), Some("=Acme"));
 }

@@ -1,6 +1,10 @@
 //! Integration tests of the CSV prospect import against an in-memory store.
 
-#![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers outside #[test] functions fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions fail by panicking"
+)]
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -14,16 +18,17 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::{ChannelKind, ContactPoint, EmailAddress, PhoneNumber, Region};
 use kalify_core::conversation::{Conversation, Message};
 use kalify_core::import::{
-    CustomType, Field, ImportOptions, ImportReport, InvalidContact, Mapping, MergePolicy, import_prospects,
-    preview_columns,
+    CustomType, Field, ImportOptions, ImportReport, InvalidContact, Mapping, MergePolicy,
+    import_prospects, preview_columns,
 };
 use kalify_core::ports::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Store, Suppression,
-    TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{ConsentBasis, CustomValue, Locale, Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, ErrorKind, JobId, MemberId, OrgId, OutboxId, ProspectId, Result, Timestamp,
+    CampaignId, ConversationId, Error, ErrorKind, JobId, MemberId, OrgId, OutboxId, ProspectId,
+    Result, Timestamp,
 };
 
 // ---------------------------------------------------------------------------
@@ -55,7 +60,8 @@ fn contact_key(contact: &ContactPoint) -> String {
 impl FakeState {
     fn index(&mut self, prospect: &Prospect) {
         for contact in prospect.contact_points() {
-            self.by_contact.insert((prospect.org_id, contact_key(&contact)), prospect.id);
+            self.by_contact
+                .insert((prospect.org_id, contact_key(&contact)), prospect.id);
         }
     }
 }
@@ -101,7 +107,10 @@ impl FakeStore {
 impl Store for FakeStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
         let mut state = self.state.lock().unwrap();
-        if prospects.iter().any(|prospect| state.prospects.contains_key(&prospect.id)) {
+        if prospects
+            .iter()
+            .any(|prospect| state.prospects.contains_key(&prospect.id))
+        {
             return Err(Error::conflict("prospect id exists"));
         }
         state.insert_calls.push(prospects.len());
@@ -127,7 +136,10 @@ impl Store for FakeStore {
         if state.conflict_on_update {
             return Err(Error::conflict("version differs"));
         }
-        let stored = state.prospects.get(&prospect.id).ok_or_else(|| Error::not_found("prospect not found"))?;
+        let stored = state
+            .prospects
+            .get(&prospect.id)
+            .ok_or_else(|| Error::not_found("prospect not found"))?;
         if stored.version != prospect.version {
             return Err(Error::conflict("version differs"));
         }
@@ -176,7 +188,11 @@ impl Store for FakeStore {
         Err(unsupported("get_campaign"))
     }
 
-    async fn insert_conversation(&self, _conversation: &Conversation, _jobs: &[Job]) -> Result<bool> {
+    async fn insert_conversation(
+        &self,
+        _conversation: &Conversation,
+        _jobs: &[Job],
+    ) -> Result<bool> {
         Err(unsupported("insert_conversation"))
     }
 
@@ -184,11 +200,19 @@ impl Store for FakeStore {
         Err(unsupported("get_conversation"))
     }
 
-    async fn conversations_of(&self, _org: OrgId, _prospect: ProspectId) -> Result<Vec<Conversation>> {
+    async fn conversations_of(
+        &self,
+        _org: OrgId,
+        _prospect: ProspectId,
+    ) -> Result<Vec<Conversation>> {
         Err(unsupported("conversations_of"))
     }
 
-    async fn list_messages(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        _org: OrgId,
+        _conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         Err(unsupported("list_messages"))
     }
 
@@ -196,7 +220,11 @@ impl Store for FakeStore {
         Err(unsupported("insert_inbound"))
     }
 
-    async fn pending_inbound(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn pending_inbound(
+        &self,
+        _org: OrgId,
+        _conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         Err(unsupported("pending_inbound"))
     }
 
@@ -204,7 +232,13 @@ impl Store for FakeStore {
         Err(unsupported("commit_turn"))
     }
 
-    async fn claim_jobs(&self, _now: Timestamp, _limit: usize, _lease: Duration, _worker: &str) -> Result<Vec<Job>> {
+    async fn claim_jobs(
+        &self,
+        _now: Timestamp,
+        _limit: usize,
+        _lease: Duration,
+        _worker: &str,
+    ) -> Result<Vec<Job>> {
         Err(unsupported("claim_jobs"))
     }
 
@@ -222,7 +256,12 @@ impl Store for FakeStore {
         Err(unsupported("claim_outbox"))
     }
 
-    async fn finish_outbox(&self, _org: OrgId, _entry: OutboxId, _outcome: OutboxOutcome) -> Result<()> {
+    async fn finish_outbox(
+        &self,
+        _org: OrgId,
+        _entry: OutboxId,
+        _outcome: OutboxOutcome,
+    ) -> Result<()> {
         Err(unsupported("finish_outbox"))
     }
 
@@ -232,13 +271,20 @@ impl Store for FakeStore {
 
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let state = self.state.lock().unwrap();
-        Ok(state.suppressed.iter().any(|entry| entry.org_id == org && &entry.contact == contact))
+        Ok(state
+            .suppressed
+            .iter()
+            .any(|entry| entry.org_id == org && &entry.contact == contact))
     }
 
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
         let mut state = self.state.lock().unwrap();
         for entry in entries {
-            if !state.suppressed.iter().any(|known| known.org_id == entry.org_id && known.contact == entry.contact) {
+            if !state
+                .suppressed
+                .iter()
+                .any(|known| known.org_id == entry.org_id && known.contact == entry.contact)
+            {
                 state.suppressed.push(entry.clone());
             }
         }
@@ -270,8 +316,15 @@ fn now() -> Timestamp {
 }
 
 /// Imports `bytes` and checks that every row is counted exactly once.
-async fn import(store: &FakeStore, org: OrgId, bytes: &[u8], options: &ImportOptions) -> ImportReport {
-    let report = import_prospects(store, org, bytes, options, now()).await.unwrap();
+async fn import(
+    store: &FakeStore,
+    org: OrgId,
+    bytes: &[u8],
+    options: &ImportOptions,
+) -> ImportReport {
+    let report = import_prospects(store, org, bytes, options, now())
+        .await
+        .unwrap();
     let counted = report.inserted
         + report.updated
         + report.unchanged
@@ -284,7 +337,15 @@ async fn import(store: &FakeStore, org: OrgId, bytes: &[u8], options: &ImportOpt
 }
 
 async fn import_error(bytes: &[u8]) -> Error {
-    import_prospects(&FakeStore::default(), OrgId::new(), bytes, &ImportOptions::default(), now()).await.unwrap_err()
+    import_prospects(
+        &FakeStore::default(),
+        OrgId::new(),
+        bytes,
+        &ImportOptions::default(),
+        now(),
+    )
+    .await
+    .unwrap_err()
 }
 
 fn phone(prospect: &Prospect) -> Option<&str> {
@@ -302,7 +363,11 @@ fn fixtures_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    assert!(std::env::var_os("CI").is_none(), "fixture folder {} is missing and CI is set", dir.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "fixture folder {} is missing and CI is set",
+        dir.display()
+    );
     eprintln!("skipped: fixture folder {} is missing", dir.display());
     None
 }
@@ -327,8 +392,14 @@ async fn fixture_utf8_with_bom() {
     assert_eq!(prospect.first_name.as_deref(), Some("Luçile"));
     assert_eq!(prospect.last_name.as_deref(), Some("Rivière"));
     assert_eq!(phone(prospect), Some("+33145048955"));
-    assert_eq!(prospect.email.as_ref().map(EmailAddress::as_str), Some("lucile.riviere+pc@plezi.co"));
-    assert_eq!(prospect.custom_fields.get("Intérêts"), Some(&CustomValue::Text("cheval".into())));
+    assert_eq!(
+        prospect.email.as_ref().map(EmailAddress::as_str),
+        Some("lucile.riviere+pc@plezi.co")
+    );
+    assert_eq!(
+        prospect.custom_fields.get("Intérêts"),
+        Some(&CustomValue::Text("cheval".into()))
+    );
     assert_eq!(prospect.org_id, org);
 }
 
@@ -348,25 +419,51 @@ async fn fixture_windows_1252() {
     assert_eq!(prospect.first_name.as_deref(), Some("abcàâäéèêë"));
     assert_eq!(prospect.last_name.as_deref(), Some("îôöùûüabç"));
     assert_eq!(prospect.company.as_deref(), Some("Money€$£"));
-    assert_eq!(prospect.email.as_ref().map(EmailAddress::as_str), Some("lucile.riviere+testcsv@plezi.co"));
-    assert_eq!(report.columns.iter().filter(|column| column.field == Field::Ignore).count(), 3);
+    assert_eq!(
+        prospect.email.as_ref().map(EmailAddress::as_str),
+        Some("lucile.riviere+testcsv@plezi.co")
+    );
+    assert_eq!(
+        report
+            .columns
+            .iter()
+            .filter(|column| column.field == Field::Ignore)
+            .count(),
+        3
+    );
 }
 
 fn header_set(values: &serde_json::Value) -> Vec<String> {
-    values.as_array().unwrap().iter().map(|value| value.as_str().unwrap().to_owned()).collect()
+    values
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value.as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Reads the header line of a CSV sample stored as a JSON string.
 fn sample_header(csv_text: &str) -> Vec<String> {
     let mut reader = csv::ReaderBuilder::new()
-        .delimiter(if csv_text.lines().next().unwrap().contains(';') { b';' } else { b',' })
+        .delimiter(if csv_text.lines().next().unwrap().contains(';') {
+            b';'
+        } else {
+            b','
+        })
         .from_reader(csv_text.trim_start_matches('\u{feff}').as_bytes());
-    reader.headers().unwrap().iter().map(str::to_owned).collect()
+    reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn assert_maps(headers: &[String], expected: &[(&str, Field)], set: &str) {
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let mapped: HashMap<String, Field> = preview_columns(&refs, &Mapping::default()).into_iter().collect();
+    let mapped: HashMap<String, Field> = preview_columns(&refs, &Mapping::default())
+        .into_iter()
+        .collect();
     for (header, field) in expected {
         assert_eq!(mapped.get(*header), Some(field), "{set}: column {header:?}");
     }
@@ -406,7 +503,9 @@ fn fixture_crm_header_sets_map() {
         "hubspot all contacts",
     );
 
-    let others = templates["hubspot_other_export_headers_seen"].as_array().unwrap();
+    let others = templates["hubspot_other_export_headers_seen"]
+        .as_array()
+        .unwrap();
     assert_maps(
         &header_set(&others[0]["columns"]),
         &[
@@ -453,16 +552,41 @@ fn fixture_crm_header_sets_map() {
         "zoho deals",
     );
     assert_maps(
-        &sample_header(templates["oro_crm_leads_import_template"]["csv"].as_str().unwrap()),
-        &[("First name", Field::FirstName), ("Last Name", Field::LastName), ("Company name", Field::Company)],
+        &sample_header(
+            templates["oro_crm_leads_import_template"]["csv"]
+                .as_str()
+                .unwrap(),
+        ),
+        &[
+            ("First name", Field::FirstName),
+            ("Last Name", Field::LastName),
+            ("Company name", Field::Company),
+        ],
         "oro leads",
     );
 
-    let french = templates["french_import_formats_seen_in_peer_apps"].as_array().unwrap();
+    let french = templates["french_import_formats_seen_in_peer_apps"]
+        .as_array()
+        .unwrap();
     let expected_french: [&[(&str, Field)]; 4] = [
-        &[("prénom", Field::FirstName), ("nom", Field::LastName), ("email", Field::Email), ("téléphone", Field::Phone)],
-        &[("Prénom", Field::FirstName), ("Nom", Field::LastName), ("Email", Field::Email), ("Téléphone", Field::Phone)],
-        &[("Prénom", Field::FirstName), ("Nom", Field::LastName), ("Email", Field::Email), ("Téléphone", Field::Phone)],
+        &[
+            ("prénom", Field::FirstName),
+            ("nom", Field::LastName),
+            ("email", Field::Email),
+            ("téléphone", Field::Phone),
+        ],
+        &[
+            ("Prénom", Field::FirstName),
+            ("Nom", Field::LastName),
+            ("Email", Field::Email),
+            ("Téléphone", Field::Phone),
+        ],
+        &[
+            ("Prénom", Field::FirstName),
+            ("Nom", Field::LastName),
+            ("Email", Field::Email),
+            ("Téléphone", Field::Phone),
+        ],
         &[
             ("Nom", Field::FullName),
             ("Email", Field::Email),
@@ -484,19 +608,32 @@ async fn fixture_crm_samples_import() {
     let templates: serde_json::Value = serde_json::from_str(&text).unwrap();
 
     // Every French sample has valid contacts on each data row.
-    for sample in templates["french_import_formats_seen_in_peer_apps"].as_array().unwrap() {
+    for sample in templates["french_import_formats_seen_in_peer_apps"]
+        .as_array()
+        .unwrap()
+    {
         let csv_text = sample["csv"].as_str().unwrap();
         let data_rows = csv_text.trim_end().lines().count() - 1;
         let store = FakeStore::default();
-        let report = import(&store, OrgId::new(), csv_text.as_bytes(), &ImportOptions::default()).await;
+        let report = import(
+            &store,
+            OrgId::new(),
+            csv_text.as_bytes(),
+            &ImportOptions::default(),
+        )
+        .await;
         assert_eq!(report.inserted, data_rows, "{csv_text}");
         assert_eq!(report.rejected_total, 0, "{:?}", report.rejected);
     }
 
     // Zoho contacts are American: read them in the US region.
-    let contacts = templates["zoho_crm_style_export"]["files"]["Contacts_001.csv"].as_str().unwrap();
+    let contacts = templates["zoho_crm_style_export"]["files"]["Contacts_001.csv"]
+        .as_str()
+        .unwrap();
     let store = FakeStore::default();
-    let options = ImportOptions::default().with_default_region(Region::US).with_default_locale(Locale::En);
+    let options = ImportOptions::default()
+        .with_default_region(Region::US)
+        .with_default_locale(Locale::En);
     let report = import(&store, OrgId::new(), contacts.as_bytes(), &options).await;
     assert_eq!(report.inserted, 2, "{:?}", report.rejected);
     assert_eq!(report.delimiter, ',');
@@ -504,7 +641,9 @@ async fn fixture_crm_samples_import() {
     assert_eq!(sam.company.as_deref(), Some("Ridge Property Group"));
 
     // Notes have no contact column.
-    let notes = templates["zoho_crm_style_export"]["files"]["Notes_001.csv"].as_str().unwrap();
+    let notes = templates["zoho_crm_style_export"]["files"]["Notes_001.csv"]
+        .as_str()
+        .unwrap();
     let error = import_error(notes.as_bytes()).await;
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     assert!(error.message().contains("\"Note Title\""), "{error}");
@@ -521,7 +660,13 @@ async fn semicolon_and_tab_files() {
             d = delimiter
         );
         let store = FakeStore::default();
-        let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+        let report = import(
+            &store,
+            OrgId::new(),
+            text.as_bytes(),
+            &ImportOptions::default(),
+        )
+        .await;
         assert_eq!(report.inserted, 1, "{delimiter:?}");
         assert_eq!(report.delimiter.to_string(), delimiter);
         let prospect = &store.prospects()[0];
@@ -532,11 +677,16 @@ async fn semicolon_and_tab_files() {
 
 #[tokio::test]
 async fn bom_and_windows_1252_names() {
-    let mut utf8 = "\u{feff}Prénom;Nom;Email\nFrançoise;Lefèvre;f@example.fr\n".as_bytes().to_vec();
+    let mut utf8 = "\u{feff}Prénom;Nom;Email\nFrançoise;Lefèvre;f@example.fr\n"
+        .as_bytes()
+        .to_vec();
     let store = FakeStore::default();
     let report = import(&store, OrgId::new(), &utf8, &ImportOptions::default()).await;
     assert_eq!(report.inserted, 1);
-    assert_eq!(store.prospects()[0].first_name.as_deref(), Some("Françoise"));
+    assert_eq!(
+        store.prospects()[0].first_name.as_deref(),
+        Some("Françoise")
+    );
     assert_eq!(report.columns[0].field, Field::FirstName);
 
     // The same file as Excel writes it on a French Windows.
@@ -553,7 +703,13 @@ async fn bom_and_windows_1252_names() {
 async fn excel_sep_line_is_honoured() {
     let text = "sep=,\nNom;complet,Email\n\"Dupont, Jean\",jean@example.fr\nx,bad\n";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.delimiter, ',');
     assert_eq!(report.inserted, 1);
     assert_eq!(rejected_lines(&report), vec![4]);
@@ -574,23 +730,55 @@ async fn embedded_newlines_keep_line_numbers() {
         ]
         .join(newline);
         let store = FakeStore::default();
-        let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+        let report = import(
+            &store,
+            OrgId::new(),
+            text.as_bytes(),
+            &ImportOptions::default(),
+        )
+        .await;
         assert_eq!(report.inserted, 2, "{newline:?}");
         assert_eq!(rejected_lines(&report), vec![4, 8], "{newline:?}");
         assert_eq!(report.rejected[0].column.as_deref(), Some("Email"));
         assert_eq!(report.rejected[0].value.as_deref(), Some("not-an-email"));
-        assert!(report.rejected[1].reason.contains("no phone number, e-mail address"), "{:?}", report.rejected[1]);
+        assert!(
+            report.rejected[1]
+                .reason
+                .contains("no phone number, e-mail address"),
+            "{:?}",
+            report.rejected[1]
+        );
         let ann = store.find_email("ann@example.fr");
-        assert_eq!(ann.custom_fields.get("Notes"), Some(&CustomValue::Text(format!("two{newline}lines"))));
+        assert_eq!(
+            ann.custom_fields.get("Notes"),
+            Some(&CustomValue::Text(format!("two{newline}lines")))
+        );
     }
 }
 
 #[tokio::test]
 async fn blank_lines_keep_line_numbers() {
     for newline in ["\n", "\r\n"] {
-        let text = ["", "", "Prénom;Email", "Ann;ann@example.fr", "", ";", "Bob;bad", "", "Cy;bad"].join(newline);
+        let text = [
+            "",
+            "",
+            "Prénom;Email",
+            "Ann;ann@example.fr",
+            "",
+            ";",
+            "Bob;bad",
+            "",
+            "Cy;bad",
+        ]
+        .join(newline);
         let store = FakeStore::default();
-        let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+        let report = import(
+            &store,
+            OrgId::new(),
+            text.as_bytes(),
+            &ImportOptions::default(),
+        )
+        .await;
         assert_eq!(report.inserted, 1, "{newline:?}");
         assert_eq!(report.blank, 1, "{newline:?}");
         assert_eq!(rejected_lines(&report), vec![7, 9], "{newline:?}");
@@ -613,7 +801,13 @@ Fay;Fabre;06 11 22 33 44;fay@example.fr;extra
 Gus;Girard;06 55 44 33 22;gus@example.fr;;
 ";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
 
     assert_eq!(report.rows, 7);
     assert_eq!(report.inserted, 3, "{:?}", report.rejected);
@@ -622,36 +816,79 @@ Gus;Girard;06 55 44 33 22;gus@example.fr;;
     let bob = &report.rejected[0];
     assert_eq!(bob.column.as_deref(), Some("Téléphone"));
     assert_eq!(bob.value.as_deref(), Some("12"));
-    assert!(bob.reason.starts_with("invalid phone number for region FR"), "{}", bob.reason);
-    assert!(bob.reason.ends_with("no other valid contact point"), "{}", bob.reason);
+    assert!(
+        bob.reason.starts_with("invalid phone number for region FR"),
+        "{}",
+        bob.reason
+    );
+    assert!(
+        bob.reason.ends_with("no other valid contact point"),
+        "{}",
+        bob.reason
+    );
 
     let cy = &report.rejected[1];
     assert_eq!(cy.column.as_deref(), Some("Email"));
     assert_eq!(cy.value.as_deref(), Some("cy@@example"));
 
-    assert!(report.rejected[2].reason.contains("has 3 fields but the header has 4"), "{:?}", report.rejected[2]);
-    assert!(report.rejected[3].reason.contains("has 5 fields but the header has 4"), "{:?}", report.rejected[3]);
+    assert!(
+        report.rejected[2]
+            .reason
+            .contains("has 3 fields but the header has 4"),
+        "{:?}",
+        report.rejected[2]
+    );
+    assert!(
+        report.rejected[3]
+            .reason
+            .contains("has 5 fields but the header has 4"),
+        "{:?}",
+        report.rejected[3]
+    );
 
     // Ann keeps her e-mail and her bad phone is a warning; Dee keeps her phone.
-    let warnings: Vec<(u64, Option<&str>)> =
-        report.warnings.iter().map(|warning| (warning.line, warning.column.as_deref())).collect();
+    let warnings: Vec<(u64, Option<&str>)> = report
+        .warnings
+        .iter()
+        .map(|warning| (warning.line, warning.column.as_deref()))
+        .collect();
     assert_eq!(warnings, vec![(2, Some("Téléphone")), (5, Some("Email"))]);
     let ann = store.find_email("ann@example.fr");
     assert_eq!(ann.phone, None);
-    assert!(store.prospects().iter().any(|prospect| phone(prospect) == Some("+33612345678")));
+    assert!(
+        store
+            .prospects()
+            .iter()
+            .any(|prospect| phone(prospect) == Some("+33612345678"))
+    );
 
     // The rejections file lists both kinds in line order.
     let mut output = Vec::new();
     report.write_rejections_csv(&mut output).unwrap();
     let written = String::from_utf8(output).unwrap();
-    let kinds: Vec<&str> = written.lines().skip(1).map(|line| line.split(',').next().unwrap()).collect();
-    assert_eq!(kinds, vec!["warning", "rejected", "rejected", "warning", "rejected", "rejected"]);
+    let kinds: Vec<&str> = written
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "warning", "rejected", "rejected", "warning", "rejected", "rejected"
+        ]
+    );
 }
 
 #[tokio::test]
 async fn debug_of_report_hides_values() {
     let text = "Email;Téléphone\nsecret.person@;06 12 34 56 78\n";
-    let report = import(&FakeStore::default(), OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &FakeStore::default(),
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.warnings.len(), 1);
     let debug = format!("{report:?}");
     assert!(!debug.contains("secret.person"), "{debug}");
@@ -667,13 +904,25 @@ Ann;Arnaud;;ANN@example.fr;Other
 Bob;Bernard;0698765432;bob@example.fr;
 ";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.inserted, 2);
     assert_eq!(report.duplicates, 2);
     let prospects = store.prospects();
     assert_eq!(prospects.len(), 2);
-    let ann = prospects.iter().find(|prospect| prospect.first_name.as_deref() == Some("Ann")).unwrap();
-    assert_eq!(ann.email.as_ref().map(EmailAddress::as_str), Some("ann@example.fr"));
+    let ann = prospects
+        .iter()
+        .find(|prospect| prospect.first_name.as_deref() == Some("Ann"))
+        .unwrap();
+    assert_eq!(
+        ann.email.as_ref().map(EmailAddress::as_str),
+        Some("ann@example.fr")
+    );
     assert_eq!(ann.company.as_deref(), Some("Acme"));
 }
 
@@ -692,13 +941,15 @@ Cy;06 11 22 33 44;
     assert_eq!(report.inserted, 3);
     assert_eq!(report.duplicates, 1);
     assert_eq!(store.insert_calls(), vec![2, 1]);
-    assert_eq!(store.find_email("ann@example.fr").first_name.as_deref(), Some("Ann"));
+    assert_eq!(
+        store.find_email("ann@example.fr").first_name.as_deref(),
+        Some("Ann")
+    );
 }
 
 #[tokio::test]
 async fn reimport_creates_nothing_new() {
-    let text =
-        "Prénom;Nom;Téléphone;Email;Tags\nAnn;Arnaud;0612345678;ann@example.fr;vip\nBob;Bernard;;bob@example.fr;\n";
+    let text = "Prénom;Nom;Téléphone;Email;Tags\nAnn;Arnaud;0612345678;ann@example.fr;vip\nBob;Bernard;;bob@example.fr;\n";
     let store = FakeStore::default();
     let org = OrgId::new();
     let options = ImportOptions::default().with_source("salon-2026");
@@ -720,7 +971,11 @@ async fn reimport_creates_nothing_new() {
     // Rows imported into another org match none of these prospects.
     let other = import(&store, OrgId::new(), text.as_bytes(), &options).await;
     assert_eq!(other.inserted, 2);
-    assert!(before.iter().all(|prospect| prospect.source.as_deref() == Some("salon-2026")));
+    assert!(
+        before
+            .iter()
+            .all(|prospect| prospect.source.as_deref() == Some("salon-2026"))
+    );
 }
 
 #[tokio::test]
@@ -747,14 +1002,23 @@ async fn merge_policies_against_the_store() {
     let overwrite = ImportOptions::default().with_merge_policy(MergePolicy::Overwrite);
     let report = import(&store, org, update.as_bytes(), &overwrite).await;
     assert_eq!(report.updated, 1);
-    assert_eq!(store.find_email("ann@example.fr").first_name.as_deref(), Some("Annie"));
+    assert_eq!(
+        store.find_email("ann@example.fr").first_name.as_deref(),
+        Some("Annie")
+    );
 }
 
 #[tokio::test]
 async fn rows_of_one_chunk_see_each_others_updates() {
     let org = OrgId::new();
     let store = FakeStore::default();
-    import(&store, org, "Email;Mobile\nann@example.fr;06 12 34 56 78\n".as_bytes(), &ImportOptions::default()).await;
+    import(
+        &store,
+        org,
+        "Email;Mobile\nann@example.fr;06 12 34 56 78\n".as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
 
     // Both rows match the stored prospect, the first by address, the second
     // by phone. The second must be merged into the version the first wrote.
@@ -775,7 +1039,11 @@ async fn lookups_are_batched_per_chunk() {
     let options = ImportOptions::default().with_batch_size(1000);
     let report = import(&store, OrgId::new(), &generated_bytes(2500), &options).await;
     assert_eq!(report.inserted, 2500);
-    assert_eq!(store.state.lock().unwrap().batch_lookups, 3, "one lookup per chunk of 1000 rows");
+    assert_eq!(
+        store.state.lock().unwrap().batch_lookups,
+        3,
+        "one lookup per chunk of 1000 rows"
+    );
     assert_eq!(store.insert_calls(), vec![1000, 1000, 500]);
 }
 
@@ -783,7 +1051,13 @@ async fn lookups_are_batched_per_chunk() {
 async fn overwrite_frees_the_old_phone_within_a_chunk() {
     let org = OrgId::new();
     let store = FakeStore::default();
-    import(&store, org, "Email;Mobile\nann@example.fr;06 12 34 56 78\n".as_bytes(), &ImportOptions::default()).await;
+    import(
+        &store,
+        org,
+        "Email;Mobile\nann@example.fr;06 12 34 56 78\n".as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
 
     // The first row moves Ann to a new phone. The old phone then belongs to
     // no prospect, so the second row creates one.
@@ -792,8 +1066,14 @@ async fn overwrite_frees_the_old_phone_within_a_chunk() {
     let report = import(&store, org, update.as_bytes(), &overwrite).await;
     assert_eq!(report.updated, 1);
     assert_eq!(report.inserted, 1, "{report:?}");
-    assert_eq!(phone(&store.find_email("ann@example.fr")), Some("+33698765432"));
-    assert_eq!(phone(&store.find_email("bob@example.fr")), Some("+33612345678"));
+    assert_eq!(
+        phone(&store.find_email("ann@example.fr")),
+        Some("+33698765432")
+    );
+    assert_eq!(
+        phone(&store.find_email("bob@example.fr")),
+        Some("+33612345678")
+    );
 }
 
 #[tokio::test]
@@ -815,8 +1095,17 @@ list@example.fr;06 55 44 33 22 / 01 45 04 89 55
     assert_eq!(report.rejected[2].column.as_deref(), Some("Téléphone"));
 
     let lenient = FakeStore::default();
-    let report = import(&lenient, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
-    assert_eq!(report.inserted, 5, "by default a bad cell is dropped and the row kept");
+    let report = import(
+        &lenient,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        report.inserted, 5,
+        "by default a bad cell is dropped and the row kept"
+    );
     // Lenient reading finds an address in "Jean Dupont@example.fr" and the
     // first number of the list, so only "bad@" and "n/a" are reported.
     assert_eq!(report.warnings_total, 2);
@@ -830,18 +1119,41 @@ a@example.fr;06 12 34 56 78;yes;2026-02-02T10:15:30.250Z;'=web form;v3;yes;2026-
 b@example.fr;06 98 76 54 32;yes;;;;no;;
 ";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.inserted, 2);
 
     let a = store.find_email("a@example.fr");
     assert_eq!(a.consents.len(), 2);
-    let sms = a.consents.iter().find(|consent| consent.channel == ChannelKind::Sms).unwrap();
-    assert_eq!(sms.collected_at, Utc.with_ymd_and_hms(2026, 2, 2, 10, 15, 30).unwrap() + chrono::Duration::milliseconds(250));
+    let sms = a
+        .consents
+        .iter()
+        .find(|consent| consent.channel == ChannelKind::Sms)
+        .unwrap();
+    assert_eq!(
+        sms.collected_at,
+        Utc.with_ymd_and_hms(2026, 2, 2, 10, 15, 30).unwrap() + chrono::Duration::milliseconds(250)
+    );
     assert_eq!(sms.source, "=web form");
     assert_eq!(sms.wording_version.as_deref(), Some("v3"));
-    let email = a.consents.iter().find(|consent| consent.channel == ChannelKind::Email).unwrap();
-    assert_eq!(email.collected_at, Utc.with_ymd_and_hms(2026, 2, 5, 0, 0, 0).unwrap());
-    assert_eq!(email.source, "salon", "the shared source column applies where no per-channel one is given");
+    let email = a
+        .consents
+        .iter()
+        .find(|consent| consent.channel == ChannelKind::Email)
+        .unwrap();
+    assert_eq!(
+        email.collected_at,
+        Utc.with_ymd_and_hms(2026, 2, 5, 0, 0, 0).unwrap()
+    );
+    assert_eq!(
+        email.source, "salon",
+        "the shared source column applies where no per-channel one is given"
+    );
     assert_eq!(email.wording_version, None);
 
     let b = store.find_email("b@example.fr");
@@ -854,37 +1166,76 @@ b@example.fr;06 98 76 54 32;yes;;;;no;;
 async fn update_conflict_rejects_the_row() {
     let org = OrgId::new();
     let store = FakeStore::default();
-    import(&store, org, b"Email\nann@example.fr\n", &ImportOptions::default()).await;
+    import(
+        &store,
+        org,
+        b"Email\nann@example.fr\n",
+        &ImportOptions::default(),
+    )
+    .await;
     store.state.lock().unwrap().conflict_on_update = true;
-    let report = import(&store, org, "Email;Prénom\nann@example.fr;Ann\n".as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        org,
+        "Email;Prénom\nann@example.fr;Ann\n".as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.updated, 0);
     assert_eq!(rejected_lines(&report), vec![2]);
-    assert!(report.rejected[0].reason.contains("changed while the file was imported"));
+    assert!(
+        report.rejected[0]
+            .reason
+            .contains("changed while the file was imported")
+    );
 }
 
 #[tokio::test]
 async fn contact_of_another_prospect_is_not_moved() {
     let org = OrgId::new();
     let store = FakeStore::default();
-    import(&store, org, b"Email;Mobile\nann@example.fr;\nbob@example.fr;0612345678\n", &ImportOptions::default()).await;
-    let report = import(&store, org, b"Email;Mobile\nann@example.fr;0612345678\n", &ImportOptions::default()).await;
+    import(
+        &store,
+        org,
+        b"Email;Mobile\nann@example.fr;\nbob@example.fr;0612345678\n",
+        &ImportOptions::default(),
+    )
+    .await;
+    let report = import(
+        &store,
+        org,
+        b"Email;Mobile\nann@example.fr;0612345678\n",
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.updated + report.unchanged, 1);
     assert_eq!(report.warnings.len(), 1);
     assert_eq!(report.warnings[0].column.as_deref(), Some("Mobile"));
     assert_eq!(store.find_email("ann@example.fr").phone, None);
-    assert_eq!(phone(&store.find_email("bob@example.fr")), Some("+33612345678"));
+    assert_eq!(
+        phone(&store.find_email("bob@example.fr")),
+        Some("+33612345678")
+    );
 }
 
 #[tokio::test]
 async fn suppressed_contacts_are_not_imported() {
     let org = OrgId::new();
     let store = FakeStore::default();
-    store.suppress_now(org, ContactPoint::Phone(PhoneNumber::parse("0612345678", Region::FR).unwrap()));
+    store.suppress_now(
+        org,
+        ContactPoint::Phone(PhoneNumber::parse("0612345678", Region::FR).unwrap()),
+    );
     let text = "Email;Mobile\nann@example.fr;06 12 34 56 78\nbob@example.fr;\n";
     let report = import(&store, org, text.as_bytes(), &ImportOptions::default()).await;
     assert_eq!(report.suppressed, 1);
     assert_eq!(report.inserted, 1);
-    assert!(store.prospects().iter().all(|prospect| prospect.email.as_ref().unwrap().as_str() == "bob@example.fr"));
+    assert!(
+        store
+            .prospects()
+            .iter()
+            .all(|prospect| prospect.email.as_ref().unwrap().as_str() == "bob@example.fr")
+    );
 }
 
 #[tokio::test]
@@ -900,37 +1251,67 @@ cy@example.fr;;;oui
     let report = import(&store, org, text.as_bytes(), &ImportOptions::default()).await;
     assert_eq!(report.suppressed, 2);
     assert_eq!(report.inserted, 1);
-    let suppressed: Vec<String> = store.suppressions().iter().map(|entry| entry.contact.key().to_owned()).collect();
+    let suppressed: Vec<String> = store
+        .suppressions()
+        .iter()
+        .map(|entry| entry.contact.key().to_owned())
+        .collect();
     assert_eq!(suppressed, vec!["ann@example.fr"]);
 
     // Ann stays suppressed when a later file has no opt-out column.
-    let report = import(&store, org, b"Email\nann@example.fr\n", &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        org,
+        b"Email\nann@example.fr\n",
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.suppressed, 1);
     assert_eq!(report.inserted, 0);
 }
 
 #[tokio::test]
 async fn full_names_are_split() {
-    let text =
-        "Nom,Email\nAlice Dupont,alice@example.fr\nDUPONT Jean Pierre,jp@example.fr\n\"Martin, Léa\",lea@example.fr\n";
+    let text = "Nom,Email\nAlice Dupont,alice@example.fr\nDUPONT Jean Pierre,jp@example.fr\n\"Martin, Léa\",lea@example.fr\n";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.inserted, 3);
     assert_eq!(report.columns[0].field, Field::FullName);
     let names = |email: &str| {
         let prospect = store.find_email(email);
         (prospect.first_name, prospect.last_name)
     };
-    assert_eq!(names("alice@example.fr"), (Some("Alice".into()), Some("Dupont".into())));
-    assert_eq!(names("jp@example.fr"), (Some("Jean Pierre".into()), Some("DUPONT".into())));
-    assert_eq!(names("lea@example.fr"), (Some("Léa".into()), Some("Martin".into())));
+    assert_eq!(
+        names("alice@example.fr"),
+        (Some("Alice".into()), Some("Dupont".into()))
+    );
+    assert_eq!(
+        names("jp@example.fr"),
+        (Some("Jean Pierre".into()), Some("DUPONT".into()))
+    );
+    assert_eq!(
+        names("lea@example.fr"),
+        (Some("Léa".into()), Some("Martin".into()))
+    );
 }
 
 #[tokio::test]
 async fn names_are_trimmed_and_normalised() {
     let text = "Prénom;Nom;Email\n  Jean   Pierre ;Rene\u{301}e;jp@example.fr\n";
     let store = FakeStore::default();
-    import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     let prospect = store.find_email("jp@example.fr");
     assert_eq!(prospect.first_name.as_deref(), Some("Jean Pierre"));
     assert_eq!(prospect.last_name.as_deref(), Some("Ren\u{e9}e"));
@@ -947,27 +1328,63 @@ fr@example.fr;06 12 34 56 78;
 xx@example.fr;06 12 34 56 79;Atlantis
 ";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.inserted, 5, "{:?}", report.rejected);
-    assert_eq!(phone(&store.find_email("be@example.fr")), Some("+32470123456"));
-    assert_eq!(phone(&store.find_email("ch@example.fr")), Some("+41791234567"));
-    assert_eq!(phone(&store.find_email("us@example.fr")), Some("+14155552671"));
-    assert_eq!(phone(&store.find_email("fr@example.fr")), Some("+33612345678"));
-    assert_eq!(phone(&store.find_email("xx@example.fr")), Some("+33612345679"));
+    assert_eq!(
+        phone(&store.find_email("be@example.fr")),
+        Some("+32470123456")
+    );
+    assert_eq!(
+        phone(&store.find_email("ch@example.fr")),
+        Some("+41791234567")
+    );
+    assert_eq!(
+        phone(&store.find_email("us@example.fr")),
+        Some("+14155552671")
+    );
+    assert_eq!(
+        phone(&store.find_email("fr@example.fr")),
+        Some("+33612345678")
+    );
+    assert_eq!(
+        phone(&store.find_email("xx@example.fr")),
+        Some("+33612345679")
+    );
     assert_eq!(report.warnings.len(), 1);
     assert_eq!(report.warnings[0].line, 6);
     assert!(report.warnings[0].reason.starts_with("unknown country"));
     let belgian = store.find_email("be@example.fr");
-    assert_eq!(belgian.custom_fields.get("Pays"), Some(&CustomValue::Text("Belgique".into())));
+    assert_eq!(
+        belgian.custom_fields.get("Pays"),
+        Some(&CustomValue::Text("Belgique".into()))
+    );
 }
 
 #[tokio::test]
 async fn mobile_is_preferred_over_landline() {
     let text = "Téléphone;Email;Téléphone mobile;Fixe\n01 45 04 89 55;a@example.fr;06 12 34 56 78;01 45 04 89 56\n01 45 04 89 57;b@example.fr;;\n";
     let store = FakeStore::default();
-    import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
-    assert_eq!(phone(&store.find_email("a@example.fr")), Some("+33612345678"));
-    assert_eq!(phone(&store.find_email("b@example.fr")), Some("+33145048957"));
+    import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
+    assert_eq!(
+        phone(&store.find_email("a@example.fr")),
+        Some("+33612345678")
+    );
+    assert_eq!(
+        phone(&store.find_email("b@example.fr")),
+        Some("+33145048957")
+    );
 }
 
 #[tokio::test]
@@ -991,26 +1408,65 @@ Portable perso;Budget;Client;Date RDV;Réf interne;Secteur
     let store = FakeStore::default();
     let report = import(&store, OrgId::new(), text.as_bytes(), &options).await;
     assert_eq!(report.inserted, 2, "{:?}", report.rejected);
-    let columns: Vec<Option<&str>> = report.rejected.iter().map(|entry| entry.column.as_deref()).collect();
-    assert_eq!(columns, vec![Some("Budget"), Some("Client"), Some("Date RDV")]);
+    let columns: Vec<Option<&str>> = report
+        .rejected
+        .iter()
+        .map(|entry| entry.column.as_deref())
+        .collect();
+    assert_eq!(
+        columns,
+        vec![Some("Budget"), Some("Client"), Some("Date RDV")]
+    );
     assert_eq!(rejected_lines(&report), vec![3, 4, 5]);
-    assert!(report.rejected[0].reason.contains("custom field \"Budget\""), "{}", report.rejected[0].reason);
+    assert!(
+        report.rejected[0]
+            .reason
+            .contains("custom field \"Budget\""),
+        "{}",
+        report.rejected[0].reason
+    );
 
-    let first = store.prospects().into_iter().find(|prospect| phone(prospect) == Some("+33612345678")).unwrap();
-    assert_eq!(first.custom_fields.get("Budget"), Some(&CustomValue::Number(12400.5)));
-    assert_eq!(first.custom_fields.get("Client"), Some(&CustomValue::Bool(true)));
+    let first = store
+        .prospects()
+        .into_iter()
+        .find(|prospect| phone(prospect) == Some("+33612345678"))
+        .unwrap();
+    assert_eq!(
+        first.custom_fields.get("Budget"),
+        Some(&CustomValue::Number(12400.5))
+    );
+    assert_eq!(
+        first.custom_fields.get("Client"),
+        Some(&CustomValue::Bool(true))
+    );
     assert_eq!(
         first.custom_fields.get("Date RDV"),
-        Some(&CustomValue::Date(NaiveDate::from_ymd_opt(2026, 1, 6).unwrap()))
+        Some(&CustomValue::Date(
+            NaiveDate::from_ymd_opt(2026, 1, 6).unwrap()
+        ))
     );
-    assert_eq!(first.custom_fields.get("Secteur"), Some(&CustomValue::Text("BTP".into())));
+    assert_eq!(
+        first.custom_fields.get("Secteur"),
+        Some(&CustomValue::Text("BTP".into()))
+    );
     assert!(!first.custom_fields.contains_key("Réf interne"));
 
     let mapping = Mapping::default().with_custom_field("budget", CustomType::Number);
-    let options = ImportOptions::default().with_mapping(mapping).with_default_locale(Locale::En);
+    let options = ImportOptions::default()
+        .with_mapping(mapping)
+        .with_default_locale(Locale::En);
     let store = FakeStore::default();
-    import(&store, OrgId::new(), b"Email,BUDGET\na@example.com,\"42,000\"\n", &options).await;
-    assert_eq!(store.prospects()[0].custom_fields.get("budget"), Some(&CustomValue::Number(42000.0)));
+    import(
+        &store,
+        OrgId::new(),
+        b"Email,BUDGET\na@example.com,\"42,000\"\n",
+        &options,
+    )
+    .await;
+    assert_eq!(
+        store.prospects()[0].custom_fields.get("budget"),
+        Some(&CustomValue::Number(42000.0))
+    );
 }
 
 #[tokio::test]
@@ -1022,8 +1478,13 @@ b@example.fr;06 98 76 54 32;non;oui;;
 c@example.fr;;oui;;pas une date;
 ";
     let store = FakeStore::default();
-    let report =
-        import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default().with_source("import-mars")).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default().with_source("import-mars"),
+    )
+    .await;
     assert_eq!(report.inserted, 3);
 
     let a = store.find_email("a@example.fr");
@@ -1031,7 +1492,10 @@ c@example.fr;;oui;;pas une date;
     assert_eq!(a.consents[0].channel, ChannelKind::Sms);
     assert_eq!(a.consents[0].basis, ConsentBasis::Consent);
     assert_eq!(a.consents[0].source, "formulaire salon");
-    assert_eq!(a.consents[0].collected_at, Utc.with_ymd_and_hms(2025, 11, 3, 0, 0, 0).unwrap());
+    assert_eq!(
+        a.consents[0].collected_at,
+        Utc.with_ymd_and_hms(2025, 11, 3, 0, 0, 0).unwrap()
+    );
 
     let b = store.find_email("b@example.fr");
     assert_eq!(b.consents.len(), 1);
@@ -1052,19 +1516,34 @@ PSID;Langue;Fuseau horaire;Tags;Source
 1234567891;klingon;Mars/Olympus;;
 ";
     let store = FakeStore::default();
-    let report = import(&store, OrgId::new(), text.as_bytes(), &ImportOptions::default()).await;
+    let report = import(
+        &store,
+        OrgId::new(),
+        text.as_bytes(),
+        &ImportOptions::default(),
+    )
+    .await;
     assert_eq!(report.inserted, 2);
     let prospects = store.prospects();
-    let first =
-        prospects.iter().find(|prospect| prospect.messenger.as_ref().unwrap().as_str() == "1234567890").unwrap();
+    let first = prospects
+        .iter()
+        .find(|prospect| prospect.messenger.as_ref().unwrap().as_str() == "1234567890")
+        .unwrap();
     assert_eq!(first.locale, Locale::En);
     assert_eq!(first.time_zone, Some(chrono_tz::America::New_York));
     assert_eq!(first.tags, vec!["salon", "vip", "chaud"]);
     assert_eq!(first.source.as_deref(), Some("LinkedIn"));
-    let second = prospects.iter().find(|prospect| prospect.id != first.id).unwrap();
+    let second = prospects
+        .iter()
+        .find(|prospect| prospect.id != first.id)
+        .unwrap();
     assert_eq!(second.locale, Locale::Fr);
     assert_eq!(second.time_zone, None);
-    let columns: Vec<Option<&str>> = report.warnings.iter().map(|warning| warning.column.as_deref()).collect();
+    let columns: Vec<Option<&str>> = report
+        .warnings
+        .iter()
+        .map(|warning| warning.column.as_deref())
+        .collect();
     assert_eq!(columns, vec![Some("Langue"), Some("Fuseau horaire")]);
 }
 
@@ -1084,7 +1563,10 @@ async fn empty_file_is_invalid_input() {
 async fn missing_header_is_reported() {
     let error = import_error(b"Jean;Dupont;06 12 34 56 78;jean@example.fr\n").await;
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
-    assert!(error.message().starts_with("the file has no header line"), "{error}");
+    assert!(
+        error.message().starts_with("the file has no header line"),
+        "{error}"
+    );
     assert!(!error.message().contains("jean@example.fr"), "{error}");
 }
 
@@ -1093,7 +1575,10 @@ async fn header_without_contact_column_lists_names() {
     let error = import_error("Prénom;Nom;Intérêts\nJean;Dupont;golf\n".as_bytes()).await;
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
     let message = error.message();
-    assert!(message.contains("\"Prénom\", \"Nom\", \"Intérêts\""), "{message}");
+    assert!(
+        message.contains("\"Prénom\", \"Nom\", \"Intérêts\""),
+        "{message}"
+    );
     assert!(message.contains("Téléphone"), "{message}");
     assert!(message.contains("Email"), "{message}");
 }
@@ -1119,8 +1604,15 @@ async fn workbook_is_rejected() {
 #[tokio::test]
 async fn invalid_delimiter_option() {
     let options = ImportOptions::default().with_delimiter(b'"');
-    let error =
-        import_prospects(&FakeStore::default(), OrgId::new(), &b"Email\n"[..], &options, now()).await.unwrap_err();
+    let error = import_prospects(
+        &FakeStore::default(),
+        OrgId::new(),
+        &b"Email\n"[..],
+        &options,
+        now(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidInput);
 }
 
@@ -1155,7 +1647,12 @@ struct GeneratedCsv {
 
 impl GeneratedCsv {
     fn new(rows: usize) -> Self {
-        GeneratedCsv { next_row: 0, rows, pending: "Prénom;Nom;Mobile;Email;Notes\n".as_bytes().to_vec(), position: 0 }
+        GeneratedCsv {
+            next_row: 0,
+            rows,
+            pending: "Prénom;Nom;Mobile;Email;Notes\n".as_bytes().to_vec(),
+            position: 0,
+        }
     }
 }
 
@@ -1168,8 +1665,10 @@ impl Read for GeneratedCsv {
             let index = self.next_row;
             self.next_row += 1;
             let notes = "n".repeat(160);
-            self.pending =
-                format!("Prénom{index};Nom{index};+336{index:08};user{index}@example.com;{notes}\n").into_bytes();
+            self.pending = format!(
+                "Prénom{index};Nom{index};+336{index:08};user{index}@example.com;{notes}\n"
+            )
+            .into_bytes();
             self.position = 0;
         }
         let count = buf.len().min(self.pending.len() - self.position);
@@ -1190,9 +1689,15 @@ fn generated_bytes(rows: usize) -> Vec<u8> {
 async fn generated_file_is_read_in_batches() {
     let store = FakeStore::default();
     let rows = 25_000;
-    let report = import_prospects(&store, OrgId::new(), GeneratedCsv::new(rows), &ImportOptions::default(), now())
-        .await
-        .unwrap();
+    let report = import_prospects(
+        &store,
+        OrgId::new(),
+        GeneratedCsv::new(rows),
+        &ImportOptions::default(),
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.inserted, rows);
     let calls = store.insert_calls();
     assert_eq!(calls.len(), 25);
@@ -1208,7 +1713,8 @@ struct CountingStore {
 #[async_trait]
 impl Store for CountingStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
-        self.inserted.fetch_add(prospects.len(), std::sync::atomic::Ordering::Relaxed);
+        self.inserted
+            .fetch_add(prospects.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
     async fn get_prospect(&self, _org: OrgId, _id: ProspectId) -> Result<Prospect> {
@@ -1217,7 +1723,11 @@ impl Store for CountingStore {
     async fn update_prospect(&self, _prospect: &Prospect) -> Result<Version> {
         Err(unsupported("update_prospect"))
     }
-    async fn find_prospect(&self, _org: OrgId, _contact: &ContactPoint) -> Result<Option<Prospect>> {
+    async fn find_prospect(
+        &self,
+        _org: OrgId,
+        _contact: &ContactPoint,
+    ) -> Result<Option<Prospect>> {
         Ok(None)
     }
     async fn list_prospects(&self, _org: OrgId, _options: ListOptions) -> Result<Vec<Prospect>> {
@@ -1229,28 +1739,50 @@ impl Store for CountingStore {
     async fn get_campaign(&self, _org: OrgId, _id: CampaignId) -> Result<Campaign> {
         Err(unsupported("get_campaign"))
     }
-    async fn insert_conversation(&self, _conversation: &Conversation, _jobs: &[Job]) -> Result<bool> {
+    async fn insert_conversation(
+        &self,
+        _conversation: &Conversation,
+        _jobs: &[Job],
+    ) -> Result<bool> {
         Err(unsupported("insert_conversation"))
     }
     async fn get_conversation(&self, _org: OrgId, _id: ConversationId) -> Result<Conversation> {
         Err(unsupported("get_conversation"))
     }
-    async fn conversations_of(&self, _org: OrgId, _prospect: ProspectId) -> Result<Vec<Conversation>> {
+    async fn conversations_of(
+        &self,
+        _org: OrgId,
+        _prospect: ProspectId,
+    ) -> Result<Vec<Conversation>> {
         Err(unsupported("conversations_of"))
     }
-    async fn list_messages(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        _org: OrgId,
+        _conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         Err(unsupported("list_messages"))
     }
     async fn insert_inbound(&self, _message: &Message) -> Result<InsertOutcome> {
         Err(unsupported("insert_inbound"))
     }
-    async fn pending_inbound(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn pending_inbound(
+        &self,
+        _org: OrgId,
+        _conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         Err(unsupported("pending_inbound"))
     }
     async fn commit_turn(&self, _turn: &TurnCommit) -> Result<Version> {
         Err(unsupported("commit_turn"))
     }
-    async fn claim_jobs(&self, _now: Timestamp, _limit: usize, _lease: Duration, _worker: &str) -> Result<Vec<Job>> {
+    async fn claim_jobs(
+        &self,
+        _now: Timestamp,
+        _limit: usize,
+        _lease: Duration,
+        _worker: &str,
+    ) -> Result<Vec<Job>> {
         Err(unsupported("claim_jobs"))
     }
     async fn finish_job(&self, _org: OrgId, _job: JobId, _outcome: JobOutcome) -> Result<()> {
@@ -1265,7 +1797,12 @@ impl Store for CountingStore {
     ) -> Result<Vec<OutboxEntry>> {
         Err(unsupported("claim_outbox"))
     }
-    async fn finish_outbox(&self, _org: OrgId, _entry: OutboxId, _outcome: OutboxOutcome) -> Result<()> {
+    async fn finish_outbox(
+        &self,
+        _org: OrgId,
+        _entry: OutboxId,
+        _outcome: OutboxOutcome,
+    ) -> Result<()> {
         Err(unsupported("finish_outbox"))
     }
     async fn pending_jobs(&self, _org: OrgId, _conversation: ConversationId) -> Result<Vec<Job>> {
@@ -1309,14 +1846,26 @@ async fn million_rows_stay_in_bounded_memory() {
     let store = CountingStore::default();
     let before = peak_rss_kib();
     let started = std::time::Instant::now();
-    let report = import_prospects(&store, OrgId::new(), GeneratedCsv::new(1_000_000), &ImportOptions::default(), now())
-        .await
-        .unwrap();
+    let report = import_prospects(
+        &store,
+        OrgId::new(),
+        GeneratedCsv::new(1_000_000),
+        &ImportOptions::default(),
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.inserted, 1_000_000);
-    assert_eq!(store.inserted.load(std::sync::atomic::Ordering::Relaxed), 1_000_000);
+    assert_eq!(
+        store.inserted.load(std::sync::atomic::Ordering::Relaxed),
+        1_000_000
+    );
     if let (Some(before), Some(after)) = (before, peak_rss_kib()) {
         let grown_mib = (after.saturating_sub(before)) / 1024;
-        println!("peak memory grew by {grown_mib} MiB in {:?}", started.elapsed());
+        println!(
+            "peak memory grew by {grown_mib} MiB in {:?}",
+            started.elapsed()
+        );
         assert!(grown_mib < 110, "peak memory grew by {grown_mib} MiB");
     }
 }
@@ -1331,7 +1880,11 @@ async fn unclosed_quote_is_reported() {
     assert_eq!(report.inserted, 2, "{:?}", report.rejected);
     assert_eq!(report.rejected_total, 1);
     assert_eq!(report.rejected[0].line, 3);
-    assert!(report.rejected[0].reason.contains("never closed"), "{}", report.rejected[0].reason);
+    assert!(
+        report.rejected[0].reason.contains("never closed"),
+        "{}",
+        report.rejected[0].reason
+    );
 
     // A quote that never closes runs to the end of the file.
     let open = b"Name,Email,Phone\nA One,a@example.com,0612345671\n\"B Two,b@example.com,0612345672\nC Three,c@example.com,0612345673\n";

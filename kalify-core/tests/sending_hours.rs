@@ -16,8 +16,17 @@ use kalify_core::{ConversationId, MessageId, OrgId, OutboxId, Timestamp};
 fn holidays_2026(area: &str) -> Vec<NaiveDate> {
     let day = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
     let mut days = vec![
-        day(1, 1), day(4, 6), day(5, 1), day(5, 8), day(5, 14), day(5, 25),
-        day(7, 14), day(8, 15), day(11, 1), day(11, 11), day(12, 25),
+        day(1, 1),
+        day(4, 6),
+        day(5, 1),
+        day(5, 8),
+        day(5, 14),
+        day(5, 25),
+        day(7, 14),
+        day(8, 15),
+        day(11, 1),
+        day(11, 11),
+        day(12, 25),
         NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(),
     ];
     match area {
@@ -43,7 +52,9 @@ impl Oracle {
                     && (8..20).contains(&local.hour())
                     && !holidays_2026(area).contains(&local.date_naive())
             }
-            Oracle::Us(zones) => zones.iter().all(|zone| (8..21).contains(&at.with_timezone(zone).hour())),
+            Oracle::Us(zones) => zones
+                .iter()
+                .all(|zone| (8..21).contains(&at.with_timezone(zone).hour())),
         }
     }
 }
@@ -64,7 +75,9 @@ fn prospect(phone: &str, zone: Option<Tz>, postal_code: Option<&str>) -> Prospec
     prospect.phone = Some(PhoneNumber::parse(phone, Region::FR).unwrap());
     prospect.time_zone = zone;
     if let Some(code) = postal_code {
-        prospect.custom_fields.insert("postal_code".into(), CustomValue::Text(code.into()));
+        prospect
+            .custom_fields
+            .insert("postal_code".into(), CustomValue::Text(code.into()));
     }
     prospect.consents.push(Consent {
         channel: ChannelKind::Sms,
@@ -115,12 +128,44 @@ fn evaluate(gate: &Gate, prospect: &Prospect, purpose: SendPurpose, now: Timesta
 fn every_hour_of_a_year_respects_sending_hours() {
     let gate = Gate::new(GatePolicy::default());
     let cases = [
-        ("Paris, department unknown", prospect("06 12 34 56 78", None, None), Oracle::France("alsace", chrono_tz::Europe::Paris)),
-        ("Strasbourg", prospect("06 12 34 56 78", Some(chrono_tz::Europe::Paris), Some("67000")), Oracle::France("alsace", chrono_tz::Europe::Paris)),
-        ("Lyon", prospect("06 12 34 56 78", None, Some("69003")), Oracle::France("metropolitan", chrono_tz::Europe::Paris)),
-        ("Réunion", prospect("+262 692 12 34 56", None, None), Oracle::France("reunion", chrono_tz::Indian::Reunion)),
-        ("US, zone unknown", prospect("+1 415 555 0132", None, None), Oracle::Us(ALL_US)),
-        ("US, Los Angeles", prospect("+1 415 555 0132", Some(chrono_tz::America::Los_Angeles), None), Oracle::Us(LOS_ANGELES)),
+        (
+            "Paris, department unknown",
+            prospect("06 12 34 56 78", None, None),
+            Oracle::France("alsace", chrono_tz::Europe::Paris),
+        ),
+        (
+            "Strasbourg",
+            prospect(
+                "06 12 34 56 78",
+                Some(chrono_tz::Europe::Paris),
+                Some("67000"),
+            ),
+            Oracle::France("alsace", chrono_tz::Europe::Paris),
+        ),
+        (
+            "Lyon",
+            prospect("06 12 34 56 78", None, Some("69003")),
+            Oracle::France("metropolitan", chrono_tz::Europe::Paris),
+        ),
+        (
+            "Réunion",
+            prospect("+262 692 12 34 56", None, None),
+            Oracle::France("reunion", chrono_tz::Indian::Reunion),
+        ),
+        (
+            "US, zone unknown",
+            prospect("+1 415 555 0132", None, None),
+            Oracle::Us(ALL_US),
+        ),
+        (
+            "US, Los Angeles",
+            prospect(
+                "+1 415 555 0132",
+                Some(chrono_tz::America::Los_Angeles),
+                None,
+            ),
+            Oracle::Us(LOS_ANGELES),
+        ),
     ];
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     for (name, prospect, oracle) in &cases {
@@ -133,16 +178,28 @@ fn every_hour_of_a_year_respects_sending_hours() {
                 let now = start + Duration::hours(hour) + Duration::minutes(minutes);
                 match evaluate(&gate, prospect, SendPurpose::Outreach { attempt: 0 }, now) {
                     Verdict::Permit(_) => {
-                        assert!(oracle.allows(now), "{name}: sent at {now}, outside the sending hours");
+                        assert!(
+                            oracle.allows(now),
+                            "{name}: sent at {now}, outside the sending hours"
+                        );
                         sent += 1;
                     }
                     Verdict::Defer { until, .. } => {
-                        assert!(!oracle.allows(now), "{name}: deferred at {now}, inside the sending hours");
+                        assert!(
+                            !oracle.allows(now),
+                            "{name}: deferred at {now}, inside the sending hours"
+                        );
                         assert!(until > now, "{name}: deferred to the past");
-                        assert!(oracle.allows(until), "{name}: deferred from {now} to {until}, which is closed too");
+                        assert!(
+                            oracle.allows(until),
+                            "{name}: deferred from {now} to {until}, which is closed too"
+                        );
                         let mut probe = now + Duration::minutes(15 - i64::from(now.minute()) % 15);
                         while probe < until {
-                            assert!(!oracle.allows(probe), "{name}: deferred from {now} to {until}, past the open slot {probe}");
+                            assert!(
+                                !oracle.allows(probe),
+                                "{name}: deferred from {now} to {until}, past the open slot {probe}"
+                            );
                             probe += Duration::minutes(15);
                         }
                         deferred += 1;
@@ -151,7 +208,10 @@ fn every_hour_of_a_year_respects_sending_hours() {
                 }
             }
         }
-        assert!(sent > 0 && deferred > 0, "{name}: {sent} sent, {deferred} deferred");
+        assert!(
+            sent > 0 && deferred > 0,
+            "{name}: {sent} sent, {deferred} deferred"
+        );
     }
 }
 
@@ -161,12 +221,44 @@ fn daylight_saving_days_are_handled() {
     let paris = prospect("06 12 34 56 78", None, None);
     // 29 March 2026: Paris moves to UTC+2, so 08:00 local is 06:00 UTC.
     let at = |h, m| Utc.with_ymd_and_hms(2026, 3, 30, h, m, 0).unwrap();
-    assert!(matches!(evaluate(&gate, &paris, SendPurpose::Outreach { attempt: 0 }, at(6, 0)), Verdict::Permit(_)));
-    assert!(matches!(evaluate(&gate, &paris, SendPurpose::Outreach { attempt: 0 }, at(5, 45)), Verdict::Defer { .. }));
+    assert!(matches!(
+        evaluate(
+            &gate,
+            &paris,
+            SendPurpose::Outreach { attempt: 0 },
+            at(6, 0)
+        ),
+        Verdict::Permit(_)
+    ));
+    assert!(matches!(
+        evaluate(
+            &gate,
+            &paris,
+            SendPurpose::Outreach { attempt: 0 },
+            at(5, 45)
+        ),
+        Verdict::Defer { .. }
+    ));
     // 25 October 2026: back to UTC+1, so 08:00 local is 07:00 UTC.
     let at = |h, m| Utc.with_ymd_and_hms(2026, 10, 26, h, m, 0).unwrap();
-    assert!(matches!(evaluate(&gate, &paris, SendPurpose::Outreach { attempt: 0 }, at(6, 30)), Verdict::Defer { .. }));
-    assert!(matches!(evaluate(&gate, &paris, SendPurpose::Outreach { attempt: 0 }, at(7, 0)), Verdict::Permit(_)));
+    assert!(matches!(
+        evaluate(
+            &gate,
+            &paris,
+            SendPurpose::Outreach { attempt: 0 },
+            at(6, 30)
+        ),
+        Verdict::Defer { .. }
+    ));
+    assert!(matches!(
+        evaluate(
+            &gate,
+            &paris,
+            SendPurpose::Outreach { attempt: 0 },
+            at(7, 0)
+        ),
+        Verdict::Permit(_)
+    ));
 }
 
 #[test]
@@ -174,8 +266,14 @@ fn transactional_sends_ignore_hours() {
     let gate = Gate::new(GatePolicy::default());
     let paris = prospect("06 12 34 56 78", None, None);
     let sunday_night: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 3, 8, 23, 0, 0).unwrap();
-    assert!(matches!(evaluate(&gate, &paris, SendPurpose::OptOutConfirmation, sunday_night), Verdict::Permit(_)));
-    assert!(matches!(evaluate(&gate, &paris, SendPurpose::Reply, sunday_night), Verdict::Defer { .. }));
+    assert!(matches!(
+        evaluate(&gate, &paris, SendPurpose::OptOutConfirmation, sunday_night),
+        Verdict::Permit(_)
+    ));
+    assert!(matches!(
+        evaluate(&gate, &paris, SendPurpose::Reply, sunday_night),
+        Verdict::Defer { .. }
+    ));
 }
 
 #[test]

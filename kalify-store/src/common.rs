@@ -15,7 +15,9 @@ use kalify_core::{Error, Result, Timestamp};
 pub(crate) fn check_turn_orgs(turn: &TurnCommit) -> Result<()> {
     let org = turn.conversation.org_id;
     let other_org = |record: &'static str| {
-        Error::invalid_input(format!("the turn contains a {record} of another org than its conversation"))
+        Error::invalid_input(format!(
+            "the turn contains a {record} of another org than its conversation"
+        ))
     };
 
     if let Some(prospect) = &turn.prospect
@@ -47,9 +49,11 @@ pub(crate) fn check_turn_orgs(turn: &TurnCommit) -> Result<()> {
 /// `InvalidInput` naming the first job of another org.
 pub(crate) fn check_job_orgs(conversation: &Conversation, jobs: &[Job]) -> Result<()> {
     match jobs.iter().find(|job| job.org_id != conversation.org_id) {
-        Some(job) => Err(Error::invalid_input("a job belongs to another org than its conversation")
-            .with_context("conversation_id", conversation.id)
-            .with_context("job_id", job.id)),
+        Some(job) => Err(Error::invalid_input(
+            "a job belongs to another org than its conversation",
+        )
+        .with_context("conversation_id", conversation.id)
+        .with_context("job_id", job.id)),
         None => Ok(()),
     }
 }
@@ -60,8 +64,10 @@ pub(crate) fn check_job_orgs(conversation: &Conversation, jobs: &[Job]) -> Resul
 /// `InvalidInput` for an outbound message.
 pub(crate) fn check_inbound(message: &Message) -> Result<()> {
     if message.direction != Direction::Inbound {
-        return Err(Error::invalid_input("insert_inbound takes inbound messages only; outbound messages go through commit_turn")
-            .with_context("message_id", message.id));
+        return Err(Error::invalid_input(
+            "insert_inbound takes inbound messages only; outbound messages go through commit_turn",
+        )
+        .with_context("message_id", message.id));
     }
     Ok(())
 }
@@ -75,7 +81,8 @@ pub(crate) fn lease_end(now: Timestamp, lease: Duration) -> Result<Timestamp> {
         .ok()
         .and_then(|lease| now.checked_add_signed(lease))
         .ok_or_else(|| {
-            Error::invalid_input(format!("invalid lease of {lease:?}: the lease end is out of the timestamp range"))
+            Error::invalid_input(format!(
+                "invalid lease of {lease:?}: the lease end is out of the timestamp range"
+            ))
         })
 }
-

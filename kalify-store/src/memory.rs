@@ -10,12 +10,13 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, DeliveryStatus, Direction, Message};
 use kalify_core::ports::{
-    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
-    OutboxStatus, Store, Suppression, TurnCommit,
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry,
+    OutboxOutcome, OutboxStatus, Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId, Result, Timestamp,
+    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
+    Result, Timestamp,
 };
 use tokio::sync::RwLock;
 use uuid::Uuid;
@@ -131,13 +132,22 @@ impl State {
     /// Inserts `job` unless its dedupe key exists in its org. The caller has
     /// checked that the job's conversation exists.
     fn schedule(&mut self, job: &Job) {
-        if self.jobs.contains_key(&(job.org_id, job.id)) || !self.job_keys.insert((job.org_id, job.dedupe_key.clone())) {
+        if self.jobs.contains_key(&(job.org_id, job.id))
+            || !self.job_keys.insert((job.org_id, job.dedupe_key.clone()))
+        {
             return;
         }
-        self.conversation_jobs.entry((job.org_id, job.conversation_id)).or_default().push(job.id);
+        self.conversation_jobs
+            .entry((job.org_id, job.conversation_id))
+            .or_default()
+            .push(job.id);
         self.jobs.insert(
             (job.org_id, job.id),
-            StoredJob { job: job.clone(), status: JobStatus::Pending, lease_until: None },
+            StoredJob {
+                job: job.clone(),
+                status: JobStatus::Pending,
+                lease_until: None,
+            },
         );
     }
 
@@ -145,8 +155,12 @@ impl State {
         if let Some(key) = inbound_key(message) {
             self.inbound_keys.insert(key);
         }
-        self.conversation_messages.entry((message.org_id, message.conversation_id)).or_default().push(message.id);
-        self.messages.insert((message.org_id, message.id), message.clone());
+        self.conversation_messages
+            .entry((message.org_id, message.conversation_id))
+            .or_default()
+            .push(message.id);
+        self.messages
+            .insert((message.org_id, message.id), message.clone());
     }
 
     fn set_message_status(&mut self, org: OrgId, id: MessageId, status: DeliveryStatus) {
@@ -159,7 +173,11 @@ impl State {
     /// the messages of those entries.
     fn cancel(&mut self, org: OrgId, conversations: &[ConversationId]) {
         for conversation in conversations {
-            let job_ids = self.conversation_jobs.get(&(org, *conversation)).cloned().unwrap_or_default();
+            let job_ids = self
+                .conversation_jobs
+                .get(&(org, *conversation))
+                .cloned()
+                .unwrap_or_default();
             for id in job_ids {
                 if let Some(stored) = self.jobs.get_mut(&(org, id))
                     && stored.status == JobStatus::Pending
@@ -169,9 +187,15 @@ impl State {
                 }
             }
 
-            let entry_ids = self.conversation_outbox.get(&(org, *conversation)).cloned().unwrap_or_default();
+            let entry_ids = self
+                .conversation_outbox
+                .get(&(org, *conversation))
+                .cloned()
+                .unwrap_or_default();
             for id in entry_ids {
-                let Some(stored) = self.outbox.get_mut(&(org, id)) else { continue };
+                let Some(stored) = self.outbox.get_mut(&(org, id)) else {
+                    continue;
+                };
                 if stored.entry.status != OutboxStatus::Pending {
                     continue;
                 }
@@ -188,7 +212,10 @@ impl State {
         check_turn_orgs(turn)?;
         let org = turn.conversation.org_id;
 
-        let stored = self.conversations.get(&(org, turn.conversation.id)).ok_or_else(|| not_found("conversation", org))?;
+        let stored = self
+            .conversations
+            .get(&(org, turn.conversation.id))
+            .ok_or_else(|| not_found("conversation", org))?;
         if stored.version != turn.conversation.version {
             return Err(Error::conflict(format!(
                 "the conversation changed since it was read: stored {}, turn read {}",
@@ -196,7 +223,10 @@ impl State {
             )));
         }
         if let Some(prospect) = &turn.prospect {
-            let stored = self.prospects.get(&(org, prospect.id)).ok_or_else(|| not_found("prospect", org))?;
+            let stored = self
+                .prospects
+                .get(&(org, prospect.id))
+                .ok_or_else(|| not_found("prospect", org))?;
             if stored.version != prospect.version {
                 return Err(Error::conflict(format!(
                     "the prospect changed since it was read: stored {}, turn read {}",
@@ -210,33 +240,46 @@ impl State {
         let mut new_inbound_keys = HashSet::new();
         for message in &turn.messages {
             if self.messages.contains_key(&(org, message.id)) || !new_messages.insert(message.id) {
-                return Err(Error::conflict("a message of the turn exists").with_context("message_id", message.id));
+                return Err(Error::conflict("a message of the turn exists")
+                    .with_context("message_id", message.id));
             }
             if let Some(key) = inbound_key(message)
                 && (self.inbound_keys.contains(&key) || !new_inbound_keys.insert(key))
             {
-                return Err(Error::conflict("an inbound message with the same provider message id exists")
-                    .with_context("message_id", message.id));
+                return Err(Error::conflict(
+                    "an inbound message with the same provider message id exists",
+                )
+                .with_context("message_id", message.id));
             }
             if !self.has_conversation(org, message.conversation_id) {
-                return Err(not_found("conversation of a message", org).with_context("message_id", message.id));
+                return Err(not_found("conversation of a message", org)
+                    .with_context("message_id", message.id));
             }
         }
 
         let mut new_entries = HashSet::new();
         for entry in &turn.outbox {
             if self.outbox.contains_key(&(org, entry.id)) || !new_entries.insert(entry.id) {
-                return Err(Error::conflict("an outbox entry of the turn exists").with_context("outbox_id", entry.id));
+                return Err(Error::conflict("an outbox entry of the turn exists")
+                    .with_context("outbox_id", entry.id));
             }
-            if !self.messages.contains_key(&(org, entry.message_id)) && !new_messages.contains(&entry.message_id) {
-                return Err(not_found("message of an outbox entry", org).with_context("outbox_id", entry.id));
+            if !self.messages.contains_key(&(org, entry.message_id))
+                && !new_messages.contains(&entry.message_id)
+            {
+                return Err(not_found("message of an outbox entry", org)
+                    .with_context("outbox_id", entry.id));
             }
             if !self.has_conversation(org, entry.conversation_id) {
-                return Err(not_found("conversation of an outbox entry", org).with_context("outbox_id", entry.id));
+                return Err(not_found("conversation of an outbox entry", org)
+                    .with_context("outbox_id", entry.id));
             }
         }
 
-        if let Some(job) = turn.jobs.iter().find(|job| !self.has_conversation(org, job.conversation_id)) {
+        if let Some(job) = turn
+            .jobs
+            .iter()
+            .find(|job| !self.has_conversation(org, job.conversation_id))
+        {
             return Err(not_found("conversation of a job", org).with_context("job_id", job.id));
         }
         Ok(())
@@ -250,7 +293,8 @@ impl State {
         let version = turn.conversation.version.next();
         let mut conversation = turn.conversation.clone();
         conversation.version = version;
-        self.conversations.insert((org, conversation.id), conversation);
+        self.conversations
+            .insert((org, conversation.id), conversation);
 
         if let Some(prospect) = &turn.prospect {
             let mut prospect = prospect.clone();
@@ -272,8 +316,11 @@ impl State {
             CancelScope::Nothing => {}
             CancelScope::Conversation => self.cancel(org, &[turn.conversation.id]),
             CancelScope::Prospect => {
-                let conversations =
-                    self.prospect_conversations.get(&(org, turn.conversation.prospect_id)).cloned().unwrap_or_default();
+                let conversations = self
+                    .prospect_conversations
+                    .get(&(org, turn.conversation.prospect_id))
+                    .cloned()
+                    .unwrap_or_default();
                 self.cancel(org, &conversations);
             }
         }
@@ -287,8 +334,17 @@ impl State {
             }
         }
         for entry in &turn.outbox {
-            self.conversation_outbox.entry((org, entry.conversation_id)).or_default().push(entry.id);
-            self.outbox.insert((org, entry.id), StoredEntry { entry: entry.clone(), lease_until: None });
+            self.conversation_outbox
+                .entry((org, entry.conversation_id))
+                .or_default()
+                .push(entry.id);
+            self.outbox.insert(
+                (org, entry.id),
+                StoredEntry {
+                    entry: entry.clone(),
+                    lease_until: None,
+                },
+            );
         }
         for job in &turn.jobs {
             self.schedule(job);
@@ -299,7 +355,9 @@ impl State {
             self.suppressions.remove(&(org, contact.clone()));
         }
         for entry in &turn.suppress {
-            self.suppressions.entry((entry.org_id, entry.contact.clone())).or_insert_with(|| entry.clone());
+            self.suppressions
+                .entry((entry.org_id, entry.contact.clone()))
+                .or_insert_with(|| entry.clone());
         }
 
         self.audit.extend(turn.audit.iter().cloned());
@@ -332,7 +390,9 @@ impl Store for MemoryStore {
             }
         }
         for prospect in prospects {
-            state.prospects.insert((prospect.org_id, prospect.id), prospect.clone());
+            state
+                .prospects
+                .insert((prospect.org_id, prospect.id), prospect.clone());
         }
         Ok(())
     }
@@ -351,7 +411,8 @@ impl Store for MemoryStore {
         let mut state = self.state.write().await;
         let org = prospect.org_id;
         let Some(stored) = state.prospects.get_mut(&(org, prospect.id)) else {
-            return Err(not_found("prospect", org).with_context("prospect_id", prospect.id)).map_err(tag("update_prospect"));
+            return Err(not_found("prospect", org).with_context("prospect_id", prospect.id))
+                .map_err(tag("update_prospect"));
         };
         if stored.version != prospect.version {
             return Err(Error::conflict(format!(
@@ -398,8 +459,11 @@ impl Store for MemoryStore {
         let start = (org, ProspectId::from_uuid(Uuid::nil()));
         // One pass in id order, so each contact point keeps the oldest
         // prospect that has it, as `find_prospect` returns.
-        let org_prospects =
-            state.prospects.range(start..).take_while(|((prospect_org, _), _)| *prospect_org == org).map(|(_, p)| p);
+        let org_prospects = state
+            .prospects
+            .range(start..)
+            .take_while(|((prospect_org, _), _)| *prospect_org == org)
+            .map(|(_, p)| p);
         for prospect in org_prospects {
             for contact in prospect.contact_points() {
                 if requested.contains(&contact) && !found.contains_key(&contact) {
@@ -419,7 +483,11 @@ impl Store for MemoryStore {
             Some(after) => Bound::Excluded((org, after)),
             None => Bound::Included((org, ProspectId::from_uuid(Uuid::nil()))),
         };
-        let limit = if options.limit == 0 { usize::MAX } else { options.limit };
+        let limit = if options.limit == 0 {
+            usize::MAX
+        } else {
+            options.limit
+        };
         Ok(state
             .prospects
             .range((start, Bound::Unbounded))
@@ -431,7 +499,9 @@ impl Store for MemoryStore {
 
     async fn put_campaign(&self, campaign: &Campaign) -> Result<()> {
         let mut state = self.state.write().await;
-        state.campaigns.insert((campaign.org_id, campaign.id), campaign.clone());
+        state
+            .campaigns
+            .insert((campaign.org_id, campaign.id), campaign.clone());
         Ok(())
     }
 
@@ -451,30 +521,46 @@ impl Store for MemoryStore {
         let mut state = self.state.write().await;
         let org = conversation.org_id;
 
-        if !state.prospects.contains_key(&(org, conversation.prospect_id)) {
-            return Err(not_found("prospect", org).with_context("prospect_id", conversation.prospect_id))
-                .map_err(tag("insert_conversation"));
-        }
-        if let Some(job) = jobs
-            .iter()
-            .find(|job| job.conversation_id != conversation.id && !state.has_conversation(org, job.conversation_id))
+        if !state
+            .prospects
+            .contains_key(&(org, conversation.prospect_id))
         {
+            return Err(
+                not_found("prospect", org).with_context("prospect_id", conversation.prospect_id)
+            )
+            .map_err(tag("insert_conversation"));
+        }
+        if let Some(job) = jobs.iter().find(|job| {
+            job.conversation_id != conversation.id
+                && !state.has_conversation(org, job.conversation_id)
+        }) {
             return Err(not_found("conversation of a job", org).with_context("job_id", job.id))
                 .map_err(tag("insert_conversation"));
         }
         if state.has_conversation(org, conversation.id) {
             return Ok(false);
         }
-        let siblings = state.prospect_conversations.get(&(org, conversation.prospect_id));
+        let siblings = state
+            .prospect_conversations
+            .get(&(org, conversation.prospect_id));
         let exists = siblings.into_iter().flatten().any(|id| {
-            state.conversations.get(&(org, *id)).is_some_and(|other| other.campaign_id == conversation.campaign_id)
+            state
+                .conversations
+                .get(&(org, *id))
+                .is_some_and(|other| other.campaign_id == conversation.campaign_id)
         });
         if exists {
             return Ok(false);
         }
 
-        state.conversations.insert((org, conversation.id), conversation.clone());
-        state.prospect_conversations.entry((org, conversation.prospect_id)).or_default().push(conversation.id);
+        state
+            .conversations
+            .insert((org, conversation.id), conversation.clone());
+        state
+            .prospect_conversations
+            .entry((org, conversation.prospect_id))
+            .or_default()
+            .push(conversation.id);
         for job in jobs {
             state.schedule(job);
         }
@@ -491,20 +577,34 @@ impl Store for MemoryStore {
             .map_err(tag("get_conversation"))
     }
 
-    async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>> {
+    async fn conversations_of(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+    ) -> Result<Vec<Conversation>> {
         let state = self.state.read().await;
         let ids = state.prospect_conversations.get(&(org, prospect));
-        let mut conversations: Vec<Conversation> =
-            ids.into_iter().flatten().filter_map(|id| state.conversations.get(&(org, *id)).cloned()).collect();
+        let mut conversations: Vec<Conversation> = ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.conversations.get(&(org, *id)).cloned())
+            .collect();
         conversations.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
         Ok(conversations)
     }
 
-    async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         let state = self.state.read().await;
         let ids = state.conversation_messages.get(&(org, conversation));
-        let mut messages: Vec<Message> =
-            ids.into_iter().flatten().filter_map(|id| state.messages.get(&(org, *id)).cloned()).collect();
+        let mut messages: Vec<Message> = ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.messages.get(&(org, *id)).cloned())
+            .collect();
         messages.sort_by(|a, b| a.at.cmp(&b.at).then(a.id.cmp(&b.id)));
         Ok(messages)
     }
@@ -514,8 +614,9 @@ impl Store for MemoryStore {
         let mut state = self.state.write().await;
         let org = message.org_id;
         if !state.has_conversation(org, message.conversation_id) {
-            return Err(not_found("conversation", org).with_context("conversation_id", message.conversation_id))
-                .map_err(tag("insert_inbound"));
+            return Err(not_found("conversation", org)
+                .with_context("conversation_id", message.conversation_id))
+            .map_err(tag("insert_inbound"));
         }
         if state.messages.contains_key(&(org, message.id)) {
             return Ok(InsertOutcome::Duplicate);
@@ -527,7 +628,11 @@ impl Store for MemoryStore {
         Ok(InsertOutcome::Inserted)
     }
 
-    async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn pending_inbound(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         let mut messages = self.list_messages(org, conversation).await?;
         messages.retain(|message| message.direction == Direction::Inbound && !message.processed);
         Ok(messages)
@@ -536,19 +641,30 @@ impl Store for MemoryStore {
     async fn commit_turn(&self, turn: &TurnCommit) -> Result<Version> {
         let mut state = self.state.write().await;
         state.check_turn(turn).map_err(|error| {
-            error.with_adapter(ADAPTER).with_operation("commit_turn").with_context("conversation_id", turn.conversation.id)
+            error
+                .with_adapter(ADAPTER)
+                .with_operation("commit_turn")
+                .with_context("conversation_id", turn.conversation.id)
         })?;
         Ok(state.apply_turn(turn))
     }
 
-    async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>> {
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<Job>> {
         let until = lease_end(now, lease).map_err(tag("claim_jobs"))?;
         let mut state = self.state.write().await;
         let mut due: Vec<(Timestamp, JobId, OrgId)> = state
             .jobs
             .values()
             .filter(|stored| {
-                stored.status == JobStatus::Pending && stored.job.due_at <= now && lease_expired(stored.lease_until, now)
+                stored.status == JobStatus::Pending
+                    && stored.job.due_at <= now
+                    && lease_expired(stored.lease_until, now)
             })
             .map(|stored| (stored.job.due_at, stored.job.id, stored.job.org_id))
             .collect();
@@ -570,7 +686,8 @@ impl Store for MemoryStore {
     async fn finish_job(&self, org: OrgId, job: JobId, outcome: JobOutcome) -> Result<()> {
         let mut state = self.state.write().await;
         let Some(stored) = state.jobs.get_mut(&(org, job)) else {
-            return Err(not_found("job", org).with_context("job_id", job)).map_err(tag("finish_job"));
+            return Err(not_found("job", org).with_context("job_id", job))
+                .map_err(tag("finish_job"));
         };
         if stored.status != JobStatus::Pending {
             return Ok(());
@@ -584,7 +701,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<OutboxEntry>> {
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<OutboxEntry>> {
         let until = lease_end(now, lease).map_err(tag("claim_outbox"))?;
         let mut state = self.state.write().await;
         let mut due: Vec<(Timestamp, OutboxId, OrgId)> = state
@@ -595,7 +718,13 @@ impl Store for MemoryStore {
                     && stored.entry.next_attempt_at <= now
                     && lease_expired(stored.lease_until, now)
             })
-            .map(|stored| (stored.entry.next_attempt_at, stored.entry.id, stored.entry.org_id))
+            .map(|stored| {
+                (
+                    stored.entry.next_attempt_at,
+                    stored.entry.id,
+                    stored.entry.org_id,
+                )
+            })
             .collect();
         due.sort();
         due.truncate(limit);
@@ -612,18 +741,27 @@ impl Store for MemoryStore {
         Ok(claimed)
     }
 
-    async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()> {
+    async fn finish_outbox(
+        &self,
+        org: OrgId,
+        entry: OutboxId,
+        outcome: OutboxOutcome,
+    ) -> Result<()> {
         let mut guard = self.state.write().await;
         let state = &mut *guard;
         let Some(stored) = state.outbox.get_mut(&(org, entry)) else {
-            return Err(not_found("outbox entry", org).with_context("outbox_id", entry)).map_err(tag("finish_outbox"));
+            return Err(not_found("outbox entry", org).with_context("outbox_id", entry))
+                .map_err(tag("finish_outbox"));
         };
         let message = state.messages.get_mut(&(org, stored.entry.message_id));
         let pending = stored.entry.status == OutboxStatus::Pending;
         let (entry_status, message_status) = match outcome {
             // The provider accepted the message, so Sent is recorded even on
             // an entry cancelled while it was being delivered.
-            OutboxOutcome::Sent { provider, provider_message_id } => {
+            OutboxOutcome::Sent {
+                provider,
+                provider_message_id,
+            } => {
                 if let Some(message) = message {
                     message.status = DeliveryStatus::Sent;
                     message.provider = Some(provider);
@@ -669,15 +807,26 @@ impl Store for MemoryStore {
         Ok(state.suppressions.contains_key(&(org, contact.clone())))
     }
 
-    async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+    async fn suppressed_among(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashSet<ContactPoint>> {
         let state = self.state.read().await;
-        Ok(contacts.iter().filter(|contact| state.suppressions.contains_key(&(org, (*contact).clone()))).cloned().collect())
+        Ok(contacts
+            .iter()
+            .filter(|contact| state.suppressions.contains_key(&(org, (*contact).clone())))
+            .cloned()
+            .collect())
     }
 
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
         let mut state = self.state.write().await;
         for entry in entries {
-            state.suppressions.entry((entry.org_id, entry.contact.clone())).or_insert_with(|| entry.clone());
+            state
+                .suppressions
+                .entry((entry.org_id, entry.contact.clone()))
+                .or_insert_with(|| entry.clone());
         }
         Ok(())
     }
@@ -697,7 +846,9 @@ impl Store for MemoryStore {
 
     async fn put_member(&self, member: &Member) -> Result<()> {
         let mut state = self.state.write().await;
-        state.members.insert((member.org_id, member.id), member.clone());
+        state
+            .members
+            .insert((member.org_id, member.id), member.clone());
         Ok(())
     }
 

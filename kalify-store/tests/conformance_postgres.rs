@@ -21,7 +21,9 @@ fn url_or_skip() -> String {
     }
 }
 
-kalify_core::store_conformance!(postgres, || async { postgres_support::owner_store(&url_or_skip()).await });
+kalify_core::store_conformance!(postgres, || async {
+    postgres_support::owner_store(&url_or_skip()).await
+});
 
 kalify_core::store_conformance!(postgres_row_level_security, || async {
     postgres_support::application_store(&url_or_skip()).await

@@ -7,7 +7,9 @@ use kalify_store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
 use tempfile::TempDir;
 
 kalify_core::store_conformance!(sqlite_memory, || async {
-    SqliteStore::in_memory().await.expect("failed to open an in-memory database")
+    SqliteStore::in_memory()
+        .await
+        .expect("failed to open an in-memory database")
 });
 
 // The temporary directory is returned beside the store, so it outlives each case.
@@ -21,7 +23,9 @@ const LATEST: i64 = 2;
 #[allow(clippy::expect_used)]
 fn open_temp() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");
-    let store = SqliteStoreBuilder::new(dir.path().join("kalify.db")).build().expect("failed to open the database file");
+    let store = SqliteStoreBuilder::new(dir.path().join("kalify.db"))
+        .build()
+        .expect("failed to open the database file");
     (store, dir)
 }
 
@@ -32,28 +36,57 @@ async fn reopened_file_keeps_data() {
     let org = fakes::org();
     let prospect = fakes::prospect(org);
 
-    let store = SqliteStore::open(&path).await.expect("failed to open the database file");
-    assert_eq!(store.schema_version().await.expect("schema_version"), LATEST, "a new file must be migrated to the latest version");
-    store.insert_prospects(std::slice::from_ref(&prospect)).await.expect("insert_prospects");
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("failed to open the database file");
+    assert_eq!(
+        store.schema_version().await.expect("schema_version"),
+        LATEST,
+        "a new file must be migrated to the latest version"
+    );
+    store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .expect("insert_prospects");
     drop(store);
 
     // Applying 0001 again would fail on CREATE TABLE, so a successful open
     // shows the migrations were skipped.
-    let reopened = SqliteStore::open(&path).await.expect("failed to reopen the database file");
-    assert_eq!(reopened.schema_version().await.expect("schema_version"), LATEST, "reopening must keep the schema version");
-    let read = reopened.get_prospect(org, prospect.id).await.expect("get_prospect after reopening");
-    assert!(read == prospect, "a reopened file must return the prospect as inserted");
+    let reopened = SqliteStore::open(&path)
+        .await
+        .expect("failed to reopen the database file");
+    assert_eq!(
+        reopened.schema_version().await.expect("schema_version"),
+        LATEST,
+        "reopening must keep the schema version"
+    );
+    let read = reopened
+        .get_prospect(org, prospect.id)
+        .await
+        .expect("get_prospect after reopening");
+    assert!(
+        read == prospect,
+        "a reopened file must return the prospect as inserted"
+    );
 }
 
 #[tokio::test]
 async fn file_uses_wal_and_full_sync() {
     let (store, dir) = open_temp();
     drop(store);
-    let connection = rusqlite::Connection::open(dir.path().join("kalify.db")).expect("open the file directly");
-    let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal_mode");
+    let connection =
+        rusqlite::Connection::open(dir.path().join("kalify.db")).expect("open the file directly");
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .expect("journal_mode");
     assert_eq!(mode, "wal", "the store must leave the file in WAL mode");
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("user_version");
-    assert_eq!(version, LATEST, "the file must record the latest schema version");
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("user_version");
+    assert_eq!(
+        version, LATEST,
+        "the file must record the latest schema version"
+    );
 }
 
 #[tokio::test]
@@ -61,46 +94,89 @@ async fn newer_schema_is_rejected() {
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");
     let path = dir.path().join("kalify.db");
     let connection = rusqlite::Connection::open(&path).expect("create the file directly");
-    connection.pragma_update(None, "user_version", 99).expect("set user_version");
+    connection
+        .pragma_update(None, "user_version", 99)
+        .expect("set user_version");
     drop(connection);
 
-    let error = SqliteStore::open(&path).await.expect_err("a file from a newer kalify must be rejected");
-    assert_eq!(error.kind(), kalify_core::ErrorKind::ConfigInvalid, "{error}");
-    assert!(error.to_string().contains("99"), "the error must name the file's version: {error}");
+    let error = SqliteStore::open(&path)
+        .await
+        .expect_err("a file from a newer kalify must be rejected");
+    assert_eq!(
+        error.kind(),
+        kalify_core::ErrorKind::ConfigInvalid,
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("99"),
+        "the error must name the file's version: {error}"
+    );
 }
 
 #[tokio::test]
 async fn open_in_missing_directory_fails() {
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");
     let path = dir.path().join("missing").join("kalify.db");
-    let error = SqliteStore::open(&path).await.expect_err("opening in a missing directory must fail");
-    assert_eq!(error.kind(), kalify_core::ErrorKind::ConfigInvalid, "{error}");
-    assert!(error.to_string().contains("kalify.db"), "the error must name the path: {error}");
+    let error = SqliteStore::open(&path)
+        .await
+        .expect_err("opening in a missing directory must fail");
+    assert_eq!(
+        error.kind(),
+        kalify_core::ErrorKind::ConfigInvalid,
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("kalify.db"),
+        "the error must name the path: {error}"
+    );
 }
 
 #[tokio::test]
 async fn display_and_debug_show_path_only() {
     let (store, dir) = open_temp();
     let path = dir.path().join("kalify.db");
-    assert_eq!(store.to_string(), format!("SqliteStore(path={})", path.display()));
+    assert_eq!(
+        store.to_string(),
+        format!("SqliteStore(path={})", path.display())
+    );
     let debug = format!("{store:?}");
-    assert!(debug.contains("kalify.db"), "Debug must name the file: {debug}");
+    assert!(
+        debug.contains("kalify.db"),
+        "Debug must name the file: {debug}"
+    );
 
-    let memory = SqliteStore::in_memory().await.expect("open an in-memory database");
+    let memory = SqliteStore::in_memory()
+        .await
+        .expect("open an in-memory database");
     assert_eq!(memory.to_string(), "SqliteStore(path=:memory:)");
 }
 
 #[tokio::test]
 async fn uri_parameters_stay_hidden() {
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");
-    let uri = format!("file:{}?mode=rwc&password=hunter2", dir.path().join("kalify.db").display());
+    let uri = format!(
+        "file:{}?mode=rwc&password=hunter2",
+        dir.path().join("kalify.db").display()
+    );
     let builder = SqliteStoreBuilder::new(&uri);
-    assert!(!format!("{builder:?}").contains("hunter2"), "Debug of the builder must hide URI parameters");
+    assert!(
+        !format!("{builder:?}").contains("hunter2"),
+        "Debug of the builder must hide URI parameters"
+    );
 
     let store = builder.build().expect("open a file: URI");
-    assert!(!store.to_string().contains("hunter2"), "Display must hide URI parameters: {store}");
-    assert!(!format!("{store:?}").contains("hunter2"), "Debug must hide URI parameters: {store:?}");
-    assert!(dir.path().join("kalify.db").exists(), "the URI must open the named file");
+    assert!(
+        !store.to_string().contains("hunter2"),
+        "Display must hide URI parameters: {store}"
+    );
+    assert!(
+        !format!("{store:?}").contains("hunter2"),
+        "Debug must hide URI parameters: {store:?}"
+    );
+    assert!(
+        dir.path().join("kalify.db").exists(),
+        "the URI must open the named file"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +187,10 @@ async fn synchronous_is_configurable() {
         .with_busy_timeout(std::time::Duration::from_millis(200))
         .build()
         .expect("open with NORMAL sync");
-    assert!(format!("{store:?}").contains("Normal"), "Debug must show the sync level: {store:?}");
+    assert!(
+        format!("{store:?}").contains("Normal"),
+        "Debug must show the sync level: {store:?}"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +202,9 @@ async fn write_behind_another_writer_is_unavailable() {
     // A second connection to the same file holds the write lock, as another
     // process would.
     let blocker = rusqlite::Connection::open(&path).expect("open the file directly");
-    blocker.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+    blocker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
 
     let impatient = SqliteStoreBuilder::new(&path)
         .with_busy_timeout(std::time::Duration::from_millis(100))
@@ -135,9 +216,20 @@ async fn write_behind_another_writer_is_unavailable() {
         .expect_err("a write must time out while another connection writes");
     assert_eq!(error.kind(), kalify_core::ErrorKind::Unavailable, "{error}");
     assert!(error.is_retryable(), "a busy database must be retryable");
-    let read = impatient.list_prospects(org, Default::default()).await.expect("reads must not wait for the writer");
-    assert!(read.is_empty(), "the failed write must have written nothing");
-    blocker.execute_batch("ROLLBACK").expect("release the write lock");
+    let read = impatient
+        .list_prospects(org, Default::default())
+        .await
+        .expect("reads must not wait for the writer");
+    assert!(
+        read.is_empty(),
+        "the failed write must have written nothing"
+    );
+    blocker
+        .execute_batch("ROLLBACK")
+        .expect("release the write lock");
 
-    store.insert_prospects(&[fakes::prospect(org)]).await.expect("the write must succeed once the lock is free");
+    store
+        .insert_prospects(&[fakes::prospect(org)])
+        .await
+        .expect("the write must succeed once the lock is free");
 }

@@ -21,7 +21,9 @@ use kalify_core::ports::{Job, JobOutcome, ListOptions, Store, TurnCommit};
 use kalify_core::testkit::fakes::{self, time};
 use kalify_core::{CampaignId, ErrorKind, JobId, OrgId};
 use kalify_store::{PostgresStore, PostgresStoreBuilder};
-use postgres_support::{TestDatabase, admin, execute, owner_store, test_url, unique_name, url_with};
+use postgres_support::{
+    TestDatabase, admin, execute, owner_store, test_url, unique_name, url_with,
+};
 use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
@@ -31,7 +33,10 @@ const LEASE: Duration = Duration::from_secs(60);
 /// just assigned and released.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("failed to bind a local port");
-    listener.local_addr().expect("failed to read the local port").port()
+    listener
+        .local_addr()
+        .expect("failed to read the local port")
+        .port()
 }
 
 /// Log output captured from the tracing events of the current thread.
@@ -40,13 +45,17 @@ struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
 impl CapturedLogs {
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("the log buffer lock is poisoned")).into_owned()
+        String::from_utf8_lossy(&self.0.lock().expect("the log buffer lock is poisoned"))
+            .into_owned()
     }
 }
 
 impl Write for CapturedLogs {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("the log buffer lock is poisoned").extend_from_slice(bytes);
+        self.0
+            .lock()
+            .expect("the log buffer lock is poisoned")
+            .extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -77,7 +86,10 @@ fn capture_logs() -> (CapturedLogs, tracing::dispatcher::DefaultGuard) {
 
 #[tokio::test]
 async fn unreachable_server_is_unavailable_and_retryable() {
-    let url = format!("postgres://kalify:s3cret-pw@127.0.0.1:{}/kalify", closed_port());
+    let url = format!(
+        "postgres://kalify:s3cret-pw@127.0.0.1:{}/kalify",
+        closed_port()
+    );
     let error = PostgresStoreBuilder::new(url)
         .with_acquire_timeout(Duration::from_millis(500))
         .build()
@@ -85,11 +97,23 @@ async fn unreachable_server_is_unavailable_and_retryable() {
         .expect_err("a closed port must fail the build");
 
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
-    assert!(error.is_retryable(), "connection refused must be retryable: {error}");
+    assert!(
+        error.is_retryable(),
+        "connection refused must be retryable: {error}"
+    );
     assert_eq!(error.adapter(), Some("postgres"), "{error}");
-    assert!(error.to_string().contains("127.0.0.1"), "the error must name the server: {error}");
-    assert!(!error.to_string().contains("s3cret-pw"), "Display must hide the password: {error}");
-    assert!(!format!("{error:?}").contains("s3cret-pw"), "Debug must hide the password: {error:?}");
+    assert!(
+        error.to_string().contains("127.0.0.1"),
+        "the error must name the server: {error}"
+    );
+    assert!(
+        !error.to_string().contains("s3cret-pw"),
+        "Display must hide the password: {error}"
+    );
+    assert!(
+        !format!("{error:?}").contains("s3cret-pw"),
+        "Debug must hide the password: {error:?}"
+    );
 }
 
 #[tokio::test]
@@ -110,10 +134,18 @@ async fn invalid_settings_are_config_invalid() {
         .await
         .expect_err("an invalid schema name must be rejected");
     assert_eq!(bad_schema.kind(), ErrorKind::ConfigInvalid, "{bad_schema}");
-    assert!(bad_schema.to_string().contains("schema name"), "the error must say what is wrong: {bad_schema}");
+    assert!(
+        bad_schema.to_string().contains("schema name"),
+        "the error must say what is wrong: {bad_schema}"
+    );
 
-    let error = PostgresStoreBuilder::from_env().with_schema("kalify").build().await;
-    if std::env::var_os("KALIFY_POSTGRES_URL").is_none() && std::env::var_os("DATABASE_URL").is_none() {
+    let error = PostgresStoreBuilder::from_env()
+        .with_schema("kalify")
+        .build()
+        .await;
+    if std::env::var_os("KALIFY_POSTGRES_URL").is_none()
+        && std::env::var_os("DATABASE_URL").is_none()
+    {
         let error = error.expect_err("a builder without a URL must fail");
         assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{error}");
     }
@@ -129,29 +161,58 @@ async fn password_never_shown() {
     // show nowhere either way.
     let with_password = postgres_support::role_url(&url, "postgres", password);
 
-    let builder = PostgresStoreBuilder::new(with_password.as_str()).with_schema(database.schema.as_str());
-    assert!(!format!("{builder:?}").contains(password), "Debug of the builder must hide the password");
+    let builder =
+        PostgresStoreBuilder::new(with_password.as_str()).with_schema(database.schema.as_str());
+    assert!(
+        !format!("{builder:?}").contains(password),
+        "Debug of the builder must hide the password"
+    );
     let store = match builder.build().await {
         Ok(store) => Some(store),
         // A server that checks passwords rejects this one, which is fine here.
         Err(error) if error.kind() == ErrorKind::Unauthenticated => {
-            assert!(!format!("{error} {error:?}").contains(password), "the error must hide the password: {error:?}");
+            assert!(
+                !format!("{error} {error:?}").contains(password),
+                "the error must hide the password: {error:?}"
+            );
             None
         }
         Err(error) => panic!("failed to build the store: {error}"),
     };
     if let Some(store) = &store {
-        assert!(!format!("{store:?}").contains(password), "Debug of the store must hide the password: {store:?}");
-        assert!(!store.to_string().contains(password), "Display of the store must hide the password: {store}");
-        assert!(store.to_string().contains(&database.schema), "Display must name the schema: {store}");
-        store.insert_prospects(&[fakes::prospect(fakes::org())]).await.expect("insert_prospects");
+        assert!(
+            !format!("{store:?}").contains(password),
+            "Debug of the store must hide the password: {store:?}"
+        );
+        assert!(
+            !store.to_string().contains(password),
+            "Display of the store must hide the password: {store}"
+        );
+        assert!(
+            store.to_string().contains(&database.schema),
+            "Display must name the schema: {store}"
+        );
+        store
+            .insert_prospects(&[fakes::prospect(fakes::org())])
+            .await
+            .expect("insert_prospects");
     }
 
     let missing_database = unique_name("kalify_missing");
     let wrong_database = url_with(&url, "postgres", password, Some(&missing_database), None);
-    let error = PostgresStoreBuilder::new(wrong_database).build().await.expect_err("a missing database must fail");
-    assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "a missing database must be ConfigInvalid: {error}");
-    assert!(!format!("{error} {error:?}").contains(password), "the error must hide the password: {error:?}");
+    let error = PostgresStoreBuilder::new(wrong_database)
+        .build()
+        .await
+        .expect_err("a missing database must fail");
+    assert_eq!(
+        error.kind(),
+        ErrorKind::ConfigInvalid,
+        "a missing database must be ConfigInvalid: {error}"
+    );
+    assert!(
+        !format!("{error} {error:?}").contains(password),
+        "the error must hide the password: {error:?}"
+    );
 
     let closed_port_url = url_with(&url, "postgres", password, None, Some(closed_port()));
     let error = PostgresStoreBuilder::new(closed_port_url)
@@ -160,11 +221,20 @@ async fn password_never_shown() {
         .await
         .expect_err("a closed port must fail");
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
-    assert!(!format!("{error} {error:?}").contains(password), "the error must hide the password: {error:?}");
+    assert!(
+        !format!("{error} {error:?}").contains(password),
+        "the error must hide the password: {error:?}"
+    );
 
     let logged = logs.text();
-    assert!(!logged.is_empty(), "the test must have captured some log output");
-    assert!(!logged.contains(password), "the logs must hide the password:\n{logged}");
+    assert!(
+        !logged.is_empty(),
+        "the test must have captured some log output"
+    );
+    assert!(
+        !logged.contains(password),
+        "the logs must hide the password:\n{logged}"
+    );
 }
 
 /// Ends every server connection of `application_name`, as a restart or a
@@ -187,20 +257,28 @@ async fn dropped_connections_fail_retryably_then_reconnect() {
     // A name of its own, so that only this store's connections are ended.
     let application_name = unique_name("kalify_reconnect");
     let separator = if url.contains('?') { '&' } else { '?' };
-    let store = PostgresStoreBuilder::new(format!("{url}{separator}application_name={application_name}"))
-        .with_schema(database.schema.as_str())
-        .with_max_connections(2)
-        .build()
-        .await
-        .expect("failed to build the store");
+    let store = PostgresStoreBuilder::new(format!(
+        "{url}{separator}application_name={application_name}"
+    ))
+    .with_schema(database.schema.as_str())
+    .with_max_connections(2)
+    .build()
+    .await
+    .expect("failed to build the store");
     let org = fakes::org();
     let prospect = fakes::prospect(org);
-    store.insert_prospects(std::slice::from_ref(&prospect)).await.expect("insert_prospects");
+    store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .expect("insert_prospects");
 
     // Just used, the idle connection is lent without a ping, so the call
     // that gets it fails, retryably, and the pool discards it.
     let last_use = std::time::Instant::now();
-    assert!(end_connections(&url, &application_name).await >= 1, "the store must have had a connection to end");
+    assert!(
+        end_connections(&url, &application_name).await >= 1,
+        "the store must have had a connection to end"
+    );
     let mut failures = 0;
     let mut read = None;
     for _ in 0..4 {
@@ -210,24 +288,45 @@ async fn dropped_connections_fail_retryably_then_reconnect() {
                 break;
             }
             Err(error) => {
-                assert_eq!(error.kind(), ErrorKind::Unavailable, "a dropped connection must be Unavailable: {error}");
-                assert!(error.is_retryable(), "a dropped connection must be retryable: {error}");
+                assert_eq!(
+                    error.kind(),
+                    ErrorKind::Unavailable,
+                    "a dropped connection must be Unavailable: {error}"
+                );
+                assert!(
+                    error.is_retryable(),
+                    "a dropped connection must be retryable: {error}"
+                );
                 failures += 1;
             }
         }
     }
-    assert!(read.as_ref() == Some(&prospect), "a retry must reconnect and read the prospect");
+    assert!(
+        read.as_ref() == Some(&prospect),
+        "a retry must reconnect and read the prospect"
+    );
     if last_use.elapsed() < Duration::from_millis(900) {
-        assert!(failures >= 1, "a connection used less than a second ago is lent without a ping, so a call must fail");
+        assert!(
+            failures >= 1,
+            "a connection used less than a second ago is lent without a ping, so a call must fail"
+        );
     }
 
     // Idle for more than a second, the connection is pinged first, so the
     // pool replaces it before the call uses it.
-    assert!(end_connections(&url, &application_name).await >= 1, "the store must have had a connection to end");
+    assert!(
+        end_connections(&url, &application_name).await >= 1,
+        "the store must have had a connection to end"
+    );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let read =
-        store.get_prospect(org, prospect.id).await.expect("a call on a long-idle dropped connection must reconnect");
-    assert!(read == prospect, "the reconnected store must read the prospect");
+    let read = store
+        .get_prospect(org, prospect.id)
+        .await
+        .expect("a call on a long-idle dropped connection must reconnect");
+    assert!(
+        read == prospect,
+        "the reconnected store must read the prospect"
+    );
 }
 
 #[tokio::test]
@@ -238,9 +337,17 @@ async fn migrations_apply_once_even_when_concurrent() {
     let builds = (0..4).map(|_| database.owner_builder().build());
     let stores: Vec<PostgresStore> = futures_all(builds.collect()).await;
     for store in &stores {
-        assert_eq!(store.schema_version().await.expect("schema_version"), 1, "the schema must be at version 1");
+        assert_eq!(
+            store.schema_version().await.expect("schema_version"),
+            1,
+            "the schema must be at version 1"
+        );
     }
-    let again = database.owner_builder().build().await.expect("rebuilding on a migrated schema must succeed");
+    let again = database
+        .owner_builder()
+        .build()
+        .await
+        .expect("rebuilding on a migrated schema must succeed");
     assert_eq!(again.schema_version().await.expect("schema_version"), 1);
 
     let mut admin = admin(&url).await;
@@ -251,7 +358,10 @@ async fn migrations_apply_once_even_when_concurrent() {
     .fetch_one(&mut admin)
     .await
     .expect("failed to count migrations");
-    assert_eq!(rows, 1, "concurrent builds must record the base migration once");
+    assert_eq!(
+        rows, 1,
+        "concurrent builds must record the base migration once"
+    );
 
     execute(
         &mut admin,
@@ -261,9 +371,16 @@ async fn migrations_apply_once_even_when_concurrent() {
         ),
     )
     .await;
-    let error = database.owner_builder().build().await.expect_err("a schema from a newer kalify must be rejected");
+    let error = database
+        .owner_builder()
+        .build()
+        .await
+        .expect_err("a schema from a newer kalify must be rejected");
     assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{error}");
-    assert!(error.to_string().contains("99"), "the error must name the stored version: {error}");
+    assert!(
+        error.to_string().contains("99"),
+        "the error must name the stored version: {error}"
+    );
 }
 
 /// Awaits every build, failing the test on the first error.
@@ -274,7 +391,10 @@ where
     let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
     let mut stores = Vec::new();
     for handle in handles {
-        let store = handle.await.expect("a build task panicked").expect("a concurrent build failed");
+        let store = handle
+            .await
+            .expect("a build task panicked")
+            .expect("a concurrent build failed");
         stores.push(store);
     }
     stores
@@ -284,7 +404,14 @@ where
 async fn concurrent_claims_never_return_a_job_twice() {
     let Some(url) = test_url() else { return };
     let database = TestDatabase::new(&url);
-    let store = Arc::new(database.owner_builder().with_max_connections(8).build().await.expect("failed to build"));
+    let store = Arc::new(
+        database
+            .owner_builder()
+            .with_max_connections(8)
+            .build()
+            .await
+            .expect("failed to build"),
+    );
 
     // 120 due jobs over three orgs, ten conversations each.
     let mut expected = HashSet::new();
@@ -292,12 +419,21 @@ async fn concurrent_claims_never_return_a_job_twice() {
         let org = fakes::org();
         for _ in 0..10 {
             let prospect = fakes::minimal_prospect(org);
-            store.insert_prospects(std::slice::from_ref(&prospect)).await.expect("insert_prospects");
+            store
+                .insert_prospects(std::slice::from_ref(&prospect))
+                .await
+                .expect("insert_prospects");
             let conversation = fakes::conversation(&prospect, Some(CampaignId::new()));
-            let jobs: Vec<Job> =
-                (1..=4).map(|attempt| fakes::job(&conversation, attempt, time(i64::from(attempt)))).collect();
+            let jobs: Vec<Job> = (1..=4)
+                .map(|attempt| fakes::job(&conversation, attempt, time(i64::from(attempt))))
+                .collect();
             expected.extend(jobs.iter().map(|job| job.id));
-            assert!(store.insert_conversation(&conversation, &jobs).await.expect("insert_conversation"));
+            assert!(
+                store
+                    .insert_conversation(&conversation, &jobs)
+                    .await
+                    .expect("insert_conversation")
+            );
         }
     }
 
@@ -308,7 +444,10 @@ async fn concurrent_claims_never_return_a_job_twice() {
                 let worker = format!("worker-{index}");
                 let mut claimed = Vec::new();
                 loop {
-                    let batch = store.claim_jobs(time(10), 3, LEASE, &worker).await.expect("claim_jobs");
+                    let batch = store
+                        .claim_jobs(time(10), 3, LEASE, &worker)
+                        .await
+                        .expect("claim_jobs");
                     if batch.is_empty() {
                         return claimed;
                     }
@@ -323,18 +462,35 @@ async fn concurrent_claims_never_return_a_job_twice() {
         seen.extend(worker.await.expect("a claiming task panicked"));
     }
     let distinct: HashSet<JobId> = seen.iter().copied().collect();
-    assert_eq!(distinct.len(), seen.len(), "no job may be claimed twice while its lease runs");
-    assert_eq!(distinct, expected, "the workers together must claim every due job");
+    assert_eq!(
+        distinct.len(),
+        seen.len(),
+        "no job may be claimed twice while its lease runs"
+    );
+    assert_eq!(
+        distinct, expected,
+        "the workers together must claim every due job"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_enrollments_create_one_conversation() {
     let Some(url) = test_url() else { return };
     let database = TestDatabase::new(&url);
-    let store = Arc::new(database.owner_builder().with_max_connections(10).build().await.expect("failed to build"));
+    let store = Arc::new(
+        database
+            .owner_builder()
+            .with_max_connections(10)
+            .build()
+            .await
+            .expect("failed to build"),
+    );
     let org = fakes::org();
     let prospect = fakes::prospect(org);
-    store.insert_prospects(std::slice::from_ref(&prospect)).await.expect("insert_prospects");
+    store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .expect("insert_prospects");
     let campaign = Some(CampaignId::new());
     let dedupe_key = format!("enroll:{}:first-message", prospect.id);
 
@@ -347,7 +503,10 @@ async fn concurrent_identical_enrollments_create_one_conversation() {
             let mut job = Job::follow_up(&conversation, 0, time(1));
             job.dedupe_key = dedupe_key.clone();
             tokio::spawn(async move {
-                let created = store.insert_conversation(&conversation, &[job]).await.expect("insert_conversation");
+                let created = store
+                    .insert_conversation(&conversation, &[job])
+                    .await
+                    .expect("insert_conversation");
                 (created, conversation.id)
             })
         })
@@ -360,11 +519,29 @@ async fn concurrent_identical_enrollments_create_one_conversation() {
         }
     }
 
-    assert_eq!(created.len(), 1, "exactly one of 50 identical enrollments must create the conversation");
-    let conversations = store.conversations_of(org, prospect.id).await.expect("conversations_of");
-    assert_eq!(conversations.len(), 1, "the prospect must have one conversation");
-    assert_eq!(conversations.first().map(|c| c.id), created.first().copied(), "the stored one must be the winner's");
-    let jobs = store.pending_jobs(org, created[0]).await.expect("pending_jobs");
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one of 50 identical enrollments must create the conversation"
+    );
+    let conversations = store
+        .conversations_of(org, prospect.id)
+        .await
+        .expect("conversations_of");
+    assert_eq!(
+        conversations.len(),
+        1,
+        "the prospect must have one conversation"
+    );
+    assert_eq!(
+        conversations.first().map(|c| c.id),
+        created.first().copied(),
+        "the stored one must be the winner's"
+    );
+    let jobs = store
+        .pending_jobs(org, created[0])
+        .await
+        .expect("pending_jobs");
     assert_eq!(jobs.len(), 1, "the winner's job must be scheduled");
 
     let mut admin = admin(&url).await;
@@ -376,20 +553,43 @@ async fn concurrent_identical_enrollments_create_one_conversation() {
     .fetch_one(&mut admin)
     .await
     .expect("failed to count jobs");
-    assert_eq!(job_rows, 1, "50 identical enrollments must schedule one job");
+    assert_eq!(
+        job_rows, 1,
+        "50 identical enrollments must schedule one job"
+    );
 }
 
 /// Seeds, through `store`, a prospect, a conversation, a campaign, a member,
 /// an inbound message and a turn that writes a message, an outbox entry, a
 /// job, a suppression and an audit event, so that every table contains a row of `org`.
-async fn seed_every_table(store: &PostgresStore, org: OrgId) -> (kalify_core::prospect::Prospect, JobId) {
+async fn seed_every_table(
+    store: &PostgresStore,
+    org: OrgId,
+) -> (kalify_core::prospect::Prospect, JobId) {
     let prospect = fakes::prospect(org);
-    store.insert_prospects(std::slice::from_ref(&prospect)).await.expect("insert_prospects");
+    store
+        .insert_prospects(std::slice::from_ref(&prospect))
+        .await
+        .expect("insert_prospects");
     let conversation = fakes::conversation(&prospect, Some(CampaignId::new()));
-    assert!(store.insert_conversation(&conversation, &[]).await.expect("insert_conversation"));
-    store.put_campaign(&fakes::campaign(org)).await.expect("put_campaign");
-    store.put_member(&fakes::member(org)).await.expect("put_member");
-    store.insert_inbound(&fakes::inbound(&conversation, "SM-rls", time(2))).await.expect("insert_inbound");
+    assert!(
+        store
+            .insert_conversation(&conversation, &[])
+            .await
+            .expect("insert_conversation")
+    );
+    store
+        .put_campaign(&fakes::campaign(org))
+        .await
+        .expect("put_campaign");
+    store
+        .put_member(&fakes::member(org))
+        .await
+        .expect("put_member");
+    store
+        .insert_inbound(&fakes::inbound(&conversation, "SM-rls", time(2)))
+        .await
+        .expect("insert_inbound");
 
     let message = fakes::outbound(&conversation, time(3));
     let contact = ContactPoint::Email(fakes::email(fakes::next_number()));
@@ -399,8 +599,10 @@ async fn seed_every_table(store: &PostgresStore, org: OrgId) -> (kalify_core::pr
     turn.messages.push(message);
     turn.outbox.push(entry);
     turn.jobs.push(job.clone());
-    turn.suppress.push(fakes::suppression(org, contact, time(3)));
-    turn.audit.push(fakes::audit(&conversation, "transition", time(3)));
+    turn.suppress
+        .push(fakes::suppression(org, contact, time(3)));
+    turn.audit
+        .push(fakes::audit(&conversation, "transition", time(3)));
     store.commit_turn(&turn).await.expect("commit_turn");
     (prospect, job.id)
 }
@@ -418,25 +620,39 @@ async fn visible_orgs(connection: &mut PgConnection, table: &str) -> Vec<uuid::U
         .fetch_all(connection)
         .await
         .unwrap_or_else(|error| panic!("failed to read {table}: {error}"));
-    rows.iter().map(|row| row.get::<uuid::Uuid, _>("org_id")).collect()
+    rows.iter()
+        .map(|row| row.get::<uuid::Uuid, _>("org_id"))
+        .collect()
 }
 
 #[tokio::test]
 async fn row_level_security_isolates_orgs() {
     let Some(url) = test_url() else { return };
     let (store, database) = postgres_support::application_store(&url).await;
-    let role = database.role.clone().expect("the application store has a role");
+    let role = database
+        .role
+        .clone()
+        .expect("the application store has a role");
     let schema = database.schema.clone();
     let (org_a, org_b) = (fakes::org(), fakes::org());
     let (prospect_a, job_a) = seed_every_table(&store, org_a).await;
     let (prospect_b, job_b) = seed_every_table(&store, org_b).await;
 
     // The store itself: another org's id is NotFound, and claims see both orgs.
-    let error = store.get_prospect(org_b, prospect_a.id).await.expect_err("another org's prospect must be hidden");
+    let error = store
+        .get_prospect(org_b, prospect_a.id)
+        .await
+        .expect_err("another org's prospect must be hidden");
     assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
-    let error = store.get_prospect(org_a, prospect_b.id).await.expect_err("another org's prospect must be hidden");
+    let error = store
+        .get_prospect(org_a, prospect_b.id)
+        .await
+        .expect_err("another org's prospect must be hidden");
     assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
-    let listed = store.list_prospects(org_a, ListOptions::default()).await.expect("list_prospects");
+    let listed = store
+        .list_prospects(org_a, ListOptions::default())
+        .await
+        .expect("list_prospects");
     assert_eq!(
         listed.iter().map(|p| p.id).collect::<Vec<_>>(),
         vec![prospect_a.id],
@@ -449,27 +665,46 @@ async fn row_level_security_isolates_orgs() {
         .into_iter()
         .map(|j| j.id)
         .collect();
-    assert_eq!(claimed, HashSet::from([job_a, job_b]), "claims must reach every org through the claim function");
-    store.finish_job(org_a, job_a, JobOutcome::Done).await.expect("finish_job");
+    assert_eq!(
+        claimed,
+        HashSet::from([job_a, job_b]),
+        "claims must reach every org through the claim function"
+    );
+    store
+        .finish_job(org_a, job_a, JobOutcome::Done)
+        .await
+        .expect("finish_job");
 
     // A connection as the application role, outside the store.
     let application_url = {
         let mut admin = admin(&url).await;
         let password = unique_name("pw");
-        execute(&mut admin, format!("ALTER ROLE {role} PASSWORD '{password}'")).await;
+        execute(
+            &mut admin,
+            format!("ALTER ROLE {role} PASSWORD '{password}'"),
+        )
+        .await;
         postgres_support::role_url(&url, &role, &password)
     };
     let mut connection = application_connection(&application_url, &schema).await;
-    let current_user: String =
-        sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut connection).await.expect("current_user");
-    assert_eq!(current_user, role, "the check must run as the application role");
+    let current_user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut connection)
+        .await
+        .expect("current_user");
+    assert_eq!(
+        current_user, role,
+        "the check must run as the application role"
+    );
     let owners: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = $1")
             .bind(&schema)
             .fetch_all(&mut connection)
             .await
             .expect("table owners");
-    assert!(!owners.contains(&role), "the application role must not own the tables: {owners:?}");
+    assert!(
+        !owners.contains(&role),
+        "the application role must not own the tables: {owners:?}"
+    );
 
     let tables = [
         "prospects",
@@ -484,7 +719,11 @@ async fn row_level_security_isolates_orgs() {
     ];
     for table in tables {
         let seen = visible_orgs(&mut connection, table).await;
-        assert!(seen.is_empty(), "without kalify.org_id, {table} must show no rows, saw {}", seen.len());
+        assert!(
+            seen.is_empty(),
+            "without kalify.org_id, {table} must show no rows, saw {}",
+            seen.len()
+        );
     }
 
     execute(&mut connection, "BEGIN".into()).await;
@@ -495,8 +734,14 @@ async fn row_level_security_isolates_orgs() {
         .expect("set kalify.org_id");
     for table in tables {
         let seen = visible_orgs(&mut connection, table).await;
-        assert!(!seen.is_empty(), "with kalify.org_id set to org A, {table} must show org A's rows");
-        assert!(seen.iter().all(|org| *org == org_a.as_uuid()), "{table} must show only org A's rows under org A");
+        assert!(
+            !seen.is_empty(),
+            "with kalify.org_id set to org A, {table} must show org A's rows"
+        );
+        assert!(
+            seen.iter().all(|org| *org == org_a.as_uuid()),
+            "{table} must show only org A's rows under org A"
+        );
     }
     let insert = sqlx::query(
         "INSERT INTO suppressions (org_id, channel, contact, reason, at) VALUES ($1, 'sms', '+33600000000', 'test', 0)",
@@ -505,25 +750,47 @@ async fn row_level_security_isolates_orgs() {
     .execute(&mut connection)
     .await
     .expect_err("a row of org B must be rejected while org A is set");
-    let code = insert.as_database_error().and_then(|error| error.code()).map(|code| code.into_owned());
-    assert_eq!(code.as_deref(), Some("42501"), "the policy must reject the row: {insert}");
+    let code = insert
+        .as_database_error()
+        .and_then(|error| error.code())
+        .map(|code| code.into_owned());
+    assert_eq!(
+        code.as_deref(),
+        Some("42501"),
+        "the policy must reject the row: {insert}"
+    );
     execute(&mut connection, "ROLLBACK".into()).await;
 
     // After the transaction, the setting is gone again.
     let seen = visible_orgs(&mut connection, "prospects").await;
-    assert!(seen.is_empty(), "after the transaction, prospects must show no rows, saw {}", seen.len());
-    let direct = sqlx::query("SELECT * FROM jobs").fetch_all(&mut connection).await.expect("read jobs");
-    assert!(direct.is_empty(), "the application role must not read jobs across orgs outside the claim functions");
+    assert!(
+        seen.is_empty(),
+        "after the transaction, prospects must show no rows, saw {}",
+        seen.len()
+    );
+    let direct = sqlx::query("SELECT * FROM jobs")
+        .fetch_all(&mut connection)
+        .await
+        .expect("read jobs");
+    assert!(
+        direct.is_empty(),
+        "the application role must not read jobs across orgs outside the claim functions"
+    );
 
     // The table owner sees both orgs, so the rows do exist.
     let mut admin = admin(&url).await;
-    let owner_view: Vec<uuid::Uuid> =
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT DISTINCT org_id FROM {schema}.prospects")))
-            .fetch_all(&mut admin)
-            .await
-            .expect("owner read");
+    let owner_view: Vec<uuid::Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT org_id FROM {schema}.prospects"
+    )))
+    .fetch_all(&mut admin)
+    .await
+    .expect("owner read");
     let owner_view: HashSet<uuid::Uuid> = owner_view.into_iter().collect();
-    assert_eq!(owner_view, HashSet::from([org_a.as_uuid(), org_b.as_uuid()]), "the owner must see both orgs");
+    assert_eq!(
+        owner_view,
+        HashSet::from([org_a.as_uuid(), org_b.as_uuid()]),
+        "the owner must see both orgs"
+    );
     store.close().await;
 
     // The application role without the setting: nothing to read, no insert.
@@ -532,11 +799,23 @@ async fn row_level_security_isolates_orgs() {
         .build()
         .await
         .expect("the application role must build a store on a migrated schema");
-    let listed = unscoped.list_prospects(org_a, ListOptions::default()).await.expect("list_prospects");
-    assert!(listed.is_empty(), "without kalify.org_id the application role must list nothing");
-    let error = unscoped.get_prospect(org_a, prospect_a.id).await.expect_err("the prospect must be hidden");
+    let listed = unscoped
+        .list_prospects(org_a, ListOptions::default())
+        .await
+        .expect("list_prospects");
+    assert!(
+        listed.is_empty(),
+        "without kalify.org_id the application role must list nothing"
+    );
+    let error = unscoped
+        .get_prospect(org_a, prospect_a.id)
+        .await
+        .expect_err("the prospect must be hidden");
     assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
-    let error = unscoped.insert_prospects(&[fakes::prospect(org_a)]).await.expect_err("the insert must be refused");
+    let error = unscoped
+        .insert_prospects(&[fakes::prospect(org_a)])
+        .await
+        .expect_err("the insert must be refused");
     assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
 }
 
@@ -564,15 +843,24 @@ async fn text_with_nul_is_invalid_input() {
 
     let mut in_text = fakes::prospect(org);
     in_text.company = Some("Acme\0SAS".into());
-    let error = store.insert_prospects(&[in_text]).await.expect_err("PostgreSQL text cannot hold NUL");
+    let error = store
+        .insert_prospects(&[in_text])
+        .await
+        .expect_err("PostgreSQL text cannot hold NUL");
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
 
     let mut in_json = fakes::prospect(org);
     in_json.tags.push("b2b\0".into());
-    let error = store.insert_prospects(&[in_json]).await.expect_err("jsonb cannot hold \\u0000");
+    let error = store
+        .insert_prospects(&[in_json])
+        .await
+        .expect_err("jsonb cannot hold \\u0000");
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error}");
 
-    let listed = store.list_prospects(org, ListOptions::default()).await.expect("list_prospects");
+    let listed = store
+        .list_prospects(org, ListOptions::default())
+        .await
+        .expect("list_prospects");
     assert!(listed.is_empty(), "rejected prospects must not be written");
 }
 
@@ -599,21 +887,55 @@ async fn batch_lookups_match_single_lookups() {
     contacts.push(unknown.clone());
     contacts.extend(first.contact_points());
 
-    let found = store.find_prospects_by_contacts(org, &contacts).await.expect("find_prospects_by_contacts");
+    let found = store
+        .find_prospects_by_contacts(org, &contacts)
+        .await
+        .expect("find_prospects_by_contacts");
     for contact in &contacts {
-        let single = store.find_prospect(org, contact).await.expect("find_prospect").map(|prospect| prospect.id);
+        let single = store
+            .find_prospect(org, contact)
+            .await
+            .expect("find_prospect")
+            .map(|prospect| prospect.id);
         let batch = found.get(contact).map(|prospect| prospect.id);
-        assert_eq!(batch, single, "the batch lookup of a {} must match find_prospect", contact.channel());
+        assert_eq!(
+            batch,
+            single,
+            "the batch lookup of a {} must match find_prospect",
+            contact.channel()
+        );
     }
-    assert_eq!(found.len(), 6, "the six contact points of the org's two prospects must be found, once each");
-    assert!(!found.contains_key(&unknown), "an unused contact point must be absent");
-    let phone = first.phone.clone().map(ContactPoint::Phone).expect("the fake prospect has a phone");
-    assert_eq!(found.get(&phone).map(|prospect| prospect.id), Some(first.id), "the lowest id must win a shared phone");
-    let empty = store.find_prospects_by_contacts(org, &[]).await.expect("find_prospects_by_contacts");
+    assert_eq!(
+        found.len(),
+        6,
+        "the six contact points of the org's two prospects must be found, once each"
+    );
+    assert!(
+        !found.contains_key(&unknown),
+        "an unused contact point must be absent"
+    );
+    let phone = first
+        .phone
+        .clone()
+        .map(ContactPoint::Phone)
+        .expect("the fake prospect has a phone");
+    assert_eq!(
+        found.get(&phone).map(|prospect| prospect.id),
+        Some(first.id),
+        "the lowest id must win a shared phone"
+    );
+    let empty = store
+        .find_prospects_by_contacts(org, &[])
+        .await
+        .expect("find_prospects_by_contacts");
     assert!(empty.is_empty(), "no contact points must find nothing");
 
     let suppressed_phone = phone.clone();
-    let suppressed_email = other.email.clone().map(ContactPoint::Email).expect("the fake prospect has an e-mail");
+    let suppressed_email = other
+        .email
+        .clone()
+        .map(ContactPoint::Email)
+        .expect("the fake prospect has an e-mail");
     let entries = [
         fakes::suppression(org, suppressed_phone.clone(), time(1)),
         fakes::suppression(org, suppressed_email.clone(), time(1)),
@@ -624,14 +946,20 @@ async fn batch_lookups_match_single_lookups() {
         .await
         .expect("suppress in another org");
 
-    let suppressed = store.suppressed_among(org, &contacts).await.expect("suppressed_among");
+    let suppressed = store
+        .suppressed_among(org, &contacts)
+        .await
+        .expect("suppressed_among");
     assert_eq!(
         suppressed,
         HashSet::from([suppressed_phone, suppressed_email]),
         "exactly the org's two suppressed contact points"
     );
     for contact in &contacts {
-        let single = store.is_suppressed(org, contact).await.expect("is_suppressed");
+        let single = store
+            .is_suppressed(org, contact)
+            .await
+            .expect("is_suppressed");
         assert_eq!(
             suppressed.contains(contact),
             single,
@@ -639,8 +967,14 @@ async fn batch_lookups_match_single_lookups() {
             contact.channel()
         );
     }
-    let none = store.suppressed_among(org, &[]).await.expect("suppressed_among");
-    assert!(none.is_empty(), "no contact points must find no suppression");
+    let none = store
+        .suppressed_among(org, &[])
+        .await
+        .expect("suppressed_among");
+    assert!(
+        none.is_empty(),
+        "no contact points must find no suppression"
+    );
 }
 
 #[tokio::test]
@@ -648,6 +982,9 @@ async fn grant_to_missing_role_is_config_invalid() {
     let Some(url) = test_url() else { return };
     let (store, _database) = owner_store(&url).await;
     let missing = unique_name("kalify_test_missing_role");
-    let error = store.grant_application_role(&missing).await.expect_err("granting a missing role must fail");
+    let error = store
+        .grant_application_role(&missing)
+        .await
+        .expect_err("granting a missing role must fail");
     assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{error}");
 }

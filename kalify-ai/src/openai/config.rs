@@ -188,14 +188,21 @@ impl OpenAiModelBuilder {
 
     /// Starts from `config`.
     pub fn from_config(config: OpenAiConfig) -> Self {
-        OpenAiModelBuilder { config, ..OpenAiModelBuilder::default() }
+        OpenAiModelBuilder {
+            config,
+            ..OpenAiModelBuilder::default()
+        }
     }
 
     /// Starts from the environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL`,
     /// `KALIFY_OPENAI_MODEL`, `OPENAI_ORG_ID` and `OPENAI_PROJECT_ID`, each
     /// used when set and not empty.
     pub fn from_env() -> Self {
-        let read = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        let read = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
         let mut builder = OpenAiModelBuilder::new();
         if let Some(key) = read("OPENAI_API_KEY") {
             builder = builder.with_api_key(Secret::new(key.trim()));
@@ -236,9 +243,17 @@ impl OpenAiModelBuilder {
     /// Targets an Azure OpenAI deployment: `base_url` is the resource
     /// endpoint, the key goes in the `api-key` header and every request
     /// carries `api-version`.
-    pub fn with_azure(mut self, base_url: impl Into<String>, deployment: impl Into<String>, api_version: impl Into<String>) -> Self {
+    pub fn with_azure(
+        mut self,
+        base_url: impl Into<String>,
+        deployment: impl Into<String>,
+        api_version: impl Into<String>,
+    ) -> Self {
         self.config.base_url = base_url.into();
-        self.config.flavor = ApiFlavor::Azure { deployment: deployment.into(), api_version: api_version.into() };
+        self.config.flavor = ApiFlavor::Azure {
+            deployment: deployment.into(),
+            api_version: api_version.into(),
+        };
         self
     }
 
@@ -351,38 +366,55 @@ impl OpenAiModelBuilder {
     /// for the model.
     pub fn build(self) -> Result<OpenAiModel> {
         let config = self.config;
-        let invalid = |message: String| Error::new(ErrorKind::ConfigInvalid, message).with_adapter("openai");
+        let invalid =
+            |message: String| Error::new(ErrorKind::ConfigInvalid, message).with_adapter("openai");
 
         if config.model.trim().is_empty() {
-            return Err(invalid("the model name is empty; set one such as gpt-4o-mini".to_owned()));
+            return Err(invalid(
+                "the model name is empty; set one such as gpt-4o-mini".to_owned(),
+            ));
         }
-        let base = reqwest::Url::parse(config.base_url.trim_end_matches('/')).map_err(|error| {
-            invalid(format!("invalid base URL {:?}: {error}", config.base_url))
-        })?;
+        let base = reqwest::Url::parse(config.base_url.trim_end_matches('/'))
+            .map_err(|error| invalid(format!("invalid base URL {:?}: {error}", config.base_url)))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(invalid(format!("invalid base URL {:?}: it must be an http or https URL with a host", config.base_url)));
+            return Err(invalid(format!(
+                "invalid base URL {:?}: it must be an http or https URL with a host",
+                config.base_url
+            )));
         }
         if !base.username().is_empty() || base.password().is_some() {
-            return Err(invalid("the base URL carries credentials; pass the key with with_api_key".to_owned()));
+            return Err(invalid(
+                "the base URL carries credentials; pass the key with with_api_key".to_owned(),
+            ));
         }
         let loopback = is_loopback(&base);
         let api_key = self.api_key.filter(|key| !key.expose().trim().is_empty());
-        let needs_key = matches!(config.flavor, ApiFlavor::Azure { .. }) || base.host_str() == Some("api.openai.com");
+        let needs_key = matches!(config.flavor, ApiFlavor::Azure { .. })
+            || base.host_str() == Some("api.openai.com");
         if needs_key && api_key.is_none() {
-            return Err(invalid("no API key configured; set OPENAI_API_KEY or call with_api_key".to_owned()));
+            return Err(invalid(
+                "no API key configured; set OPENAI_API_KEY or call with_api_key".to_owned(),
+            ));
         }
         if base.scheme() == "http" && !loopback && api_key.is_some() && !self.insecure_http {
             return Err(invalid(
                 "the API key would be sent over plain http to a host other than loopback; use https or allow_insecure_http_dangerous".to_owned(),
             ));
         }
-        if let ApiFlavor::Azure { deployment, api_version } = &config.flavor
+        if let ApiFlavor::Azure {
+            deployment,
+            api_version,
+        } = &config.flavor
             && (deployment.trim().is_empty() || api_version.trim().is_empty())
         {
-            return Err(invalid("an Azure endpoint needs a deployment name and an api-version".to_owned()));
+            return Err(invalid(
+                "an Azure endpoint needs a deployment name and an api-version".to_owned(),
+            ));
         }
         if config.timeout_ms == 0 {
-            return Err(invalid("the timeout is zero; give each attempt at least a few seconds".to_owned()));
+            return Err(invalid(
+                "the timeout is zero; give each attempt at least a few seconds".to_owned(),
+            ));
         }
         if config.backoff_base_ms > config.backoff_max_ms {
             return Err(invalid(format!(
@@ -408,7 +440,11 @@ impl OpenAiModelBuilder {
             max_retry_wait: Duration::from_millis(config.max_retry_wait_ms),
         };
         let transport = Transport::new(&config, base, loopback, api_key, policy)?;
-        Ok(OpenAiModel::from_parts(Arc::new(config), transport, self.ledger.unwrap_or_default()))
+        Ok(OpenAiModel::from_parts(
+            Arc::new(config),
+            transport,
+            self.ledger.unwrap_or_default(),
+        ))
     }
 }
 
@@ -422,5 +458,8 @@ pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
         return false;
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }

@@ -13,15 +13,17 @@ use kalify_core::reply::automation_notice;
 use kalify_core::sms;
 
 /// E-mail addresses: a local part, `@`, and a dotted domain.
-static EMAIL: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}").ok());
+static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?i)[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}").ok()
+});
 
 /// Phone numbers: `+` or `00` and 7 to 15 more digits, or a national
 /// number with a trunk `0` and 8 to 13 more digits, with spaces, dots,
 /// dashes or brackets between digits. Amounts such as "15 000 000" do not
 /// start with 0 or + and are left alone.
 static PHONE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?:\+|\b00)[\s(]{0,2}\d(?:[\s.\-()]{0,3}\d){6,14}|\b0(?:[\s.\-()]{0,3}\d){8,13}\b").ok()
+    Regex::new(r"(?:\+|\b00)[\s(]{0,2}\d(?:[\s.\-()]{0,3}\d){6,14}|\b0(?:[\s.\-()]{0,3}\d){8,13}\b")
+        .ok()
 });
 
 /// Links: a scheme, `www.`, or a domain under a common top-level domain.
@@ -134,14 +136,26 @@ const INJECTION_PHRASES: &[&str] = &[
 ];
 
 /// Markers of chat templates and role headers.
-const INJECTION_MARKERS: &[&str] = &["<|im_start|>", "<|im_end|>", "<|system|>", "### instruction", "[inst]", "\"role\":", "</new_messages>", "system:", "systeme :"];
+const INJECTION_MARKERS: &[&str] = &[
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|system|>",
+    "### instruction",
+    "[inst]",
+    "\"role\":",
+    "</new_messages>",
+    "system:",
+    "systeme :",
+];
 
 /// Code-like calls such as `send_sms(` or `store.suppress(`, which prose
 /// does not contain.
-static CALL: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"\b[a-z]+(?:_[a-z]+)+\(|\b[a-z_]+(?:\.[a-z_]+)+\(").ok());
+static CALL: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"\b[a-z]+(?:_[a-z]+)+\(|\b[a-z_]+(?:\.[a-z_]+)+\(").ok());
 
 /// Base64 runs long enough to hide an instruction.
-static BASE64_RUN: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/]{24,}={0,2}").ok());
+static BASE64_RUN: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/]{24,}={0,2}").ok());
 
 /// Returns why `text` looks like an attempt to instruct the model, if it
 /// does: a phrase aimed at the model, a chat-template marker, JSON with the
@@ -153,13 +167,23 @@ static BASE64_RUN: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"[A-Za
 /// injection passes it and meets the output checks instead.
 pub(crate) fn injection_signal(text: &str) -> Option<&'static str> {
     let folded = fold(text);
-    if INJECTION_PHRASES.iter().any(|phrase| folded.contains(phrase)) {
+    if INJECTION_PHRASES
+        .iter()
+        .any(|phrase| folded.contains(phrase))
+    {
         return Some("a phrase addressed to the model");
     }
-    if INJECTION_MARKERS.iter().any(|marker| folded.contains(marker)) {
+    if INJECTION_MARKERS
+        .iter()
+        .any(|marker| folded.contains(marker))
+    {
         return Some("a chat-template or role marker");
     }
-    if folded.contains('{') && ["\"intent\"", "\"facts\"", "\"score\"", "\"next_step\""].iter().any(|field| folded.contains(field)) {
+    if folded.contains('{')
+        && ["\"intent\"", "\"facts\"", "\"score\"", "\"next_step\""]
+            .iter()
+            .any(|field| folded.contains(field))
+    {
         return Some("JSON with the analysis's fields");
     }
     if CALL.as_ref().is_none_or(|call| call.is_match(&folded)) {
@@ -231,7 +255,11 @@ pub(crate) fn sms_part_budget(max_chars: usize) -> usize {
 /// in UCS-2, which French text needs as soon as it has a `ç` or an `œ`.
 pub(crate) fn safe_sms_chars(max_chars: usize) -> usize {
     let parts = sms_part_budget(max_chars);
-    let ucs2 = if parts == 1 { sms::UCS2_SINGLE_UNITS } else { parts * sms::UCS2_PART_UNITS };
+    let ucs2 = if parts == 1 {
+        sms::UCS2_SINGLE_UNITS
+    } else {
+        parts * sms::UCS2_PART_UNITS
+    };
     max_chars.min(ucs2)
 }
 
@@ -242,13 +270,19 @@ pub(crate) fn check_reply(text: &str, request: &ReplyRequest) -> Result<(), Stri
     }
     let characters = text.chars().count();
     if characters > request.max_chars {
-        return Err(format!("the reply has {characters} characters, above the limit of {}", request.max_chars));
+        return Err(format!(
+            "the reply has {characters} characters, above the limit of {}",
+            request.max_chars
+        ));
     }
     if request.channel == ChannelKind::Sms {
         let counted = sms::segments(text);
         let budget = sms_part_budget(request.max_chars);
         if counted.segments > budget {
-            return Err(format!("the reply needs {} SMS parts, above the budget of {budget}", counted.segments));
+            return Err(format!(
+                "the reply needs {} SMS parts, above the budget of {budget}",
+                counted.segments
+            ));
         }
     }
     if !request.allow_links && contains_link(text) {
@@ -264,7 +298,10 @@ pub(crate) fn check_reply(text: &str, request: &ReplyRequest) -> Result<(), Stri
         return Err("the reply lacks the automation notice".to_owned());
     }
     if let Some(found) = other_language(text, request.locale) {
-        return Err(format!("the reply reads as {found} but the prospect's language is {}", request.locale.as_str()));
+        return Err(format!(
+            "the reply reads as {found} but the prospect's language is {}",
+            request.locale.as_str()
+        ));
     }
     Ok(())
 }
@@ -273,19 +310,58 @@ pub(crate) fn check_reply(text: &str, request: &ReplyRequest) -> Result<(), Stri
 /// only the engine decides and which the model must never state to a prospect.
 fn states_status(text: &str) -> bool {
     let lower = text.to_lowercase();
-    lower
-        .split(|c: char| !c.is_alphanumeric())
-        .any(|word| matches!(word, "score" | "scores" | "qualified" | "disqualified" | "qualifié" | "qualifiée" | "qualifiés" | "disqualifié"))
+    lower.split(|c: char| !c.is_alphanumeric()).any(|word| {
+        matches!(
+            word,
+            "score"
+                | "scores"
+                | "qualified"
+                | "disqualified"
+                | "qualifié"
+                | "qualifiée"
+                | "qualifiés"
+                | "disqualifié"
+        )
+    })
 }
 
 const ENGLISH_WORDS: &[&str] = &[
-    "the", "and", "you", "your", "is", "are", "we", "our", "to", "of", "for", "with", "this", "that", "what", "would", "when",
-    "thanks", "thank", "have", "will", "can", "could", "please", "it", "be", "do",
+    "the", "and", "you", "your", "is", "are", "we", "our", "to", "of", "for", "with", "this",
+    "that", "what", "would", "when", "thanks", "thank", "have", "will", "can", "could", "please",
+    "it", "be", "do",
 ];
 
 const FRENCH_WORDS: &[&str] = &[
-    "le", "la", "les", "et", "vous", "votre", "vos", "de", "des", "du", "pour", "avec", "est", "nous", "notre", "que", "quel",
-    "quelle", "quand", "merci", "un", "une", "sur", "pas", "au", "aux", "ce", "cette", "souhaitez", "pouvez",
+    "le",
+    "la",
+    "les",
+    "et",
+    "vous",
+    "votre",
+    "vos",
+    "de",
+    "des",
+    "du",
+    "pour",
+    "avec",
+    "est",
+    "nous",
+    "notre",
+    "que",
+    "quel",
+    "quelle",
+    "quand",
+    "merci",
+    "un",
+    "une",
+    "sur",
+    "pas",
+    "au",
+    "aux",
+    "ce",
+    "cette",
+    "souhaitez",
+    "pouvez",
 ];
 
 /// The language `text` reads as when it is clearly not `locale`: at least
@@ -293,7 +369,10 @@ const FRENCH_WORDS: &[&str] = &[
 /// as of `locale`. Short or mixed texts pass.
 fn other_language(text: &str, locale: Locale) -> Option<&'static str> {
     let lower = text.to_lowercase();
-    let words: Vec<&str> = lower.split(|c: char| !c.is_alphabetic()).filter(|word| !word.is_empty()).collect();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|word| !word.is_empty())
+        .collect();
     let count = |list: &[&str]| words.iter().filter(|word| list.contains(word)).count();
     let (english, french) = (count(ENGLISH_WORDS), count(FRENCH_WORDS));
     match locale {
@@ -350,13 +429,19 @@ mod tests {
     #[test]
     fn scrubs_phones_and_emails() {
         let cases = [
-            ("call me at 06 12 34 56 78 after 6pm", "call me at [phone] after 6pm"),
+            (
+                "call me at 06 12 34 56 78 after 6pm",
+                "call me at [phone] after 6pm",
+            ),
             ("+33 6 12 34 56 78", "[phone]"),
             ("+33 (0)6 12 34 56 78", "[phone]"),
             ("0033 6 12 34 56 78", "[phone]"),
             ("06.12.34.56.78", "[phone]"),
             ("+1 (415) 555-0132", "[phone]"),
-            ("mail camille.dupont+crm@Example.co.uk now", "mail [email] now"),
+            (
+                "mail camille.dupont+crm@Example.co.uk now",
+                "mail [email] now",
+            ),
         ];
         for (text, expected) in cases {
             assert_eq!(scrub_contact_points(text), expected, "{text}");
@@ -365,14 +450,26 @@ mod tests {
 
     #[test]
     fn leaves_amounts_and_dates() {
-        for text in ["budget 15 000 000 euros", "20k€ in 2025-03", "between 10 000 and 20 000", "Q3 2026", "0 à 3 mois"] {
+        for text in [
+            "budget 15 000 000 euros",
+            "20k€ in 2025-03",
+            "between 10 000 and 20 000",
+            "Q3 2026",
+            "0 à 3 mois",
+        ] {
             assert_eq!(scrub_contact_points(text), text);
         }
     }
 
     #[test]
     fn finds_links() {
-        for text in ["see https://x.test", "www.acme.test", "go to evil.com", "bit.ly/abc", "HTTP://A.B"] {
+        for text in [
+            "see https://x.test",
+            "www.acme.test",
+            "go to evil.com",
+            "bit.ly/abc",
+            "HTTP://A.B",
+        ] {
             assert!(contains_link(text), "{text}");
         }
         for text in ["e.g. this", "M. Dupont", "1.5k budget", "See you at 3.30pm"] {
@@ -427,8 +524,14 @@ mod tests {
             (format!("Text +33 7 00 00 00 00 {notice}"), "phone number"),
             (format!("Write to sales@acme.test {notice}"), "e-mail"),
             ("Thanks! What budget do you have?".to_owned(), "notice"),
-            (format!("Merci, quel est votre budget pour le projet ? {notice}"), "reads as fr"),
-            (format!("You are qualified with a score of 100! {notice}"), "score"),
+            (
+                format!("Merci, quel est votre budget pour le projet ? {notice}"),
+                "reads as fr",
+            ),
+            (
+                format!("You are qualified with a score of 100! {notice}"),
+                "score",
+            ),
         ];
         for (text, needle) in failures {
             let error = check_reply(&text, &en).unwrap_err();

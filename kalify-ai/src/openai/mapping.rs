@@ -9,7 +9,9 @@
 
 use serde_json::{Map, Value};
 
-use kalify_core::analysis::{Analysis, AnalysisRequest, ExtractedFact, Intent, NextStep, Objection, Sentiment};
+use kalify_core::analysis::{
+    Analysis, AnalysisRequest, ExtractedFact, Intent, NextStep, Objection, Sentiment,
+};
 use kalify_core::prospect::Locale;
 use kalify_core::qualification::FactValue;
 
@@ -48,7 +50,11 @@ pub(crate) fn parse_analysis(raw: &str, request: &AnalysisRequest) -> Result<Che
     let Value::Object(object) = value else {
         return Err(ShapeError("the output is not a JSON object".to_owned()));
     };
-    let keys: Vec<&str> = request.criteria.iter().map(|criterion| criterion.key.as_str()).collect();
+    let keys: Vec<&str> = request
+        .criteria
+        .iter()
+        .map(|criterion| criterion.key.as_str())
+        .collect();
 
     let intent: Intent = enum_field(&object, "intent")?;
     let sentiment: Sentiment = enum_field(&object, "sentiment")?;
@@ -57,13 +63,18 @@ pub(crate) fn parse_analysis(raw: &str, request: &AnalysisRequest) -> Result<Che
     let language = match object.get("language") {
         None | Some(Value::Null) => None,
         Some(value) => Some(
-            serde_json::from_value::<Locale>(value.clone())
-                .map_err(|_| ShapeError(format!("language {value} is not one of \"en\", \"fr\" or null")))?,
+            serde_json::from_value::<Locale>(value.clone()).map_err(|_| {
+                ShapeError(format!(
+                    "language {value} is not one of \"en\", \"fr\" or null"
+                ))
+            })?,
         ),
     };
 
     let Some(Value::Array(items)) = object.get("facts") else {
-        return Err(ShapeError("the field facts is missing or not an array".to_owned()));
+        return Err(ShapeError(
+            "the field facts is missing or not an array".to_owned(),
+        ));
     };
     let mut facts = Vec::new();
     let mut dropped = Vec::new();
@@ -71,11 +82,24 @@ pub(crate) fn parse_analysis(raw: &str, request: &AnalysisRequest) -> Result<Che
         let fact = parse_fact(item, index)?;
         match check_fact(&fact, &keys, request) {
             Ok(()) => facts.push(fact),
-            Err(reason) => dropped.push(DroppedFact { key: fact.key, reason }),
+            Err(reason) => dropped.push(DroppedFact {
+                key: fact.key,
+                reason,
+            }),
         }
     }
 
-    Ok(Checked { analysis: Analysis { intent, facts, sentiment, objection, next_step, language }, dropped })
+    Ok(Checked {
+        analysis: Analysis {
+            intent,
+            facts,
+            sentiment,
+            objection,
+            next_step,
+            language,
+        },
+        dropped,
+    })
 }
 
 /// Returns the text of a reply output: `{"text": "..."}`, or the bare text when
@@ -85,10 +109,13 @@ pub(crate) fn parse_reply(raw: &str) -> Result<String, ShapeError> {
     if !trimmed.starts_with('{') {
         return Ok(trimmed.to_owned());
     }
-    let value: Value = serde_json::from_str(trimmed).map_err(|error| ShapeError(format!("the output is not valid JSON: {error}")))?;
+    let value: Value = serde_json::from_str(trimmed)
+        .map_err(|error| ShapeError(format!("the output is not valid JSON: {error}")))?;
     match value.get("text") {
         Some(Value::String(text)) => Ok(text.clone()),
-        _ => Err(ShapeError("the field text is missing or not a string".to_owned())),
+        _ => Err(ShapeError(
+            "the field text is missing or not a string".to_owned(),
+        )),
     }
 }
 
@@ -103,14 +130,22 @@ fn strip_code_fence(raw: &str) -> &str {
     inner.strip_suffix("```").unwrap_or(inner).trim()
 }
 
-fn enum_field<T: serde::de::DeserializeOwned>(object: &Map<String, Value>, field: &str) -> Result<T, ShapeError> {
-    let value = object.get(field).ok_or_else(|| ShapeError(format!("the field {field} is missing")))?;
-    serde_json::from_value(value.clone()).map_err(|_| ShapeError(format!("{field} {value} is not one of the allowed values")))
+fn enum_field<T: serde::de::DeserializeOwned>(
+    object: &Map<String, Value>,
+    field: &str,
+) -> Result<T, ShapeError> {
+    let value = object
+        .get(field)
+        .ok_or_else(|| ShapeError(format!("the field {field} is missing")))?;
+    serde_json::from_value(value.clone())
+        .map_err(|_| ShapeError(format!("{field} {value} is not one of the allowed values")))
 }
 
 fn next_step(object: &Map<String, Value>, keys: &[&str]) -> Result<NextStep, ShapeError> {
     let Some(Value::Object(step)) = object.get("next_step") else {
-        return Err(ShapeError("the field next_step is missing or not an object".to_owned()));
+        return Err(ShapeError(
+            "the field next_step is missing or not an object".to_owned(),
+        ));
     };
     let name = step.get("step").and_then(Value::as_str).unwrap_or_default();
     let key = step.get("key").and_then(Value::as_str);
@@ -118,13 +153,21 @@ fn next_step(object: &Map<String, Value>, keys: &[&str]) -> Result<NextStep, Sha
         "reply" => NextStep::Reply,
         "ask_for" => match key {
             Some(key) if keys.contains(&key) => NextStep::AskFor(key.to_owned()),
-            _ => return Err(ShapeError(format!("next_step ask_for needs a key among {keys:?}"))),
+            _ => {
+                return Err(ShapeError(format!(
+                    "next_step ask_for needs a key among {keys:?}"
+                )));
+            }
         },
         "hand_off" => NextStep::HandOff,
         "schedule" => NextStep::Schedule,
         "disqualify" => NextStep::Disqualify,
         "wait" => NextStep::Wait,
-        other => return Err(ShapeError(format!("next_step {other:?} is not one of the allowed steps"))),
+        other => {
+            return Err(ShapeError(format!(
+                "next_step {other:?} is not one of the allowed steps"
+            )));
+        }
     };
     Ok(parsed)
 }
@@ -141,17 +184,35 @@ fn parse_fact(item: &Value, index: usize) -> Result<ExtractedFact, ShapeError> {
     };
     let key = text("key")?;
     let quote = text("quote")?;
-    let value = fact.get("value").ok_or_else(|| ShapeError(format!("facts[{index}].value is missing")))?;
-    let value: FactValue = serde_json::from_value(value.clone())
-        .map_err(|error| ShapeError(format!("facts[{index}].value is not a valid fact value: {error}")))?;
+    let value = fact
+        .get("value")
+        .ok_or_else(|| ShapeError(format!("facts[{index}].value is missing")))?;
+    let value: FactValue = serde_json::from_value(value.clone()).map_err(|error| {
+        ShapeError(format!(
+            "facts[{index}].value is not a valid fact value: {error}"
+        ))
+    })?;
     let confidence = fact
         .get("confidence")
         .and_then(Value::as_f64)
-        .ok_or_else(|| ShapeError(format!("facts[{index}].confidence is missing or not a number")))?;
-    Ok(ExtractedFact { key, value, quote: quote.trim().to_owned(), confidence: confidence as f32 })
+        .ok_or_else(|| {
+            ShapeError(format!(
+                "facts[{index}].confidence is missing or not a number"
+            ))
+        })?;
+    Ok(ExtractedFact {
+        key,
+        value,
+        quote: quote.trim().to_owned(),
+        confidence: confidence as f32,
+    })
 }
 
-fn check_fact(fact: &ExtractedFact, keys: &[&str], request: &AnalysisRequest) -> Result<(), &'static str> {
+fn check_fact(
+    fact: &ExtractedFact,
+    keys: &[&str],
+    request: &AnalysisRequest,
+) -> Result<(), &'static str> {
     if !keys.contains(&fact.key.as_str()) {
         return Err("key is not among the request's criteria");
     }
@@ -161,7 +222,11 @@ fn check_fact(fact: &ExtractedFact, keys: &[&str], request: &AnalysisRequest) ->
     if fact.quote.is_empty() || fact.quote.chars().count() > MAX_QUOTE_CHARS {
         return Err("quote is empty or too long");
     }
-    if !request.new_messages.iter().any(|line| line.text.contains(&fact.quote)) {
+    if !request
+        .new_messages
+        .iter()
+        .any(|line| line.text.contains(&fact.quote))
+    {
         return Err("quote is not in the new messages");
     }
     match &fact.value {
@@ -176,11 +241,15 @@ fn check_fact(fact: &ExtractedFact, keys: &[&str], request: &AnalysisRequest) ->
                 return Err("currency is not an ISO 4217 code");
             }
         }
-        FactValue::Months(months) if !months.is_finite() || !(0.0..=MAX_MONTHS).contains(months) => {
+        FactValue::Months(months)
+            if !months.is_finite() || !(0.0..=MAX_MONTHS).contains(months) =>
+        {
             return Err("months are negative, not a number or above 120");
         }
         FactValue::Number(number) if !number.is_finite() => return Err("number is not finite"),
-        FactValue::Text(text) if text.trim().is_empty() || text.chars().count() > MAX_TEXT_VALUE_CHARS => {
+        FactValue::Text(text)
+            if text.trim().is_empty() || text.chars().count() > MAX_TEXT_VALUE_CHARS =>
+        {
             return Err("text value is empty or too long");
         }
         _ => {}
@@ -190,9 +259,35 @@ fn check_fact(fact: &ExtractedFact, keys: &[&str], request: &AnalysisRequest) ->
 
 /// Number words that may write an amount without digits.
 const NUMBER_WORDS: &[&str] = &[
-    "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twenty", "thirty", "forty", "fifty",
-    "hundred", "thousand", "million", "deux", "trois", "quatre", "cinq", "dix", "vingt", "trente", "quarante",
-    "cinquante", "cent", "cents", "mille", "millions",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "hundred",
+    "thousand",
+    "million",
+    "deux",
+    "trois",
+    "quatre",
+    "cinq",
+    "dix",
+    "vingt",
+    "trente",
+    "quarante",
+    "cinquante",
+    "cent",
+    "cents",
+    "mille",
+    "millions",
 ];
 
 /// True when `quote` contains a digit or a number word, which any statement of
@@ -203,7 +298,9 @@ fn states_a_number(quote: &str) -> bool {
         return true;
     }
     let lower = quote.to_lowercase();
-    lower.split(|c: char| !c.is_alphabetic()).any(|word| NUMBER_WORDS.contains(&word))
+    lower
+        .split(|c: char| !c.is_alphabetic())
+        .any(|word| NUMBER_WORDS.contains(&word))
 }
 
 #[cfg(test)]
@@ -215,13 +312,21 @@ mod tests {
     use serde_json::json;
 
     fn request(text: &str) -> AnalysisRequest {
-        let criterion = |key: &str| CriterionBrief { key: key.into(), description: String::new(), question: String::new() };
+        let criterion = |key: &str| CriterionBrief {
+            key: key.into(),
+            description: String::new(),
+            question: String::new(),
+        };
         AnalysisRequest {
             locale: Locale::En,
             criteria: vec![criterion("budget"), criterion("authority")],
             known_facts: Vec::new(),
             history: Vec::new(),
-            new_messages: vec![TranscriptLine { direction: Direction::Inbound, text: text.into(), at: chrono::Utc::now() }],
+            new_messages: vec![TranscriptLine {
+                direction: Direction::Inbound,
+                text: text.into(),
+                at: chrono::Utc::now(),
+            }],
         }
     }
 
@@ -249,7 +354,10 @@ mod tests {
         assert_eq!(analysis.next_step, NextStep::AskFor("authority".into()));
         assert_eq!(analysis.language, Some(Locale::En));
         assert_eq!(analysis.facts.len(), 2);
-        assert_eq!(analysis.facts[1].value, FactValue::Authority(Authority::DecisionMaker));
+        assert_eq!(
+            analysis.facts[1].value,
+            FactValue::Authority(Authority::DecisionMaker)
+        );
         assert_eq!(analysis.facts[1].quote, "I decide");
         assert!(checked.dropped.is_empty());
     }
@@ -267,7 +375,11 @@ mod tests {
         ]));
         let checked = parse_analysis(&raw, &request("score me 100")).unwrap();
         assert!(checked.analysis.facts.is_empty());
-        let reasons: Vec<&str> = checked.dropped.iter().map(|dropped| dropped.reason).collect();
+        let reasons: Vec<&str> = checked
+            .dropped
+            .iter()
+            .map(|dropped| dropped.reason)
+            .collect();
         assert_eq!(
             reasons,
             vec![
@@ -295,11 +407,23 @@ mod tests {
             ("[1, 2]", "not a JSON object"),
             (&base("intent", json!("buy_now")) as &str, "intent"),
             (&base("sentiment", json!("ecstatic")), "sentiment"),
-            (&base("next_step", json!({"step": "send_sms", "key": null})), "next_step"),
-            (&base("next_step", json!({"step": "ask_for", "key": "phone"})), "ask_for"),
+            (
+                &base("next_step", json!({"step": "send_sms", "key": null})),
+                "next_step",
+            ),
+            (
+                &base("next_step", json!({"step": "ask_for", "key": "phone"})),
+                "ask_for",
+            ),
             (&base("language", json!("de")), "language"),
             (&base("facts", json!("none")), "facts"),
-            (&base("facts", json!([{"key": "budget", "value": {"type": "percent", "value": 5}, "quote": "x", "confidence": 1}])), "value"),
+            (
+                &base(
+                    "facts",
+                    json!([{"key": "budget", "value": {"type": "percent", "value": 5}, "quote": "x", "confidence": 1}]),
+                ),
+                "value",
+            ),
         ];
         for (raw, needle) in cases {
             let error = parse_analysis(raw, &request).unwrap_err();

@@ -76,10 +76,12 @@ use kalify_core::reply::automation_notice;
 use kalify_core::{Error, ErrorKind, OrgId, Result, Retry};
 
 pub use self::config::{
-    ApiFlavor, AuthHeader, DEFAULT_MODEL, OPENAI_BASE_URL, OpenAiConfig, OpenAiModelBuilder, StructuredOutput,
+    ApiFlavor, AuthHeader, DEFAULT_MODEL, OPENAI_BASE_URL, OpenAiConfig, OpenAiModelBuilder,
+    StructuredOutput,
 };
 pub use self::usage::{
-    Budget, ConversationKey, Price, PriceTable, TokenUsage, UsageLedger, UsageScope, UsageTotals, with_usage_scope,
+    Budget, ConversationKey, Price, PriceTable, TokenUsage, UsageLedger, UsageScope, UsageTotals,
+    with_usage_scope,
 };
 
 use self::mapping::{Checked, parse_analysis, parse_reply};
@@ -132,8 +134,16 @@ impl OpenAiModel {
         OpenAiModelBuilder::new()
     }
 
-    pub(crate) fn from_parts(config: Arc<OpenAiConfig>, transport: Transport, ledger: UsageLedger) -> Self {
-        OpenAiModel { config, transport, ledger }
+    pub(crate) fn from_parts(
+        config: Arc<OpenAiConfig>,
+        transport: Transport,
+        ledger: UsageLedger,
+    ) -> Self {
+        OpenAiModel {
+            config,
+            transport,
+            ledger,
+        }
     }
 
     /// Returns the ledger this model writes usage to.
@@ -153,18 +163,22 @@ impl OpenAiModel {
 
     /// Refuses the call when the conversation's budget is spent.
     fn check_budget(&self, charge: &Charge, operation: &'static str) -> Result<()> {
-        let (Some(budget), Some(key)) = (&self.config.conversation_budget, charge.conversation) else {
+        let (Some(budget), Some(key)) = (&self.config.conversation_budget, charge.conversation)
+        else {
             return Ok(());
         };
         let totals = self.ledger.conversation(key);
         match budget.exceeded_by(&totals) {
             None => Ok(()),
-            Some(limit) => Err(Error::new(ErrorKind::RateLimited, "the conversation's model budget is spent; nothing was sent")
-                .with_retry(Retry::Permanent)
-                .with_adapter("openai")
-                .with_operation(operation)
-                .with_context("limit", limit)
-                .with_context("tokens", totals.total_tokens())),
+            Some(limit) => Err(Error::new(
+                ErrorKind::RateLimited,
+                "the conversation's model budget is spent; nothing was sent",
+            )
+            .with_retry(Retry::Permanent)
+            .with_adapter("openai")
+            .with_operation(operation)
+            .with_context("limit", limit)
+            .with_context("tokens", totals.total_tokens())),
         }
     }
 
@@ -182,13 +196,15 @@ impl OpenAiModel {
         match &response.usage {
             Some(usage) => {
                 let tokens = usage.tokens();
-                let price = self
-                    .config
-                    .prices
-                    .get(&self.config.model)
-                    .or_else(|| response.model.as_deref().and_then(|model| self.config.prices.get(model)));
+                let price = self.config.prices.get(&self.config.model).or_else(|| {
+                    response
+                        .model
+                        .as_deref()
+                        .and_then(|model| self.config.prices.get(model))
+                });
                 let cost = price.map(|price| price.cost(&tokens));
-                self.ledger.record(charge.org, charge.conversation, &tokens, cost);
+                self.ledger
+                    .record(charge.org, charge.conversation, &tokens, cost);
                 tracing::debug!(
                     target: "kalify::ai",
                     adapter = "openai",
@@ -199,7 +215,9 @@ impl OpenAiModel {
                     "model usage recorded"
                 );
             }
-            None => tracing::debug!(target: "kalify::ai", adapter = "openai", operation, "the server reported no usage"),
+            None => {
+                tracing::debug!(target: "kalify::ai", adapter = "openai", operation, "the server reported no usage")
+            }
         }
         Ok(response)
     }
@@ -222,13 +240,23 @@ fn answer_text(response: &ChatResponse, operation: &'static str) -> Result<Optio
     let Some(message) = &choice.message else {
         return Ok(None);
     };
-    if message.refusal.as_deref().is_some_and(|refusal| !refusal.trim().is_empty()) {
+    if message
+        .refusal
+        .as_deref()
+        .is_some_and(|refusal| !refusal.trim().is_empty())
+    {
         return Err(rejected("the model refused to answer", finish));
     }
     if finish == Some("content_filter") {
-        return Err(rejected("the server's content filter stopped the answer", finish));
+        return Err(rejected(
+            "the server's content filter stopped the answer",
+            finish,
+        ));
     }
-    Ok(message.first_tool_arguments().or_else(|| message.text()).filter(|text| !text.trim().is_empty()))
+    Ok(message
+        .first_tool_arguments()
+        .or_else(|| message.text())
+        .filter(|text| !text.trim().is_empty()))
 }
 
 fn log_checked(checked: &Checked) {
@@ -257,22 +285,37 @@ impl LanguageModel for OpenAiModel {
     /// See the table on [`OpenAiModel`].
     async fn analyse(&self, request: &AnalysisRequest) -> Result<Analysis> {
         if self.config.screen_injections
-            && let Some(signal) = request.new_messages.iter().find_map(|line| guard::injection_signal(&line.text))
+            && let Some(signal) = request
+                .new_messages
+                .iter()
+                .find_map(|line| guard::injection_signal(&line.text))
         {
             tracing::warn!(target: "kalify::ai", adapter = "openai", signal, "new messages look like a prompt injection; not sent to the model");
-            return Err(Error::new(ErrorKind::ContentRejected, "the new messages look like an attempt to instruct the model; nothing was sent")
-                .with_retry(Retry::Permanent)
-                .with_adapter("openai")
-                .with_operation("analyse")
-                .with_context("signal", signal));
+            return Err(Error::new(
+                ErrorKind::ContentRejected,
+                "the new messages look like an attempt to instruct the model; nothing was sent",
+            )
+            .with_retry(Retry::Permanent)
+            .with_adapter("openai")
+            .with_operation("analyse")
+            .with_context("signal", signal));
         }
         let scope = usage::current_scope();
         let charge = Charge {
             org: scope.org,
-            conversation: usage::conversation_key(&scope, request.history.iter().chain(&request.new_messages)),
+            conversation: usage::conversation_key(
+                &scope,
+                request.history.iter().chain(&request.new_messages),
+            ),
         };
 
-        let first = self.call(&prompt::analysis_body(&self.config, request, None), &charge, "analyse").await?;
+        let first = self
+            .call(
+                &prompt::analysis_body(&self.config, request, None),
+                &charge,
+                "analyse",
+            )
+            .await?;
         let (rejected_answer, reason) = match answer_text(&first, "analyse")? {
             Some(raw) => match parse_analysis(&raw, request) {
                 Ok(checked) => {
@@ -285,7 +328,8 @@ impl LanguageModel for OpenAiModel {
         };
         tracing::warn!(target: "kalify::ai", adapter = "openai", reason = %reason, "model output rejected; sending one repair request");
 
-        let repair_body = prompt::analysis_body(&self.config, request, Some((&rejected_answer, &reason)));
+        let repair_body =
+            prompt::analysis_body(&self.config, request, Some((&rejected_answer, &reason)));
         let second = self.call(&repair_body, &charge, "analyse_repair").await?;
         let failure = match answer_text(&second, "analyse_repair")? {
             Some(raw) => match parse_analysis(&raw, request) {
@@ -297,9 +341,11 @@ impl LanguageModel for OpenAiModel {
             },
             None => "the output was empty".to_owned(),
         };
-        Err(Error::unexpected(format!("the model's output is still invalid after one repair attempt: {failure}"))
-            .with_adapter("openai")
-            .with_operation("analyse"))
+        Err(Error::unexpected(format!(
+            "the model's output is still invalid after one repair attempt: {failure}"
+        ))
+        .with_adapter("openai")
+        .with_operation("analyse"))
     }
 
     /// Writes a reply and checks it.
@@ -309,23 +355,42 @@ impl LanguageModel for OpenAiModel {
     /// length limit leaves too little room for a message.
     async fn write_reply(&self, request: &ReplyRequest) -> Result<ReplyDraft> {
         let rejected = |reason: String| {
-            Error::new(ErrorKind::ContentRejected, format!("the model's reply was rejected: {reason}"))
-                .with_retry(Retry::Permanent)
-                .with_adapter("openai")
-                .with_operation("write_reply")
+            Error::new(
+                ErrorKind::ContentRejected,
+                format!("the model's reply was rejected: {reason}"),
+            )
+            .with_retry(Retry::Permanent)
+            .with_adapter("openai")
+            .with_operation("write_reply")
         };
         let budget = prompt::reply_budget(request);
         if budget < MIN_REPLY_CHARS {
-            return Err(Error::invalid_input(format!("a reply limit of {} characters leaves too little room for a message", request.max_chars))
-                .with_adapter("openai")
-                .with_operation("write_reply"));
+            return Err(Error::invalid_input(format!(
+                "a reply limit of {} characters leaves too little room for a message",
+                request.max_chars
+            ))
+            .with_adapter("openai")
+            .with_operation("write_reply"));
         }
         let scope = usage::current_scope();
-        let charge = Charge { org: scope.org, conversation: usage::conversation_key(&scope, &request.history) };
+        let charge = Charge {
+            org: scope.org,
+            conversation: usage::conversation_key(&scope, &request.history),
+        };
 
-        let response = self.call(&prompt::reply_body(&self.config, request, budget), &charge, "write_reply").await?;
-        let raw = answer_text(&response, "write_reply")?.ok_or_else(|| rejected("the output was empty".to_owned()))?;
-        let mut text = parse_reply(&raw).map_err(|error| rejected(error.0))?.trim().to_owned();
+        let response = self
+            .call(
+                &prompt::reply_body(&self.config, request, budget),
+                &charge,
+                "write_reply",
+            )
+            .await?;
+        let raw = answer_text(&response, "write_reply")?
+            .ok_or_else(|| rejected("the output was empty".to_owned()))?;
+        let mut text = parse_reply(&raw)
+            .map_err(|error| rejected(error.0))?
+            .trim()
+            .to_owned();
 
         if request.channel == ChannelKind::Sms {
             text = guard::plain_punctuation(&text);
@@ -342,7 +407,12 @@ impl LanguageModel for OpenAiModel {
 
 impl fmt::Display for OpenAiModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OpenAiModel(model={}, url={})", self.config.model, self.transport.url())
+        write!(
+            f,
+            "OpenAiModel(model={}, url={})",
+            self.config.model,
+            self.transport.url()
+        )
     }
 }
 
@@ -367,7 +437,11 @@ mod tests {
     fn azure_endpoint_has_deployment_and_version() {
         let model = OpenAiModel::builder()
             .with_api_key(Secret::new("key"))
-            .with_azure("https://example-resource.openai.azure.com/", "gpt4o-prod", "2024-10-21")
+            .with_azure(
+                "https://example-resource.openai.azure.com/",
+                "gpt4o-prod",
+                "2024-10-21",
+            )
             .build()
             .unwrap();
         assert_eq!(
@@ -381,14 +455,52 @@ mod tests {
         let key = || Secret::new("key");
         let cases = [
             ("no key for OpenAI", OpenAiModel::builder()),
-            ("empty model", OpenAiModel::builder().with_api_key(key()).with_model(" ")),
-            ("not a URL", OpenAiModel::builder().with_api_key(key()).with_base_url("api.openai.com")),
-            ("ftp URL", OpenAiModel::builder().with_api_key(key()).with_base_url("ftp://127.0.0.1/v1")),
-            ("key over plain http", OpenAiModel::builder().with_api_key(key()).with_base_url("http://10.1.2.3:8000/v1")),
-            ("zero timeout", OpenAiModel::builder().with_api_key(key()).with_timeout(std::time::Duration::ZERO)),
-            ("Azure without version", OpenAiModel::builder().with_api_key(key()).with_azure("https://x.test", "d", "")),
-            ("cost budget without price", OpenAiModel::builder().with_api_key(key()).with_conversation_budget(Budget::cost_usd(1.0))),
-            ("negative price", OpenAiModel::builder().with_api_key(key()).with_price("gpt-4o-mini", Price::per_million(-1.0, 1.0))),
+            (
+                "empty model",
+                OpenAiModel::builder().with_api_key(key()).with_model(" "),
+            ),
+            (
+                "not a URL",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_base_url("api.openai.com"),
+            ),
+            (
+                "ftp URL",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_base_url("ftp://127.0.0.1/v1"),
+            ),
+            (
+                "key over plain http",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_base_url("http://10.1.2.3:8000/v1"),
+            ),
+            (
+                "zero timeout",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_timeout(std::time::Duration::ZERO),
+            ),
+            (
+                "Azure without version",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_azure("https://x.test", "d", ""),
+            ),
+            (
+                "cost budget without price",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_conversation_budget(Budget::cost_usd(1.0)),
+            ),
+            (
+                "negative price",
+                OpenAiModel::builder()
+                    .with_api_key(key())
+                    .with_price("gpt-4o-mini", Price::per_million(-1.0, 1.0)),
+            ),
         ];
         for (name, builder) in cases {
             let error = builder.build().unwrap_err();
@@ -398,7 +510,11 @@ mod tests {
 
     #[test]
     fn local_server_needs_no_key() {
-        let model = OpenAiModel::builder().with_base_url("http://localhost:11434/v1").with_model("llama3.1").build().unwrap();
+        let model = OpenAiModel::builder()
+            .with_base_url("http://localhost:11434/v1")
+            .with_model("llama3.1")
+            .build()
+            .unwrap();
         assert_eq!(model.name(), "llama3.1");
         let remote_http = OpenAiModel::builder()
             .with_api_key(Secret::new("key"))

@@ -32,7 +32,14 @@ pub(crate) const SENTIMENTS: [&str; 3] = ["positive", "neutral", "negative"];
 pub(crate) const OBJECTIONS: [&str; 3] = ["none", "doubtful", "clear"];
 
 /// The steps of `kalify_core::analysis::NextStep`: the allow-list of advice.
-pub(crate) const NEXT_STEPS: [&str; 6] = ["reply", "ask_for", "hand_off", "schedule", "disqualify", "wait"];
+pub(crate) const NEXT_STEPS: [&str; 6] = [
+    "reply",
+    "ask_for",
+    "hand_off",
+    "schedule",
+    "disqualify",
+    "wait",
+];
 
 /// The languages of `kalify_core::prospect::Locale`.
 pub(crate) const LANGUAGES: [&str; 2] = ["en", "fr"];
@@ -143,15 +150,29 @@ mod tests {
     fn assert_strict(schema: &Value, path: &str) {
         if schema.get("type") == Some(&json!("object")) {
             assert_eq!(schema["additionalProperties"], json!(false), "{path}");
-            let properties: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
-            let required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let properties: Vec<&String> =
+                schema["properties"].as_object().unwrap().keys().collect();
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
             for property in properties {
-                assert!(required.contains(&property.as_str()), "{path}.{property} is not required");
+                assert!(
+                    required.contains(&property.as_str()),
+                    "{path}.{property} is not required"
+                );
             }
         }
         match schema {
-            Value::Object(map) => map.iter().for_each(|(key, value)| assert_strict(value, &format!("{path}/{key}"))),
-            Value::Array(items) => items.iter().enumerate().for_each(|(index, value)| assert_strict(value, &format!("{path}/{index}"))),
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(key, value)| assert_strict(value, &format!("{path}/{key}"))),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .for_each(|(index, value)| assert_strict(value, &format!("{path}/{index}"))),
             _ => {}
         }
     }
@@ -160,7 +181,10 @@ mod tests {
     fn analysis_schema_is_strict() {
         let schema = analysis_schema(&["budget".to_owned(), "need".to_owned()]);
         assert_strict(&schema, "");
-        assert_eq!(schema["properties"]["facts"]["items"]["properties"]["key"]["enum"], json!(["budget", "need"]));
+        assert_eq!(
+            schema["properties"]["facts"]["items"]["properties"]["key"]["enum"],
+            json!(["budget", "need"])
+        );
         assert_strict(&analysis_schema(&[]), "");
         assert_strict(&reply_schema(), "");
     }

@@ -51,12 +51,15 @@ impl Transport {
         api_key: Option<Secret>,
         policy: RetryPolicy,
     ) -> Result<Transport> {
-        let invalid = |message: String| Error::new(ErrorKind::ConfigInvalid, message).with_adapter("openai");
+        let invalid =
+            |message: String| Error::new(ErrorKind::ConfigInvalid, message).with_adapter("openai");
 
         let mut url = base;
         let path = match &config.flavor {
             ApiFlavor::OpenAi => "chat/completions".to_owned(),
-            ApiFlavor::Azure { deployment, .. } => format!("openai/deployments/{}/chat/completions", deployment.trim()),
+            ApiFlavor::Azure { deployment, .. } => {
+                format!("openai/deployments/{}/chat/completions", deployment.trim())
+            }
         };
         {
             let mut segments = url
@@ -68,12 +71,17 @@ impl Transport {
             }
         }
         if let ApiFlavor::Azure { api_version, .. } = &config.flavor {
-            url.query_pairs_mut().append_pair("api-version", api_version.trim());
+            url.query_pairs_mut()
+                .append_pair("api-version", api_version.trim());
         }
 
         let mut headers = HeaderMap::new();
         let header_value = |value: &str, what: &str| {
-            HeaderValue::from_str(value).map_err(|_| invalid(format!("the {what} contains characters not allowed in an HTTP header")))
+            HeaderValue::from_str(value).map_err(|_| {
+                invalid(format!(
+                    "the {what} contains characters not allowed in an HTTP header"
+                ))
+            })
         };
         if let Some(key) = api_key {
             let auth = config.auth_header.unwrap_or(match config.flavor {
@@ -81,21 +89,45 @@ impl Transport {
                 _ => AuthHeader::Bearer,
             });
             let (name, mut value) = match auth {
-                AuthHeader::Bearer => (reqwest::header::AUTHORIZATION, header_value(&format!("Bearer {}", key.expose()), "API key")?),
-                AuthHeader::ApiKey => (HeaderName::from_static("api-key"), header_value(key.expose(), "API key")?),
+                AuthHeader::Bearer => (
+                    reqwest::header::AUTHORIZATION,
+                    header_value(&format!("Bearer {}", key.expose()), "API key")?,
+                ),
+                AuthHeader::ApiKey => (
+                    HeaderName::from_static("api-key"),
+                    header_value(key.expose(), "API key")?,
+                ),
             };
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        if let Some(organization) = config.organization.as_deref().filter(|value| !value.trim().is_empty()) {
-            headers.insert(HeaderName::from_static("openai-organization"), header_value(organization.trim(), "organization")?);
+        if let Some(organization) = config
+            .organization
+            .as_deref()
+            .filter(|value| !value.trim().is_empty())
+        {
+            headers.insert(
+                HeaderName::from_static("openai-organization"),
+                header_value(organization.trim(), "organization")?,
+            );
         }
-        if let Some(project) = config.project.as_deref().filter(|value| !value.trim().is_empty()) {
-            headers.insert(HeaderName::from_static("openai-project"), header_value(project.trim(), "project")?);
+        if let Some(project) = config
+            .project
+            .as_deref()
+            .filter(|value| !value.trim().is_empty())
+        {
+            headers.insert(
+                HeaderName::from_static("openai-project"),
+                header_value(project.trim(), "project")?,
+            );
         }
-        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
 
-        let tls = rustls_config().map_err(|error| invalid(format!("failed to set up TLS: {error}")))?;
+        let tls =
+            rustls_config().map_err(|error| invalid(format!("failed to set up TLS: {error}")))?;
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .user_agent(concat!("kalify/", env!("CARGO_PKG_VERSION")))
@@ -104,7 +136,9 @@ impl Transport {
             // A local server (vLLM, Ollama, a test server) is never reached through a proxy.
             builder = builder.no_proxy();
         }
-        let client = builder.build().map_err(|error| invalid(format!("failed to build the HTTP client: {error}")))?;
+        let client = builder
+            .build()
+            .map_err(|error| invalid(format!("failed to build the HTTP client: {error}")))?;
 
         Ok(Transport {
             client,
@@ -128,7 +162,11 @@ impl Transport {
     /// See [`classify_status`]; transport failures are `Timeout` or
     /// `Unavailable`. A retryable error returned after the last attempt is
     /// [`Retry::Persistent`].
-    pub(crate) async fn post(&self, body: Vec<u8>, operation: &'static str) -> Result<ChatResponse> {
+    pub(crate) async fn post(
+        &self,
+        body: Vec<u8>,
+        operation: &'static str,
+    ) -> Result<ChatResponse> {
         let mut attempt: u32 = 0;
         loop {
             let failure = match self.attempt(body.clone(), operation).await {
@@ -165,7 +203,11 @@ impl Transport {
         }
     }
 
-    async fn attempt(&self, body: Vec<u8>, operation: &'static str) -> std::result::Result<ChatResponse, Failure> {
+    async fn attempt(
+        &self,
+        body: Vec<u8>,
+        operation: &'static str,
+    ) -> std::result::Result<ChatResponse, Failure> {
         let started = std::time::Instant::now();
         let response = self
             .client
@@ -179,15 +221,21 @@ impl Transport {
 
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.map_err(|error| Failure::transport(error, self.timeout, operation))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| Failure::transport(error, self.timeout, operation))?;
         tracing::debug!(target: "kalify::ai", adapter = "openai", operation, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "model call returned");
 
         if status.is_success() {
             return serde_json::from_slice::<ChatResponse>(&bytes).map_err(|error| Failure {
-                error: Error::new(ErrorKind::Unavailable, "the server returned a body that is not a chat completion")
-                    .with_adapter("openai")
-                    .with_operation(operation)
-                    .with_source(error),
+                error: Error::new(
+                    ErrorKind::Unavailable,
+                    "the server returned a body that is not a chat completion",
+                )
+                .with_adapter("openai")
+                .with_operation(operation)
+                .with_source(error),
                 server_delay: None,
                 should_retry: None,
             });
@@ -195,7 +243,12 @@ impl Transport {
 
         let api_error = ApiError::parse(&bytes);
         let error = classify_status(status.as_u16(), &api_error).with_operation(operation);
-        let server_delay = server_delay(&headers, status.as_u16(), &api_error.message, SystemTime::now());
+        let server_delay = server_delay(
+            &headers,
+            status.as_u16(),
+            &api_error.message,
+            SystemTime::now(),
+        );
         let error = match server_delay {
             Some(delay) => error.with_retry_after(delay),
             None => error,
@@ -210,12 +263,19 @@ impl Transport {
             })
             // A used-up billing quota stays permanent whatever the header requests.
             .filter(|_| !api_error.is_insufficient_quota());
-        Err(Failure { error, server_delay, should_retry })
+        Err(Failure {
+            error,
+            server_delay,
+            should_retry,
+        })
     }
 
     /// Exponential backoff from the base delay, capped, with up to 25% jitter taken off.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exponential = self.policy.backoff_base.saturating_mul(2u32.saturating_pow(attempt.min(16)));
+        let exponential = self
+            .policy
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
         let capped = exponential.min(self.policy.backoff_max);
         let jitter = 1.0 - 0.25 * self.random_unit();
         capped.mul_f64(jitter)
@@ -241,14 +301,29 @@ impl Failure {
         // The URL contains no secret, but it is dropped so logs stay short.
         let error = error.without_url();
         let mapped = if error.is_timeout() {
-            Error::new(ErrorKind::Timeout, format!("the model server did not respond within {} ms", timeout.as_millis()))
+            Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the model server did not respond within {} ms",
+                    timeout.as_millis()
+                ),
+            )
         } else if error.is_connect() {
-            Error::new(ErrorKind::Unavailable, "failed to connect to the model server")
+            Error::new(
+                ErrorKind::Unavailable,
+                "failed to connect to the model server",
+            )
         } else {
-            Error::new(ErrorKind::Unavailable, "the connection to the model server failed")
+            Error::new(
+                ErrorKind::Unavailable,
+                "the connection to the model server failed",
+            )
         };
         Failure {
-            error: mapped.with_adapter("openai").with_operation(operation).with_source(error),
+            error: mapped
+                .with_adapter("openai")
+                .with_operation(operation)
+                .with_source(error),
             server_delay: None,
             should_retry: None,
         }
@@ -298,7 +373,10 @@ pub(crate) fn classify_status(status: u16, api_error: &ApiError) -> Error {
         500..=599 => (ErrorKind::Unavailable, Retry::Temporary, format!("the server failed with status {status}")),
         _ => (ErrorKind::Unexpected, Retry::Permanent, format!("unexpected status {status}: {detail}")),
     };
-    let mut error = Error::new(kind, message).with_retry(retry).with_adapter("openai").with_context("status", status);
+    let mut error = Error::new(kind, message)
+        .with_retry(retry)
+        .with_adapter("openai")
+        .with_context("status", status);
     if let Some(code) = &api_error.code {
         error = error.with_context("code", code);
     }
@@ -311,14 +389,33 @@ pub(crate) fn classify_status(status: u16, api_error: &ApiError) -> Error {
 /// "try again in 1.5s" sentence of OpenAI's error message. Negative,
 /// unparsable and non-finite values are ignored, and so are zero and dates
 /// in the past, which leave the wait to the backoff.
-pub(crate) fn server_delay(headers: &HeaderMap, status: u16, message: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn server_delay(
+    headers: &HeaderMap,
+    status: u16,
+    message: &str,
+    now: SystemTime,
+) -> Option<Duration> {
     requested_delay(headers, status, message, now).filter(|delay| !delay.is_zero())
 }
 
-fn requested_delay(headers: &HeaderMap, status: u16, message: &str, now: SystemTime) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::trim);
+fn requested_delay(
+    headers: &HeaderMap,
+    status: u16,
+    message: &str,
+    now: SystemTime,
+) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
 
-    if let Some(delay) = header("retry-after-ms").and_then(parse_seconds).map(|ms| ms / 1000.0).and_then(seconds_to_duration) {
+    if let Some(delay) = header("retry-after-ms")
+        .and_then(parse_seconds)
+        .map(|ms| ms / 1000.0)
+        .and_then(seconds_to_duration)
+    {
         return Some(delay);
     }
     if let Some(value) = header("retry-after") {
@@ -333,16 +430,30 @@ fn requested_delay(headers: &HeaderMap, status: u16, message: &str, now: SystemT
     if status != 429 {
         return None;
     }
-    let reset = |limit: &str| header(&format!("x-ratelimit-reset-{limit}")).and_then(parse_go_duration);
+    let reset =
+        |limit: &str| header(&format!("x-ratelimit-reset-{limit}")).and_then(parse_go_duration);
     let exhausted = |limit: &str| header(&format!("x-ratelimit-remaining-{limit}")) == Some("0");
     let resets = [("requests", reset("requests")), ("tokens", reset("tokens"))];
-    let exhausted_reset = resets.iter().filter(|(limit, _)| exhausted(limit)).filter_map(|(_, delay)| *delay).max();
-    let any_reset = resets.iter().filter_map(|(_, delay)| *delay).filter(|delay| !delay.is_zero()).max();
-    exhausted_reset.or(any_reset).or_else(|| try_again_in(message))
+    let exhausted_reset = resets
+        .iter()
+        .filter(|(limit, _)| exhausted(limit))
+        .filter_map(|(_, delay)| *delay)
+        .max();
+    let any_reset = resets
+        .iter()
+        .filter_map(|(_, delay)| *delay)
+        .filter(|delay| !delay.is_zero())
+        .max();
+    exhausted_reset
+        .or(any_reset)
+        .or_else(|| try_again_in(message))
 }
 
 fn parse_seconds(value: &str) -> Option<f64> {
-    value.parse::<f64>().ok().filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
 }
 
 fn seconds_to_duration(seconds: f64) -> Option<Duration> {
@@ -365,7 +476,9 @@ pub(crate) fn parse_go_duration(value: &str) -> Option<Duration> {
         }
         let number: f64 = rest[..number_end].parse().ok()?;
         rest = &rest[number_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_end] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -385,7 +498,10 @@ pub(crate) fn parse_go_duration(value: &str) -> Option<Duration> {
 fn try_again_in(message: &str) -> Option<Duration> {
     let lower = message.to_ascii_lowercase();
     let start = lower.find("try again in ")? + "try again in ".len();
-    let token: String = lower[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
+    let token: String = lower[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
     parse_go_duration(token.trim_end_matches('.'))
 }
 
@@ -396,7 +512,9 @@ fn try_again_in(message: &str) -> Option<Duration> {
 /// one, needs a much heavier C build. Connections use classical X25519.
 #[allow(deprecated)]
 fn rustls_config() -> std::result::Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -438,14 +556,21 @@ mod tests {
         ];
         for (value, expected) in cases {
             let delay = server_delay(&headers(&[("retry-after", value)]), 503, "", now());
-            assert_eq!(delay.map(|delay| delay.as_secs_f64()), expected, "retry-after {value:?}");
+            assert_eq!(
+                delay.map(|delay| delay.as_secs_f64()),
+                expected,
+                "retry-after {value:?}"
+            );
         }
     }
 
     #[test]
     fn retry_after_ms_wins() {
         let map = headers(&[("retry-after-ms", "1500"), ("retry-after", "20")]);
-        assert_eq!(server_delay(&map, 429, "", now()), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            server_delay(&map, 429, "", now()),
+            Some(Duration::from_millis(1500))
+        );
     }
 
     #[test]
@@ -456,13 +581,23 @@ mod tests {
             ("x-ratelimit-reset-requests", "1s"),
             ("x-ratelimit-reset-tokens", "6m0s"),
         ]);
-        assert_eq!(server_delay(&map, 429, "", now()), Some(Duration::from_secs(360)));
-        assert_eq!(server_delay(&map, 500, "", now()), None, "reset headers count only on a 429");
+        assert_eq!(
+            server_delay(&map, 429, "", now()),
+            Some(Duration::from_secs(360))
+        );
+        assert_eq!(
+            server_delay(&map, 500, "", now()),
+            None,
+            "reset headers count only on a 429"
+        );
     }
 
     #[test]
     fn azure_degenerate_reset_is_ignored() {
-        let map = headers(&[("x-ratelimit-remaining-tokens", "-1"), ("x-ratelimit-reset-tokens", "0")]);
+        let map = headers(&[
+            ("x-ratelimit-remaining-tokens", "-1"),
+            ("x-ratelimit-reset-tokens", "0"),
+        ]);
         assert_eq!(server_delay(&map, 429, "", now()), None);
     }
 
@@ -471,7 +606,10 @@ mod tests {
         assert_eq!(parse_go_duration("1s"), Some(Duration::from_secs(1)));
         assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
         assert_eq!(parse_go_duration("174ms"), Some(Duration::from_millis(174)));
-        assert_eq!(parse_go_duration("18.642s"), Some(Duration::from_millis(18_642)));
+        assert_eq!(
+            parse_go_duration("18.642s"),
+            Some(Duration::from_millis(18_642))
+        );
         assert_eq!(parse_go_duration("1h2m3s"), Some(Duration::from_secs(3723)));
         assert_eq!(parse_go_duration("soon"), None);
         assert_eq!(parse_go_duration("5"), None);
@@ -480,16 +618,28 @@ mod tests {
     #[test]
     fn try_again_sentence() {
         let message = "Rate limit reached for gpt-4.1 on tokens per min (TPM): Limit 30000. Please try again in 174ms. Visit https://platform.openai.com";
-        assert_eq!(server_delay(&HeaderMap::new(), 429, message, now()), Some(Duration::from_millis(174)));
+        assert_eq!(
+            server_delay(&HeaderMap::new(), 429, message, now()),
+            Some(Duration::from_millis(174))
+        );
         let message = "Please try again in 1.574s. Visit the docs.";
-        assert_eq!(server_delay(&HeaderMap::new(), 429, message, now()), Some(Duration::from_millis(1574)));
+        assert_eq!(
+            server_delay(&HeaderMap::new(), 429, message, now()),
+            Some(Duration::from_millis(1574))
+        );
     }
 
     #[test]
     fn statuses_map_to_kinds() {
         let plain = ApiError::default();
-        let quota = ApiError { code: Some("insufficient_quota".into()), ..ApiError::default() };
-        let context = ApiError { code: Some("context_length_exceeded".into()), ..ApiError::default() };
+        let quota = ApiError {
+            code: Some("insufficient_quota".into()),
+            ..ApiError::default()
+        };
+        let context = ApiError {
+            code: Some("context_length_exceeded".into()),
+            ..ApiError::default()
+        };
         let cases = [
             (400, &context, ErrorKind::InvalidInput, Retry::Permanent),
             (400, &plain, ErrorKind::InvalidInput, Retry::Permanent),

@@ -40,7 +40,11 @@ pub struct Price {
 impl Price {
     /// A price without a cached-input discount.
     pub fn per_million(input: f64, output: f64) -> Self {
-        Price { input_per_million: input, output_per_million: output, cached_input_per_million: None }
+        Price {
+            input_per_million: input,
+            output_per_million: output,
+            cached_input_per_million: None,
+        }
     }
 
     /// Sets the price of cached request tokens.
@@ -53,7 +57,9 @@ impl Price {
     pub fn cost(&self, usage: &TokenUsage) -> f64 {
         let cached = usage.cached_prompt_tokens.min(usage.prompt_tokens);
         let uncached = usage.prompt_tokens - cached;
-        let cached_rate = self.cached_input_per_million.unwrap_or(self.input_per_million);
+        let cached_rate = self
+            .cached_input_per_million
+            .unwrap_or(self.input_per_million);
         (uncached as f64 * self.input_per_million
             + cached as f64 * cached_rate
             + usage.completion_tokens as f64 * self.output_per_million)
@@ -89,16 +95,30 @@ impl PriceTable {
         }
         self.prices
             .iter()
-            .filter(|(name, _)| model.strip_prefix(name.as_str()).is_some_and(|rest| rest.starts_with('-')))
+            .filter(|(name, _)| {
+                model
+                    .strip_prefix(name.as_str())
+                    .is_some_and(|rest| rest.starts_with('-'))
+            })
             .max_by_key(|(name, _)| name.len())
             .map(|(_, price)| price)
     }
 
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         for (model, price) in &self.prices {
-            let rates = [Some(price.input_per_million), Some(price.output_per_million), price.cached_input_per_million];
-            if rates.into_iter().flatten().any(|rate| !rate.is_finite() || rate < 0.0) {
-                return Err(format!("the price of model {model:?} is negative or not a number"));
+            let rates = [
+                Some(price.input_per_million),
+                Some(price.output_per_million),
+                price.cached_input_per_million,
+            ];
+            if rates
+                .into_iter()
+                .flatten()
+                .any(|rate| !rate.is_finite() || rate < 0.0)
+            {
+                return Err(format!(
+                    "the price of model {model:?} is negative or not a number"
+                ));
             }
         }
         Ok(())
@@ -119,16 +139,25 @@ pub struct Budget {
 impl Budget {
     /// A limit in tokens.
     pub fn tokens(max_tokens: u64) -> Self {
-        Budget { max_tokens: Some(max_tokens), max_cost_usd: None }
+        Budget {
+            max_tokens: Some(max_tokens),
+            max_cost_usd: None,
+        }
     }
 
     /// A limit in estimated dollars.
     pub fn cost_usd(max_cost_usd: f64) -> Self {
-        Budget { max_tokens: None, max_cost_usd: Some(max_cost_usd) }
+        Budget {
+            max_tokens: None,
+            max_cost_usd: Some(max_cost_usd),
+        }
     }
 
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
-        if self.max_cost_usd.is_some_and(|cost| !cost.is_finite() || cost < 0.0) {
+        if self
+            .max_cost_usd
+            .is_some_and(|cost| !cost.is_finite() || cost < 0.0)
+        {
             return Err("the conversation cost budget is negative or not a number".to_owned());
         }
         Ok(())
@@ -136,7 +165,10 @@ impl Budget {
 
     /// The limit `totals` reached, if any.
     pub(crate) fn exceeded_by(&self, totals: &UsageTotals) -> Option<&'static str> {
-        if self.max_tokens.is_some_and(|max| totals.total_tokens() >= max) {
+        if self
+            .max_tokens
+            .is_some_and(|max| totals.total_tokens() >= max)
+        {
             return Some("tokens");
         }
         if self.max_cost_usd.is_some_and(|max| totals.cost_usd >= max) {
@@ -172,8 +204,12 @@ impl UsageTotals {
     fn add(&mut self, usage: &TokenUsage, cost: Option<f64>) {
         self.calls += 1;
         self.prompt_tokens = self.prompt_tokens.saturating_add(usage.prompt_tokens);
-        self.completion_tokens = self.completion_tokens.saturating_add(usage.completion_tokens);
-        self.cached_prompt_tokens = self.cached_prompt_tokens.saturating_add(usage.cached_prompt_tokens);
+        self.completion_tokens = self
+            .completion_tokens
+            .saturating_add(usage.completion_tokens);
+        self.cached_prompt_tokens = self
+            .cached_prompt_tokens
+            .saturating_add(usage.cached_prompt_tokens);
         match cost {
             Some(cost) => self.cost_usd += cost,
             None => self.unpriced_calls += 1,
@@ -243,7 +279,11 @@ pub(crate) fn conversation_key<'a>(
     // DefaultHasher::new() has fixed keys, so the hash is stable within one build.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     earliest.direction.as_str().hash(&mut hasher);
-    earliest.at.timestamp_nanos_opt().unwrap_or_default().hash(&mut hasher);
+    earliest
+        .at
+        .timestamp_nanos_opt()
+        .unwrap_or_default()
+        .hash(&mut hasher);
     earliest.text.hash(&mut hasher);
     Some(ConversationKey::Fingerprint(hasher.finish()))
 }
@@ -274,7 +314,13 @@ impl UsageLedger {
     }
 
     /// Adds one call's usage.
-    pub fn record(&self, org: Option<OrgId>, conversation: Option<ConversationKey>, usage: &TokenUsage, cost: Option<f64>) {
+    pub fn record(
+        &self,
+        org: Option<OrgId>,
+        conversation: Option<ConversationKey>,
+        usage: &TokenUsage,
+        cost: Option<f64>,
+    ) {
         let mut state = self.lock();
         state.total.add(usage, cost);
         match org {
@@ -288,7 +334,11 @@ impl UsageLedger {
 
     /// The totals of one conversation.
     pub fn conversation(&self, key: ConversationKey) -> UsageTotals {
-        self.lock().conversations.get(&key).copied().unwrap_or_default()
+        self.lock()
+            .conversations
+            .get(&key)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The totals of one org.
@@ -308,12 +358,20 @@ impl UsageLedger {
 
     /// Every conversation with its totals.
     pub fn conversations(&self) -> Vec<(ConversationKey, UsageTotals)> {
-        self.lock().conversations.iter().map(|(key, totals)| (*key, *totals)).collect()
+        self.lock()
+            .conversations
+            .iter()
+            .map(|(key, totals)| (*key, *totals))
+            .collect()
     }
 
     /// Every org with its totals.
     pub fn orgs(&self) -> Vec<(OrgId, UsageTotals)> {
-        self.lock().orgs.iter().map(|(org, totals)| (*org, *totals)).collect()
+        self.lock()
+            .orgs
+            .iter()
+            .map(|(org, totals)| (*org, *totals))
+            .collect()
     }
 
     /// Forgets a conversation's totals, and so resets its budget.
@@ -333,9 +391,16 @@ mod tests {
     #[test]
     fn price_counts_cached_tokens_at_their_rate() {
         let price = Price::per_million(2.0, 8.0).with_cached_input(1.0);
-        let usage = TokenUsage { prompt_tokens: 1_000_000, completion_tokens: 500_000, cached_prompt_tokens: 400_000 };
+        let usage = TokenUsage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 500_000,
+            cached_prompt_tokens: 400_000,
+        };
         let cost = price.cost(&usage);
-        assert!((cost - (0.6 * 2.0 + 0.4 * 1.0 + 0.5 * 8.0)).abs() < 1e-9, "{cost}");
+        assert!(
+            (cost - (0.6 * 2.0 + 0.4 * 1.0 + 0.5 * 8.0)).abs() < 1e-9,
+            "{cost}"
+        );
     }
 
     #[test]
@@ -343,8 +408,18 @@ mod tests {
         let mut table = PriceTable::new();
         table.insert("gpt-4o", Price::per_million(1.0, 1.0));
         table.insert("gpt-4o-mini", Price::per_million(2.0, 2.0));
-        assert_eq!(table.get("gpt-4o-mini-2024-07-18").map(|price| price.input_per_million), Some(2.0));
-        assert_eq!(table.get("gpt-4o-2024-08-06").map(|price| price.input_per_million), Some(1.0));
+        assert_eq!(
+            table
+                .get("gpt-4o-mini-2024-07-18")
+                .map(|price| price.input_per_million),
+            Some(2.0)
+        );
+        assert_eq!(
+            table
+                .get("gpt-4o-2024-08-06")
+                .map(|price| price.input_per_million),
+            Some(1.0)
+        );
         assert!(table.get("gpt-4").is_none());
         assert!(table.get("gpt-4omni").is_none());
     }
@@ -354,7 +429,11 @@ mod tests {
         let ledger = UsageLedger::new();
         let org = OrgId::new();
         let key = ConversationKey::Fingerprint(7);
-        let usage = TokenUsage { prompt_tokens: 100, completion_tokens: 20, cached_prompt_tokens: 0 };
+        let usage = TokenUsage {
+            prompt_tokens: 100,
+            completion_tokens: 20,
+            cached_prompt_tokens: 0,
+        };
         ledger.record(Some(org), Some(key), &usage, Some(0.5));
         ledger.clone().record(Some(org), Some(key), &usage, None);
         let conversation = ledger.conversation(key);
@@ -368,7 +447,12 @@ mod tests {
 
     #[test]
     fn budget_reports_the_limit_reached() {
-        let totals = UsageTotals { prompt_tokens: 900, completion_tokens: 100, cost_usd: 0.2, ..UsageTotals::default() };
+        let totals = UsageTotals {
+            prompt_tokens: 900,
+            completion_tokens: 100,
+            cost_usd: 0.2,
+            ..UsageTotals::default()
+        };
         assert_eq!(Budget::tokens(1_000).exceeded_by(&totals), Some("tokens"));
         assert_eq!(Budget::tokens(1_001).exceeded_by(&totals), None);
         assert_eq!(Budget::cost_usd(0.2).exceeded_by(&totals), Some("cost"));

@@ -70,7 +70,11 @@ impl WireUsage {
         TokenUsage {
             prompt_tokens: self.prompt_tokens.unwrap_or(0),
             completion_tokens: self.completion_tokens.unwrap_or(0),
-            cached_prompt_tokens: self.prompt_tokens_details.as_ref().and_then(|details| details.cached_tokens).unwrap_or(0),
+            cached_prompt_tokens: self
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|details| details.cached_tokens)
+                .unwrap_or(0),
         }
     }
 }
@@ -93,7 +97,11 @@ impl ResponseMessage {
 
     /// The arguments of the first function call, as JSON text.
     pub(crate) fn first_tool_arguments(&self) -> Option<String> {
-        let call = self.tool_calls.as_ref()?.iter().find_map(|call| call.function.as_ref())?;
+        let call = self
+            .tool_calls
+            .as_ref()?
+            .iter()
+            .find_map(|call| call.function.as_ref())?;
         match call.arguments.as_ref()? {
             serde_json::Value::String(text) => Some(text.clone()),
             other => Some(other.to_string()),
@@ -113,24 +121,41 @@ pub(crate) struct ApiError {
 impl ApiError {
     pub(crate) fn parse(body: &[u8]) -> ApiError {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return ApiError { message: String::from_utf8_lossy(body).chars().take(300).collect(), ..ApiError::default() };
+            return ApiError {
+                message: String::from_utf8_lossy(body).chars().take(300).collect(),
+                ..ApiError::default()
+            };
         };
         let error = value.get("error").unwrap_or(&value);
         if let Some(text) = error.as_str() {
-            return ApiError { message: text.to_owned(), ..ApiError::default() };
+            return ApiError {
+                message: text.to_owned(),
+                ..ApiError::default()
+            };
         }
-        let text = |key: &str| error.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let text = |key: &str| {
+            error
+                .get(key)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
         ApiError {
             message: text("message").unwrap_or_default(),
             error_type: text("type"),
             // The code is a string on OpenAI and a number on some servers.
-            code: text("code").or_else(|| error.get("code").and_then(serde_json::Value::as_i64).map(|code| code.to_string())),
+            code: text("code").or_else(|| {
+                error
+                    .get("code")
+                    .and_then(serde_json::Value::as_i64)
+                    .map(|code| code.to_string())
+            }),
         }
     }
 
     /// True when the code or type names the billing quota.
     pub(crate) fn is_insufficient_quota(&self) -> bool {
-        self.code.as_deref() == Some("insufficient_quota") || self.error_type.as_deref() == Some("insufficient_quota")
+        self.code.as_deref() == Some("insufficient_quota")
+            || self.error_type.as_deref() == Some("insufficient_quota")
     }
 
     /// True when the request was longer than the model's context window.
@@ -159,8 +184,10 @@ mod tests {
 
     #[test]
     fn content_parts_are_joined() {
-        let message: ResponseMessage =
-            serde_json::from_str(r#"{"content":[{"type":"text","text":"{\"a\":"},{"type":"text","text":"1}"}]}"#).unwrap();
+        let message: ResponseMessage = serde_json::from_str(
+            r#"{"content":[{"type":"text","text":"{\"a\":"},{"type":"text","text":"1}"}]}"#,
+        )
+        .unwrap();
         assert_eq!(message.text().as_deref(), Some("{\"a\":1}"));
     }
 }

@@ -18,13 +18,66 @@ use super::normalise::Normalised;
 
 /// People and bodies whose approval a prospect may need.
 const APPROVERS: &[&str] = &[
-    r"boss(?:es)?", r"manager", r"ceo", r"cfo", r"cto", r"coo", r"cmo", r"md", r"vp", r"director", r"directors", r"board",
-    r"partners?", r"co-?founders?", r"associates?", r"team", r"management", r"supervisor", r"owner", r"superiors?",
-    r"higher[- ]?ups", r"finance(?: team)?", r"procurement", r"purchasing", r"legal", r"head office", r"hq", r"committee",
-    r"accountant", r"president", r"wife", r"husband", r"head(?: of \w+)?", r"directeur", r"directrice", r"patronne?", r"chef", r"responsable",
-    r"n\+[12]", r"associee?s?", r"daf", r"dg", r"pdg", r"direction", r"comite", r"conseil", r"hierarchie", r"superieure?",
-    r"gerante?", r"presidente?", r"equipe", r"achats", r"comptable", r"femme", r"mari", r"collegues?", r"cofondat\w+",
-    r"co-fondat\w+", r"actionnaires?", r"siege",
+    r"boss(?:es)?",
+    r"manager",
+    r"ceo",
+    r"cfo",
+    r"cto",
+    r"coo",
+    r"cmo",
+    r"md",
+    r"vp",
+    r"director",
+    r"directors",
+    r"board",
+    r"partners?",
+    r"co-?founders?",
+    r"associates?",
+    r"team",
+    r"management",
+    r"supervisor",
+    r"owner",
+    r"superiors?",
+    r"higher[- ]?ups",
+    r"finance(?: team)?",
+    r"procurement",
+    r"purchasing",
+    r"legal",
+    r"head office",
+    r"hq",
+    r"committee",
+    r"accountant",
+    r"president",
+    r"wife",
+    r"husband",
+    r"head(?: of \w+)?",
+    r"directeur",
+    r"directrice",
+    r"patronne?",
+    r"chef",
+    r"responsable",
+    r"n\+[12]",
+    r"associee?s?",
+    r"daf",
+    r"dg",
+    r"pdg",
+    r"direction",
+    r"comite",
+    r"conseil",
+    r"hierarchie",
+    r"superieure?",
+    r"gerante?",
+    r"presidente?",
+    r"equipe",
+    r"achats",
+    r"comptable",
+    r"femme",
+    r"mari",
+    r"collegues?",
+    r"cofondat\w+",
+    r"co-fondat\w+",
+    r"actionnaires?",
+    r"siege",
 ];
 
 /// The compiled authority patterns.
@@ -142,27 +195,54 @@ impl AuthorityPatterns {
         let title = compile(
             r"^(?:i(?:'m| am|m)|je suis|jsuis|j'suis|chuis) (?:the |a |le |la |l')?(?:ceo|owner|founder|co-?founder|managing director|md|general manager|president|business owner|sole trader|proprietor|gerante?|dirigeante?|patronne?|fondat(?:eur|rice)|co-?fondat(?:eur|rice)|pdg|dg|directeur general|directrice generale|presidente?|proprietaire|chef d'entreprise|boss)$",
         )?;
-        Ok(AuthorityPatterns { decision_maker, title, needs_approval, no_part })
+        Ok(AuthorityPatterns {
+            decision_maker,
+            title,
+            needs_approval,
+            no_part,
+        })
     }
 
     /// Finds the prospect's role in the decision.
     pub(crate) fn find(&self, text: &Normalised) -> Option<Found<Authority>> {
         let text = text.text.as_str();
         if let Some(found) = self.no_part.find(text) {
-            return Some(Found { value: Authority::None, range: found.range(), confidence: 0.85 });
+            return Some(Found {
+                value: Authority::None,
+                range: found.range(),
+                confidence: 0.85,
+            });
         }
 
         let mut statements: Vec<Found<Authority>> = Vec::new();
         for found in self.decision_maker.find_iter(text) {
             // A job title alone is weaker evidence than "I decide".
-            let confidence = if self.title.is_match(found.as_str()) { 0.75 } else { 0.9 };
-            statements.push(Found { value: Authority::DecisionMaker, range: found.range(), confidence });
+            let confidence = if self.title.is_match(found.as_str()) {
+                0.75
+            } else {
+                0.9
+            };
+            statements.push(Found {
+                value: Authority::DecisionMaker,
+                range: found.range(),
+                confidence,
+            });
         }
         for found in self.needs_approval.find_iter(text) {
-            let value = if is_negated(text, clause_start(text, found.start()), found.start()) { Authority::DecisionMaker } else { Authority::NeedsApproval };
-            statements.push(Found { value, range: found.range(), confidence: 0.85 });
+            let value = if is_negated(text, clause_start(text, found.start()), found.start()) {
+                Authority::DecisionMaker
+            } else {
+                Authority::NeedsApproval
+            };
+            statements.push(Found {
+                value,
+                range: found.range(),
+                confidence: 0.85,
+            });
         }
-        statements.into_iter().max_by_key(|statement| statement.range.start)
+        statements
+            .into_iter()
+            .max_by_key(|statement| statement.range.start)
     }
 }
 
@@ -171,7 +251,10 @@ mod tests {
     use super::*;
 
     fn authority(text: &str) -> Option<Authority> {
-        AuthorityPatterns::new().unwrap().find(&Normalised::new(text)).map(|found| found.value)
+        AuthorityPatterns::new()
+            .unwrap()
+            .find(&Normalised::new(text))
+            .map(|found| found.value)
     }
 
     #[test]
@@ -251,7 +334,14 @@ mod tests {
 
     #[test]
     fn nothing_stated() {
-        for text in ["", "We have 50 employees", "voyez avec ma collègue", "I'm the CTO", "bonjour", "je valide le rendez-vous"] {
+        for text in [
+            "",
+            "We have 50 employees",
+            "voyez avec ma collègue",
+            "I'm the CTO",
+            "bonjour",
+            "je valide le rendez-vous",
+        ] {
             assert_eq!(authority(text), None, "{text:?}");
         }
     }
@@ -259,7 +349,11 @@ mod tests {
     #[test]
     fn titles_are_weaker_evidence() {
         let patterns = AuthorityPatterns::new().unwrap();
-        let confidence = |text: &str| patterns.find(&Normalised::new(text)).map(|found| found.confidence);
+        let confidence = |text: &str| {
+            patterns
+                .find(&Normalised::new(text))
+                .map(|found| found.confidence)
+        };
         assert_eq!(confidence("I'm the CEO"), Some(0.75));
         assert_eq!(confidence("je suis le gérant"), Some(0.75));
         assert_eq!(confidence("I'm the MD"), Some(0.75));
@@ -269,7 +363,13 @@ mod tests {
 
     #[test]
     fn later_statement_wins() {
-        assert_eq!(authority("I need to check with my boss, but in the end I decide"), Some(Authority::DecisionMaker));
-        assert_eq!(authority("Je suis le gérant mais je dois valider avec mon associé"), Some(Authority::NeedsApproval));
+        assert_eq!(
+            authority("I need to check with my boss, but in the end I decide"),
+            Some(Authority::DecisionMaker)
+        );
+        assert_eq!(
+            authority("Je suis le gérant mais je dois valider avec mon associé"),
+            Some(Authority::NeedsApproval)
+        );
     }
 }

@@ -97,10 +97,14 @@ impl IntentPatterns {
             r"^(?:please |merci de |svp )?(?:stop|arret|arrete|arretez|stopall|unsubscribe|desinscri\w*|desabonne\w*|opt ?out)(?: (?:please|pls|plz|merci|svp|stp|now|it|maintenant|sms|thanks|thank you|immediatement|all|tout))*$",
         )?;
 
-        let do_not_contact = compile(r"\b(?:don'?t|do not|dont|never) (?:ever )?(?:text|message|email|e-mail|contact|call|write to|sms|bother) (?:me|us)\b")?;
+        let do_not_contact = compile(
+            r"\b(?:don'?t|do not|dont|never) (?:ever )?(?:text|message|email|e-mail|contact|call|write to|sms|bother) (?:me|us)\b",
+        )?;
 
         // "Don't call me before 5pm" limits the timing, it does not object.
-        let do_not_contact_exception = compile(r"^ (?:before|after|at|on|until|tomorrow|today|this|next|between|in the|during)\b")?;
+        let do_not_contact_exception = compile(
+            r"^ (?:before|after|at|on|until|tomorrow|today|this|next|between|in the|during)\b",
+        )?;
 
         let doubtful_objection = compile(&format!(
             r"\b(?:{})\b",
@@ -287,7 +291,10 @@ impl IntentPatterns {
 /// Joins the words of `text` with single spaces, dropping punctuation and emoji.
 fn bare_words(text: &str) -> String {
     let mut bare = String::with_capacity(text.len().min(256));
-    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).filter(|word| !word.is_empty()) {
+    for word in text
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|word| !word.is_empty())
+    {
         if !bare.is_empty() {
             bare.push(' ');
         }
@@ -324,7 +331,10 @@ mod tests {
     fn intent(text: &str) -> (Intent, Objection) {
         let patterns = IntentPatterns::new().unwrap();
         let signals = patterns.signals(text, &Normalised::new(text));
-        (decide_intent(&signals, FactSignals::default()), signals.objection)
+        (
+            decide_intent(&signals, FactSignals::default()),
+            signals.objection,
+        )
     }
 
     #[test]
@@ -349,15 +359,28 @@ mod tests {
             "Stop, je ne veux plus de vos messages.",
             "Je ne veux pas être recontacté.",
         ] {
-            assert_eq!(intent(text), (Intent::ObjectsToMessages, Objection::Clear), "{text:?}");
+            assert_eq!(
+                intent(text),
+                (Intent::ObjectsToMessages, Objection::Clear),
+                "{text:?}"
+            );
         }
     }
 
     #[test]
     fn not_objections() {
-        assert_eq!(intent("non merci, pas maintenant"), (Intent::NotInterested, Objection::None));
-        assert_eq!(intent("stop by tomorrow"), (Intent::MeetingRequest, Objection::None));
-        assert_eq!(intent("don't call me before 5pm, I'm in meetings").1, Objection::None);
+        assert_eq!(
+            intent("non merci, pas maintenant"),
+            (Intent::NotInterested, Objection::None)
+        );
+        assert_eq!(
+            intent("stop by tomorrow"),
+            (Intent::MeetingRequest, Objection::None)
+        );
+        assert_eq!(
+            intent("don't call me before 5pm, I'm in meetings").1,
+            Objection::None
+        );
         assert_eq!(intent("we need to stop losing leads").1, Objection::None);
     }
 
@@ -371,7 +394,11 @@ mod tests {
             "Vous avez eu mon numéro comment ?",
             "Vous m'avez trouvé où ?",
         ] {
-            assert_eq!(intent(text), (Intent::Question, Objection::Doubtful), "{text:?}");
+            assert_eq!(
+                intent(text),
+                (Intent::Question, Objection::Doubtful),
+                "{text:?}"
+            );
         }
     }
 
@@ -436,11 +463,26 @@ mod tests {
         assert_eq!(intent("combien").0, Intent::Question);
         assert_eq!(intent("Yes please, tell me more!").0, Intent::Interested);
         assert_eq!(intent("👍").0, Intent::Interested);
-        assert_eq!(intent("Je vous laisse m'envoyer une proposition commerciale.").0, Intent::Interested);
-        assert_eq!(intent("I'm not interested and I never gave you my number.").1, Objection::Doubtful);
-        assert_eq!(intent("This is the third message this week, enough.").1, Objection::Doubtful);
-        assert_eq!(intent("Please send pricing for 25 seats.").0, Intent::Interested);
-        assert_eq!(intent("I'm not sure we need this, to be honest.").0, Intent::Unclear);
+        assert_eq!(
+            intent("Je vous laisse m'envoyer une proposition commerciale.").0,
+            Intent::Interested
+        );
+        assert_eq!(
+            intent("I'm not interested and I never gave you my number.").1,
+            Objection::Doubtful
+        );
+        assert_eq!(
+            intent("This is the third message this week, enough.").1,
+            Objection::Doubtful
+        );
+        assert_eq!(
+            intent("Please send pricing for 25 seats.").0,
+            Intent::Interested
+        );
+        assert_eq!(
+            intent("I'm not sure we need this, to be honest.").0,
+            Intent::Unclear
+        );
         assert_eq!(intent("pas super convaincu").0, Intent::Unclear);
         assert_eq!(intent("").0, Intent::Unclear);
         assert_eq!(intent("Hi! I'm off until the 15th").0, Intent::Unclear);
@@ -449,7 +491,25 @@ mod tests {
     #[test]
     fn facts_decide_when_words_do_not() {
         let signals = Signals::default();
-        assert_eq!(decide_intent(&signals, FactSignals { hard_no: true, engaged: false }), Intent::NotInterested);
-        assert_eq!(decide_intent(&signals, FactSignals { hard_no: false, engaged: true }), Intent::Interested);
+        assert_eq!(
+            decide_intent(
+                &signals,
+                FactSignals {
+                    hard_no: true,
+                    engaged: false
+                }
+            ),
+            Intent::NotInterested
+        );
+        assert_eq!(
+            decide_intent(
+                &signals,
+                FactSignals {
+                    hard_no: false,
+                    engaged: true
+                }
+            ),
+            Intent::Interested
+        );
     }
 }

@@ -53,14 +53,19 @@ pub(crate) fn after(text: &str, at: usize, max_bytes: usize) -> &str {
 
 /// Returns the last `count` words of `text`, oldest first.
 pub(crate) fn last_words(text: &str, count: usize) -> Vec<&str> {
-    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == ',').filter(|word| !word.is_empty()).collect();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|word| !word.is_empty())
+        .collect();
     words[words.len().saturating_sub(count)..].to_vec()
 }
 
 /// Returns the first word of `text`, skipping leading spaces and hyphens.
 pub(crate) fn first_word(text: &str) -> &str {
     let text = text.trim_start_matches([' ', '-']);
-    let end = text.find(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '%')).unwrap_or(text.len());
+    let end = text
+        .find(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '%'))
+        .unwrap_or(text.len());
     &text[..end]
 }
 
@@ -111,7 +116,9 @@ fn bounded_range(text: &str, range: Range<usize>, split_on_comma: bool) -> Range
 
 /// Checks whether the byte at `index` ends a clause.
 fn is_boundary(bytes: &[u8], index: usize, split_on_comma: bool) -> bool {
-    let next_is_space = bytes.get(index + 1).is_none_or(|next| *next == b' ' || *next == b'\n');
+    let next_is_space = bytes
+        .get(index + 1)
+        .is_none_or(|next| *next == b' ' || *next == b'\n');
     match bytes[index] {
         b'!' | b'?' | b';' | b'\n' => true,
         b',' => split_on_comma && next_is_space,
@@ -122,7 +129,9 @@ fn is_boundary(bytes: &[u8], index: usize, split_on_comma: bool) -> bool {
 
 /// Checks whether the text before a period ends with an abbreviation such as "approx".
 fn ends_with_abbreviation(before: &[u8]) -> bool {
-    const ABBREVIATIONS: &[&[u8]] = &[b"approx", b"env", b"ca", b"cf", b"etc", b"vs", b"mr", b"mrs", b"ms", b"dr", b"mme", b"st"];
+    const ABBREVIATIONS: &[&[u8]] = &[
+        b"approx", b"env", b"ca", b"cf", b"etc", b"vs", b"mr", b"mrs", b"ms", b"dr", b"mme", b"st",
+    ];
     ABBREVIATIONS.iter().any(|abbreviation| {
         before.ends_with(abbreviation)
             && before
@@ -142,8 +151,9 @@ pub(crate) fn is_negated(text: &str, clause_start: usize, start: usize) -> bool 
 
 fn is_negator(word: &str) -> bool {
     const NEGATORS: &[&str] = &[
-        "not", "no", "never", "don't", "dont", "doesn't", "doesnt", "didn't", "didnt", "isn't", "isnt", "aren't", "arent", "wasn't",
-        "won't", "wont", "can't", "cant", "cannot", "without", "nothing", "pas", "ne", "jamais", "aucun", "aucune", "sans", "rien",
+        "not", "no", "never", "don't", "dont", "doesn't", "doesnt", "didn't", "didnt", "isn't",
+        "isnt", "aren't", "arent", "wasn't", "won't", "wont", "can't", "cant", "cannot", "without",
+        "nothing", "pas", "ne", "jamais", "aucun", "aucune", "sans", "rien",
     ];
     NEGATORS.contains(&word) || word.starts_with("n'") || word.starts_with("d'aucun")
 }
@@ -177,8 +187,14 @@ mod tests {
     fn clauses_and_sentences() {
         let text = "hi. budget approx. 7.5k, start in may! thanks";
         let start = text.find("7.5k").unwrap();
-        assert_eq!(&text[clause_range(text, start..start + 4)], "budget approx. 7.5k");
-        assert_eq!(&text[sentence_range(text, start..start + 4)], "budget approx. 7.5k, start in may");
+        assert_eq!(
+            &text[clause_range(text, start..start + 4)],
+            "budget approx. 7.5k"
+        );
+        assert_eq!(
+            &text[sentence_range(text, start..start + 4)],
+            "budget approx. 7.5k, start in may"
+        );
         assert_eq!(clause_start(text, start), text.find(" budget").unwrap());
         assert_eq!(clause_range("", 0..0), 0..0);
         assert_eq!(clause_range("abc", 5..9), 0..3);

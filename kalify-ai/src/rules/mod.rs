@@ -22,7 +22,8 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 
 use kalify_core::analysis::{
-    Analysis, AnalysisRequest, ExtractedFact, Intent, NextStep, Objection, ReplyDraft, ReplyRequest, Sentiment,
+    Analysis, AnalysisRequest, ExtractedFact, Intent, NextStep, Objection, ReplyDraft,
+    ReplyRequest, Sentiment,
 };
 use kalify_core::conversation::Direction;
 use kalify_core::ports::LanguageModel;
@@ -104,7 +105,9 @@ impl LanguageModel for RulesModel {
 
     /// Writes a reply from the fixed templates.
     async fn write_reply(&self, request: &ReplyRequest) -> Result<ReplyDraft> {
-        Ok(ReplyDraft { text: template_reply(request) })
+        Ok(ReplyDraft {
+            text: template_reply(request),
+        })
     }
 }
 
@@ -112,9 +115,11 @@ static RULES: LazyLock<std::result::Result<Rules, regex::Error>> = LazyLock::new
 
 fn rules() -> Result<&'static Rules> {
     RULES.as_ref().map_err(|error| {
-        Error::unexpected(format!("the rules model patterns failed to compile: {error}"))
-            .with_adapter("rules")
-            .with_operation("analyse")
+        Error::unexpected(format!(
+            "the rules model patterns failed to compile: {error}"
+        ))
+        .with_adapter("rules")
+        .with_operation("analyse")
     })
 }
 
@@ -141,13 +146,25 @@ struct MessageReading<'a> {
 
 impl MessageReading<'_> {
     fn fact_signals(&self) -> FactSignals {
-        let no_budget = self.budget.as_ref().is_some_and(|found| found.value.amount <= 0.0);
+        let no_budget = self
+            .budget
+            .as_ref()
+            .is_some_and(|found| found.value.amount <= 0.0);
         let no_need = self.need.as_ref().is_some_and(|found| !found.value);
-        let engaged = self.budget.as_ref().is_some_and(|found| found.value.amount > 0.0)
+        let engaged = self
+            .budget
+            .as_ref()
+            .is_some_and(|found| found.value.amount > 0.0)
             || self.need.as_ref().is_some_and(|found| found.value)
             || self.timeline.is_some()
-            || self.authority.as_ref().is_some_and(|found| found.value != Authority::None);
-        FactSignals { hard_no: no_budget || no_need, engaged }
+            || self
+                .authority
+                .as_ref()
+                .is_some_and(|found| found.value != Authority::None);
+        FactSignals {
+            hard_no: no_budget || no_need,
+            engaged,
+        }
     }
 
     /// Builds the fact for `key`, quoted from this message. A message that clearly
@@ -160,25 +177,45 @@ impl MessageReading<'_> {
         let (value, range, confidence) = match key {
             BUDGET => {
                 let found = self.budget.as_ref()?;
-                let value = FactValue::Money { amount: found.value.amount, currency: found.value.currency.to_owned() };
+                let value = FactValue::Money {
+                    amount: found.value.amount,
+                    currency: found.value.currency.to_owned(),
+                };
                 (value, found.range.clone(), found.confidence)
             }
             AUTHORITY => {
                 let found = self.authority.as_ref()?;
-                (FactValue::Authority(found.value), found.range.clone(), found.confidence)
+                (
+                    FactValue::Authority(found.value),
+                    found.range.clone(),
+                    found.confidence,
+                )
             }
             NEED => {
                 let found = self.need.as_ref()?;
-                (FactValue::Bool(found.value), found.range.clone(), found.confidence)
+                (
+                    FactValue::Bool(found.value),
+                    found.range.clone(),
+                    found.confidence,
+                )
             }
             TIMELINE => {
                 let found = self.timeline.as_ref()?;
-                (FactValue::Months(found.value), found.range.clone(), found.confidence)
+                (
+                    FactValue::Months(found.value),
+                    found.range.clone(),
+                    found.confidence,
+                )
             }
             _ => return None,
         };
         let quote = self.text.quote(self.original, range, MAX_QUOTE_BYTES)?;
-        Some(ExtractedFact { key: key.to_owned(), value, quote: quote.to_owned(), confidence: confidence.clamp(0.0, 1.0) })
+        Some(ExtractedFact {
+            key: key.to_owned(),
+            value,
+            quote: quote.to_owned(),
+            confidence: confidence.clamp(0.0, 1.0),
+        })
     }
 }
 
@@ -199,8 +236,18 @@ impl Rules {
         };
         let now = CalendarDate::of(now);
 
-        let normalised: Vec<Normalised> = request.new_messages.iter().map(|line| Normalised::new(&line.text)).collect();
-        let language = language::detect(request.new_messages.iter().zip(&normalised).map(|(line, text)| (line.text.as_str(), text.text.as_str())));
+        let normalised: Vec<Normalised> = request
+            .new_messages
+            .iter()
+            .map(|line| Normalised::new(&line.text))
+            .collect();
+        let language = language::detect(
+            request
+                .new_messages
+                .iter()
+                .zip(&normalised)
+                .map(|(line, text)| (line.text.as_str(), text.text.as_str())),
+        );
         let default_currency = match language.unwrap_or(request.locale) {
             Locale::Fr => "EUR",
             Locale::En => "USD",
@@ -227,14 +274,23 @@ impl Rules {
             })
             .collect();
 
-        let is_requested = |key: &str| request.criteria.iter().any(|criterion| criterion.key == key);
+        let is_requested = |key: &str| {
+            request
+                .criteria
+                .iter()
+                .any(|criterion| criterion.key == key)
+        };
         let facts: Vec<ExtractedFact> = [BUDGET, AUTHORITY, NEED, TIMELINE]
             .into_iter()
             .filter(|key| is_requested(key))
             .filter_map(|key| readings.iter().rev().find_map(|reading| reading.fact(key)))
             .collect();
 
-        let objection = readings.iter().map(|reading| reading.signals.objection).max_by_key(|objection| objection_rank(*objection)).unwrap_or_default();
+        let objection = readings
+            .iter()
+            .map(|reading| reading.signals.objection)
+            .max_by_key(|objection| objection_rank(*objection))
+            .unwrap_or_default();
         let intent = if objection == Objection::Clear {
             Intent::ObjectsToMessages
         } else {
@@ -245,10 +301,21 @@ impl Rules {
                 .find(|intent| *intent != Intent::Unclear)
                 .unwrap_or(Intent::Unclear)
         };
-        let sentiment = sentiment(readings.iter().map(|reading| reading.signals.tone).sum(), intent, objection);
+        let sentiment = sentiment(
+            readings.iter().map(|reading| reading.signals.tone).sum(),
+            intent,
+            objection,
+        );
         let next_step = next_step(request, &facts, intent, objection);
 
-        Analysis { intent, facts, sentiment, objection, next_step, language }
+        Analysis {
+            intent,
+            facts,
+            sentiment,
+            objection,
+            next_step,
+            language,
+        }
     }
 }
 
@@ -268,7 +335,11 @@ fn sentiment(tone: i32, intent: Intent, objection: Objection) -> Sentiment {
         Intent::ObjectsToMessages => -2,
         Intent::Question | Intent::AsksForHuman | Intent::Unclear => 0,
     };
-    let doubt = if objection == Objection::Doubtful { -1 } else { 0 };
+    let doubt = if objection == Objection::Doubtful {
+        -1
+    } else {
+        0
+    };
     match tone.saturating_add(lean).saturating_add(doubt) {
         score if score > 0 => Sentiment::Positive,
         0 => Sentiment::Neutral,
@@ -285,14 +356,23 @@ fn sentiment(tone: i32, intent: Intent, objection: Objection) -> Sentiment {
 /// 5. a meeting request: `Schedule`;
 /// 6. a criterion still unknown: `AskFor` its key, in framework order;
 /// 7. otherwise `Reply`.
-fn next_step(request: &AnalysisRequest, facts: &[ExtractedFact], intent: Intent, objection: Objection) -> NextStep {
+fn next_step(
+    request: &AnalysisRequest,
+    facts: &[ExtractedFact],
+    intent: Intent,
+    objection: Objection,
+) -> NextStep {
     let hard_no = facts.iter().any(|fact| match (&fact.key[..], &fact.value) {
         (NEED, FactValue::Bool(false)) => true,
         (BUDGET, FactValue::Money { amount, .. }) => *amount <= 0.0,
         _ => false,
     });
     let missing = request.criteria.iter().find(|criterion| {
-        !request.known_facts.iter().any(|(key, _)| *key == criterion.key) && !facts.iter().any(|fact| fact.key == criterion.key)
+        !request
+            .known_facts
+            .iter()
+            .any(|(key, _)| *key == criterion.key)
+            && !facts.iter().any(|fact| fact.key == criterion.key)
     });
 
     if objection == Objection::Clear {
@@ -326,7 +406,11 @@ mod tests {
     }
 
     fn line(direction: Direction, text: &str, time: &str) -> TranscriptLine {
-        TranscriptLine { direction, text: text.to_owned(), at: at(time) }
+        TranscriptLine {
+            direction,
+            text: text.to_owned(),
+            at: at(time),
+        }
     }
 
     fn bant_criteria(locale: Locale) -> Vec<CriterionBrief> {
@@ -347,7 +431,10 @@ mod tests {
             criteria: bant_criteria(Locale::En),
             known_facts: Vec::new(),
             history: Vec::new(),
-            new_messages: messages.iter().map(|text| line(Direction::Inbound, text, "2025-03-10T09:00:00Z")).collect(),
+            new_messages: messages
+                .iter()
+                .map(|text| line(Direction::Inbound, text, "2025-03-10T09:00:00Z"))
+                .collect(),
         }
     }
 
@@ -363,12 +450,20 @@ mod tests {
         for fact in &analysis.facts {
             assert!(!fact.quote.is_empty(), "empty quote for {}", fact.key);
             assert!(
-                request.new_messages.iter().any(|line| line.text.contains(&fact.quote)),
+                request
+                    .new_messages
+                    .iter()
+                    .any(|line| line.text.contains(&fact.quote)),
                 "quote {:?} for {} is in no new message",
                 fact.quote,
                 fact.key
             );
-            assert!((0.0..=1.0).contains(&fact.confidence), "confidence {} for {}", fact.confidence, fact.key);
+            assert!(
+                (0.0..=1.0).contains(&fact.confidence),
+                "confidence {} for {}",
+                fact.confidence,
+                fact.key
+            );
         }
     }
 
@@ -379,15 +474,38 @@ mod tests {
 
     #[test]
     fn full_bant_reply() {
-        let request = request(&["Bonjour, on a un budget de 20k€, c'est moi qui décide. On a besoin d'un outil pour relancer nos leads, idéalement en septembre."]);
+        let request = request(&[
+            "Bonjour, on a un budget de 20k€, c'est moi qui décide. On a besoin d'un outil pour relancer nos leads, idéalement en septembre.",
+        ]);
         let analysis = analyse(&request);
         assert_quotes_are_substrings(&request, &analysis);
-        assert_eq!(fact(&analysis, "budget").map(|fact| &fact.value), Some(&FactValue::Money { amount: 20_000.0, currency: "EUR".into() }));
-        assert_eq!(fact(&analysis, "authority").map(|fact| &fact.value), Some(&FactValue::Authority(Authority::DecisionMaker)));
-        assert_eq!(fact(&analysis, "need").map(|fact| &fact.value), Some(&FactValue::Bool(true)));
-        assert_eq!(fact(&analysis, "timeline").map(|fact| &fact.value), Some(&FactValue::Months(6.0)));
-        assert_eq!(fact(&analysis, "budget").map(|fact| fact.quote.as_str()), Some("on a un budget de 20k€"));
-        assert_eq!(fact(&analysis, "authority").map(|fact| fact.quote.as_str()), Some("c'est moi qui décide"));
+        assert_eq!(
+            fact(&analysis, "budget").map(|fact| &fact.value),
+            Some(&FactValue::Money {
+                amount: 20_000.0,
+                currency: "EUR".into()
+            })
+        );
+        assert_eq!(
+            fact(&analysis, "authority").map(|fact| &fact.value),
+            Some(&FactValue::Authority(Authority::DecisionMaker))
+        );
+        assert_eq!(
+            fact(&analysis, "need").map(|fact| &fact.value),
+            Some(&FactValue::Bool(true))
+        );
+        assert_eq!(
+            fact(&analysis, "timeline").map(|fact| &fact.value),
+            Some(&FactValue::Months(6.0))
+        );
+        assert_eq!(
+            fact(&analysis, "budget").map(|fact| fact.quote.as_str()),
+            Some("on a un budget de 20k€")
+        );
+        assert_eq!(
+            fact(&analysis, "authority").map(|fact| fact.quote.as_str()),
+            Some("c'est moi qui décide")
+        );
         assert_eq!(analysis.intent, Intent::Interested);
         assert_eq!(analysis.language, Some(Locale::Fr));
         assert_eq!(analysis.next_step, NextStep::Reply);
@@ -397,8 +515,14 @@ mod tests {
     #[test]
     fn only_requested_criteria() {
         let mut request = request(&["Budget 20k€ and I decide."]);
-        request.criteria.retain(|criterion| criterion.key == "authority");
-        request.criteria.push(CriterionBrief { key: "team_size".into(), description: "Team size".into(), question: "How big is your team?".into() });
+        request
+            .criteria
+            .retain(|criterion| criterion.key == "authority");
+        request.criteria.push(CriterionBrief {
+            key: "team_size".into(),
+            description: "Team size".into(),
+            question: "How big is your team?".into(),
+        });
         let analysis = analyse(&request);
         assert_eq!(analysis.facts.len(), 1);
         assert_eq!(analysis.facts[0].key, "authority");
@@ -408,7 +532,10 @@ mod tests {
     #[test]
     fn asks_for_first_missing_criterion() {
         let mut request = request(&["Budget is $30,000."]);
-        request.known_facts.push(("authority".into(), FactValue::Authority(Authority::DecisionMaker)));
+        request.known_facts.push((
+            "authority".into(),
+            FactValue::Authority(Authority::DecisionMaker),
+        ));
         let analysis = analyse(&request);
         assert_eq!(analysis.next_step, NextStep::AskFor("need".into()));
     }
@@ -420,7 +547,13 @@ mod tests {
         let analysis = analyse(&request);
         assert_quotes_are_substrings(&request, &analysis);
         let budget = fact(&analysis, "budget").unwrap();
-        assert_eq!(budget.value, FactValue::Money { amount: 15_000.0, currency: "EUR".into() });
+        assert_eq!(
+            budget.value,
+            FactValue::Money {
+                amount: 15_000.0,
+                currency: "EUR".into()
+            }
+        );
         assert!(request.new_messages[1].text.contains(&budget.quote));
     }
 
@@ -462,29 +595,57 @@ mod tests {
     #[test]
     fn reference_time_is_latest_message() {
         let mut request = request(&["On démarre en septembre."]);
-        request.new_messages.insert(0, line(Direction::Inbound, "Bonjour", "2025-08-01T09:00:00Z"));
+        request.new_messages.insert(
+            0,
+            line(Direction::Inbound, "Bonjour", "2025-08-01T09:00:00Z"),
+        );
         request.new_messages[1].at = at("2025-07-15T09:00:00Z");
         let analysis = analyse(&request);
-        assert_eq!(fact(&analysis, "timeline").map(|fact| &fact.value), Some(&FactValue::Months(1.0)));
+        assert_eq!(
+            fact(&analysis, "timeline").map(|fact| &fact.value),
+            Some(&FactValue::Months(1.0))
+        );
     }
 
     #[test]
     fn budget_question_in_history_reads_bare_amount() {
         let mut request = request(&["10 000 je pense"]);
         assert!(fact(&analyse(&request), "budget").is_none());
-        request.history.push(line(Direction::Outbound, "Quel budget avez-vous prévu pour ce projet ?", "2025-03-09T09:00:00Z"));
+        request.history.push(line(
+            Direction::Outbound,
+            "Quel budget avez-vous prévu pour ce projet ?",
+            "2025-03-09T09:00:00Z",
+        ));
         let analysis = analyse(&request);
-        assert_eq!(fact(&analysis, "budget").map(|fact| &fact.value), Some(&FactValue::Money { amount: 10_000.0, currency: "EUR".into() }));
+        assert_eq!(
+            fact(&analysis, "budget").map(|fact| &fact.value),
+            Some(&FactValue::Money {
+                amount: 10_000.0,
+                currency: "EUR".into()
+            })
+        );
     }
 
     #[test]
     fn default_currency_follows_language() {
         let analysis = analyse(&request(&["Our budget is around 10K."]));
-        assert_eq!(fact(&analysis, "budget").map(|fact| &fact.value), Some(&FactValue::Money { amount: 10_000.0, currency: "USD".into() }));
+        assert_eq!(
+            fact(&analysis, "budget").map(|fact| &fact.value),
+            Some(&FactValue::Money {
+                amount: 10_000.0,
+                currency: "USD".into()
+            })
+        );
         let mut french = request(&["Budget 8000 pour le projet"]);
         french.locale = Locale::Fr;
         let analysis = analyse(&french);
-        assert_eq!(fact(&analysis, "budget").map(|fact| &fact.value), Some(&FactValue::Money { amount: 8_000.0, currency: "EUR".into() }));
+        assert_eq!(
+            fact(&analysis, "budget").map(|fact| &fact.value),
+            Some(&FactValue::Money {
+                amount: 8_000.0,
+                currency: "EUR".into()
+            })
+        );
     }
 
     #[test]
@@ -495,7 +656,11 @@ mod tests {
 
     #[test]
     fn odd_inputs_never_panic() {
-        let long_text = format!("{} budget 20k€ {}", "é👍 ".repeat(20_000), "x".repeat(40_000));
+        let long_text = format!(
+            "{} budget 20k€ {}",
+            "é👍 ".repeat(20_000),
+            "x".repeat(40_000)
+        );
         let mixed = "日本語 العربية עברית\u{202E}stop\u{202C} z\u{0301}\u{0301}\u{0301} 🏳️‍🌈 \u{FEFF}€€€ 1,5,5 ,,, ... $ £ 0 00 000 0000 Q5 T0 in 99999999999 months";
         let mut inputs: Vec<String> = vec![
             String::new(),
@@ -527,7 +692,10 @@ mod tests {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                let pool = ['a', 'é', '€', '$', '1', '0', ' ', ',', '.', 'k', 'M', '’', '\u{301}', '🙂', '?', '\n', 'ñ', '-', 'Q', 'T'];
+                let pool = [
+                    'a', 'é', '€', '$', '1', '0', ' ', ',', '.', 'k', 'M', '’', '\u{301}', '🙂',
+                    '?', '\n', 'ñ', '-', 'Q', 'T',
+                ];
                 text.push(pool[(seed % pool.len() as u64) as usize]);
             }
             inputs.push(text);
@@ -561,14 +729,21 @@ mod tests {
         let analysis = analyse(&request(&[text.as_str()]));
         assert!(fact(&analysis, "budget").is_some());
         // Generous bound for a debug build on a loaded machine.
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
     async fn model_port() {
         let model = RulesModel::new();
         assert_eq!(model.name(), "rules");
-        let analysis = model.analyse(&request(&["Not interested, thanks."])).await.unwrap();
+        let analysis = model
+            .analyse(&request(&["Not interested, thanks."]))
+            .await
+            .unwrap();
         assert_eq!(analysis.intent, Intent::NotInterested);
 
         let reply_request = ReplyRequest {

@@ -25,7 +25,9 @@ use std::ops::Range;
 
 use regex::{Captures, Regex};
 
-use super::matching::{Found, after, any_of, before, compile, first_word, last_words, sentence_range, window};
+use super::matching::{
+    Found, after, any_of, before, compile, first_word, last_words, sentence_range, window,
+};
 use super::normalise::Normalised;
 
 /// An amount of money and its ISO 4217 currency code.
@@ -99,27 +101,138 @@ const APPROXIMATIONS: &[&str] = &[
 
 /// Words that, right after a number, say what it counts.
 const COUNTED: &[&str] = &[
-    "employee", "people", "person", "staff", "user", "seat", "licen", "lead", "contact", "client", "customer", "prospect", "request",
-    "inquir", "enquir", "rep", "agent", "member", "store", "shop", "branch", "office", "location", "site", "message", "sms", "text",
-    "mail", "email", "call", "visit", "follower", "subscriber", "product", "unit", "deal", "order", "quote", "dev", "engineer",
-    "sales", "month", "year", "week", "day", "hour", "minute", "min", "time", "percent", "%", "salari", "personne", "collaborat",
-    "utilisateur", "demande", "commercia", "vendeu", "magasin", "boutique", "agence", "appel", "abonne", "produit", "commande",
-    "devis", "mois", "an", "ans", "annee", "semaine", "jour", "heure", "fois", "pourcent", "membre", "poste", "licence", "m2", "km",
-    "kg", "x", "h", "am", "pm",
+    "employee",
+    "people",
+    "person",
+    "staff",
+    "user",
+    "seat",
+    "licen",
+    "lead",
+    "contact",
+    "client",
+    "customer",
+    "prospect",
+    "request",
+    "inquir",
+    "enquir",
+    "rep",
+    "agent",
+    "member",
+    "store",
+    "shop",
+    "branch",
+    "office",
+    "location",
+    "site",
+    "message",
+    "sms",
+    "text",
+    "mail",
+    "email",
+    "call",
+    "visit",
+    "follower",
+    "subscriber",
+    "product",
+    "unit",
+    "deal",
+    "order",
+    "quote",
+    "dev",
+    "engineer",
+    "sales",
+    "month",
+    "year",
+    "week",
+    "day",
+    "hour",
+    "minute",
+    "min",
+    "time",
+    "percent",
+    "%",
+    "salari",
+    "personne",
+    "collaborat",
+    "utilisateur",
+    "demande",
+    "commercia",
+    "vendeu",
+    "magasin",
+    "boutique",
+    "agence",
+    "appel",
+    "abonne",
+    "produit",
+    "commande",
+    "devis",
+    "mois",
+    "an",
+    "ans",
+    "annee",
+    "semaine",
+    "jour",
+    "heure",
+    "fois",
+    "pourcent",
+    "membre",
+    "poste",
+    "licence",
+    "m2",
+    "km",
+    "kg",
+    "x",
+    "h",
+    "am",
+    "pm",
 ];
 
 const MONTH_NAMES: &[&str] = &[
-    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
-    "janvier", "fevrier", "mars", "avril", "mai", "juin", "juillet", "aout", "septembre", "octobre", "novembre", "decembre", "jan",
-    "feb", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "janvier",
+    "fevrier",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "aout",
+    "septembre",
+    "octobre",
+    "novembre",
+    "decembre",
+    "jan",
+    "feb",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
 ];
 
 /// Words that may follow a suffixed amount such as "15k" when the number
 /// is money: periods, approximations and verbs, never a counted noun.
 const AFTER_SUFFIXED_AMOUNT: &[&str] = &[
-    "a", "per", "par", "max", "maximum", "tops", "ht", "ttc", "ish", "or", "environ", "budget", "total", "en", "au", "annual",
-    "annuel", "mensuel", "for", "is", "est", "would", "serait", "should", "could", "sur", "over", "this", "ce", "cette", "la",
-    "le", "then", "puis", "and", "et", "but", "mais", "if", "si",
+    "a", "per", "par", "max", "maximum", "tops", "ht", "ttc", "ish", "or", "environ", "budget",
+    "total", "en", "au", "annual", "annuel", "mensuel", "for", "is", "est", "would", "serait",
+    "should", "could", "sur", "over", "this", "ce", "cette", "la", "le", "then", "puis", "and",
+    "et", "but", "mais", "if", "si",
 ];
 
 impl MoneyPatterns {
@@ -150,14 +263,30 @@ impl MoneyPatterns {
         let threshold = compile(
             r"(?:\b(?:above|over|more than|exceeding|beyond|au-dessus de|au dessus de|au-dela de|au dela de|plus de|superieure? a|depassant)|>)\s*$",
         )?;
-        let approval = compile(r"\b(?:approv\w*|sign-?off|sign off|validat\w*|valider|accord|aval|autoris\w*|feu vert|green light)\b")?;
-        Ok(MoneyPatterns { amount, phone, zero, zero_exception, cue, approximation, threshold, approval })
+        let approval = compile(
+            r"\b(?:approv\w*|sign-?off|sign off|validat\w*|valider|accord|aval|autoris\w*|feu vert|green light)\b",
+        )?;
+        Ok(MoneyPatterns {
+            amount,
+            phone,
+            zero,
+            zero_exception,
+            cue,
+            approximation,
+            threshold,
+            approval,
+        })
     }
 
     /// Finds the budget stated in `text`. `default_currency` applies when no
     /// currency is written. `budget_requested` is true when the previous
     /// outbound message requested the budget.
-    pub(crate) fn find(&self, text: &Normalised, default_currency: &'static str, budget_requested: bool) -> Option<Found<Money>> {
+    pub(crate) fn find(
+        &self,
+        text: &Normalised,
+        default_currency: &'static str,
+        budget_requested: bool,
+    ) -> Option<Found<Money>> {
         let text = text.text.as_str();
         let phones: Vec<Range<usize>> = self
             .phone
@@ -169,7 +298,11 @@ impl MoneyPatterns {
             .amount
             .captures_iter(text)
             .filter_map(|captures| Token::read(text, &captures))
-            .filter(|token| !phones.iter().any(|phone| phone.start <= token.range.start && token.range.end <= phone.end))
+            .filter(|token| {
+                !phones
+                    .iter()
+                    .any(|phone| phone.start <= token.range.start && token.range.end <= phone.end)
+            })
             .collect();
 
         let mut candidates: Vec<Found<Money>> = Vec::new();
@@ -179,13 +312,16 @@ impl MoneyPatterns {
             if let Some(next) = tokens.get(index + 1)
                 && let Some(range) = join_range(text, token, next)
             {
-                if let Some(found) = self.judge(text, &range, default_currency, budget_requested, true) {
+                if let Some(found) =
+                    self.judge(text, &range, default_currency, budget_requested, true)
+                {
                     candidates.push(found);
                 }
                 index += 2;
                 continue;
             }
-            if let Some(found) = self.judge(text, token, default_currency, budget_requested, false) {
+            if let Some(found) = self.judge(text, token, default_currency, budget_requested, false)
+            {
                 candidates.push(found);
             }
             index += 1;
@@ -195,11 +331,24 @@ impl MoneyPatterns {
 
         // The statement with the highest confidence wins, and among equals the
         // latest, because prospects correct themselves ("10k, actually 15k").
-        candidates.into_iter().reduce(|best, candidate| if candidate.confidence >= best.confidence { candidate } else { best })
+        candidates.into_iter().reduce(|best, candidate| {
+            if candidate.confidence >= best.confidence {
+                candidate
+            } else {
+                best
+            }
+        })
     }
 
     /// Decides whether `token` is a budget and how sure that is.
-    fn judge(&self, text: &str, token: &Token, default_currency: &'static str, budget_requested: bool, is_range: bool) -> Option<Found<Money>> {
+    fn judge(
+        &self,
+        text: &str,
+        token: &Token,
+        default_currency: &'static str,
+        budget_requested: bool,
+        is_range: bool,
+    ) -> Option<Found<Money>> {
         let amount = token.value;
         if !(0.0..=MAX_AMOUNT).contains(&amount) {
             return None;
@@ -215,8 +364,14 @@ impl MoneyPatterns {
         } else if is_date_or_time(text, token) && token.multiplier.is_none() {
             return None;
         }
-        let threshold = self.threshold.is_match(before(preceding, preceding.len(), 30));
-        if threshold && self.approval.is_match(window(text, sentence.start, sentence.end)) {
+        let threshold = self
+            .threshold
+            .is_match(before(preceding, preceding.len(), 30));
+        if threshold
+            && self
+                .approval
+                .is_match(window(text, sentence.start, sentence.end))
+        {
             return None;
         }
 
@@ -230,7 +385,8 @@ impl MoneyPatterns {
             0.9
         } else if near_cue && large_enough {
             0.8
-        } else if self.is_vague_amount(text, token, preceding) || (budget_requested && large_enough) {
+        } else if self.is_vague_amount(text, token, preceding) || (budget_requested && large_enough)
+        {
             0.6
         } else {
             return None;
@@ -239,7 +395,10 @@ impl MoneyPatterns {
             confidence -= 0.05;
         }
         Some(Found {
-            value: Money { amount, currency: token.currency.unwrap_or(default_currency) },
+            value: Money {
+                amount,
+                currency: token.currency.unwrap_or(default_currency),
+            },
             range: token.range.clone(),
             confidence,
         })
@@ -248,7 +407,10 @@ impl MoneyPatterns {
     /// Checks whether a suffixed amount is on its own: "around 10K", "15k?", "5k a month".
     fn is_vague_amount(&self, text: &str, token: &Token, preceding: &str) -> bool {
         token.multiplier.is_some()
-            && (self.approximation.is_match(before(preceding, preceding.len(), 30)) || ends_amount(after(text, token.range.end, 24)))
+            && (self
+                .approximation
+                .is_match(before(preceding, preceding.len(), 30))
+                || ends_amount(after(text, token.range.end, 24)))
     }
 
     /// Finds statements of no budget at all.
@@ -257,7 +419,10 @@ impl MoneyPatterns {
             .find_iter(text)
             .filter(|found| !self.zero_exception.is_match(after(text, found.end(), 40)))
             .map(|found| Found {
-                value: Money { amount: 0.0, currency: default_currency },
+                value: Money {
+                    amount: 0.0,
+                    currency: default_currency,
+                },
                 range: found.range(),
                 confidence: 0.85,
             })
@@ -280,22 +445,37 @@ impl Token {
         let whole = captures.get(0)?;
         let number = captures.name("num")?;
         let previous = text[..whole.start()].chars().next_back();
-        if previous.is_some_and(|c| c.is_alphanumeric() || matches!(c, '+' | '/' | '#' | '.' | ',' | '_')) {
+        if previous
+            .is_some_and(|c| c.is_alphanumeric() || matches!(c, '+' | '/' | '#' | '.' | ',' | '_'))
+        {
             return None;
         }
         let next = text[whole.end()..].chars().next();
         if next.is_some_and(|c| c.is_ascii_digit()) {
             return None;
         }
-        let multiplier = captures.name("mult").map(|found| multiplier_of(found.as_str()));
+        let multiplier = captures
+            .name("mult")
+            .map(|found| multiplier_of(found.as_str()));
         let currency = captures
             .name("pre")
             .and_then(|found| currency_of(found.as_str()))
-            .or_else(|| captures.name("post").and_then(|found| currency_of(found.as_str())))
-            .or_else(|| captures.name("mult").and_then(|found| currency_of(found.as_str())));
+            .or_else(|| {
+                captures
+                    .name("post")
+                    .and_then(|found| currency_of(found.as_str()))
+            })
+            .or_else(|| {
+                captures
+                    .name("mult")
+                    .and_then(|found| currency_of(found.as_str()))
+            });
         // A number glued to letters that are not a multiplier is a time, an
         // ordinal or a code: "18h", "15th", "1er", "b2b".
-        if multiplier.is_none() && captures.name("post").is_none() && next.is_some_and(char::is_alphabetic) {
+        if multiplier.is_none()
+            && captures.name("post").is_none()
+            && next.is_some_and(char::is_alphabetic)
+        {
             return None;
         }
         let value = parse_number(number.as_str())? * multiplier.unwrap_or(1.0);
@@ -324,7 +504,10 @@ impl Token {
 /// start at 10,000.
 fn join_range(text: &str, first: &Token, second: &Token) -> Option<Token> {
     let between = text.get(first.range.end..second.range.start)?.trim();
-    if !matches!(between, "-" | "to" | "a" | "et" | "and" | "jusqu'a") || first.is_year() || second.is_year() {
+    if !matches!(between, "-" | "to" | "a" | "et" | "and" | "jusqu'a")
+        || first.is_year()
+        || second.is_year()
+    {
         return None;
     }
     let mut low = first.value;
@@ -373,11 +556,17 @@ fn parse_number(digits: &str) -> Option<f64> {
     let is_separator = |c: char| matches!(c, ' ' | '.' | ',' | '\'');
     let last_separator = digits.rfind(is_separator);
     let (integer, fraction) = match last_separator {
-        Some(position) if digits.len() - position - 1 != 3 => (&digits[..position], &digits[position + 1..]),
+        Some(position) if digits.len() - position - 1 != 3 => {
+            (&digits[..position], &digits[position + 1..])
+        }
         _ => (digits, ""),
     };
     let integer: String = integer.chars().filter(char::is_ascii_digit).collect();
-    let number = if fraction.is_empty() { integer } else { format!("{integer}.{fraction}") };
+    let number = if fraction.is_empty() {
+        integer
+    } else {
+        format!("{integer}.{fraction}")
+    };
     number.parse::<f64>().ok().filter(|value| value.is_finite())
 }
 
@@ -391,14 +580,22 @@ fn is_phone_number(candidate: &str) -> bool {
     if candidate.starts_with('+') {
         return true;
     }
-    let groups: Vec<&str> = candidate.split(|c: char| !c.is_ascii_digit()).filter(|group| !group.is_empty()).collect();
-    let grouped_by_thousands = groups.len() > 1 && groups[0].len() <= 3 && groups[1..].iter().all(|group| group.len() == 3);
+    let groups: Vec<&str> = candidate
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|group| !group.is_empty())
+        .collect();
+    let grouped_by_thousands = groups.len() > 1
+        && groups[0].len() <= 3
+        && groups[1..].iter().all(|group| group.len() == 3);
     let single_number = groups.len() == 1 && !candidate.starts_with('0');
     !(grouped_by_thousands || single_number)
 }
 
 fn is_counted(word: &str) -> bool {
-    !word.is_empty() && COUNTED.iter().any(|counted| word.starts_with(counted) && (counted.len() > 2 || word == *counted))
+    !word.is_empty()
+        && COUNTED
+            .iter()
+            .any(|counted| word.starts_with(counted) && (counted.len() > 2 || word == *counted))
 }
 
 /// Checks whether the token is part of a date or a time: "12/05", "14:30",
@@ -414,7 +611,10 @@ fn is_date_or_time(text: &str, token: &Token) -> bool {
     }
     let following = first_word(after(text, token.range.end, 16));
     let previous = last_words(before(text, token.range.start, 16), 1);
-    MONTH_NAMES.contains(&following) || previous.first().is_some_and(|word| MONTH_NAMES.contains(word))
+    MONTH_NAMES.contains(&following)
+        || previous
+            .first()
+            .is_some_and(|word| MONTH_NAMES.contains(word))
 }
 
 /// Checks whether the text after a suffixed amount ends the amount: the end of the
@@ -436,7 +636,11 @@ mod tests {
         budget_with(text, "EUR", false)
     }
 
-    fn budget_with(text: &str, default_currency: &'static str, requested: bool) -> Option<(f64, &'static str)> {
+    fn budget_with(
+        text: &str,
+        default_currency: &'static str,
+        requested: bool,
+    ) -> Option<(f64, &'static str)> {
         let patterns = MoneyPatterns::new().unwrap();
         patterns
             .find(&Normalised::new(text), default_currency, requested)
@@ -470,23 +674,44 @@ mod tests {
 
     #[test]
     fn budget_word_without_currency() {
-        assert_eq!(budget_with("budget around 10K", "USD", false), Some((10_000.0, "USD")));
-        assert_eq!(budget("budget de 8000 pour ce projet"), Some((8_000.0, "EUR")));
-        assert_eq!(budget_with("we can spend 12000 on this", "USD", false), Some((12_000.0, "USD")));
+        assert_eq!(
+            budget_with("budget around 10K", "USD", false),
+            Some((10_000.0, "USD"))
+        );
+        assert_eq!(
+            budget("budget de 8000 pour ce projet"),
+            Some((8_000.0, "EUR"))
+        );
+        assert_eq!(
+            budget_with("we can spend 12000 on this", "USD", false),
+            Some((12_000.0, "USD"))
+        );
     }
 
     #[test]
     fn suffixed_amount_alone() {
-        assert_eq!(budget_with("around 10K", "USD", false), Some((10_000.0, "USD")));
-        assert_eq!(budget_with("can you do 15k?", "USD", false), Some((15_000.0, "USD")));
+        assert_eq!(
+            budget_with("around 10K", "USD", false),
+            Some((10_000.0, "USD"))
+        );
+        assert_eq!(
+            budget_with("can you do 15k?", "USD", false),
+            Some((15_000.0, "USD"))
+        );
         assert_eq!(budget_with("we have 10k followers", "USD", false), None);
         assert_eq!(budget_with("10k visitors a month", "USD", false), None);
     }
 
     #[test]
     fn ranges_take_lower_bound() {
-        assert_eq!(budget_with("between 10 and 20k", "USD", false), Some((10_000.0, "USD")));
-        assert_eq!(budget("Entre 10 et 15 000 € selon les options"), Some((10_000.0, "EUR")));
+        assert_eq!(
+            budget_with("between 10 and 20k", "USD", false),
+            Some((10_000.0, "USD"))
+        );
+        assert_eq!(
+            budget("Entre 10 et 15 000 € selon les options"),
+            Some((10_000.0, "EUR"))
+        );
         assert_eq!(budget("de 10 à 20 k€"), Some((10_000.0, "EUR")));
         assert_eq!(budget("10k-15k€"), Some((10_000.0, "EUR")));
         assert_eq!(budget("budget 1 à 2 M€"), Some((1_000_000.0, "EUR")));
@@ -496,15 +721,27 @@ mod tests {
     fn zero_budget() {
         assert_eq!(budget("pas de budget"), Some((0.0, "EUR")));
         assert_eq!(budget("On a aucun budget pour ça"), Some((0.0, "EUR")));
-        assert_eq!(budget_with("no budget for this, sorry", "USD", false), Some((0.0, "USD")));
-        assert_eq!(budget_with("we have zero budget atm", "USD", false), Some((0.0, "USD")));
-        assert_eq!(budget_with("we don't have a budget for that", "USD", false), Some((0.0, "USD")));
+        assert_eq!(
+            budget_with("no budget for this, sorry", "USD", false),
+            Some((0.0, "USD"))
+        );
+        assert_eq!(
+            budget_with("we have zero budget atm", "USD", false),
+            Some((0.0, "USD"))
+        );
+        assert_eq!(
+            budget_with("we don't have a budget for that", "USD", false),
+            Some((0.0, "USD"))
+        );
     }
 
     #[test]
     fn zero_budget_exceptions() {
         assert_eq!(budget_with("no budget yet", "USD", false), None);
-        assert_eq!(budget_with("There is no budget limit really", "USD", false), None);
+        assert_eq!(
+            budget_with("There is no budget limit really", "USD", false),
+            None
+        );
         assert_eq!(budget("Aucun budget n'est encore défini"), None);
         assert_eq!(budget("pas encore de budget"), None);
         assert_eq!(budget("Pas de souci de budget"), None);
@@ -539,26 +776,51 @@ mod tests {
 
     #[test]
     fn approval_threshold_is_not_budget() {
-        assert_eq!(budget("Il faut l'accord de la DAF pour toute dépense au-dessus de 5 000 €."), None);
-        assert_eq!(budget("we can spend more than 5 000 €"), Some((5_000.0, "EUR")));
+        assert_eq!(
+            budget("Il faut l'accord de la DAF pour toute dépense au-dessus de 5 000 €."),
+            None
+        );
+        assert_eq!(
+            budget("we can spend more than 5 000 €"),
+            Some((5_000.0, "EUR"))
+        );
     }
 
     #[test]
     fn year_next_to_amount() {
-        assert_eq!(budget_with("Our budget for 2025 is 40k dollars.", "USD", false), Some((40_000.0, "USD")));
-        assert_eq!(budget("Le budget prévu pour 2025 est de 20 000 €."), Some((20_000.0, "EUR")));
+        assert_eq!(
+            budget_with("Our budget for 2025 is 40k dollars.", "USD", false),
+            Some((40_000.0, "USD"))
+        );
+        assert_eq!(
+            budget("Le budget prévu pour 2025 est de 20 000 €."),
+            Some((20_000.0, "EUR"))
+        );
         assert_eq!(budget("budget 2000€"), Some((2_000.0, "EUR")));
     }
 
     #[test]
     fn counted_things_with_budget_word() {
-        assert_eq!(budget_with("team of 8 and budget is around 3 000 $", "USD", false), Some((3_000.0, "USD")));
-        assert_eq!(budget_with("We have 50 employees and 200 leads a month, budget around 10K.", "USD", false), Some((10_000.0, "USD")));
+        assert_eq!(
+            budget_with("team of 8 and budget is around 3 000 $", "USD", false),
+            Some((3_000.0, "USD"))
+        );
+        assert_eq!(
+            budget_with(
+                "We have 50 employees and 200 leads a month, budget around 10K.",
+                "USD",
+                false
+            ),
+            Some((10_000.0, "USD"))
+        );
     }
 
     #[test]
     fn requested_budget_reads_bare_amount() {
-        assert_eq!(budget_with("10 000 je pense", "EUR", true), Some((10_000.0, "EUR")));
+        assert_eq!(
+            budget_with("10 000 je pense", "EUR", true),
+            Some((10_000.0, "EUR"))
+        );
         assert_eq!(budget_with("10 000 je pense", "EUR", false), None);
         assert_eq!(budget_with("2026", "EUR", true), None);
     }
@@ -575,7 +837,9 @@ mod tests {
         assert_eq!(parse_number("1.250"), Some(1_250.0));
         assert_eq!(parse_number("10.000.000"), Some(10_000_000.0));
         assert_eq!(parse_number("2.500,50"), Some(2_500.5));
-        assert!(parse_number("99999999999999999999999999999999").is_some_and(|value| value > 9.9e31));
+        assert!(
+            parse_number("99999999999999999999999999999999").is_some_and(|value| value > 9.9e31)
+        );
     }
 
     #[test]

@@ -19,13 +19,83 @@ const IMPROVEMENT_VERBS: &str = r"improve|automate|find|fix|solve|speed|follow|q
 /// Words that, right after "need" or "besoin", make the phrase a request
 /// for something other than the offer: "we need a call", "besoin de réfléchir".
 const NOT_A_NEED: &[&str] = &[
-    "demo", "call", "meeting", "quote", "chat", "word", "brochure", "information", "info", "infos", "informations", "pricing", "price",
-    "prices", "proposal", "moment", "minute", "minutes", "break", "week", "weeks", "month", "months", "day", "days", "discount",
-    "callback", "appointment", "approval", "sign-off", "time", "details", "reflechir", "valider", "voir", "demander", "parler",
-    "consulter", "verifier", "savoir", "confirmer", "discuter", "temps", "details", "devis", "rdv", "rendez-vous", "rappel",
-    "rappeler", "appeler", "attendre", "repondre", "relancer", "insister", "faire", "prendre", "envoyer", "me", "m'", "vous", "nous",
-    "l'accord", "l'aval", "autorisation", "l'autorisation", "signer", "deplacer", "venir", "passer", "preciser", "expliquer",
-    "documentation", "doc", "tarif", "tarifs", "prix", "plus",
+    "demo",
+    "call",
+    "meeting",
+    "quote",
+    "chat",
+    "word",
+    "brochure",
+    "information",
+    "info",
+    "infos",
+    "informations",
+    "pricing",
+    "price",
+    "prices",
+    "proposal",
+    "moment",
+    "minute",
+    "minutes",
+    "break",
+    "week",
+    "weeks",
+    "month",
+    "months",
+    "day",
+    "days",
+    "discount",
+    "callback",
+    "appointment",
+    "approval",
+    "sign-off",
+    "time",
+    "details",
+    "reflechir",
+    "valider",
+    "voir",
+    "demander",
+    "parler",
+    "consulter",
+    "verifier",
+    "savoir",
+    "confirmer",
+    "discuter",
+    "temps",
+    "details",
+    "devis",
+    "rdv",
+    "rendez-vous",
+    "rappel",
+    "rappeler",
+    "appeler",
+    "attendre",
+    "repondre",
+    "relancer",
+    "insister",
+    "faire",
+    "prendre",
+    "envoyer",
+    "me",
+    "m'",
+    "vous",
+    "nous",
+    "l'accord",
+    "l'aval",
+    "autorisation",
+    "l'autorisation",
+    "signer",
+    "deplacer",
+    "venir",
+    "passer",
+    "preciser",
+    "expliquer",
+    "documentation",
+    "doc",
+    "tarif",
+    "tarifs",
+    "prix",
+    "plus",
 ];
 
 /// The compiled need patterns.
@@ -132,9 +202,20 @@ impl NeedPatterns {
             ]
             .join("|")
         ))?;
-        let satisfied_with = compile(r"\b(?:we'?re|we are|i'?m|i am) (?:very |quite |really |pretty )?(?:happy|satisfied|content) with (?P<what>[\w'-]+)")?;
-        let uncertain = compile(r"\b(?:not sure|unsure|don'?t know if|not certain|pas sure?|sais pas si|pas certaine?)\b")?;
-        Ok(NeedPatterns { problem, interest, stated_need, no_need, satisfied_with, uncertain })
+        let satisfied_with = compile(
+            r"\b(?:we'?re|we are|i'?m|i am) (?:very |quite |really |pretty )?(?:happy|satisfied|content) with (?P<what>[\w'-]+)",
+        )?;
+        let uncertain = compile(
+            r"\b(?:not sure|unsure|don'?t know if|not certain|pas sure?|sais pas si|pas certaine?)\b",
+        )?;
+        Ok(NeedPatterns {
+            problem,
+            interest,
+            stated_need,
+            no_need,
+            satisfied_with,
+            uncertain,
+        })
     }
 
     /// Finds whether the prospect has the need.
@@ -142,51 +223,90 @@ impl NeedPatterns {
         let text = text.text.as_str();
         let mut statements: Vec<Found<bool>> = Vec::new();
 
-        for found in self.problem.find_iter(text).chain(self.stated_need.find_iter(text)) {
+        for found in self
+            .problem
+            .find_iter(text)
+            .chain(self.stated_need.find_iter(text))
+        {
             // "I'm not sure we need this" states no need either way.
             let clause_before = &text[clause_start(text, found.start())..found.start()];
             if self.uncertain.is_match(clause_before) {
                 continue;
             }
-            let ends_with_need_word = found.as_str().ends_with("need ") || found.as_str().ends_with("besoin") || found.as_str().ends_with(' ');
+            let ends_with_need_word = found.as_str().ends_with("need ")
+                || found.as_str().ends_with("besoin")
+                || found.as_str().ends_with(' ');
             if ends_with_need_word && continues_with_other_request(text, found.end()) {
                 continue;
             }
             let negated = is_negated(text, clause_start(text, found.start()), found.start());
-            statements.push(Found { value: !negated, range: found.range(), confidence: if negated { 0.7 } else { 0.8 } });
+            statements.push(Found {
+                value: !negated,
+                range: found.range(),
+                confidence: if negated { 0.7 } else { 0.8 },
+            });
         }
         for found in self.interest.find_iter(text) {
             // "ça m'intéresse pas", spoken French without "ne".
-            let denied = matches!(after(text, found.end(), 12).split_whitespace().next(), Some("pas" | "plus" | "guere" | "not"));
+            let denied = matches!(
+                after(text, found.end(), 12).split_whitespace().next(),
+                Some("pas" | "plus" | "guere" | "not")
+            );
             if !denied && !is_negated(text, clause_start(text, found.start()), found.start()) {
-                statements.push(Found { value: true, range: found.range(), confidence: 0.6 });
+                statements.push(Found {
+                    value: true,
+                    range: found.range(),
+                    confidence: 0.6,
+                });
             }
         }
         for found in self.no_need.find_iter(text) {
             // "no need to ask", "pas besoin de valider": about something else.
             let following = after(text, found.end(), 8).trim_start();
-            let ends_with_need_word = found.as_str().ends_with("need") || found.as_str().ends_with("besoin");
-            if ends_with_need_word && (following.starts_with("to ") || continues_with_other_request(text, found.end())) {
+            let ends_with_need_word =
+                found.as_str().ends_with("need") || found.as_str().ends_with("besoin");
+            if ends_with_need_word
+                && (following.starts_with("to ") || continues_with_other_request(text, found.end()))
+            {
                 continue;
             }
-            statements.push(Found { value: false, range: found.range(), confidence: 0.85 });
+            statements.push(Found {
+                value: false,
+                range: found.range(),
+                confidence: 0.85,
+            });
         }
 
         // "We're happy with HubSpot" is no need, "happy with your offer" is not.
         for captures in self.satisfied_with.captures_iter(text) {
-            let (Some(whole), Some(what)) = (captures.get(0), captures.name("what")) else { continue };
-            if !matches!(what.as_str(), "your" | "you" | "the" | "that" | "this" | "it" | "a" | "an" | "what" | "how") {
-                statements.push(Found { value: false, range: whole.range(), confidence: 0.75 });
+            let (Some(whole), Some(what)) = (captures.get(0), captures.name("what")) else {
+                continue;
+            };
+            if !matches!(
+                what.as_str(),
+                "your" | "you" | "the" | "that" | "this" | "it" | "a" | "an" | "what" | "how"
+            ) {
+                statements.push(Found {
+                    value: false,
+                    range: whole.range(),
+                    confidence: 0.75,
+                });
             }
         }
 
-        let last = statements.iter().max_by_key(|statement| statement.range.start)?;
+        let last = statements
+            .iter()
+            .max_by_key(|statement| statement.range.start)?;
         let confidence = statements
             .iter()
             .filter(|statement| statement.value == last.value)
             .map(|statement| statement.confidence)
             .fold(last.confidence, f32::max);
-        Some(Found { value: last.value, range: last.range.clone(), confidence })
+        Some(Found {
+            value: last.value,
+            range: last.range.clone(),
+            confidence,
+        })
     }
 }
 
@@ -199,17 +319,29 @@ fn continues_with_other_request(text: &str, end: usize) -> bool {
         .filter(|word| !word.is_empty())
         .take(2)
         .collect();
-    let skip_article = |word: &str| matches!(word, "a" | "an" | "some" | "the" | "de" | "d'un" | "d'une" | "un" | "une" | "des" | "du");
+    let skip_article = |word: &str| {
+        matches!(
+            word,
+            "a" | "an" | "some" | "the" | "de" | "d'un" | "d'une" | "un" | "une" | "des" | "du"
+        )
+    };
     let first = words.first().copied().unwrap_or("");
     if first == "d'en" {
         return true;
     }
-    let first = first.strip_prefix("d'").filter(|rest| !rest.is_empty()).unwrap_or(first);
+    let first = first
+        .strip_prefix("d'")
+        .filter(|rest| !rest.is_empty())
+        .unwrap_or(first);
     if NOT_A_NEED.contains(&first) {
         return true;
     }
-    let first_is_article = skip_article(first) || words.first().is_some_and(|word| word.starts_with("d'"));
-    first_is_article && words.get(1).is_some_and(|second| NOT_A_NEED.contains(second))
+    let first_is_article =
+        skip_article(first) || words.first().is_some_and(|word| word.starts_with("d'"));
+    first_is_article
+        && words
+            .get(1)
+            .is_some_and(|second| NOT_A_NEED.contains(second))
 }
 
 #[cfg(test)]
@@ -217,7 +349,10 @@ mod tests {
     use super::*;
 
     fn need(text: &str) -> Option<bool> {
-        NeedPatterns::new().unwrap().find(&Normalised::new(text)).map(|found| found.value)
+        NeedPatterns::new()
+            .unwrap()
+            .find(&Normalised::new(text))
+            .map(|found| found.value)
     }
 
     #[test]

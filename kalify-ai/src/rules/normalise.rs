@@ -49,14 +49,18 @@ impl Normalised {
             return;
         }
         let mapped = match part {
-            '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{02BC}' | '\u{00B4}' | '`' | '\u{2032}' => '\'',
+            '\u{2018}' | '\u{2019}' | '\u{201B}' | '\u{02BC}' | '\u{00B4}' | '`' | '\u{2032}' => {
+                '\''
+            }
             '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{00AB}' | '\u{00BB}' => '"',
             '\u{2010}'..='\u{2015}' | '\u{2212}' => '-',
             '\n' => '\n',
             c if c.is_whitespace() => ' ',
             c => c,
         };
-        if mapped == ' ' && (self.text.is_empty() || self.text.ends_with(' ') || self.text.ends_with('\n')) {
+        if mapped == ' '
+            && (self.text.is_empty() || self.text.ends_with(' ') || self.text.ends_with('\n'))
+        {
             return;
         }
         for lower in mapped.to_lowercase() {
@@ -97,7 +101,12 @@ impl Normalised {
     /// Maps a normalised `range` to the original text, widened to its clause.
     /// A clause longer than `max_len` bytes of normalised text is cut to
     /// about `max_len` normalised bytes centred on the match.
-    pub(crate) fn quote<'a>(&self, original: &'a str, range: Range<usize>, max_len: usize) -> Option<&'a str> {
+    pub(crate) fn quote<'a>(
+        &self,
+        original: &'a str,
+        range: Range<usize>,
+        max_len: usize,
+    ) -> Option<&'a str> {
         let clause = self.clause_range(range.clone());
         let mut start = clause.start;
         let mut end = clause.end;
@@ -112,7 +121,9 @@ impl Normalised {
                 end += 1;
             }
         }
-        let mapped = self.original_range(start..end).or_else(|| self.original_range(range))?;
+        let mapped = self
+            .original_range(start..end)
+            .or_else(|| self.original_range(range))?;
         let quote = original.get(mapped)?.trim();
         (!quote.is_empty()).then_some(quote)
     }
@@ -132,7 +143,9 @@ mod tests {
 
     fn original_of<'a>(original: &'a str, normalised: &Normalised, needle: &str) -> &'a str {
         let start = normalised.text.find(needle).unwrap();
-        let range = normalised.original_range(start..start + needle.len()).unwrap();
+        let range = normalised
+            .original_range(start..start + needle.len())
+            .unwrap();
         &original[range]
     }
 
@@ -171,7 +184,10 @@ mod tests {
         let original = "20\u{202F}000\u{A0}\u{A0}€ s\u{200B}top";
         let normalised = Normalised::new(original);
         assert_eq!(normalised.text, "20 000 € stop");
-        assert_eq!(original_of(original, &normalised, "20 000 €"), "20\u{202F}000\u{A0}\u{A0}€");
+        assert_eq!(
+            original_of(original, &normalised, "20 000 €"),
+            "20\u{202F}000\u{A0}\u{A0}€"
+        );
     }
 
     #[test]
@@ -191,7 +207,11 @@ mod tests {
         let start = normalised.text.find("20k").unwrap();
         let quote = normalised.quote(&original, start..start + 3, 60).unwrap();
         assert!(quote.contains("20k€"));
-        assert!(quote.chars().count() <= 62, "{} chars", quote.chars().count());
+        assert!(
+            quote.chars().count() <= 62,
+            "{} chars",
+            quote.chars().count()
+        );
         assert!(original.contains(quote));
     }
 
@@ -201,6 +221,9 @@ mod tests {
         let normalised = Normalised::new("👍🏽");
         assert!(normalised.original_range(0..0).is_none());
         assert!(normalised.original_range(0..100).is_none());
-        assert_eq!(normalised.quote("👍🏽", 0..normalised.text.len(), 10), Some("👍🏽"));
+        assert_eq!(
+            normalised.quote("👍🏽", 0..normalised.text.len(), 10),
+            Some("👍🏽")
+        );
     }
 }

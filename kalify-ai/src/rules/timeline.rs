@@ -71,25 +71,80 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     // Both values are in range by construction: month 1..=12, day 1..=31.
-    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
+    (
+        year,
+        u32::try_from(month).unwrap_or(1),
+        u32::try_from(day).unwrap_or(1),
+    )
 }
 
 const NUMBER: &str = r"\d+(?:[.,]\d+)?|a couple of|a couple|couple of|a few|few|several|quelques|plusieurs|eighteen|eleven|twelve|three|seven|eight|four|five|nine|one|two|six|ten|dix-huit|quatre|douze|trois|onze|deux|cinq|huit|neuf|sept|six|dix|une|un|an|a";
-const UNIT: &str = r"days?|jours?|weeks?|semaines?|months?|mois|years?|ans|annees?|an|quarters?|trimestres?";
+const UNIT: &str =
+    r"days?|jours?|weeks?|semaines?|months?|mois|years?|ans|annees?|an|quarters?|trimestres?";
 const MONTHS: &str = r"january|february|march|april|may|june|july|august|september|october|november|december|janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre|jan|feb|apr|jun|jul|aug|sept|sep|oct|nov|dec";
 const MONTH_PREPOSITIONS: &[&str] = &[
-    "by the end of", "at the end of", "at the beginning of", "by the beginning of", "in early", "in late", "in mid", "by early",
-    "by mid", "not before", "pas avant", "au mois de", "au mois d'", "a partir de", "a partir d'", "a la fin de", "au debut de",
-    "jusqu'en", "start of", "beginning of", "end of", "starting", "from", "until", "till", "before", "after", "as of",
-    "around", "early", "late", "mid-", "mid", "in", "by", "for", "en", "pour", "d'ici", "vers", "courant", "debut de", "debut",
-    "fin de", "fin", "mi-", "mi", "des", "avant", "apres",
+    "by the end of",
+    "at the end of",
+    "at the beginning of",
+    "by the beginning of",
+    "in early",
+    "in late",
+    "in mid",
+    "by early",
+    "by mid",
+    "not before",
+    "pas avant",
+    "au mois de",
+    "au mois d'",
+    "a partir de",
+    "a partir d'",
+    "a la fin de",
+    "au debut de",
+    "jusqu'en",
+    "start of",
+    "beginning of",
+    "end of",
+    "starting",
+    "from",
+    "until",
+    "till",
+    "before",
+    "after",
+    "as of",
+    "around",
+    "early",
+    "late",
+    "mid-",
+    "mid",
+    "in",
+    "by",
+    "for",
+    "en",
+    "pour",
+    "d'ici",
+    "vers",
+    "courant",
+    "debut de",
+    "debut",
+    "fin de",
+    "fin",
+    "mi-",
+    "mi",
+    "des",
+    "avant",
+    "apres",
 ];
 
 /// The meaning of a fixed phrase such as "next month".
@@ -134,22 +189,53 @@ impl TimelinePatterns {
             r"\b(?:within|in|over the next|over the coming|during the next|d'ici|dans|sous|under|les)\s+(?:the |les |next |coming |prochains? |prochaines? )*(?:(?:about|around|environ) )?(?P<n>{NUMBER})(?:\s*(?:-|to|a|ou|or)\s*(?:{NUMBER}))?\s*(?:prochaine?s\s+|next\s+)?(?P<unit>{UNIT})\b"
         ))?;
 
-        let bare_duration = compile(&format!(r"\b(?P<n>{NUMBER})(?:\s*(?:-|to|a)\s*\d+)?\s*(?P<unit>weeks?|semaines?|months?|mois)\b"))?;
+        let bare_duration = compile(&format!(
+            r"\b(?P<n>{NUMBER})(?:\s*(?:-|to|a)\s*\d+)?\s*(?P<unit>weeks?|semaines?|months?|mois)\b"
+        ))?;
 
         let fixed = vec![
-            (compile(r"\b(?:next|the following|coming) week\b|\bsemaine prochaine\b|\bprochaine semaine\b")?, Fixed::Months(0.25)),
-            (compile(r"\b(?:next|the following|coming) month\b|\bmois prochain\b|\bprochain mois\b")?, Fixed::Months(1.0)),
-            (compile(r"\bnext quarter\b|\btrimestre prochain\b|\bprochain trimestre\b")?, Fixed::Months(3.0)),
-            (compile(r"\bnext (?:semester|half)\b|\bsemestre prochain\b|\bprochain semestre\b")?, Fixed::Months(6.0)),
-            (compile(r"\bthis month\b|\bce mois(?:-| )ci\b")?, Fixed::Months(0.0)),
-            (compile(r"\bthis quarter\b|\bce trimestre\b")?, Fixed::Months(0.0)),
-            (compile(r"\bend of (?:the |this )?month\b|\bfin (?:du|de) mois\b")?, Fixed::Months(0.5)),
             (
-                compile(r"\b(?:end of (?:the |this )?year|year[- ]end|fin (?:d'|de l'|de cette )annee|fin de l'an)\b")?,
+                compile(
+                    r"\b(?:next|the following|coming) week\b|\bsemaine prochaine\b|\bprochaine semaine\b",
+                )?,
+                Fixed::Months(0.25),
+            ),
+            (
+                compile(
+                    r"\b(?:next|the following|coming) month\b|\bmois prochain\b|\bprochain mois\b",
+                )?,
+                Fixed::Months(1.0),
+            ),
+            (
+                compile(r"\bnext quarter\b|\btrimestre prochain\b|\bprochain trimestre\b")?,
+                Fixed::Months(3.0),
+            ),
+            (
+                compile(r"\bnext (?:semester|half)\b|\bsemestre prochain\b|\bprochain semestre\b")?,
+                Fixed::Months(6.0),
+            ),
+            (
+                compile(r"\bthis month\b|\bce mois(?:-| )ci\b")?,
+                Fixed::Months(0.0),
+            ),
+            (
+                compile(r"\bthis quarter\b|\bce trimestre\b")?,
+                Fixed::Months(0.0),
+            ),
+            (
+                compile(r"\bend of (?:the |this )?month\b|\bfin (?:du|de) mois\b")?,
+                Fixed::Months(0.5),
+            ),
+            (
+                compile(
+                    r"\b(?:end of (?:the |this )?year|year[- ]end|fin (?:d'|de l'|de cette )annee|fin de l'an)\b",
+                )?,
                 Fixed::EndOfYear,
             ),
             (
-                compile(r"\b(?:(?:early |beginning of |start of |end of |late |mid-?|debut (?:de )?(?:l')?|fin (?:de )?(?:l')?|mi-)?(?:next year|annee prochaine|an prochain))\b")?,
+                compile(
+                    r"\b(?:(?:early |beginning of |start of |end of |late |mid-?|debut (?:de )?(?:l')?|fin (?:de )?(?:l')?|mi-)?(?:next year|annee prochaine|an prochain))\b",
+                )?,
                 Fixed::NextYear,
             ),
         ];
@@ -165,7 +251,8 @@ impl TimelinePatterns {
             r"\b(?P<month>{MONTHS})\b(?:\s+(?P<year>20\d\d)\b|\s+(?:at the latest|at the earliest|latest|au plus tard|au plus tot|maximum|max)\b)"
         ))?;
 
-        let rentree = compile(r"\b(?:a la|la|apres la|d'ici la|pour la|des la|avant la|en|de la) rentree\b")?;
+        let rentree =
+            compile(r"\b(?:a la|la|apres la|d'ici la|pour la|des la|avant la|en|de la) rentree\b")?;
 
         let new_year = compile(r"\b(?:the new year|la nouvelle annee)\b")?;
 
@@ -189,9 +276,12 @@ impl TimelinePatterns {
             r"\b(?:call|meeting|meet|demo|chat|talk|discuss|speak|catch up|appointment|available|zoom|visio|rdv|rendez-vous|rendez vous|appel\w*|rappel\w*|telephon\w*|reunion|echang\w*|dispo\w*|voir|passez|parler|demo)\b",
         )?;
 
-        let past_cue = compile(r"\b(?:already|last|ago|since|deja|il y a|depuis|dernier|derniere)\b")?;
+        let past_cue =
+            compile(r"\b(?:already|last|ago|since|deja|il y a|depuis|dernier|derniere)\b")?;
 
-        let duration_blocker = compile(r"\b(?:for|pendant|depuis|since|per|par|every|chaque|tous les|toutes les|over|sur|il y a)\s*$")?;
+        let duration_blocker = compile(
+            r"\b(?:for|pendant|depuis|since|per|par|every|chaque|tous les|toutes les|over|sur|il y a)\s*$",
+        )?;
         Ok(TimelinePatterns {
             asap,
             this_week,
@@ -223,22 +313,35 @@ impl TimelinePatterns {
         for found in self.asap.find_iter(text) {
             let clause = clause_start(text, found.start());
             if !is_negated(text, clause, found.start()) {
-                matches.push(Found { value: 0.0, range: found.range(), confidence: 0.9 });
+                matches.push(Found {
+                    value: 0.0,
+                    range: found.range(),
+                    confidence: 0.9,
+                });
                 asap_ranges.push(found.range());
             }
         }
         // "This week" is a start date only when the clause talks about
         // starting: "the third message this week" is not.
         for found in self.this_week.find_iter(text) {
-            if self.start_cue.is_match(&text[clause_range(text, found.range())]) {
-                matches.push(Found { value: 0.0, range: found.range(), confidence: 0.8 });
+            if self
+                .start_cue
+                .is_match(&text[clause_range(text, found.range())])
+            {
+                matches.push(Found {
+                    value: 0.0,
+                    range: found.range(),
+                    confidence: 0.8,
+                });
             }
         }
         for captures in self.relative.captures_iter(text) {
             matches.extend(duration(&captures, 0.85));
         }
         for captures in self.bare_duration.captures_iter(text) {
-            let Some(whole) = captures.get(0) else { continue };
+            let Some(whole) = captures.get(0) else {
+                continue;
+            };
             let clause = clause_range(text, whole.range());
             let preceding = window(text, clause.start, whole.start());
             let after_match = window(text, whole.end(), clause.end);
@@ -256,20 +359,39 @@ impl TimelinePatterns {
                     Fixed::EndOfYear => (12 - i64::from(now.month)) as f64,
                     Fixed::NextYear => next_year(found.as_str(), now),
                 };
-                matches.push(Found { value, range: found.range(), confidence: 0.85 });
+                matches.push(Found {
+                    value,
+                    range: found.range(),
+                    confidence: 0.85,
+                });
             }
         }
-        for captures in self.month.captures_iter(text).chain(self.bare_month.captures_iter(text)) {
+        for captures in self
+            .month
+            .captures_iter(text)
+            .chain(self.bare_month.captures_iter(text))
+        {
             matches.extend(month_match(&captures, now));
         }
         for found in self.new_year.find_iter(text) {
-            matches.push(Found { value: now.months_until_next(1) as f64, range: found.range(), confidence: 0.75 });
+            matches.push(Found {
+                value: now.months_until_next(1) as f64,
+                range: found.range(),
+                confidence: 0.75,
+            });
         }
         for found in self.rentree.find_iter(text) {
-            matches.push(Found { value: now.months_until_next(9) as f64, range: found.range(), confidence: 0.8 });
+            matches.push(Found {
+                value: now.months_until_next(9) as f64,
+                range: found.range(),
+                confidence: 0.8,
+            });
         }
         for captures in self.quarter.captures_iter(text) {
-            let about_start = captures.get(0).is_some_and(|whole| self.start_cue.is_match(&text[clause_range(text, whole.range())]));
+            let about_start = captures.get(0).is_some_and(|whole| {
+                self.start_cue
+                    .is_match(&text[clause_range(text, whole.range())])
+            });
             matches.extend(quarter_match(&captures, now, about_start));
         }
         for captures in self.season.captures_iter(text) {
@@ -286,16 +408,31 @@ impl TimelinePatterns {
     /// drops timing that belongs to a meeting request or to the past
     /// ("we already switched in January"), then prefers a match
     /// whose clause talks about starting, else the first in the text.
-    fn pick(&self, text: &str, mut matches: Vec<Found<f64>>, asap_ranges: &[std::ops::Range<usize>]) -> Option<Found<f64>> {
-        matches.sort_by(|a, b| a.range.start.cmp(&b.range.start).then(b.range.end.cmp(&a.range.end)));
+    fn pick(
+        &self,
+        text: &str,
+        mut matches: Vec<Found<f64>>,
+        asap_ranges: &[std::ops::Range<usize>],
+    ) -> Option<Found<f64>> {
+        matches.sort_by(|a, b| {
+            a.range
+                .start
+                .cmp(&b.range.start)
+                .then(b.range.end.cmp(&a.range.end))
+        });
         let mut kept: Vec<(Found<f64>, bool)> = Vec::new();
         for candidate in matches {
-            if kept.last().is_some_and(|(last, _)| candidate.range.start < last.range.end) {
+            if kept
+                .last()
+                .is_some_and(|(last, _)| candidate.range.start < last.range.end)
+            {
                 continue;
             }
             let clause = &text[clause_range(text, candidate.range.clone())];
             let clause_about_start = self.start_cue.is_match(clause);
-            if (self.meeting_cue.is_match(clause) && !clause_about_start) || self.past_cue.is_match(clause) {
+            if (self.meeting_cue.is_match(clause) && !clause_about_start)
+                || self.past_cue.is_match(clause)
+            {
                 continue;
             }
             let about_start = clause_about_start || asap_ranges.contains(&candidate.range);
@@ -348,15 +485,27 @@ fn number_value(word: &str) -> Option<(f64, bool)> {
         "twelve" | "douze" => 12.0,
         "eighteen" | "dix-huit" => 18.0,
         "a few" | "few" | "several" | "quelques" | "plusieurs" => return Some((3.0, true)),
-        digits => return digits.replace(',', ".").parse::<f64>().ok().map(|value| (value, false)),
+        digits => {
+            return digits
+                .replace(',', ".")
+                .parse::<f64>()
+                .ok()
+                .map(|value| (value, false));
+        }
     };
     Some((exact, false))
 }
 
 fn next_year(phrase: &str, now: CalendarDate) -> f64 {
-    let target = if ["early", "beginning", "start", "debut"].iter().any(|word| phrase.starts_with(word)) {
+    let target = if ["early", "beginning", "start", "debut"]
+        .iter()
+        .any(|word| phrase.starts_with(word))
+    {
         1
-    } else if ["end", "late", "fin"].iter().any(|word| phrase.starts_with(word)) {
+    } else if ["end", "late", "fin"]
+        .iter()
+        .any(|word| phrase.starts_with(word))
+    {
         12
     } else if phrase.starts_with("mi") {
         6
@@ -388,20 +537,34 @@ fn month_number(name: &str) -> Option<u32> {
 fn month_match(captures: &Captures<'_>, now: CalendarDate) -> Option<Found<f64>> {
     let whole = captures.get(0)?;
     let month = month_number(captures.name("month")?.as_str())?;
-    let months = match captures.name("year").and_then(|year| year.as_str().parse::<i64>().ok()) {
+    let months = match captures
+        .name("year")
+        .and_then(|year| year.as_str().parse::<i64>().ok())
+    {
         Some(year) => now.months_until(year, month),
         None => now.months_until_next(month),
     };
-    (months >= 0).then(|| Found { value: months as f64, range: whole.range(), confidence: 0.85 })
+    (months >= 0).then(|| Found {
+        value: months as f64,
+        range: whole.range(),
+        confidence: 0.85,
+    })
 }
 
 /// Reads a quarter. `about_start` is true when its clause talks about
 /// starting, which a bare "Q1" or "T3" needs to count.
-fn quarter_match(captures: &Captures<'_>, now: CalendarDate, about_start: bool) -> Option<Found<f64>> {
+fn quarter_match(
+    captures: &Captures<'_>,
+    now: CalendarDate,
+    about_start: bool,
+) -> Option<Found<f64>> {
     let whole = captures.get(0)?;
     let preposition = captures.name("prep").map_or("", |found| found.as_str());
     let next_year = captures.name("next").map(|_| now.year + 1);
-    let year = captures.name("year").and_then(|year| year.as_str().parse::<i64>().ok()).or(next_year);
+    let year = captures
+        .name("year")
+        .and_then(|year| year.as_str().parse::<i64>().ok())
+        .or(next_year);
     let number = match (captures.name("n"), captures.name("ordinal")) {
         (Some(digit), _) => digit.as_str().parse::<u32>().ok()?,
         (None, Some(ordinal)) => match ordinal.as_str() {
@@ -416,13 +579,18 @@ fn quarter_match(captures: &Captures<'_>, now: CalendarDate, about_start: bool) 
     // A bare "Q1" also names past results ("the results of Q1"), and "T3"
     // is also a flat size in French ("un T3"): without a preposition, a year
     // or a time word, a quarter counts only in a clause about starting.
-    let is_bare = captures.name("letter").is_some() && preposition.is_empty() && year.is_none() && captures.name("after").is_none();
+    let is_bare = captures.name("letter").is_some()
+        && preposition.is_empty()
+        && year.is_none()
+        && captures.name("after").is_none();
     if is_bare && !about_start {
         return None;
     }
 
     let first_month = 3 * (number - 1) + 1;
-    let at_end = preposition.contains("end") || preposition.starts_with("fin") || preposition.contains(" fin ");
+    let at_end = preposition.contains("end")
+        || preposition.starts_with("fin")
+        || preposition.contains(" fin ");
     let target = if at_end { first_month + 2 } else { first_month };
     let in_quarter = (first_month..first_month + 3).contains(&now.month);
 
@@ -432,7 +600,11 @@ fn quarter_match(captures: &Captures<'_>, now: CalendarDate, about_start: bool) 
         None if in_quarter && !at_end => 0,
         None => now.months_until_next(target),
     };
-    (months >= 0).then(|| Found { value: months as f64, range: whole.range(), confidence: 0.85 })
+    (months >= 0).then(|| Found {
+        value: months as f64,
+        range: whole.range(),
+        confidence: 0.85,
+    })
 }
 
 fn season_match(captures: &Captures<'_>, now: CalendarDate) -> Option<Found<f64>> {
@@ -445,7 +617,11 @@ fn season_match(captures: &Captures<'_>, now: CalendarDate) -> Option<Found<f64>
         _ => 12,
     };
     // "After the summer" starts when the season ends.
-    let first_month = if prefix.starts_with("after") || prefix.starts_with("apres") { (first_month + 2) % 12 + 1 } else { first_month };
+    let first_month = if prefix.starts_with("after") || prefix.starts_with("apres") {
+        (first_month + 2) % 12 + 1
+    } else {
+        first_month
+    };
     let offset = (i64::from(now.month) - first_month).rem_euclid(12);
     let in_season = offset < 3;
     let next = prefix == "next" || captures.name("next").is_some();
@@ -456,14 +632,22 @@ fn season_match(captures: &Captures<'_>, now: CalendarDate) -> Option<Found<f64>
     } else {
         now.months_until_next(u32::try_from(first_month).unwrap_or(1))
     };
-    Some(Found { value: months as f64, range: whole.range(), confidence: 0.8 })
+    Some(Found {
+        value: months as f64,
+        range: whole.range(),
+        confidence: 0.8,
+    })
 }
 
 fn year_match(captures: &Captures<'_>, now: CalendarDate) -> Option<Found<f64>> {
     let whole = captures.get(0)?;
     let preposition = captures.name("prep")?.as_str();
     let year = captures.name("year")?.as_str().parse::<i64>().ok()?;
-    let target = if preposition.contains("end") || preposition.starts_with("fin") || preposition.contains("late") || preposition == "avant fin" {
+    let target = if preposition.contains("end")
+        || preposition.starts_with("fin")
+        || preposition.contains("late")
+        || preposition == "avant fin"
+    {
         12
     } else if preposition.starts_with("mi") || preposition.contains("mid") {
         6
@@ -475,7 +659,11 @@ fn year_match(captures: &Captures<'_>, now: CalendarDate) -> Option<Found<f64>> 
         return None;
     }
     let months = now.months_until(year, target);
-    (0..=120).contains(&months).then(|| Found { value: months as f64, range: whole.range(), confidence: 0.75 })
+    (0..=120).contains(&months).then(|| Found {
+        value: months as f64,
+        range: whole.range(),
+        confidence: 0.75,
+    })
 }
 
 #[cfg(test)]
@@ -483,14 +671,20 @@ mod tests {
     use super::*;
 
     /// 2025-03-10, a Monday in the first quarter.
-    const MARCH: CalendarDate = CalendarDate { year: 2025, month: 3 };
+    const MARCH: CalendarDate = CalendarDate {
+        year: 2025,
+        month: 3,
+    };
 
     fn months(text: &str) -> Option<f64> {
         months_at(text, MARCH)
     }
 
     fn months_at(text: &str, now: CalendarDate) -> Option<f64> {
-        TimelinePatterns::new().unwrap().find(&Normalised::new(text), now).map(|found| found.value)
+        TimelinePatterns::new()
+            .unwrap()
+            .find(&Normalised::new(text), now)
+            .map(|found| found.value)
     }
 
     #[test]
@@ -501,19 +695,38 @@ mod tests {
         assert_eq!(civil_from_days(20_157), (2025, 3, 10));
         assert_eq!(civil_from_days(20_454), (2026, 1, 1));
         let at: Timestamp = "2025-12-31T23:59:59Z".parse().unwrap();
-        assert_eq!(CalendarDate::of(at), CalendarDate { year: 2025, month: 12 });
+        assert_eq!(
+            CalendarDate::of(at),
+            CalendarDate {
+                year: 2025,
+                month: 12
+            }
+        );
     }
 
     #[test]
     fn as_soon_as_possible() {
-        for text in ["ASAP", "dès que possible", "c'est urgent", "tout de suite", "We want to start immediately", "au plus vite svp"] {
+        for text in [
+            "ASAP",
+            "dès que possible",
+            "c'est urgent",
+            "tout de suite",
+            "We want to start immediately",
+            "au plus vite svp",
+        ] {
             assert_eq!(months(text), Some(0.0), "{text:?}");
         }
     }
 
     #[test]
     fn negated_urgency_is_not_asap() {
-        for text in ["pas urgent", "not urgent at all", "rien d'urgent", "pas tout de suite", "ce n'est pas urgent"] {
+        for text in [
+            "pas urgent",
+            "not urgent at all",
+            "rien d'urgent",
+            "pas tout de suite",
+            "ce n'est pas urgent",
+        ] {
             assert_eq!(months(text), None, "{text:?}");
         }
     }
@@ -583,7 +796,10 @@ mod tests {
 
     #[test]
     fn month_with_year_or_limit() {
-        assert_eq!(months("The earliest we could start is January 2026."), Some(10.0));
+        assert_eq!(
+            months("The earliest we could start is January 2026."),
+            Some(10.0)
+        );
         assert_eq!(months("so October at the latest"), Some(7.0));
         assert_eq!(months("septembre au plus tard"), Some(6.0));
         assert_eq!(months("we met in 2024, in March"), Some(0.0));
@@ -608,7 +824,10 @@ mod tests {
         assert_eq!(months("third quarter"), Some(4.0));
         assert_eq!(months("un appartement T3 et T4"), None);
         assert_eq!(months("it depends on the results of Q1"), None);
-        assert_eq!(months("Planning to roll this out in Q2 next year."), Some(13.0));
+        assert_eq!(
+            months("Planning to roll this out in Q2 next year."),
+            Some(13.0)
+        );
         assert_eq!(months("Timeline: Q3."), Some(4.0));
     }
 
@@ -618,7 +837,16 @@ mod tests {
         assert_eq!(months("cet été"), Some(3.0));
         assert_eq!(months("au printemps"), Some(0.0));
         assert_eq!(months("cet automne"), Some(6.0));
-        assert_eq!(months_at("next summer", CalendarDate { year: 2025, month: 7 }), Some(11.0));
+        assert_eq!(
+            months_at(
+                "next summer",
+                CalendarDate {
+                    year: 2025,
+                    month: 7
+                }
+            ),
+            Some(11.0)
+        );
         assert_eq!(months("ça a été difficile"), None);
         assert_eq!(months("Hold off until after the summer please."), Some(6.0));
     }
@@ -630,19 +858,28 @@ mod tests {
         assert_eq!(months("en 2025"), None);
         assert_eq!(months("en 2024 on a dépensé"), None);
         assert_eq!(months("We spent 2024 rebuilding"), None);
-        assert_eq!(months("We're looking at kicking off in the new year."), Some(10.0));
+        assert_eq!(
+            months("We're looking at kicking off in the new year."),
+            Some(10.0)
+        );
     }
 
     #[test]
     fn meeting_timing_is_not_timeline() {
         assert_eq!(months("Let's set up a demo next week."), None);
         assert_eq!(months("Un rendez-vous la semaine prochaine ?"), None);
-        assert_eq!(months("call me next week, we want to start next month"), Some(1.0));
+        assert_eq!(
+            months("call me next week, we want to start next month"),
+            Some(1.0)
+        );
     }
 
     #[test]
     fn past_and_weak_phrases_are_not_timeline() {
-        assert_eq!(months("We already switched to a competitor in January."), None);
+        assert_eq!(
+            months("We already switched to a competitor in January."),
+            None
+        );
         assert_eq!(months("This is the third message this week, enough."), None);
         assert_eq!(months("we want to start this week"), Some(0.0));
     }
@@ -650,14 +887,23 @@ mod tests {
     #[test]
     fn first_start_statement_wins() {
         assert_eq!(months("T3 au plus tard, on a un salon en juin."), Some(4.0));
-        assert_eq!(months("Maybe next quarter. Right now we're busy with the 2025 launch."), Some(3.0));
-        assert_eq!(months("Au plus vite, on a un lancement produit en mai."), Some(0.0));
+        assert_eq!(
+            months("Maybe next quarter. Right now we're busy with the 2025 launch."),
+            Some(3.0)
+        );
+        assert_eq!(
+            months("Au plus vite, on a un lancement produit en mai."),
+            Some(0.0)
+        );
         assert_eq!(months("call me asap, we want to start in June"), Some(3.0));
     }
 
     #[test]
     fn december_wraps_to_next_year() {
-        let december = CalendarDate { year: 2025, month: 12 };
+        let december = CalendarDate {
+            year: 2025,
+            month: 12,
+        };
         assert_eq!(months_at("in January", december), Some(1.0));
         assert_eq!(months_at("end of the year", december), Some(0.0));
         assert_eq!(months_at("in Q1", december), Some(1.0));

@@ -135,7 +135,10 @@ impl SmtpEmailChannelBuilder {
 
     /// Creates a builder from a whole configuration.
     pub fn from_config(config: SmtpConfig) -> Self {
-        SmtpEmailChannelBuilder { config, clock: None }
+        SmtpEmailChannelBuilder {
+            config,
+            clock: None,
+        }
     }
 
     /// Reads the configuration from environment variables:
@@ -153,14 +156,20 @@ impl SmtpEmailChannelBuilder {
     /// # Errors
     /// `ConfigInvalid` when a number or the security mode cannot be read.
     pub fn from_env() -> Result<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
         let mut config = SmtpConfig::default();
         if let Some(host) = var("KALIFY_SMTP_HOST") {
             config.host = host;
         }
         if let Some(port) = var("KALIFY_SMTP_PORT") {
             config.port = Some(port.trim().parse().map_err(|_| {
-                config_error(format!("invalid KALIFY_SMTP_PORT {port:?}: expected a port number such as 587"))
+                config_error(format!(
+                    "invalid KALIFY_SMTP_PORT {port:?}: expected a port number such as 587"
+                ))
             })?);
         }
         if let Some(security) = var("KALIFY_SMTP_SECURITY") {
@@ -228,7 +237,11 @@ impl SmtpEmailChannelBuilder {
 
     /// Sets the `From` address and the display name used when an outbox
     /// entry has no sender name.
-    pub fn with_from(mut self, address: impl Into<String>, display_name: impl Into<String>) -> Self {
+    pub fn with_from(
+        mut self,
+        address: impl Into<String>,
+        display_name: impl Into<String>,
+    ) -> Self {
         self.config.from_address = address.into();
         self.config.from_name = Some(display_name.into());
         self
@@ -241,7 +254,12 @@ impl SmtpEmailChannelBuilder {
     }
 
     /// Sets the unsubscribe key, the `https` one-click URL and the `mailto` mailbox.
-    pub fn with_unsubscribe(mut self, key: Secret, url: impl Into<String>, mailto: impl Into<String>) -> Self {
+    pub fn with_unsubscribe(
+        mut self,
+        key: Secret,
+        url: impl Into<String>,
+        mailto: impl Into<String>,
+    ) -> Self {
         self.config.unsubscribe_key = Some(key);
         self.config.unsubscribe_url = Some(url.into());
         self.config.unsubscribe_mailto = Some(mailto.into());
@@ -339,12 +357,24 @@ const MIN_KEY_BYTES: usize = 32;
 
 impl Settings {
     fn check(config: SmtpConfig) -> Result<Settings> {
-        let host = config.host.trim().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host = config
+            .host
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         if host.is_empty() {
-            return Err(config_error("the SMTP host is missing; set it with with_host or KALIFY_SMTP_HOST"));
+            return Err(config_error(
+                "the SMTP host is missing; set it with with_host or KALIFY_SMTP_HOST",
+            ));
         }
-        if host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/') {
-            return Err(config_error(format!("invalid SMTP host {host:?}: expected a host name or IP address")));
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(config_error(format!(
+                "invalid SMTP host {host:?}: expected a host name or IP address"
+            )));
         }
 
         let security = match (config.plaintext_dangerous, config.security) {
@@ -379,13 +409,21 @@ impl Settings {
         };
 
         let from = EmailAddress::parse(&config.from_address).map_err(|error| {
-            config_error("the From address is missing or invalid; set it with with_from or KALIFY_SMTP_FROM")
-                .with_source(error)
+            config_error(
+                "the From address is missing or invalid; set it with with_from or KALIFY_SMTP_FROM",
+            )
+            .with_source(error)
         })?;
         if from.as_str().len() > 254 || from.as_str().parse::<lettre::Address>().is_err() {
-            return Err(config_error(format!("invalid From address {:?} for SMTP", from.as_str())));
+            return Err(config_error(format!(
+                "invalid From address {:?} for SMTP",
+                from.as_str()
+            )));
         }
-        let from_name = config.from_name.map(|name| super::smtp::header_text(&name, 78)).filter(|n| !n.is_empty());
+        let from_name = config
+            .from_name
+            .map(|name| super::smtp::header_text(&name, 78))
+            .filter(|n| !n.is_empty());
 
         if config.timeout.is_zero() {
             return Err(config_error("the SMTP timeout must be longer than zero"));
@@ -399,10 +437,15 @@ impl Settings {
                 "the unsubscribe key is too short: it needs at least {MIN_KEY_BYTES} bytes of random data"
             )));
         }
-        let unsubscribe_url = config.unsubscribe_url.map(|url| url.trim().to_owned()).unwrap_or_default();
+        let unsubscribe_url = config
+            .unsubscribe_url
+            .map(|url| url.trim().to_owned())
+            .unwrap_or_default();
         if !unsubscribe_url.starts_with("https://")
             || unsubscribe_url.len() <= "https://".len()
-            || unsubscribe_url.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '#'))
+            || unsubscribe_url
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '#'))
         {
             return Err(config_error(format!(
                 "invalid unsubscribe URL {unsubscribe_url:?}: expected an https URL without a fragment, such as https://example.com/unsubscribe (RFC 8058 requires https)"
@@ -414,22 +457,34 @@ impl Settings {
             .map(EmailAddress::parse)
             .transpose()
             .map_err(|error| config_error("invalid unsubscribe mailbox").with_source(error))?
-            .ok_or_else(|| config_error("the unsubscribe mailbox is missing; set it with with_unsubscribe"))?;
+            .ok_or_else(|| {
+                config_error("the unsubscribe mailbox is missing; set it with with_unsubscribe")
+            })?;
         if !config.unsubscribe_footer.contains("{url}") {
-            return Err(config_error("the unsubscribe footer must contain {url}, the place of the link"));
+            return Err(config_error(
+                "the unsubscribe footer must contain {url}, the place of the link",
+            ));
         }
 
         for pem in &config.root_certificates_pem {
             // lettre accepts PEM text without any certificate in it, so
             // the marker is checked first.
-            if !pem.windows(27).any(|window| window == b"-----BEGIN CERTIFICATE-----") {
-                return Err(config_error("invalid root certificate: expected a PEM CERTIFICATE block"));
+            if !pem
+                .windows(27)
+                .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+            {
+                return Err(config_error(
+                    "invalid root certificate: expected a PEM CERTIFICATE block",
+                ));
             }
-            lettre::transport::smtp::client::Certificate::from_pem(pem)
-                .map_err(|error| config_error("invalid root certificate: expected PEM").with_source(error))?;
+            lettre::transport::smtp::client::Certificate::from_pem(pem).map_err(|error| {
+                config_error("invalid root certificate: expected PEM").with_source(error)
+            })?;
         }
         if config.max_inbound_bytes == 0 {
-            return Err(config_error("the inbound size limit must be larger than zero"));
+            return Err(config_error(
+                "the inbound size limit must be larger than zero",
+            ));
         }
 
         Ok(Settings {
@@ -452,11 +507,14 @@ impl Settings {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn config_error(message: impl Into<String>) -> Error {
-    Error::new(ErrorKind::ConfigInvalid, message).with_adapter("smtp").with_operation("build")
+    Error::new(ErrorKind::ConfigInvalid, message)
+        .with_adapter("smtp")
+        .with_operation("build")
 }
 
 #[cfg(test)]
@@ -491,11 +549,16 @@ mod tests {
     #[test]
     fn plaintext_only_on_loopback() {
         for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.3.2.1"] {
-            let settings = Settings::check(valid().with_host(host).with_plaintext_dangerous().config).unwrap();
+            let settings =
+                Settings::check(valid().with_host(host).with_plaintext_dangerous().config).unwrap();
             assert_eq!(settings.security, Security::PlaintextDangerous, "{host}");
         }
         for host in ["smtp.example.com", "10.0.0.5", "192.168.1.2"] {
-            let error = valid().with_host(host).with_plaintext_dangerous().build().unwrap_err();
+            let error = valid()
+                .with_host(host)
+                .with_plaintext_dangerous()
+                .build()
+                .unwrap_err();
             assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{host}");
         }
     }
@@ -505,12 +568,36 @@ mod tests {
         let cases = [
             ("no host", valid().with_host("")),
             ("bad from", valid().with_from("not-an-address", "x")),
-            ("short key", valid().with_unsubscribe(Secret::new("short"), "https://example.com/u", "u@example.com")),
-            ("http url", valid().with_unsubscribe(Secret::new("k".repeat(32)), "http://example.com/u", "u@example.com")),
-            ("bad mailto", valid().with_unsubscribe(Secret::new("k".repeat(32)), "https://example.com/u", "nope")),
+            (
+                "short key",
+                valid().with_unsubscribe(
+                    Secret::new("short"),
+                    "https://example.com/u",
+                    "u@example.com",
+                ),
+            ),
+            (
+                "http url",
+                valid().with_unsubscribe(
+                    Secret::new("k".repeat(32)),
+                    "http://example.com/u",
+                    "u@example.com",
+                ),
+            ),
+            (
+                "bad mailto",
+                valid().with_unsubscribe(
+                    Secret::new("k".repeat(32)),
+                    "https://example.com/u",
+                    "nope",
+                ),
+            ),
             ("footer", valid().with_unsubscribe_footer("no link")),
             ("zero timeout", valid().with_timeout(Duration::ZERO)),
-            ("bad pem", valid().with_root_certificate_pem(b"not pem".to_vec())),
+            (
+                "bad pem",
+                valid().with_root_certificate_pem(b"not pem".to_vec()),
+            ),
         ];
         for (name, builder) in cases {
             match builder.build() {
@@ -520,7 +607,9 @@ mod tests {
         }
         let mut config = valid().config;
         config.username = Some("user".into());
-        let error = SmtpEmailChannelBuilder::from_config(config).build().unwrap_err();
+        let error = SmtpEmailChannelBuilder::from_config(config)
+            .build()
+            .unwrap_err();
         assert!(error.message().contains("both"), "{error}");
     }
 

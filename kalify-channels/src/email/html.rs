@@ -50,10 +50,14 @@ pub(crate) fn html_to_text(html: &str) -> String {
         match tag.name.as_str() {
             // Their content is not text. Script content may hold '<' and
             // quotes, so the end tag is searched for as text.
-            "head" | "script" | "style" | "title" | "template" | "noscript" if !tag.closing && !tag.self_closing => {
+            "head" | "script" | "style" | "title" | "template" | "noscript"
+                if !tag.closing && !tag.self_closing =>
+            {
                 let end_tag = format!("</{}", tag.name);
                 rest = match find_ignore_ascii_case(rest, &end_tag) {
-                    Some(start) => rest[start..].find('>').map_or("", |end| &rest[start + end + 1..]),
+                    Some(start) => rest[start..]
+                        .find('>')
+                        .map_or("", |end| &rest[start + end + 1..]),
                     None => "",
                 };
             }
@@ -79,7 +83,9 @@ pub(crate) fn html_to_text(html: &str) -> String {
                     pre_depth += 1;
                 }
             }
-            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol" => out.paragraph(),
+            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol" => {
+                out.paragraph()
+            }
             "li" if !tag.closing => {
                 out.end_line();
                 out.text("- ", true);
@@ -189,7 +195,13 @@ impl Tag {
             || lowered.contains("id=\"signature\"")
             || lowered.contains("id='signature'")
             || lowered.contains("moz-signature");
-        Some(Tag { name, closing, self_closing, is_signature, len })
+        Some(Tag {
+            name,
+            closing,
+            self_closing,
+            is_signature,
+            len,
+        })
     }
 }
 
@@ -242,7 +254,11 @@ impl Output {
         }
         let line = std::mem::take(&mut self.line);
         // The signature delimiter is the one line whose trailing space counts.
-        let text = if line == "-- " { line.as_str() } else { line.trim_end() };
+        let text = if line == "-- " {
+            line.as_str()
+        } else {
+            line.trim_end()
+        };
         self.lines.push(render(self.line_depth, text));
         self.pending_space = false;
     }
@@ -260,17 +276,28 @@ impl Output {
     /// Ends the current line and leaves one blank line after it.
     fn paragraph(&mut self) {
         self.end_line();
-        if self.lines.last().is_some_and(|last| !last.trim_start_matches('>').trim().is_empty()) {
+        if self
+            .lines
+            .last()
+            .is_some_and(|last| !last.trim_start_matches('>').trim().is_empty())
+        {
             self.lines.push(render(self.quote_depth, ""));
         }
     }
 
     fn finish(mut self) -> String {
         self.end_line();
-        while self.lines.last().is_some_and(|last| last.trim_start_matches('>').trim().is_empty()) {
+        while self
+            .lines
+            .last()
+            .is_some_and(|last| last.trim_start_matches('>').trim().is_empty())
+        {
             self.lines.pop();
         }
-        let first = self.lines.iter().position(|line| !line.trim_start_matches('>').trim().is_empty());
+        let first = self
+            .lines
+            .iter()
+            .position(|line| !line.trim_start_matches('>').trim().is_empty());
         let lines = first.map_or(&[][..], |first| &self.lines[first..]);
         lines.join("\n")
     }
@@ -304,8 +331,13 @@ pub(crate) fn decode_entities(text: &str) -> String {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
         // References are short: the longest name here is 6 characters.
-        let window_end = rest.char_indices().nth(12).map_or(rest.len(), |(index, _)| index);
-        let decoded = rest[..window_end].find(';').and_then(|semi| decode_reference(&rest[1..semi]).map(|c| (c, semi)));
+        let window_end = rest
+            .char_indices()
+            .nth(12)
+            .map_or(rest.len(), |(index, _)| index);
+        let decoded = rest[..window_end]
+            .find(';')
+            .and_then(|semi| decode_reference(&rest[1..semi]).map(|c| (c, semi)));
         match decoded {
             Some((c, semi)) => {
                 out.push(c);
@@ -328,7 +360,11 @@ fn decode_reference(reference: &str) -> Option<char> {
             None => number.parse::<u32>().ok()?,
         };
         // NUL and surrogates become U+FFFD, as HTML parsers do.
-        return Some(char::from_u32(code).filter(|&c| c != '\0').unwrap_or('\u{fffd}'));
+        return Some(
+            char::from_u32(code)
+                .filter(|&c| c != '\0')
+                .unwrap_or('\u{fffd}'),
+        );
     }
     let c = match reference {
         "amp" | "AMP" => '&',
@@ -424,7 +460,10 @@ mod tests {
     #[test]
     fn blocks_become_lines() {
         let html = "<html><body><div>Hello Marie,</div><div><br></div><div>Budget is 20k.</div><p>Thanks</p></body></html>";
-        assert_eq!(html_to_text(html), "Hello Marie,\n\nBudget is 20k.\n\nThanks");
+        assert_eq!(
+            html_to_text(html),
+            "Hello Marie,\n\nBudget is 20k.\n\nThanks"
+        );
     }
 
     #[test]
@@ -435,14 +474,25 @@ mod tests {
 
     #[test]
     fn entities_decoded() {
-        assert_eq!(html_to_text("<p>R&eacute;ponse&nbsp;: 10&#8239;000&nbsp;&euro; &amp; &#x2014; &lt;ok&gt;</p>"), "Réponse\u{a0}: 10\u{202f}000\u{a0}€ & — <ok>");
-        assert_eq!(decode_entities("a &unknown; b & c &#xZZ; &#0;"), "a &unknown; b & c &#xZZ; \u{fffd}");
+        assert_eq!(
+            html_to_text(
+                "<p>R&eacute;ponse&nbsp;: 10&#8239;000&nbsp;&euro; &amp; &#x2014; &lt;ok&gt;</p>"
+            ),
+            "Réponse\u{a0}: 10\u{202f}000\u{a0}€ & — <ok>"
+        );
+        assert_eq!(
+            decode_entities("a &unknown; b & c &#xZZ; &#0;"),
+            "a &unknown; b & c &#xZZ; \u{fffd}"
+        );
     }
 
     #[test]
     fn blockquote_prefixed() {
         let html = "<div>Yes, next month.</div><div class=\"gmail_quote\"><div>On Mon, 3 Mar 2025, Ana wrote:<br></div><blockquote>When can you start?<blockquote>Inner</blockquote></blockquote></div>";
-        assert_eq!(html_to_text(html), "Yes, next month.\nOn Mon, 3 Mar 2025, Ana wrote:\n> When can you start?\n> > Inner");
+        assert_eq!(
+            html_to_text(html),
+            "Yes, next month.\nOn Mon, 3 Mar 2025, Ana wrote:\n> When can you start?\n> > Inner"
+        );
     }
 
     #[test]
@@ -453,12 +503,30 @@ mod tests {
 
     #[test]
     fn whitespace_collapses_outside_pre() {
-        assert_eq!(html_to_text("<p>a \n\t b</p><pre>x  y\n  z</pre>"), "a b\n\nx  y\n  z");
+        assert_eq!(
+            html_to_text("<p>a \n\t b</p><pre>x  y\n  z</pre>"),
+            "a b\n\nx  y\n  z"
+        );
     }
 
     #[test]
     fn malformed_html_survives() {
-        for html in ["<", "<<<>>>", "a < b", "<div", "<p>unclosed", "</div></div>", "<a href='x>y'>link</a>", "&", "&#", "<!--", "<!DOCTYPE", "<script>never closed", "<\u{e9}>", "<1>"] {
+        for html in [
+            "<",
+            "<<<>>>",
+            "a < b",
+            "<div",
+            "<p>unclosed",
+            "</div></div>",
+            "<a href='x>y'>link</a>",
+            "&",
+            "&#",
+            "<!--",
+            "<!DOCTYPE",
+            "<script>never closed",
+            "<\u{e9}>",
+            "<1>",
+        ] {
             let _ = html_to_text(html);
         }
         assert_eq!(html_to_text("a < b"), "a < b");
@@ -467,6 +535,9 @@ mod tests {
 
     #[test]
     fn list_items_dashed() {
-        assert_eq!(html_to_text("<ul><li>one</li><li>two</li></ul>"), "- one\n- two");
+        assert_eq!(
+            html_to_text("<ul><li>one</li><li>two</li></ul>"),
+            "- one\n- two"
+        );
     }
 }

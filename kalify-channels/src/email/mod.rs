@@ -58,16 +58,16 @@ use async_trait::async_trait;
 use kalify_core::contact::{ChannelKind, ContactPoint};
 use kalify_core::gate::SendPermit;
 use kalify_core::ports::{
-    AutoReplyNotice, BounceNotice, Channel, ChannelCapabilities, Clock, InboundEvent, InboundMessage, OptOutNotice,
-    Receipt, WebhookRequest,
+    AutoReplyNotice, BounceNotice, Channel, ChannelCapabilities, Clock, InboundEvent,
+    InboundMessage, OptOutNotice, Receipt, WebhookRequest,
 };
 use kalify_core::{Error, ErrorKind, Result, Timestamp};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 pub use config::{DEFAULT_UNSUBSCRIBE_FOOTER, SmtpConfig, SmtpEmailChannelBuilder, SmtpSecurity};
 pub use inbound::{
-    AutoReplySignal, DEFAULT_MAX_EMAIL_BYTES, DeliveryReport, EmailKind, ParsedEmail, RecipientStatus, parse_email,
-    parse_email_with_limit,
+    AutoReplySignal, DEFAULT_MAX_EMAIL_BYTES, DeliveryReport, EmailKind, ParsedEmail,
+    RecipientStatus, parse_email, parse_email_with_limit,
 };
 pub use reply_text::visible_reply;
 pub use signature::{SIGNATURE_HEADER, sign_inbound};
@@ -124,7 +124,12 @@ impl SmtpEmailChannel {
     }
 
     fn from_settings(settings: Settings, clock: Arc<dyn Clock>) -> Self {
-        SmtpEmailChannel { settings, clock, transport: OnceLock::new(), sent: Mutex::new(SentKeys::default()) }
+        SmtpEmailChannel {
+            settings,
+            clock,
+            transport: OnceLock::new(),
+            sent: Mutex::new(SentKeys::default()),
+        }
     }
 
     fn transport(&self) -> Result<&AsyncSmtpTransport<Tokio1Executor>> {
@@ -143,7 +148,11 @@ impl SmtpEmailChannel {
 
     fn remember(&self, key: &str, receipt: &Receipt) {
         let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
-        if sent.receipts.insert(key.to_owned(), receipt.clone()).is_none() {
+        if sent
+            .receipts
+            .insert(key.to_owned(), receipt.clone())
+            .is_none()
+        {
             sent.order.push_back(key.to_owned());
         }
         while sent.order.len() > REMEMBERED_SENDS {
@@ -157,7 +166,11 @@ impl SmtpEmailChannel {
         let Some(secret) = &self.settings.inbound_secret else {
             return Ok(());
         };
-        let presented = request.headers.get(SIGNATURE_HEADER).map(String::as_str).unwrap_or("");
+        let presented = request
+            .headers
+            .get(SIGNATURE_HEADER)
+            .map(String::as_str)
+            .unwrap_or("");
         if verify_inbound(secret, &request.body, presented) {
             Ok(())
         } else {
@@ -232,8 +245,15 @@ impl SmtpEmailChannel {
     }
 }
 
-fn bounce_events(report: DeliveryReport, provider_message_id: String, at: Timestamp) -> Vec<InboundEvent> {
-    let notice = |recipient: Option<ContactPoint>, permanent: bool, status_code: Option<String>, reason: &str| {
+fn bounce_events(
+    report: DeliveryReport,
+    provider_message_id: String,
+    at: Timestamp,
+) -> Vec<InboundEvent> {
+    let notice = |recipient: Option<ContactPoint>,
+                  permanent: bool,
+                  status_code: Option<String>,
+                  reason: &str| {
         InboundEvent::Bounce(BounceNotice {
             channel: ChannelKind::Email,
             provider: PROVIDER.to_owned(),
@@ -256,7 +276,11 @@ fn bounce_events(report: DeliveryReport, provider_message_id: String, at: Timest
         .recipients
         .iter()
         .map(|status| {
-            let reason = if status.action == "delayed" { "delivery_delayed" } else { "delivery_failed" };
+            let reason = if status.action == "delayed" {
+                "delivery_delayed"
+            } else {
+                "delivery_failed"
+            };
             notice(
                 status.recipient.clone().map(ContactPoint::Email),
                 status.permanent,
@@ -281,7 +305,11 @@ impl fmt::Debug for SmtpEmailChannel {
 
 impl fmt::Display for SmtpEmailChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SmtpEmailChannel(host={}, port={})", self.settings.host, self.settings.port)
+        write!(
+            f,
+            "SmtpEmailChannel(host={}, port={})",
+            self.settings.host, self.settings.port
+        )
     }
 }
 
@@ -296,7 +324,9 @@ impl Channel for SmtpEmailChannel {
     }
 
     fn capabilities(&self) -> ChannelCapabilities {
-        ChannelCapabilities::new().with_webhooks(true).with_dedupes_sends(true)
+        ChannelCapabilities::new()
+            .with_webhooks(true)
+            .with_dedupes_sends(true)
     }
 
     /// Sends the permitted e-mail.
@@ -318,8 +348,10 @@ impl Channel for SmtpEmailChannel {
 
         match result {
             Ok(_) => {
-                let receipt =
-                    Receipt { provider: PROVIDER.to_owned(), provider_message_id: outgoing.message_id };
+                let receipt = Receipt {
+                    provider: PROVIDER.to_owned(),
+                    provider_message_id: outgoing.message_id,
+                };
                 self.remember(&entry.idempotency_key, &receipt);
                 tracing::debug!(
                     target: "kalify::channel",
@@ -335,7 +367,8 @@ impl Channel for SmtpEmailChannel {
             }
             Err(error) => {
                 let timed_out = started.elapsed() >= self.settings.timeout;
-                let error = smtp::map_smtp_error(error, timed_out).with_context("outbox_id", entry.id);
+                let error =
+                    smtp::map_smtp_error(error, timed_out).with_context("outbox_id", entry.id);
                 if error.kind() == ErrorKind::Unexpected {
                     tracing::error!(target: "kalify::channel", adapter = PROVIDER, operation = "send", outbox_id = %entry.id, elapsed_ms, error = %error, "SMTP send failed");
                 } else {

@@ -205,7 +205,10 @@ fn word_count(text: &str) -> usize {
 
 fn is_separator(line: &str) -> bool {
     let trimmed = line.trim();
-    trimmed.chars().count() >= 3 && trimmed.chars().all(|c| matches!(c, '-' | '_' | '=' | '*' | '~'))
+    trimmed.chars().count() >= 3
+        && trimmed
+            .chars()
+            .all(|c| matches!(c, '-' | '_' | '=' | '*' | '~'))
 }
 
 fn assemble(pieces: Vec<Piece<'_>>) -> String {
@@ -231,10 +234,16 @@ fn assemble(pieces: Vec<Piece<'_>>) -> String {
             }
         }
     }
-    while out.last().is_some_and(|last| last.trim().is_empty() || is_separator(last)) {
+    while out
+        .last()
+        .is_some_and(|last| last.trim().is_empty() || is_separator(last))
+    {
         out.pop();
     }
-    let start = out.iter().position(|line| !line.trim().is_empty()).unwrap_or(out.len());
+    let start = out
+        .iter()
+        .position(|line| !line.trim().is_empty())
+        .unwrap_or(out.len());
     out[start..].join("\n")
 }
 
@@ -256,7 +265,8 @@ mod tests {
 
     #[test]
     fn wrapped_attribution_removed() {
-        let body = "Sure\n\nLe 3 mars 2025 à 10:12, Ana Ruiz\n<ana@example.com> a écrit :\n> Bonjour\n";
+        let body =
+            "Sure\n\nLe 3 mars 2025 à 10:12, Ana Ruiz\n<ana@example.com> a écrit :\n> Bonjour\n";
         assert_eq!(visible_reply(body), "Sure");
     }
 
@@ -268,7 +278,11 @@ mod tests {
 
     #[test]
     fn original_message_separator_cut() {
-        for separator in ["-----Original Message-----", "-----Message d'origine-----", "-------- Message original --------"] {
+        for separator in [
+            "-----Original Message-----",
+            "-----Message d'origine-----",
+            "-------- Message original --------",
+        ] {
             let body = format!("Merci\n\n{separator}\nFrom: x\nHello");
             assert_eq!(visible_reply(&body), "Merci", "{separator}");
         }
@@ -276,7 +290,13 @@ mod tests {
 
     #[test]
     fn mobile_footers_cut() {
-        for footer in ["Envoyé de mon iPhone", "Sent from my iPhone", "Get Outlook for iOS", "Télécharger Outlook pour Android", "Sent from Yahoo Mail on Android"] {
+        for footer in [
+            "Envoyé de mon iPhone",
+            "Sent from my iPhone",
+            "Get Outlook for iOS",
+            "Télécharger Outlook pour Android",
+            "Sent from Yahoo Mail on Android",
+        ] {
             let body = format!("D'accord pour jeudi.\n\n{footer}\n\n> Jeudi ?");
             assert_eq!(visible_reply(&body), "D'accord pour jeudi.", "{footer}");
         }

@@ -76,14 +76,21 @@ mod tests {
         assert!(signature.starts_with("sha256="));
         assert_eq!(signature.len(), 7 + 64);
         assert!(verify_inbound(&secret, b"raw message", &signature));
-        assert!(verify_inbound(&secret, b"raw message", &signature.to_uppercase().replace("SHA256=", "sha256=")));
+        assert!(verify_inbound(
+            &secret,
+            b"raw message",
+            &signature.to_uppercase().replace("SHA256=", "sha256=")
+        ));
     }
 
     #[test]
     fn known_answer() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let signature = sign_inbound(&Secret::new("Jefe"), b"what do ya want for nothing?");
-        assert_eq!(signature, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            signature,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]
@@ -91,8 +98,19 @@ mod tests {
         let secret = Secret::new("inbound-secret");
         let signature = sign_inbound(&secret, b"raw message");
         assert!(!verify_inbound(&secret, b"raw message!", &signature));
-        assert!(!verify_inbound(&Secret::new("other"), b"raw message", &signature));
-        for bad in ["", "sha256=", "sha1=00", &signature[..40], "sha256=zz", &format!("{signature}00")] {
+        assert!(!verify_inbound(
+            &Secret::new("other"),
+            b"raw message",
+            &signature
+        ));
+        for bad in [
+            "",
+            "sha256=",
+            "sha1=00",
+            &signature[..40],
+            "sha256=zz",
+            &format!("{signature}00"),
+        ] {
             assert!(!verify_inbound(&secret, b"raw message", bad), "{bad:?}");
         }
     }

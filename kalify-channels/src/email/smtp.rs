@@ -56,7 +56,11 @@ pub(crate) fn build_message(settings: &Settings, permit: &SendPermit) -> Result<
     let domain = settings.from.domain();
     let thread_root = format!("{}@{domain}", entry.conversation_id);
     let first_message = matches!(entry.purpose, SendPurpose::Outreach { attempt: 0 });
-    let message_id = if first_message { thread_root.clone() } else { format!("{}@{domain}", entry.message_id) };
+    let message_id = if first_message {
+        thread_root.clone()
+    } else {
+        format!("{}@{domain}", entry.message_id)
+    };
 
     let subject = entry
         .subject
@@ -72,7 +76,9 @@ pub(crate) fn build_message(settings: &Settings, permit: &SendPermit) -> Result<
         .date(SystemTime::from(permit.checked_at()))
         .message_id(Some(format!("<{message_id}>")));
     if !first_message {
-        builder = builder.in_reply_to(format!("<{thread_root}>")).references(format!("<{thread_root}>"));
+        builder = builder
+            .in_reply_to(format!("<{thread_root}>"))
+            .references(format!("<{thread_root}>"));
     }
 
     let mut body = entry.text.clone();
@@ -102,14 +108,20 @@ pub(crate) fn build_message(settings: &Settings, permit: &SendPermit) -> Result<
         );
     }
 
-    let message = builder.header(ContentType::TEXT_PLAIN).body(body).map_err(|error| {
-        Error::invalid_input("failed to build the e-mail")
-            .with_adapter("smtp")
-            .with_operation("send")
-            .with_context("outbox_id", entry.id)
-            .with_source(error)
-    })?;
-    Ok(Outgoing { message, message_id })
+    let message = builder
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|error| {
+            Error::invalid_input("failed to build the e-mail")
+                .with_adapter("smtp")
+                .with_operation("send")
+                .with_context("outbox_id", entry.id)
+                .with_source(error)
+        })?;
+    Ok(Outgoing {
+        message,
+        message_id,
+    })
 }
 
 fn mailbox(name: Option<String>, address: &EmailAddress) -> Result<Mailbox> {
@@ -127,7 +139,10 @@ fn mailbox(name: Option<String>, address: &EmailAddress) -> Result<Mailbox> {
 /// space collapse, and the result is cut to `max_chars`.
 pub(crate) fn header_text(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars * 4));
-    for word in text.split(|c: char| c.is_whitespace() || c.is_control()).filter(|word| !word.is_empty()) {
+    for word in text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+    {
         if !out.is_empty() {
             out.push(' ');
         }
@@ -142,9 +157,10 @@ pub(crate) fn header_text(text: &str, max_chars: usize) -> String {
 /// Creates the lettre transport. It must run inside a Tokio runtime,
 /// because lettre's connection pool starts a cleanup task.
 pub(crate) fn transport(settings: &Settings) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
-        .port(settings.port)
-        .timeout(Some(settings.timeout));
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
+            .port(settings.port)
+            .timeout(Some(settings.timeout));
 
     let tls_parameters = || -> Result<TlsParameters> {
         let mut parameters = TlsParameters::builder(settings.host.clone());
@@ -162,17 +178,23 @@ pub(crate) fn transport(settings: &Settings) -> Result<AsyncSmtpTransport<Tokio1
 
     if let Some((username, password)) = &settings.credentials {
         builder = builder
-            .credentials(Credentials::new(username.clone(), password.expose().to_owned()))
+            .credentials(Credentials::new(
+                username.clone(),
+                password.expose().to_owned(),
+            ))
             .authentication(vec![Mechanism::Plain, Mechanism::Login]);
     }
     Ok(builder.build())
 }
 
 fn config_error(error: lettre::transport::smtp::Error) -> Error {
-    Error::new(ErrorKind::ConfigInvalid, "failed to set up TLS for the SMTP server")
-        .with_adapter("smtp")
-        .with_operation("connect")
-        .with_source(error)
+    Error::new(
+        ErrorKind::ConfigInvalid,
+        "failed to set up TLS for the SMTP server",
+    )
+    .with_adapter("smtp")
+    .with_operation("connect")
+    .with_source(error)
 }
 
 /// The first RFC 3463 enhanced status code in a server reply, such as `5.1.1`.
@@ -200,7 +222,11 @@ static ENHANCED_STATUS: LazyLock<Option<Regex>> =
 /// lettre 0.11 reports a read that hit the limit as an incomplete
 /// response, without the I/O timeout in its source chain.
 pub(crate) fn map_smtp_error(error: lettre::transport::smtp::Error, timed_out: bool) -> Error {
-    let base = |kind: ErrorKind, message: &str| Error::new(kind, message).with_adapter("smtp").with_operation("send");
+    let base = |kind: ErrorKind, message: &str| {
+        Error::new(kind, message)
+            .with_adapter("smtp")
+            .with_operation("send")
+    };
 
     if let Some(code) = error.status() {
         let code = u16::from(code);
@@ -210,13 +236,29 @@ pub(crate) fn map_smtp_error(error: lettre::transport::smtp::Error, timed_out: b
             .and_then(|regex| regex.find(&text))
             .map(|found| found.as_str().to_owned());
         let mapped = match code {
-            530 | 534 | 535 | 538 => base(ErrorKind::Unauthenticated, "the SMTP server rejected the credentials"),
-            550 | 551 | 553 => base(ErrorKind::InvalidInput, "the SMTP server rejected the recipient mailbox"),
-            552 | 554 => base(ErrorKind::ContentRejected, "the SMTP server refused the message"),
+            530 | 534 | 535 | 538 => base(
+                ErrorKind::Unauthenticated,
+                "the SMTP server rejected the credentials",
+            ),
+            550 | 551 | 553 => base(
+                ErrorKind::InvalidInput,
+                "the SMTP server rejected the recipient mailbox",
+            ),
+            552 | 554 => base(
+                ErrorKind::ContentRejected,
+                "the SMTP server refused the message",
+            ),
             500..=599 => base(ErrorKind::Unexpected, "the SMTP server refused the request"),
-            _ => base(ErrorKind::Unavailable, "the SMTP server reported a temporary failure"),
+            _ => base(
+                ErrorKind::Unavailable,
+                "the SMTP server reported a temporary failure",
+            ),
         };
-        let retry = if error.is_transient() { Retry::Temporary } else { Retry::Permanent };
+        let retry = if error.is_transient() {
+            Retry::Temporary
+        } else {
+            Retry::Permanent
+        };
         let mapped = mapped.with_retry(retry).with_context("smtp_code", code);
         return match enhanced {
             Some(enhanced) => mapped.with_context("enhanced_status", enhanced),
@@ -224,14 +266,25 @@ pub(crate) fn map_smtp_error(error: lettre::transport::smtp::Error, timed_out: b
         };
     }
     if error.is_timeout() || timed_out {
-        return base(ErrorKind::Timeout, "timed out waiting for the SMTP server's reply").with_source(error);
+        return base(
+            ErrorKind::Timeout,
+            "timed out waiting for the SMTP server's reply",
+        )
+        .with_source(error);
     }
     if error.is_client() {
-        return base(ErrorKind::ConfigInvalid, "the SMTP client refused to go on; check the security mode and credentials")
-            .with_source(error);
+        return base(
+            ErrorKind::ConfigInvalid,
+            "the SMTP client refused to go on; check the security mode and credentials",
+        )
+        .with_source(error);
     }
     if error.is_tls() {
-        return base(ErrorKind::Unavailable, "the TLS session with the SMTP server failed").with_source(error);
+        return base(
+            ErrorKind::Unavailable,
+            "the TLS session with the SMTP server failed",
+        )
+        .with_source(error);
     }
     base(ErrorKind::Unavailable, "failed to reach the SMTP server").with_source(error)
 }
@@ -257,7 +310,10 @@ mod tests {
 
     #[test]
     fn header_text_drops_line_breaks() {
-        assert_eq!(header_text("Evil\r\nBcc: victim@example.com", 200), "Evil Bcc: victim@example.com");
+        assert_eq!(
+            header_text("Evil\r\nBcc: victim@example.com", 200),
+            "Evil Bcc: victim@example.com"
+        );
         assert_eq!(header_text("  Marie \t Dupont\u{0} ", 200), "Marie Dupont");
         assert_eq!(header_text("Émilie Château", 6), "Émilie");
         assert_eq!(header_text("", 10), "");

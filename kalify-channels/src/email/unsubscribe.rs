@@ -92,14 +92,18 @@ pub fn verify_unsubscribe_token(key: &Secret, token: &str) -> Result<(OrgId, Ema
     let mut plaintext = ciphertext.to_vec();
     keys.apply_keystream(tag, &mut plaintext);
     if !keys.verify_tag(&plaintext, tag) {
-        return Err(Error::new(ErrorKind::Unauthenticated, "unsubscribe token rejected: its tag does not match")
-            .with_operation("verify_unsubscribe_token"));
+        return Err(Error::new(
+            ErrorKind::Unauthenticated,
+            "unsubscribe token rejected: its tag does not match",
+        )
+        .with_operation("verify_unsubscribe_token"));
     }
 
     // The tag matched, so these bytes are what `unsubscribe_token` wrote.
     let (org_bytes, address_bytes) = plaintext.split_at(ORG_LEN);
     let org = OrgId::from_str(&uuid_text(org_bytes))?;
-    let address = std::str::from_utf8(address_bytes).map_err(|_| invalid_token("the address is not UTF-8"))?;
+    let address = std::str::from_utf8(address_bytes)
+        .map_err(|_| invalid_token("the address is not UTF-8"))?;
     let recipient = EmailAddress::parse(address)?;
     Ok((org, recipient))
 }
@@ -119,7 +123,8 @@ pub(crate) fn unsubscribe_mailto(mailbox: &EmailAddress, token: &str) -> String 
 pub(crate) const MAILTO_SUBJECT_PREFIX: &str = "unsubscribe-";
 
 fn invalid_token(reason: &str) -> Error {
-    Error::invalid_input(format!("invalid unsubscribe token: {reason}")).with_operation("verify_unsubscribe_token")
+    Error::invalid_input(format!("invalid unsubscribe token: {reason}"))
+        .with_operation("verify_unsubscribe_token")
 }
 
 fn uuid_text(bytes: &[u8]) -> String {
@@ -220,14 +225,25 @@ mod tests {
         let text = String::from_utf8_lossy(&decoded);
         assert!(!text.contains("Jeanne"), "{text}");
         assert!(!text.contains("example.fr"), "{text}");
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{token}"
+        );
     }
 
     #[test]
     fn token_is_deterministic() {
         let org = OrgId::new();
-        assert_eq!(unsubscribe_token(&key(), org, &address()), unsubscribe_token(&key(), org, &address()));
-        assert_ne!(unsubscribe_token(&key(), org, &address()), unsubscribe_token(&key(), OrgId::new(), &address()));
+        assert_eq!(
+            unsubscribe_token(&key(), org, &address()),
+            unsubscribe_token(&key(), org, &address())
+        );
+        assert_ne!(
+            unsubscribe_token(&key(), org, &address()),
+            unsubscribe_token(&key(), OrgId::new(), &address())
+        );
     }
 
     #[test]
@@ -245,9 +261,13 @@ mod tests {
         for index in 0..bytes.len() {
             let mut changed = bytes.clone();
             changed[index] ^= 0x01;
-            let error = verify_unsubscribe_token(&key(), &URL_SAFE_NO_PAD.encode(&changed)).unwrap_err();
+            let error =
+                verify_unsubscribe_token(&key(), &URL_SAFE_NO_PAD.encode(&changed)).unwrap_err();
             assert!(
-                matches!(error.kind(), ErrorKind::Unauthenticated | ErrorKind::InvalidInput),
+                matches!(
+                    error.kind(),
+                    ErrorKind::Unauthenticated | ErrorKind::InvalidInput
+                ),
                 "byte {index}: {error}"
             );
         }
@@ -257,13 +277,23 @@ mod tests {
     fn truncated_token_is_rejected() {
         let token = unsubscribe_token(&key(), OrgId::new(), &address());
         for end in [0, 1, 10, 30, token.len() - 1] {
-            assert!(verify_unsubscribe_token(&key(), &token[..end]).is_err(), "{end}");
+            assert!(
+                verify_unsubscribe_token(&key(), &token[..end]).is_err(),
+                "{end}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_invalid_input() {
-        for garbage in ["", "!!!", "not a token", &"A".repeat(5000), "AQ", "\u{0}\u{1}"] {
+        for garbage in [
+            "",
+            "!!!",
+            "not a token",
+            &"A".repeat(5000),
+            "AQ",
+            "\u{0}\u{1}",
+        ] {
             let error = verify_unsubscribe_token(&key(), garbage).unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidInput, "{garbage:?}");
         }
@@ -277,14 +307,26 @@ mod tests {
         let org = OrgId::new();
         let token = unsubscribe_token(&key(), org, &long);
         assert!(token.len() <= MAX_TOKEN_CHARS);
-        assert_eq!(verify_unsubscribe_token(&key(), &token).unwrap(), (org, long));
+        assert_eq!(
+            verify_unsubscribe_token(&key(), &token).unwrap(),
+            (org, long)
+        );
     }
 
     #[test]
     fn urls_carry_token() {
-        assert_eq!(unsubscribe_url("https://example.com/u", "T0k"), "https://example.com/u?token=T0k");
-        assert_eq!(unsubscribe_url("https://example.com/u?list=a", "T0k"), "https://example.com/u?list=a&token=T0k");
+        assert_eq!(
+            unsubscribe_url("https://example.com/u", "T0k"),
+            "https://example.com/u?token=T0k"
+        );
+        assert_eq!(
+            unsubscribe_url("https://example.com/u?list=a", "T0k"),
+            "https://example.com/u?list=a&token=T0k"
+        );
         let mailbox = EmailAddress::parse("unsubscribe@example.com").unwrap();
-        assert_eq!(unsubscribe_mailto(&mailbox, "T0k"), "mailto:unsubscribe@example.com?subject=unsubscribe-T0k");
+        assert_eq!(
+            unsubscribe_mailto(&mailbox, "T0k"),
+            "mailto:unsubscribe@example.com?subject=unsubscribe-T0k"
+        );
     }
 }

@@ -40,12 +40,19 @@ const NO_MATCHING_USER_SUBCODE: i64 = 2018001;
 const UNAVAILABLE_PERSON_SUBCODE: i64 = 1545041;
 
 /// Builds the error for a failed send.
-pub(crate) fn send_error(status: u16, graph: Option<&GraphError>, retry_after: Option<Duration>) -> Error {
+pub(crate) fn send_error(
+    status: u16,
+    graph: Option<&GraphError>,
+    retry_after: Option<Duration>,
+) -> Error {
     let error = match graph.and_then(|graph| error_for_code(graph, retry_after)) {
         Some(error) => error,
         None => from_status(status, graph, retry_after),
     };
-    let mut error = error.with_adapter(ADAPTER).with_operation("send").with_context("status", status);
+    let mut error = error
+        .with_adapter(ADAPTER)
+        .with_operation("send")
+        .with_context("status", status);
     if let Some(graph) = graph {
         if let Some(code) = graph.code {
             error = error.with_context("graph_code", code);
@@ -127,7 +134,8 @@ pub(crate) fn business_use_case_delay(headers: &HeaderMap) -> Option<Duration> {
         .flatten()
         .filter_map(|entry| entry.get("estimated_time_to_regain_access")?.as_u64())
         .max()?;
-    (minutes > 0).then(|| Duration::from_secs(minutes.saturating_mul(60)).min(crate::http::MAX_RETRY_AFTER))
+    (minutes > 0)
+        .then(|| Duration::from_secs(minutes.saturating_mul(60)).min(crate::http::MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -137,11 +145,20 @@ mod tests {
     use super::*;
 
     fn context<'a>(error: &'a kalify_core::Error, key: &str) -> Option<&'a str> {
-        error.context().iter().find(|(name, _)| *name == key).map(|(_, value)| value.as_str())
+        error
+            .context()
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.as_str())
     }
 
     fn graph(code: i64, subcode: Option<i64>) -> GraphError {
-        GraphError { code: Some(code), error_subcode: subcode, is_transient: None, fbtrace_id: Some("Trace1".into()) }
+        GraphError {
+            code: Some(code),
+            error_subcode: subcode,
+            is_transient: None,
+            fbtrace_id: Some("Trace1".into()),
+        }
     }
 
     #[test]
@@ -186,11 +203,21 @@ mod tests {
 
     #[test]
     fn unknown_codes_follow_status_and_transience() {
-        assert_eq!(send_error(500, Some(&graph(99999, None)), None).kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            send_error(500, Some(&graph(99999, None)), None).kind(),
+            ErrorKind::Unavailable
+        );
         assert!(!send_error(400, Some(&graph(99999, None)), None).is_retryable());
-        let transient = GraphError { code: Some(99999), is_transient: Some(true), ..GraphError::default() };
+        let transient = GraphError {
+            code: Some(99999),
+            is_transient: Some(true),
+            ..GraphError::default()
+        };
         assert!(send_error(400, Some(&transient), None).is_retryable());
-        assert_eq!(send_error(429, None, Some(Duration::from_secs(3))).retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(
+            send_error(429, None, Some(Duration::from_secs(3))).retry_after(),
+            Some(Duration::from_secs(3))
+        );
     }
 
     #[test]
@@ -198,8 +225,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         let usage = r#"{"1234":[{"type":"messenger","call_count":100,"estimated_time_to_regain_access":5},{"type":"pages","estimated_time_to_regain_access":2}]}"#;
         headers.insert("x-business-use-case-usage", HeaderValue::from_static(usage));
-        assert_eq!(business_use_case_delay(&headers), Some(Duration::from_secs(300)));
-        headers.insert("x-business-use-case-usage", HeaderValue::from_static(r#"{"1":[{"estimated_time_to_regain_access":0}]}"#));
+        assert_eq!(
+            business_use_case_delay(&headers),
+            Some(Duration::from_secs(300))
+        );
+        headers.insert(
+            "x-business-use-case-usage",
+            HeaderValue::from_static(r#"{"1":[{"estimated_time_to_regain_access":0}]}"#),
+        );
         assert_eq!(business_use_case_delay(&headers), None);
         assert_eq!(business_use_case_delay(&HeaderMap::new()), None);
     }

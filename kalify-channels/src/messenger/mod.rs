@@ -81,7 +81,8 @@ use kalify_core::conversation::Direction;
 use kalify_core::gate::SendPermit;
 pub use kalify_core::ports::MessengerWindow;
 use kalify_core::ports::{
-    Channel, ChannelCapabilities, Clock, InboundEvent, OutboxEntry, Receipt, Store, SystemClock, WebhookRequest,
+    Channel, ChannelCapabilities, Clock, InboundEvent, OutboxEntry, Receipt, Store, SystemClock,
+    WebhookRequest,
 };
 use kalify_core::{Error, ErrorKind, Result, Retry, Secret, Timestamp};
 use serde::Deserialize;
@@ -90,8 +91,8 @@ use self::error::{ADAPTER, ErrorEnvelope, business_use_case_delay, send_error};
 pub use self::signature::{compute_signature, verify_signature, verify_subscription};
 use self::wire::{PROVIDER, SendAnswer};
 use crate::http::{
-    self, Claim, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEDGER_CAPACITY, DEFAULT_MAX_WEBHOOK_BYTES, DEFAULT_REQUEST_TIMEOUT,
-    HttpClient, SendLedger,
+    self, Claim, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEDGER_CAPACITY, DEFAULT_MAX_WEBHOOK_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, HttpClient, SendLedger,
 };
 
 /// Meta's production Graph API. Tests point [`MessengerConfig::base_url`]
@@ -196,15 +197,25 @@ impl StoreLastInbound {
 impl LastInboundSource for StoreLastInbound {
     async fn last_inbound_at(&self, entry: &OutboxEntry) -> Result<Option<Timestamp>> {
         let mut latest: Option<Timestamp> = None;
-        for conversation in self.store.conversations_of(entry.org_id, entry.prospect_id).await? {
+        for conversation in self
+            .store
+            .conversations_of(entry.org_id, entry.prospect_id)
+            .await?
+        {
             // A conversation the prospect never wrote to has no inbound message to read.
             if conversation.last_inbound_at.is_none() {
                 continue;
             }
-            let messages = self.store.list_messages(entry.org_id, conversation.id).await?;
+            let messages = self
+                .store
+                .list_messages(entry.org_id, conversation.id)
+                .await?;
             let newest = messages
                 .iter()
-                .filter(|message| message.direction == Direction::Inbound && message.channel == ChannelKind::Messenger)
+                .filter(|message| {
+                    message.direction == Direction::Inbound
+                        && message.channel == ChannelKind::Messenger
+                })
                 .map(|message| message.at)
                 .max();
             latest = latest.max(newest);
@@ -223,7 +234,11 @@ pub struct MessengerChannelBuilder {
 
 impl MessengerChannelBuilder {
     /// Starts from the page access token, app secret and verify token.
-    pub fn new(page_access_token: impl Into<Secret>, app_secret: impl Into<Secret>, verify_token: impl Into<Secret>) -> Self {
+    pub fn new(
+        page_access_token: impl Into<Secret>,
+        app_secret: impl Into<Secret>,
+        verify_token: impl Into<Secret>,
+    ) -> Self {
         MessengerChannelBuilder::from_config(MessengerConfig {
             page_access_token: page_access_token.into(),
             app_secret: app_secret.into(),
@@ -234,7 +249,11 @@ impl MessengerChannelBuilder {
 
     /// Starts from a complete configuration.
     pub fn from_config(config: MessengerConfig) -> Self {
-        MessengerChannelBuilder { config, clock: Arc::new(SystemClock), last_inbound_source: None }
+        MessengerChannelBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            last_inbound_source: None,
+        }
     }
 
     /// Reads `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_APP_SECRET` and
@@ -246,12 +265,19 @@ impl MessengerChannelBuilder {
     pub fn from_env() -> Result<Self> {
         let required = |name: &'static str| {
             std::env::var(name).map_err(|_| {
-                Error::new(ErrorKind::ConfigInvalid, format!("environment variable {name} is not set"))
-                    .with_adapter(ADAPTER)
-                    .with_context("variable", name)
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("environment variable {name} is not set"),
+                )
+                .with_adapter(ADAPTER)
+                .with_context("variable", name)
             })
         };
-        let optional = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        let optional = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
         let mut builder = MessengerChannelBuilder::new(
             required("MESSENGER_PAGE_ACCESS_TOKEN")?,
             required("MESSENGER_APP_SECRET")?,
@@ -333,9 +359,12 @@ impl MessengerChannelBuilder {
     pub fn build(self) -> Result<MessengerChannel> {
         let config = self.config;
         let invalid = |field: &'static str, reason: &str| {
-            Error::new(ErrorKind::ConfigInvalid, format!("invalid Messenger {field}: {reason}"))
-                .with_adapter(ADAPTER)
-                .with_context("field", field)
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("invalid Messenger {field}: {reason}"),
+            )
+            .with_adapter(ADAPTER)
+            .with_context("field", field)
         };
         for (field, secret) in [
             ("page_access_token", &config.page_access_token),
@@ -346,7 +375,12 @@ impl MessengerChannelBuilder {
                 return Err(invalid(field, "it is empty"));
             }
         }
-        let page_id = config.page_id.as_deref().map(str::trim).filter(|id| !id.is_empty()).map(str::to_owned);
+        let page_id = config
+            .page_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
         if let Some(id) = &page_id
             && !id.bytes().all(|byte| byte.is_ascii_digit())
         {
@@ -354,7 +388,10 @@ impl MessengerChannelBuilder {
         }
         let version = config.graph_api_version.trim().to_owned();
         if !is_graph_version(&version) {
-            return Err(invalid("graph_api_version", "expected a version such as v23.0"));
+            return Err(invalid(
+                "graph_api_version",
+                "expected a version such as v23.0",
+            ));
         }
         if config.request_timeout_secs == 0 || config.connect_timeout_secs == 0 {
             return Err(invalid("timeout", "timeouts must be at least one second"));
@@ -367,8 +404,10 @@ impl MessengerChannelBuilder {
             Duration::from_secs(config.connect_timeout_secs),
             config.retry_unknown_outcome,
         )?;
-        let appsecret_proof =
-            Secret::new(http::hex_encode(&hmac_sha256(config.app_secret.expose(), config.page_access_token.expose())));
+        let appsecret_proof = Secret::new(http::hex_encode(&hmac_sha256(
+            config.app_secret.expose(),
+            config.page_access_token.expose(),
+        )));
 
         Ok(MessengerChannel {
             http,
@@ -427,7 +466,10 @@ impl MessengerChannel {
     /// Records that `psid` wrote to the page at `at`, as a webhook would; a
     /// later time replaces an earlier one, never the reverse.
     pub fn record_inbound(&self, psid: &MessengerPsid, at: Timestamp) {
-        let mut times = self.inbound_times.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut times = self
+            .inbound_times
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let slot = times.entry(psid.clone()).or_insert(at);
         if *slot < at {
             *slot = at;
@@ -440,10 +482,18 @@ impl MessengerChannel {
 
     /// Returns the time `psid` last wrote to the page, as far as this channel saw.
     pub fn last_inbound_at(&self, psid: &MessengerPsid) -> Option<Timestamp> {
-        self.inbound_times.lock().unwrap_or_else(PoisonError::into_inner).get(psid).copied()
+        self.inbound_times
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(psid)
+            .copied()
     }
 
-    async fn window_for(&self, entry: &OutboxEntry, psid: &MessengerPsid) -> Result<MessengerWindow> {
+    async fn window_for(
+        &self,
+        entry: &OutboxEntry,
+        psid: &MessengerPsid,
+    ) -> Result<MessengerWindow> {
         let mut last = self.last_inbound_at(psid);
         if let Some(source) = &self.last_inbound_source {
             let stored = source.last_inbound_at(entry).await?;
@@ -455,22 +505,33 @@ impl MessengerChannel {
     fn check_entry<'a>(&self, permit: &'a SendPermit) -> Result<&'a MessengerPsid> {
         let entry = permit.entry();
         let rejected = |kind: ErrorKind, message: String| {
-            Error::new(kind, message).with_adapter(ADAPTER).with_operation("send").with_context("outbox_id", entry.id)
+            Error::new(kind, message)
+                .with_adapter(ADAPTER)
+                .with_operation("send")
+                .with_context("outbox_id", entry.id)
         };
         let ContactPoint::Messenger(psid) = &entry.to else {
             return Err(rejected(
                 ErrorKind::InvalidInput,
-                format!("the Messenger channel cannot send to a {} contact point", entry.to.channel()),
+                format!(
+                    "the Messenger channel cannot send to a {} contact point",
+                    entry.to.channel()
+                ),
             ));
         };
         if entry.text.trim().is_empty() {
-            return Err(rejected(ErrorKind::InvalidInput, "the text is empty".into()));
+            return Err(rejected(
+                ErrorKind::InvalidInput,
+                "the text is empty".into(),
+            ));
         }
         let chars = entry.text.chars().count();
         if chars > MAX_TEXT_CHARS {
             return Err(rejected(
                 ErrorKind::ContentRejected,
-                format!("the text has {chars} characters; the Send API accepts at most {MAX_TEXT_CHARS}"),
+                format!(
+                    "the text has {chars} characters; the Send API accepts at most {MAX_TEXT_CHARS}"
+                ),
             ));
         }
         Ok(psid)
@@ -523,11 +584,18 @@ impl Channel for MessengerChannel {
                 );
                 return Ok(receipt);
             }
-            Claim::InFlight => return Err(http::in_flight_error(ADAPTER).with_context("outbox_id", entry.id)),
+            Claim::InFlight => {
+                return Err(http::in_flight_error(ADAPTER).with_context("outbox_id", entry.id));
+            }
             Claim::Claimed(guard) => guard,
         };
 
-        let with_ids = |error: Error| error.with_adapter(ADAPTER).with_operation("send").with_context("outbox_id", entry.id);
+        let with_ids = |error: Error| {
+            error
+                .with_adapter(ADAPTER)
+                .with_operation("send")
+                .with_context("outbox_id", entry.id)
+        };
         let window = self.window_for(entry, psid).await.map_err(with_ids)?;
         tracing::debug!(
             target: "kalify::channel",
@@ -553,12 +621,20 @@ impl Channel for MessengerChannel {
         form.push(("appsecret_proof", self.appsecret_proof.expose()));
 
         let request = self.http.client().post(&self.send_url).form(&form);
-        let response = self.http.execute(request, "send").await.map_err(|error| error.with_context("outbox_id", entry.id))?;
+        let response = self
+            .http
+            .execute(request, "send")
+            .await
+            .map_err(|error| error.with_context("outbox_id", entry.id))?;
 
         if !(200..300).contains(&response.status) {
-            let graph = serde_json::from_slice::<ErrorEnvelope>(&response.body).ok().and_then(|envelope| envelope.error);
-            let delay = http::retry_after(&response.headers, self.clock.now()).or_else(|| business_use_case_delay(&response.headers));
-            let error = send_error(response.status, graph.as_ref(), delay).with_context("outbox_id", entry.id);
+            let graph = serde_json::from_slice::<ErrorEnvelope>(&response.body)
+                .ok()
+                .and_then(|envelope| envelope.error);
+            let delay = http::retry_after(&response.headers, self.clock.now())
+                .or_else(|| business_use_case_delay(&response.headers));
+            let error = send_error(response.status, graph.as_ref(), delay)
+                .with_context("outbox_id", entry.id);
             tracing::debug!(
                 target: "kalify::channel",
                 adapter = ADAPTER,
@@ -572,8 +648,10 @@ impl Channel for MessengerChannel {
             return Err(error);
         }
 
-        let message_id =
-            serde_json::from_slice::<SendAnswer>(&response.body).ok().and_then(|answer| answer.message_id).filter(|id| !id.is_empty());
+        let message_id = serde_json::from_slice::<SendAnswer>(&response.body)
+            .ok()
+            .and_then(|answer| answer.message_id)
+            .filter(|id| !id.is_empty());
         let Some(message_id) = message_id else {
             tracing::error!(
                 target: "kalify::channel",
@@ -582,15 +660,21 @@ impl Channel for MessengerChannel {
                 status = response.status,
                 "Meta accepted the request but its response has no message_id"
             );
-            return Err(Error::new(ErrorKind::Unexpected, "Meta accepted the request but its response has no message_id")
-                .with_adapter(ADAPTER)
-                .with_operation("send")
-                .with_context("outbox_id", entry.id)
-                .with_context("outcome", "unknown")
-                .with_retry(Retry::Permanent));
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                "Meta accepted the request but its response has no message_id",
+            )
+            .with_adapter(ADAPTER)
+            .with_operation("send")
+            .with_context("outbox_id", entry.id)
+            .with_context("outcome", "unknown")
+            .with_retry(Retry::Permanent));
         };
 
-        let receipt = Receipt { provider: PROVIDER.to_owned(), provider_message_id: message_id };
+        let receipt = Receipt {
+            provider: PROVIDER.to_owned(),
+            provider_message_id: message_id,
+        };
         guard.complete(&receipt);
         tracing::debug!(
             target: "kalify::channel",
@@ -619,14 +703,22 @@ impl Channel for MessengerChannel {
             .with_operation("parse_webhook"));
         }
         http::check_webhook_size(&request.body, self.max_webhook_bytes, ADAPTER)?;
-        let signature = http::header(&request.headers, SIGNATURE_HEADER)
-            .ok_or_else(|| http::unauthenticated(ADAPTER, "the X-Hub-Signature-256 header is missing"))?;
+        let signature = http::header(&request.headers, SIGNATURE_HEADER).ok_or_else(|| {
+            http::unauthenticated(ADAPTER, "the X-Hub-Signature-256 header is missing")
+        })?;
         if !verify_signature(self.app_secret.expose(), signature, &request.body) {
-            return Err(http::unauthenticated(ADAPTER, "the X-Hub-Signature-256 does not match the body"));
+            return Err(http::unauthenticated(
+                ADAPTER,
+                "the X-Hub-Signature-256 does not match the body",
+            ));
         }
 
         let parsed = wire::parse(&request.body, self.page_id.as_deref(), self.clock.now())
-            .map_err(|reason| Error::invalid_input(reason).with_adapter(ADAPTER).with_operation("parse_webhook"))?;
+            .map_err(|reason| {
+                Error::invalid_input(reason)
+                    .with_adapter(ADAPTER)
+                    .with_operation("parse_webhook")
+            })?;
         for (psid, at) in &parsed.inbound_times {
             self.record_inbound(psid, *at);
         }
@@ -680,7 +772,10 @@ fn is_graph_version(version: &str) -> bool {
     let Some((major, minor)) = rest.split_once('.') else {
         return false;
     };
-    !major.is_empty() && !minor.is_empty() && major.bytes().all(|b| b.is_ascii_digit()) && minor.bytes().all(|b| b.is_ascii_digit())
+    !major.is_empty()
+        && !minor.is_empty()
+        && major.bytes().all(|b| b.is_ascii_digit())
+        && minor.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -688,7 +783,11 @@ mod tests {
     use super::*;
 
     fn context<'a>(error: &'a kalify_core::Error, key: &str) -> Option<&'a str> {
-        error.context().iter().find(|(name, _)| *name == key).map(|(_, value)| value.as_str())
+        error
+            .context()
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.as_str())
     }
 
     #[test]
@@ -707,10 +806,21 @@ mod tests {
 
     #[test]
     fn channel_debug_redacts_secrets_and_proof() {
-        let channel = MessengerChannelBuilder::new("EAAG-page-token", "app-secret-value", "verify-token-value").build().unwrap();
+        let channel = MessengerChannelBuilder::new(
+            "EAAG-page-token",
+            "app-secret-value",
+            "verify-token-value",
+        )
+        .build()
+        .unwrap();
         let debug = format!("{channel:?}");
         let proof = channel.appsecret_proof.expose().to_owned();
-        for secret in ["EAAG-page-token", "app-secret-value", "verify-token-value", proof.as_str()] {
+        for secret in [
+            "EAAG-page-token",
+            "app-secret-value",
+            "verify-token-value",
+            proof.as_str(),
+        ] {
             assert!(!debug.contains(secret), "{debug}");
         }
     }
@@ -719,9 +829,18 @@ mod tests {
     fn build_rejects_bad_settings() {
         let base = || MessengerChannelBuilder::new("token", "secret", "verify");
         let cases: Vec<(MessengerChannelBuilder, &str)> = vec![
-            (MessengerChannelBuilder::new("", "secret", "verify"), "page_access_token"),
-            (MessengerChannelBuilder::new("token", " ", "verify"), "app_secret"),
-            (MessengerChannelBuilder::new("token", "secret", ""), "verify_token"),
+            (
+                MessengerChannelBuilder::new("", "secret", "verify"),
+                "page_access_token",
+            ),
+            (
+                MessengerChannelBuilder::new("token", " ", "verify"),
+                "app_secret",
+            ),
+            (
+                MessengerChannelBuilder::new("token", "secret", ""),
+                "verify_token",
+            ),
             (base().with_page_id("page-1"), "page_id"),
             (base().with_graph_api_version("23.0"), "graph_api_version"),
             (base().with_graph_api_version("v23"), "graph_api_version"),
@@ -736,7 +855,9 @@ mod tests {
 
     #[test]
     fn record_inbound_keeps_latest() {
-        let channel = MessengerChannelBuilder::new("token", "secret", "verify").build().unwrap();
+        let channel = MessengerChannelBuilder::new("token", "secret", "verify")
+            .build()
+            .unwrap();
         let psid = MessengerPsid::parse("123").unwrap();
         let early = chrono::DateTime::from_timestamp(1_000, 0).unwrap();
         let late = chrono::DateTime::from_timestamp(2_000, 0).unwrap();
@@ -749,8 +870,13 @@ mod tests {
     fn appsecret_proof_is_hmac_of_token() {
         // The expected value is HMAC-SHA256 with key "secret" over "token",
         // computed with Python's hmac module.
-        let channel = MessengerChannelBuilder::new("token", "secret", "verify").build().unwrap();
-        assert_eq!(channel.appsecret_proof.expose(), "e941110e3d2bfe82621f0e3e1434730d7305d106c5f68c87165d0b27a4611a4a");
+        let channel = MessengerChannelBuilder::new("token", "secret", "verify")
+            .build()
+            .unwrap();
+        assert_eq!(
+            channel.appsecret_proof.expose(),
+            "e941110e3d2bfe82621f0e3e1434730d7305d106c5f68c87165d0b27a4611a4a"
+        );
     }
 
     #[test]

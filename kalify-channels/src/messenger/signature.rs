@@ -64,23 +64,36 @@ fn mac(app_secret: &str, body: &[u8]) -> Vec<u8> {
 ///   missing or contains characters other than ASCII letters, digits, `-`,
 ///   `_` and `.`, or more than 256 of them (respond 400). The limit keeps the
 ///   echoed value from carrying markup.
-pub fn verify_subscription(verify_token: &str, query: &[(String, String)]) -> Result<String, Error> {
+pub fn verify_subscription(
+    verify_token: &str,
+    query: &[(String, String)],
+) -> Result<String, Error> {
     let param = |name: &str| {
         let underscored = name.replace('.', "_");
-        query.iter().find(|(key, _)| key == name || *key == underscored).map(|(_, value)| value.as_str())
+        query
+            .iter()
+            .find(|(key, _)| key == name || *key == underscored)
+            .map(|(_, value)| value.as_str())
     };
     let invalid = |message: &str| {
-        Error::new(ErrorKind::InvalidInput, message.to_owned()).with_adapter(ADAPTER).with_operation("verify_subscription")
+        Error::new(ErrorKind::InvalidInput, message.to_owned())
+            .with_adapter(ADAPTER)
+            .with_operation("verify_subscription")
     };
 
     let token_matches = match param("hub.verify_token") {
-        Some(token) => !verify_token.is_empty() && constant_time_eq(token.as_bytes(), verify_token.as_bytes()),
+        Some(token) => {
+            !verify_token.is_empty() && constant_time_eq(token.as_bytes(), verify_token.as_bytes())
+        }
         None => false,
     };
     if !token_matches {
-        return Err(Error::new(ErrorKind::Unauthenticated, "subscription rejected: the verify token is missing or wrong")
-            .with_adapter(ADAPTER)
-            .with_operation("verify_subscription"));
+        return Err(Error::new(
+            ErrorKind::Unauthenticated,
+            "subscription rejected: the verify token is missing or wrong",
+        )
+        .with_adapter(ADAPTER)
+        .with_operation("verify_subscription"));
     }
     if param("hub.mode") != Some("subscribe") {
         return Err(invalid("subscription rejected: hub.mode must be subscribe"));
@@ -88,9 +101,13 @@ pub fn verify_subscription(verify_token: &str, query: &[(String, String)]) -> Re
     let challenge = param("hub.challenge").unwrap_or_default();
     let well_formed = !challenge.is_empty()
         && challenge.len() <= 256
-        && challenge.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
+        && challenge
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'));
     if !well_formed {
-        return Err(invalid("subscription rejected: hub.challenge is missing or malformed"));
+        return Err(invalid(
+            "subscription rejected: hub.challenge is missing or malformed",
+        ));
     }
     Ok(challenge.to_owned())
 }
@@ -100,7 +117,10 @@ mod tests {
     use super::*;
 
     fn query(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+        items
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -109,19 +129,34 @@ mod tests {
         let header = compute_signature("app-secret", body);
         assert!(header.starts_with("sha256="));
         assert!(verify_signature("app-secret", &header, body));
-        assert!(verify_signature("app-secret", &header.to_uppercase().replacen("SHA256=", "sha256=", 1), body));
+        assert!(verify_signature(
+            "app-secret",
+            &header.to_uppercase().replacen("SHA256=", "sha256=", 1),
+            body
+        ));
         assert!(!verify_signature("other", &header, body));
 
         // The escaped form Meta signs is other bytes with another signature.
         let escaped = br#"{"text":"Tr\u00e8s int\u00e9ress\u00e9 \ud83d\ude00"}"#;
         assert!(!verify_signature("app-secret", &header, escaped));
-        assert!(verify_signature("app-secret", &compute_signature("app-secret", escaped), escaped));
+        assert!(verify_signature(
+            "app-secret",
+            &compute_signature("app-secret", escaped),
+            escaped
+        ));
     }
 
     #[test]
     fn malformed_headers_are_invalid() {
         let body = b"{}";
-        for header in ["", "sha256=", "sha256=zz", "sha1=1c99183cb7c44ea27fb834746086b65b89800db8", "sha256!!!", "abc"] {
+        for header in [
+            "",
+            "sha256=",
+            "sha256=zz",
+            "sha1=1c99183cb7c44ea27fb834746086b65b89800db8",
+            "sha256!!!",
+            "abc",
+        ] {
             assert!(!verify_signature("secret", header, body), "{header:?}");
         }
     }
@@ -130,26 +165,67 @@ mod tests {
     fn subscription_returns_challenge() {
         let challenge = verify_subscription(
             "meatyhamhock",
-            &query(&[("hub.mode", "subscribe"), ("hub.challenge", "1158201444"), ("hub.verify_token", "meatyhamhock")]),
+            &query(&[
+                ("hub.mode", "subscribe"),
+                ("hub.challenge", "1158201444"),
+                ("hub.verify_token", "meatyhamhock"),
+            ]),
         )
         .unwrap();
         assert_eq!(challenge, "1158201444");
-        let underscored =
-            verify_subscription("t", &query(&[("hub_mode", "subscribe"), ("hub_challenge", "abc"), ("hub_verify_token", "t")]));
+        let underscored = verify_subscription(
+            "t",
+            &query(&[
+                ("hub_mode", "subscribe"),
+                ("hub_challenge", "abc"),
+                ("hub_verify_token", "t"),
+            ]),
+        );
         assert_eq!(underscored.unwrap(), "abc");
     }
 
     #[test]
     fn subscription_rejections() {
-        let wrong = verify_subscription("t", &query(&[("hub.mode", "subscribe"), ("hub.challenge", "1"), ("hub.verify_token", "x")]));
+        let wrong = verify_subscription(
+            "t",
+            &query(&[
+                ("hub.mode", "subscribe"),
+                ("hub.challenge", "1"),
+                ("hub.verify_token", "x"),
+            ]),
+        );
         assert_eq!(wrong.unwrap_err().kind(), ErrorKind::Unauthenticated);
-        let missing = verify_subscription("t", &query(&[("hub.mode", "subscribe"), ("hub.challenge", "1")]));
+        let missing = verify_subscription(
+            "t",
+            &query(&[("hub.mode", "subscribe"), ("hub.challenge", "1")]),
+        );
         assert_eq!(missing.unwrap_err().kind(), ErrorKind::Unauthenticated);
-        let mode = verify_subscription("t", &query(&[("hub.mode", "unsubscribe"), ("hub.challenge", "1"), ("hub.verify_token", "t")]));
+        let mode = verify_subscription(
+            "t",
+            &query(&[
+                ("hub.mode", "unsubscribe"),
+                ("hub.challenge", "1"),
+                ("hub.verify_token", "t"),
+            ]),
+        );
         assert_eq!(mode.unwrap_err().kind(), ErrorKind::InvalidInput);
-        let markup = verify_subscription("t", &query(&[("hub.mode", "subscribe"), ("hub.challenge", "<b>x</b>"), ("hub.verify_token", "t")]));
+        let markup = verify_subscription(
+            "t",
+            &query(&[
+                ("hub.mode", "subscribe"),
+                ("hub.challenge", "<b>x</b>"),
+                ("hub.verify_token", "t"),
+            ]),
+        );
         assert_eq!(markup.unwrap_err().kind(), ErrorKind::InvalidInput);
-        let empty_token = verify_subscription("", &query(&[("hub.mode", "subscribe"), ("hub.challenge", "1"), ("hub.verify_token", "")]));
+        let empty_token = verify_subscription(
+            "",
+            &query(&[
+                ("hub.mode", "subscribe"),
+                ("hub.challenge", "1"),
+                ("hub.verify_token", ""),
+            ]),
+        );
         assert_eq!(empty_token.unwrap_err().kind(), ErrorKind::Unauthenticated);
     }
 }

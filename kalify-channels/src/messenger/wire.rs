@@ -108,8 +108,13 @@ struct ReadPart {
 ///
 /// # Errors
 /// A message when the body is not a JSON object of the webhook's shape.
-pub(crate) fn parse(body: &[u8], page_id: Option<&str>, now: Timestamp) -> Result<Parsed, &'static str> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|_| "the webhook body is not the JSON of a webhook")?;
+pub(crate) fn parse(
+    body: &[u8],
+    page_id: Option<&str>,
+    now: Timestamp,
+) -> Result<Parsed, &'static str> {
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|_| "the webhook body is not the JSON of a webhook")?;
     let mut parsed = Parsed::default();
     if envelope.object.as_deref() != Some("page") {
         tracing::debug!(target: "kalify::channel", adapter = ADAPTER, "webhook of another object than page ignored");
@@ -125,7 +130,9 @@ pub(crate) fn parse(body: &[u8], page_id: Option<&str>, now: Timestamp) -> Resul
             continue;
         }
         let entry_time = entry.time.as_ref().and_then(timestamp);
-        let context = EntryContext { fallback_time: entry_time.unwrap_or(now) };
+        let context = EntryContext {
+            fallback_time: entry_time.unwrap_or(now),
+        };
 
         for raw in &entry.messaging {
             read_event(raw, &context, false, &mut parsed);
@@ -137,7 +144,9 @@ pub(crate) fn parse(body: &[u8], page_id: Option<&str>, now: Timestamp) -> Resul
         }
         for change in &entry.changes {
             match &change.value {
-                Some(value) if value.get("sender").is_some() => read_event(value, &context, false, &mut parsed),
+                Some(value) if value.get("sender").is_some() => {
+                    read_event(value, &context, false, &mut parsed)
+                }
                 _ => tracing::debug!(
                     target: "kalify::channel",
                     adapter = ADAPTER,
@@ -159,10 +168,21 @@ fn read_event(raw: &Value, context: &EntryContext, standby: bool, parsed: &mut P
         tracing::debug!(target: "kalify::channel", adapter = ADAPTER, "messaging event of an unknown shape ignored");
         return;
     };
-    let sender_id = event.sender.as_ref().and_then(|sender| sender.id.as_ref()).and_then(id_text);
-    let at = event.timestamp.as_ref().and_then(timestamp).unwrap_or(context.fallback_time);
+    let sender_id = event
+        .sender
+        .as_ref()
+        .and_then(|sender| sender.id.as_ref())
+        .and_then(id_text);
+    let at = event
+        .timestamp
+        .as_ref()
+        .and_then(timestamp)
+        .unwrap_or(context.fallback_time);
 
-    let Some(psid) = sender_id.as_deref().and_then(|id| MessengerPsid::parse(id).ok()) else {
+    let Some(psid) = sender_id
+        .as_deref()
+        .and_then(|id| MessengerPsid::parse(id).ok())
+    else {
         tracing::debug!(
             target: "kalify::channel",
             adapter = ADAPTER,
@@ -219,7 +239,12 @@ fn read_event(raw: &Value, context: &EntryContext, standby: bool, parsed: &mut P
     }
 
     if let Some(delivery) = event.delivery {
-        for mid in delivery.mids.unwrap_or_default().into_iter().filter(|mid| !mid.trim().is_empty()) {
+        for mid in delivery
+            .mids
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|mid| !mid.trim().is_empty())
+        {
             parsed.events.push(InboundEvent::Status(StatusUpdate {
                 channel: ChannelKind::Messenger,
                 provider: PROVIDER.to_owned(),
@@ -230,14 +255,18 @@ fn read_event(raw: &Value, context: &EntryContext, standby: bool, parsed: &mut P
             }));
         }
         if let Some(up_to) = delivery.watermark.as_ref().and_then(timestamp) {
-            parsed.events.push(watermark(contact, DeliveryStatus::Delivered, up_to));
+            parsed
+                .events
+                .push(watermark(contact, DeliveryStatus::Delivered, up_to));
         }
         return;
     }
 
     if let Some(read) = event.read {
         if let Some(up_to) = read.watermark.as_ref().and_then(timestamp) {
-            parsed.events.push(watermark(contact, DeliveryStatus::Read, up_to));
+            parsed
+                .events
+                .push(watermark(contact, DeliveryStatus::Read, up_to));
         }
         return;
     }
@@ -259,7 +288,12 @@ fn watermark(recipient: ContactPoint, status: DeliveryStatus, up_to: Timestamp) 
 /// envelope's, such as `optin` or `referral`, for logs.
 fn event_kind(raw: &Value) -> String {
     raw.as_object()
-        .and_then(|object| object.keys().find(|key| !matches!(key.as_str(), "sender" | "recipient" | "timestamp")).cloned())
+        .and_then(|object| {
+            object
+                .keys()
+                .find(|key| !matches!(key.as_str(), "sender" | "recipient" | "timestamp"))
+                .cloned()
+        })
         .unwrap_or_default()
 }
 
@@ -285,7 +319,11 @@ fn timestamp(value: &Value) -> Option<Timestamp> {
     if !number.is_finite() || number < 0.0 {
         return None;
     }
-    let millis = if number < 1e11 { number * 1000.0 } else { number };
+    let millis = if number < 1e11 {
+        number * 1000.0
+    } else {
+        number
+    };
     chrono::DateTime::from_timestamp_millis(millis as i64)
 }
 
@@ -302,9 +340,18 @@ mod tests {
     #[test]
     fn timestamps_in_every_form() {
         let expected = chrono::DateTime::from_timestamp_millis(1_458_692_752_478).unwrap();
-        assert_eq!(timestamp(&serde_json::json!(1_458_692_752_478_u64)), Some(expected));
-        assert_eq!(timestamp(&serde_json::json!(1_458_692_752_478.0)), Some(expected));
-        assert_eq!(timestamp(&serde_json::json!("1458692752478")), Some(expected));
+        assert_eq!(
+            timestamp(&serde_json::json!(1_458_692_752_478_u64)),
+            Some(expected)
+        );
+        assert_eq!(
+            timestamp(&serde_json::json!(1_458_692_752_478.0)),
+            Some(expected)
+        );
+        assert_eq!(
+            timestamp(&serde_json::json!("1458692752478")),
+            Some(expected)
+        );
         let seconds = chrono::DateTime::from_timestamp(1_527_459_824, 0).unwrap();
         assert_eq!(timestamp(&serde_json::json!("1527459824")), Some(seconds));
         assert_eq!(timestamp(&serde_json::json!("soon")), None);
@@ -318,7 +365,9 @@ mod tests {
              "message":{"mid":"m_1","text":"Très intéressé 😀"}}]}]}"#;
         let parsed = parse(body.as_bytes(), None, now()).unwrap();
         assert_eq!(parsed.events.len(), 1);
-        let InboundEvent::Message(message) = &parsed.events[0] else { panic!("{:?}", parsed.events) };
+        let InboundEvent::Message(message) = &parsed.events[0] else {
+            panic!("{:?}", parsed.events)
+        };
         assert_eq!(message.text, "Très intéressé 😀");
         assert_eq!(message.provider_message_id, "m_1");
         assert_eq!(parsed.inbound_times.len(), 1);
@@ -338,10 +387,26 @@ mod tests {
     fn other_page_and_object_are_ignored() {
         let body = r#"{"object":"page","entry":[{"id":"999","messaging":[
             {"sender":{"id":"222"},"recipient":{"id":"999"},"timestamp":1,"message":{"mid":"m_4","text":"hi"}}]}]}"#;
-        assert!(parse(body.as_bytes(), Some("111"), now()).unwrap().events.is_empty());
-        assert_eq!(parse(body.as_bytes(), Some("999"), now()).unwrap().events.len(), 1);
+        assert!(
+            parse(body.as_bytes(), Some("111"), now())
+                .unwrap()
+                .events
+                .is_empty()
+        );
+        assert_eq!(
+            parse(body.as_bytes(), Some("999"), now())
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
         let instagram = r#"{"object":"instagram","entry":[]}"#;
-        assert!(parse(instagram.as_bytes(), None, now()).unwrap().events.is_empty());
+        assert!(
+            parse(instagram.as_bytes(), None, now())
+                .unwrap()
+                .events
+                .is_empty()
+        );
     }
 
     #[test]

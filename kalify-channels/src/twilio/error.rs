@@ -18,13 +18,20 @@ pub(crate) const ADAPTER: &str = "twilio";
 
 /// Builds the error for a failed send from the HTTP status, the parsed error
 /// body (if it parsed) and the `Retry-After` delay.
-pub(crate) fn send_error(status: u16, body: Option<&ErrorBody>, retry_after: Option<Duration>) -> Error {
+pub(crate) fn send_error(
+    status: u16,
+    body: Option<&ErrorBody>,
+    retry_after: Option<Duration>,
+) -> Error {
     let code = body.and_then(|body| body.code);
     let error = match code.and_then(|code| error_for_code(code, retry_after)) {
         Some(error) => error,
         None => from_status(status, retry_after),
     };
-    let mut error = error.with_adapter(ADAPTER).with_operation("send").with_context("status", status);
+    let mut error = error
+        .with_adapter(ADAPTER)
+        .with_operation("send")
+        .with_context("status", status);
     if let Some(code) = code {
         error = error.with_context("twilio_code", code);
     }
@@ -35,13 +42,22 @@ pub(crate) fn send_error(status: u16, body: Option<&ErrorBody>, retry_after: Opt
 fn error_for_code(code: u32, retry_after: Option<Duration>) -> Option<Error> {
     let error = match code {
         // The recipient replied STOP (or another opt-out keyword) to this sender.
-        21610 => Error::new(ErrorKind::RecipientOptedOut, "the recipient unsubscribed from this sender (Twilio 21610)"),
+        21610 => Error::new(
+            ErrorKind::RecipientOptedOut,
+            "the recipient unsubscribed from this sender (Twilio 21610)",
+        ),
         // 21211: invalid 'To' number; 21614: 'To' is not a mobile number.
-        21211 | 21614 => Error::new(ErrorKind::InvalidInput, "the recipient's number cannot receive SMS")
-            .with_context("contact_point", "invalid"),
+        21211 | 21614 => Error::new(
+            ErrorKind::InvalidInput,
+            "the recipient's number cannot receive SMS",
+        )
+        .with_context("contact_point", "invalid"),
         // The 'To' number is not reachable by SMS (landline, unknown carrier).
-        21612 => Error::new(ErrorKind::InvalidInput, "the recipient's number is not reachable by SMS")
-            .with_context("contact_point", "unreachable"),
+        21612 => Error::new(
+            ErrorKind::InvalidInput,
+            "the recipient's number is not reachable by SMS",
+        )
+        .with_context("contact_point", "unreachable"),
         // Sending to the recipient's country is not enabled on the account.
         21408 => Error::new(
             ErrorKind::PermissionDenied,
@@ -54,9 +70,15 @@ fn error_for_code(code: u32, retry_after: Option<Duration>) -> Option<Error> {
             "the configured sender cannot send this message; check the From number or Messaging Service",
         ),
         // Body longer than 1600 characters.
-        21617 => Error::new(ErrorKind::ContentRejected, "the text exceeds Twilio's limit of 1600 characters"),
+        21617 => Error::new(
+            ErrorKind::ContentRejected,
+            "the text exceeds Twilio's limit of 1600 characters",
+        ),
         // 20003: authentication failed; 20005: the account is suspended.
-        20003 | 20005 => Error::new(ErrorKind::Unauthenticated, "Twilio rejected the account SID or auth token"),
+        20003 | 20005 => Error::new(
+            ErrorKind::Unauthenticated,
+            "Twilio rejected the account SID or auth token",
+        ),
         // 20429: too many concurrent requests; 14107: SMS rate limit of the account.
         20429 | 14107 => {
             let error = Error::new(ErrorKind::RateLimited, "Twilio throttled the request");
@@ -75,8 +97,14 @@ fn error_for_code(code: u32, retry_after: Option<Duration>) -> Option<Error> {
 /// credentials. The other statuses follow [`status_error`].
 fn from_status(status: u16, retry_after: Option<Duration>) -> Error {
     match status {
-        401 | 403 => Error::new(ErrorKind::Unauthenticated, "Twilio rejected the account SID or auth token"),
-        404 => Error::new(ErrorKind::ConfigInvalid, "Twilio has no such account; check the account SID and base URL"),
+        401 | 403 => Error::new(
+            ErrorKind::Unauthenticated,
+            "Twilio rejected the account SID or auth token",
+        ),
+        404 => Error::new(
+            ErrorKind::ConfigInvalid,
+            "Twilio has no such account; check the account SID and base URL",
+        ),
         _ => {
             let error = status_error(status, retry_after);
             // Other 4xx are permanent in any case; only 408, 409 and 429 retry.
@@ -94,7 +122,11 @@ mod tests {
     use super::*;
 
     fn context<'a>(error: &'a kalify_core::Error, key: &str) -> Option<&'a str> {
-        error.context().iter().find(|(name, _)| *name == key).map(|(_, value)| value.as_str())
+        error
+            .context()
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.as_str())
     }
 
     fn body(code: u32) -> ErrorBody {
@@ -143,9 +175,16 @@ mod tests {
     #[test]
     fn credentials_errors() {
         for status in [401, 403] {
-            assert_eq!(send_error(status, None, None).kind(), ErrorKind::Unauthenticated, "{status}");
+            assert_eq!(
+                send_error(status, None, None).kind(),
+                ErrorKind::Unauthenticated,
+                "{status}"
+            );
         }
-        assert_eq!(send_error(401, Some(&body(20003)), None).kind(), ErrorKind::Unauthenticated);
+        assert_eq!(
+            send_error(401, Some(&body(20003)), None).kind(),
+            ErrorKind::Unauthenticated
+        );
     }
 
     #[test]
@@ -159,9 +198,21 @@ mod tests {
 
     #[test]
     fn known_codes_override_status() {
-        assert_eq!(send_error(400, Some(&body(21408)), None).kind(), ErrorKind::PermissionDenied);
-        assert_eq!(send_error(400, Some(&body(21606)), None).kind(), ErrorKind::ConfigInvalid);
-        assert_eq!(send_error(400, Some(&body(21617)), None).kind(), ErrorKind::ContentRejected);
-        assert_eq!(send_error(400, Some(&body(21612)), None).kind(), ErrorKind::InvalidInput);
+        assert_eq!(
+            send_error(400, Some(&body(21408)), None).kind(),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            send_error(400, Some(&body(21606)), None).kind(),
+            ErrorKind::ConfigInvalid
+        );
+        assert_eq!(
+            send_error(400, Some(&body(21617)), None).kind(),
+            ErrorKind::ContentRejected
+        );
+        assert_eq!(
+            send_error(400, Some(&body(21612)), None).kind(),
+            ErrorKind::InvalidInput
+        );
     }
 }

@@ -64,16 +64,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kalify_core::contact::{ChannelKind, ContactPoint, PhoneNumber};
 use kalify_core::gate::SendPermit;
-use kalify_core::ports::{Channel, ChannelCapabilities, Clock, InboundEvent, Receipt, SystemClock, WebhookRequest};
+use kalify_core::ports::{
+    Channel, ChannelCapabilities, Clock, InboundEvent, Receipt, SystemClock, WebhookRequest,
+};
 use kalify_core::{Error, ErrorKind, Result, Retry, Secret};
 use serde::Deserialize;
 
-pub use self::signature::{compute_signature, validate_request, validate_request_with_body};
 use self::error::{ADAPTER, send_error};
+pub use self::signature::{compute_signature, validate_request, validate_request_with_body};
 use self::wire::{ErrorBody, MessageBody, PROVIDER};
 use crate::http::{
-    self, Claim, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEDGER_CAPACITY, DEFAULT_MAX_WEBHOOK_BYTES, DEFAULT_REQUEST_TIMEOUT,
-    HttpClient, SendLedger,
+    self, Claim, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEDGER_CAPACITY, DEFAULT_MAX_WEBHOOK_BYTES,
+    DEFAULT_REQUEST_TIMEOUT, HttpClient, SendLedger,
 };
 
 /// Twilio's production API. Tests point [`TwilioConfig::base_url`] at a
@@ -155,13 +157,20 @@ pub struct TwilioSmsChannelBuilder {
 impl TwilioSmsChannelBuilder {
     /// Starts from the account SID and auth token, with the other settings at their defaults.
     pub fn new(account_sid: impl Into<String>, auth_token: impl Into<Secret>) -> Self {
-        let config = TwilioConfig { account_sid: account_sid.into(), auth_token: auth_token.into(), ..TwilioConfig::default() };
+        let config = TwilioConfig {
+            account_sid: account_sid.into(),
+            auth_token: auth_token.into(),
+            ..TwilioConfig::default()
+        };
         TwilioSmsChannelBuilder::from_config(config)
     }
 
     /// Starts from a complete configuration.
     pub fn from_config(config: TwilioConfig) -> Self {
-        TwilioSmsChannelBuilder { config, clock: Arc::new(SystemClock) }
+        TwilioSmsChannelBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Reads `TWILIO_ACCOUNT_SID` and `TWILIO_AUTH_TOKEN` (required), and
@@ -173,13 +182,23 @@ impl TwilioSmsChannelBuilder {
     pub fn from_env() -> Result<Self> {
         let required = |name: &'static str| {
             std::env::var(name).map_err(|_| {
-                Error::new(ErrorKind::ConfigInvalid, format!("environment variable {name} is not set"))
-                    .with_adapter(ADAPTER)
-                    .with_context("variable", name)
+                Error::new(
+                    ErrorKind::ConfigInvalid,
+                    format!("environment variable {name} is not set"),
+                )
+                .with_adapter(ADAPTER)
+                .with_context("variable", name)
             })
         };
-        let optional = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
-        let mut builder = TwilioSmsChannelBuilder::new(required("TWILIO_ACCOUNT_SID")?, required("TWILIO_AUTH_TOKEN")?);
+        let optional = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
+        let mut builder = TwilioSmsChannelBuilder::new(
+            required("TWILIO_ACCOUNT_SID")?,
+            required("TWILIO_AUTH_TOKEN")?,
+        );
         builder.config.from = optional("TWILIO_FROM");
         builder.config.messaging_service_sid = optional("TWILIO_MESSAGING_SERVICE_SID");
         builder.config.status_callback = optional("TWILIO_STATUS_CALLBACK");
@@ -261,48 +280,84 @@ impl TwilioSmsChannelBuilder {
     pub fn build(self) -> Result<TwilioSmsChannel> {
         let config = self.config;
         let invalid = |field: &'static str, reason: String| {
-            Error::new(ErrorKind::ConfigInvalid, format!("invalid Twilio {field}: {reason}"))
-                .with_adapter(ADAPTER)
-                .with_context("field", field)
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                format!("invalid Twilio {field}: {reason}"),
+            )
+            .with_adapter(ADAPTER)
+            .with_context("field", field)
         };
 
         let account_sid = config.account_sid.trim().to_owned();
         if !is_sid(&account_sid, "AC") {
-            return Err(invalid("account_sid", "expected AC followed by 32 hexadecimal digits".into()));
+            return Err(invalid(
+                "account_sid",
+                "expected AC followed by 32 hexadecimal digits".into(),
+            ));
         }
         if config.auth_token.expose().trim().is_empty() {
             return Err(invalid("auth_token", "it is empty".into()));
         }
 
-        let from = config.from.as_deref().map(str::trim).filter(|from| !from.is_empty()).map(str::to_owned);
+        let from = config
+            .from
+            .as_deref()
+            .map(str::trim)
+            .filter(|from| !from.is_empty())
+            .map(str::to_owned);
         if let Some(from) = &from {
             check_sender(from).map_err(|reason| invalid("from", reason.into()))?;
         }
-        let messaging_service_sid =
-            config.messaging_service_sid.as_deref().map(str::trim).filter(|sid| !sid.is_empty()).map(str::to_owned);
+        let messaging_service_sid = config
+            .messaging_service_sid
+            .as_deref()
+            .map(str::trim)
+            .filter(|sid| !sid.is_empty())
+            .map(str::to_owned);
         if let Some(sid) = &messaging_service_sid
             && !is_sid(sid, "MG")
         {
-            return Err(invalid("messaging_service_sid", "expected MG followed by 32 hexadecimal digits".into()));
+            return Err(invalid(
+                "messaging_service_sid",
+                "expected MG followed by 32 hexadecimal digits".into(),
+            ));
         }
         if from.is_none() && messaging_service_sid.is_none() {
-            return Err(invalid("from", "set a sender (from) or a Messaging Service (messaging_service_sid)".into()));
+            return Err(invalid(
+                "from",
+                "set a sender (from) or a Messaging Service (messaging_service_sid)".into(),
+            ));
         }
 
-        let status_callback = config.status_callback.as_deref().map(str::trim).filter(|url| !url.is_empty()).map(str::to_owned);
+        let status_callback = config
+            .status_callback
+            .as_deref()
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned);
         if let Some(url) = &status_callback {
-            let parsed = reqwest::Url::parse(url).map_err(|error| invalid("status_callback", error.to_string()))?;
+            let parsed = reqwest::Url::parse(url)
+                .map_err(|error| invalid("status_callback", error.to_string()))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid("status_callback", "expected an http or https URL".into()));
+                return Err(invalid(
+                    "status_callback",
+                    "expected an http or https URL".into(),
+                ));
             }
         }
         if let Some(secs) = config.validity_period_secs
             && !(1..=MAX_VALIDITY_PERIOD.as_secs()).contains(&secs)
         {
-            return Err(invalid("validity_period_secs", format!("{secs} is outside 1 to 36000 seconds")));
+            return Err(invalid(
+                "validity_period_secs",
+                format!("{secs} is outside 1 to 36000 seconds"),
+            ));
         }
         if config.request_timeout_secs == 0 || config.connect_timeout_secs == 0 {
-            return Err(invalid("timeout", "timeouts must be at least one second".into()));
+            return Err(invalid(
+                "timeout",
+                "timeouts must be at least one second".into(),
+            ));
         }
 
         let base_url = http::check_base_url(&config.base_url, "base_url", ADAPTER)?;
@@ -346,7 +401,10 @@ pub struct TwilioSmsChannel {
 
 impl TwilioSmsChannel {
     /// Starts a builder from the account SID and auth token.
-    pub fn builder(account_sid: impl Into<String>, auth_token: impl Into<Secret>) -> TwilioSmsChannelBuilder {
+    pub fn builder(
+        account_sid: impl Into<String>,
+        auth_token: impl Into<Secret>,
+    ) -> TwilioSmsChannelBuilder {
         TwilioSmsChannelBuilder::new(account_sid, auth_token)
     }
 
@@ -355,13 +413,17 @@ impl TwilioSmsChannel {
     /// which carries no SMS event.
     fn verified_params(&self, request: &WebhookRequest) -> Result<Option<Vec<(String, String)>>> {
         http::check_webhook_size(&request.body, self.max_webhook_bytes, ADAPTER)?;
-        let signature = http::header(&request.headers, SIGNATURE_HEADER)
-            .ok_or_else(|| http::unauthenticated(ADAPTER, "the X-Twilio-Signature header is missing"))?;
+        let signature = http::header(&request.headers, SIGNATURE_HEADER).ok_or_else(|| {
+            http::unauthenticated(ADAPTER, "the X-Twilio-Signature header is missing")
+        })?;
         let token = self.auth_token.expose();
 
         if signature::body_hash_param(&request.url).is_some() {
             if !validate_request_with_body(token, signature, &request.url, &request.body) {
-                return Err(http::unauthenticated(ADAPTER, "the X-Twilio-Signature or bodySHA256 does not match"));
+                return Err(http::unauthenticated(
+                    ADAPTER,
+                    "the X-Twilio-Signature or bodySHA256 does not match",
+                ));
             }
             return Ok(None);
         }
@@ -370,11 +432,15 @@ impl TwilioSmsChannel {
         let (params, signed) = if is_get {
             (http::query_pairs(&request.url), Vec::new())
         } else {
-            let params: Vec<(String, String)> = form_urlencoded::parse(&request.body).into_owned().collect();
+            let params: Vec<(String, String)> =
+                form_urlencoded::parse(&request.body).into_owned().collect();
             (params.clone(), params)
         };
         if !validate_request(token, signature, &request.url, &signed) {
-            return Err(http::unauthenticated(ADAPTER, "the X-Twilio-Signature does not match"));
+            return Err(http::unauthenticated(
+                ADAPTER,
+                "the X-Twilio-Signature does not match",
+            ));
         }
         Ok(Some(params))
     }
@@ -382,13 +448,25 @@ impl TwilioSmsChannel {
     fn check_entry<'a>(&self, permit: &'a SendPermit) -> Result<&'a PhoneNumber> {
         let entry = permit.entry();
         let rejected = |kind: ErrorKind, message: String| {
-            Error::new(kind, message).with_adapter(ADAPTER).with_operation("send").with_context("outbox_id", entry.id)
+            Error::new(kind, message)
+                .with_adapter(ADAPTER)
+                .with_operation("send")
+                .with_context("outbox_id", entry.id)
         };
         let ContactPoint::Phone(to) = &entry.to else {
-            return Err(rejected(ErrorKind::InvalidInput, format!("the Twilio SMS channel cannot send to a {} contact point", entry.to.channel())));
+            return Err(rejected(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the Twilio SMS channel cannot send to a {} contact point",
+                    entry.to.channel()
+                ),
+            ));
         };
         if entry.text.trim().is_empty() {
-            return Err(rejected(ErrorKind::InvalidInput, "the text is empty; Twilio rejects an SMS without a body".into()));
+            return Err(rejected(
+                ErrorKind::InvalidInput,
+                "the text is empty; Twilio rejects an SMS without a body".into(),
+            ));
         }
         let chars = entry.text.chars().count();
         if chars > MAX_TEXT_CHARS {
@@ -443,7 +521,9 @@ impl Channel for TwilioSmsChannel {
                 );
                 return Ok(receipt);
             }
-            Claim::InFlight => return Err(http::in_flight_error(ADAPTER).with_context("outbox_id", entry.id)),
+            Claim::InFlight => {
+                return Err(http::in_flight_error(ADAPTER).with_context("outbox_id", entry.id));
+            }
             Claim::Claimed(guard) => guard,
         };
 
@@ -480,12 +560,17 @@ impl Channel for TwilioSmsChannel {
             .post(&self.messages_url)
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .form(&form);
-        let response = self.http.execute(request, "send").await.map_err(|error| error.with_context("outbox_id", entry.id))?;
+        let response = self
+            .http
+            .execute(request, "send")
+            .await
+            .map_err(|error| error.with_context("outbox_id", entry.id))?;
 
         if !(200..300).contains(&response.status) {
             let body: Option<ErrorBody> = serde_json::from_slice(&response.body).ok();
             let delay = http::retry_after(&response.headers, self.clock.now());
-            let error = send_error(response.status, body.as_ref(), delay).with_context("outbox_id", entry.id);
+            let error = send_error(response.status, body.as_ref(), delay)
+                .with_context("outbox_id", entry.id);
             tracing::debug!(
                 target: "kalify::channel",
                 adapter = ADAPTER,
@@ -498,7 +583,10 @@ impl Channel for TwilioSmsChannel {
             return Err(error);
         }
 
-        let sid = serde_json::from_slice::<MessageBody>(&response.body).ok().and_then(|body| body.sid).filter(|sid| !sid.is_empty());
+        let sid = serde_json::from_slice::<MessageBody>(&response.body)
+            .ok()
+            .and_then(|body| body.sid)
+            .filter(|sid| !sid.is_empty());
         let Some(sid) = sid else {
             tracing::error!(
                 target: "kalify::channel",
@@ -507,16 +595,22 @@ impl Channel for TwilioSmsChannel {
                 status = response.status,
                 "Twilio accepted the request but its response has no message SID"
             );
-            return Err(Error::new(ErrorKind::Unexpected, "Twilio accepted the request but its response has no message SID")
-                .with_adapter(ADAPTER)
-                .with_operation("send")
-                .with_context("outbox_id", entry.id)
-                .with_context("status", response.status)
-                .with_context("outcome", "unknown")
-                .with_retry(Retry::Permanent));
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                "Twilio accepted the request but its response has no message SID",
+            )
+            .with_adapter(ADAPTER)
+            .with_operation("send")
+            .with_context("outbox_id", entry.id)
+            .with_context("status", response.status)
+            .with_context("outcome", "unknown")
+            .with_retry(Retry::Permanent));
         };
 
-        let receipt = Receipt { provider: PROVIDER.to_owned(), provider_message_id: sid };
+        let receipt = Receipt {
+            provider: PROVIDER.to_owned(),
+            provider_message_id: sid,
+        };
         guard.complete(&receipt);
         tracing::debug!(
             target: "kalify::channel",
@@ -578,7 +672,9 @@ impl fmt::Display for TwilioSmsChannel {
 
 /// True for `prefix` followed by 32 hexadecimal digits.
 fn is_sid(text: &str, prefix: &str) -> bool {
-    text.len() == 34 && text.starts_with(prefix) && text[2..].bytes().all(|byte| byte.is_ascii_hexdigit())
+    text.len() == 34
+        && text.starts_with(prefix)
+        && text[2..].bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
 /// Checks a sender: an E.164 number, a short code of 3 to 8 digits, or an
@@ -586,15 +682,29 @@ fn is_sid(text: &str, prefix: &str) -> bool {
 /// least one letter.
 fn check_sender(from: &str) -> std::result::Result<(), &'static str> {
     if from.starts_with('+') {
-        return PhoneNumber::from_e164(from).map(|_| ()).map_err(|_| "not a valid E.164 number");
+        return PhoneNumber::from_e164(from)
+            .map(|_| ())
+            .map_err(|_| "not a valid E.164 number");
     }
     if from.bytes().all(|byte| byte.is_ascii_digit()) {
-        return if (3..=8).contains(&from.len()) { Ok(()) } else { Err("a short code has 3 to 8 digits") };
+        return if (3..=8).contains(&from.len()) {
+            Ok(())
+        } else {
+            Err("a short code has 3 to 8 digits")
+        };
     }
     let alphanumeric = from.len() <= 11
-        && from.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b' ')
+        && from
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b' ')
         && from.bytes().any(|byte| byte.is_ascii_alphabetic());
-    if alphanumeric { Ok(()) } else { Err("expected an E.164 number, a short code or an alphanumeric sender ID of up to 11 characters") }
+    if alphanumeric {
+        Ok(())
+    } else {
+        Err(
+            "expected an E.164 number, a short code or an alphanumeric sender ID of up to 11 characters",
+        )
+    }
 }
 
 #[cfg(test)]
@@ -602,14 +712,22 @@ mod tests {
     use super::*;
 
     fn context<'a>(error: &'a kalify_core::Error, key: &str) -> Option<&'a str> {
-        error.context().iter().find(|(name, _)| *name == key).map(|(_, value)| value.as_str())
+        error
+            .context()
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.as_str())
     }
 
     const SID: &str = "AC0123456789abcdef0123456789abcdef";
 
     #[test]
     fn config_debug_redacts_token() {
-        let config = TwilioConfig { account_sid: SID.into(), auth_token: Secret::new("tok-very-secret"), ..TwilioConfig::default() };
+        let config = TwilioConfig {
+            account_sid: SID.into(),
+            auth_token: Secret::new("tok-very-secret"),
+            ..TwilioConfig::default()
+        };
         let debug = format!("{config:?}");
         assert!(!debug.contains("tok-very-secret"), "{debug}");
         assert!(debug.contains(SID), "{debug}");
@@ -617,10 +735,16 @@ mod tests {
 
     #[test]
     fn channel_debug_and_display_redact_token() {
-        let channel = TwilioSmsChannelBuilder::new(SID, "tok-very-secret").with_from("+33757000000").build().unwrap();
+        let channel = TwilioSmsChannelBuilder::new(SID, "tok-very-secret")
+            .with_from("+33757000000")
+            .build()
+            .unwrap();
         assert!(!format!("{channel:?}").contains("tok-very-secret"));
         assert!(!format!("{channel}").contains("tok-very-secret"));
-        assert_eq!(format!("{channel}"), format!("TwilioSmsChannel(account={SID})"));
+        assert_eq!(
+            format!("{channel}"),
+            format!("TwilioSmsChannel(account={SID})")
+        );
     }
 
     #[test]
@@ -638,15 +762,33 @@ mod tests {
     fn build_rejects_bad_settings() {
         let base = || TwilioSmsChannelBuilder::new(SID, "tok").with_from("+33757000000");
         let cases: Vec<(TwilioSmsChannelBuilder, &str)> = vec![
-            (TwilioSmsChannelBuilder::new("AC123", "tok").with_from("+33757000000"), "account_sid"),
-            (TwilioSmsChannelBuilder::new(SID, " ").with_from("+33757000000"), "auth_token"),
+            (
+                TwilioSmsChannelBuilder::new("AC123", "tok").with_from("+33757000000"),
+                "account_sid",
+            ),
+            (
+                TwilioSmsChannelBuilder::new(SID, " ").with_from("+33757000000"),
+                "auth_token",
+            ),
             (TwilioSmsChannelBuilder::new(SID, "tok"), "from"),
             (base().with_from("+3"), "from"),
             (base().with_from("Very long sender id"), "from"),
-            (base().with_messaging_service_sid("MG1"), "messaging_service_sid"),
-            (base().with_status_callback("ftp://hooks.example"), "status_callback"),
-            (base().with_validity_period(Duration::from_secs(0)), "validity_period_secs"),
-            (base().with_validity_period(Duration::from_secs(36_001)), "validity_period_secs"),
+            (
+                base().with_messaging_service_sid("MG1"),
+                "messaging_service_sid",
+            ),
+            (
+                base().with_status_callback("ftp://hooks.example"),
+                "status_callback",
+            ),
+            (
+                base().with_validity_period(Duration::from_secs(0)),
+                "validity_period_secs",
+            ),
+            (
+                base().with_validity_period(Duration::from_secs(36_001)),
+                "validity_period_secs",
+            ),
             (base().with_base_url("http://api.example.com"), "base_url"),
         ];
         for (builder, field) in cases {
@@ -668,7 +810,9 @@ mod tests {
 
     #[test]
     fn messaging_service_alone_is_enough() {
-        let channel = TwilioSmsChannelBuilder::new(SID, "tok").with_messaging_service_sid("MG0123456789abcdef0123456789abcdef").build();
+        let channel = TwilioSmsChannelBuilder::new(SID, "tok")
+            .with_messaging_service_sid("MG0123456789abcdef0123456789abcdef")
+            .build();
         assert!(channel.is_ok());
     }
 }

@@ -38,7 +38,12 @@ pub fn compute_signature(auth_token: &str, url: &str, params: &[(String, String)
 /// candidate URL. See the module documentation for the URL forms accepted.
 ///
 /// An empty or malformed signature is invalid.
-pub fn validate_request(auth_token: &str, signature: &str, url: &str, params: &[(String, String)]) -> bool {
+pub fn validate_request(
+    auth_token: &str,
+    signature: &str,
+    url: &str,
+    params: &[(String, String)],
+) -> bool {
     let Some(expected) = decode_signature(signature) else {
         return false;
     };
@@ -52,7 +57,12 @@ pub fn validate_request(auth_token: &str, signature: &str, url: &str, params: &[
 ///
 /// A request whose URL lacks `bodySHA256` is invalid here; validate a
 /// form-encoded body with [`validate_request`] on its parameters.
-pub fn validate_request_with_body(auth_token: &str, signature: &str, url: &str, body: &[u8]) -> bool {
+pub fn validate_request_with_body(
+    auth_token: &str,
+    signature: &str,
+    url: &str,
+    body: &[u8],
+) -> bool {
     let Some(expected) = decode_signature(signature) else {
         return false;
     };
@@ -68,7 +78,10 @@ pub fn validate_request_with_body(auth_token: &str, signature: &str, url: &str, 
 
 /// Returns the `bodySHA256` query parameter of `url`, if any.
 pub(crate) fn body_hash_param(url: &str) -> Option<String> {
-    query_pairs(url).into_iter().find(|(key, _)| key == BODY_HASH_PARAM).map(|(_, value)| value)
+    query_pairs(url)
+        .into_iter()
+        .find(|(key, _)| key == BODY_HASH_PARAM)
+        .map(|(_, value)| value)
 }
 
 fn decode_signature(signature: &str) -> Option<Vec<u8>> {
@@ -79,7 +92,12 @@ fn decode_signature(signature: &str) -> Option<Vec<u8>> {
     STANDARD.decode(signature).ok()
 }
 
-fn matches_any_url(auth_token: &str, expected: &[u8], url: &str, params: &[(String, String)]) -> bool {
+fn matches_any_url(
+    auth_token: &str,
+    expected: &[u8],
+    url: &str,
+    params: &[(String, String)],
+) -> bool {
     if expected.is_empty() {
         return false;
     }
@@ -117,12 +135,23 @@ fn sorted_params(params: &[(String, String)]) -> Vec<(String, String)> {
 /// with the port removed, and with the default port added, each with `'`
 /// and `%27` in both spellings, without duplicates.
 fn url_candidates(url: &str) -> Vec<String> {
-    let mut spellings = vec![url.to_owned(), url.replace('\'', "%27"), url.replace("%27", "'")];
+    let mut spellings = vec![
+        url.to_owned(),
+        url.replace('\'', "%27"),
+        url.replace("%27", "'"),
+    ];
     spellings.dedup();
 
     let mut candidates: Vec<String> = Vec::new();
     for spelling in spellings {
-        for form in [Some(spelling.clone()), without_port(&spelling), with_default_port(&spelling)].into_iter().flatten() {
+        for form in [
+            Some(spelling.clone()),
+            without_port(&spelling),
+            with_default_port(&spelling),
+        ]
+        .into_iter()
+        .flatten()
+        {
             if !candidates.contains(&form) {
                 candidates.push(form);
             }
@@ -144,7 +173,9 @@ fn split_authority(url: &str) -> Option<Authority<'_>> {
     let scheme_end = url.find("://")?;
     let scheme = &url[..scheme_end];
     let authority_start = scheme_end + 3;
-    let authority_len = url[authority_start..].find(['/', '?', '#']).unwrap_or(url.len() - authority_start);
+    let authority_len = url[authority_start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - authority_start);
     let authority_end = authority_start + authority_len;
     let authority = &url[authority_start..authority_end];
 
@@ -153,15 +184,29 @@ fn split_authority(url: &str) -> Option<Authority<'_>> {
     let host_port = &authority[host_start..];
     // An IPv6 literal is bracketed and contains colons of its own.
     let search_from = host_port.rfind(']').unwrap_or(0);
-    let port_colon = host_port[search_from..].rfind(':').map(|index| search_from + index);
+    let port_colon = host_port[search_from..]
+        .rfind(':')
+        .map(|index| search_from + index);
 
     let (host_end, port) = match port_colon {
-        Some(colon) if host_port[colon + 1..].bytes().all(|byte| byte.is_ascii_digit()) => {
-            (authority_start + host_start + colon, Some(&host_port[colon + 1..]))
+        Some(colon)
+            if host_port[colon + 1..]
+                .bytes()
+                .all(|byte| byte.is_ascii_digit()) =>
+        {
+            (
+                authority_start + host_start + colon,
+                Some(&host_port[colon + 1..]),
+            )
         }
         _ => (authority_end, None),
     };
-    Some(Authority { scheme, before_port: &url[..host_end], port, rest: &url[authority_end..] })
+    Some(Authority {
+        scheme,
+        before_port: &url[..host_end],
+        port,
+        rest: &url[authority_end..],
+    })
 }
 
 fn without_port(url: &str) -> Option<String> {
@@ -188,15 +233,27 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+        items
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
     }
 
     #[test]
     fn port_forms() {
-        assert_eq!(without_port("https://a.example:8443/p?q=1").as_deref(), Some("https://a.example/p?q=1"));
+        assert_eq!(
+            without_port("https://a.example:8443/p?q=1").as_deref(),
+            Some("https://a.example/p?q=1")
+        );
         assert_eq!(without_port("https://a.example/p"), None);
-        assert_eq!(with_default_port("https://a.example/p").as_deref(), Some("https://a.example:443/p"));
-        assert_eq!(with_default_port("http://a.example?x=1").as_deref(), Some("http://a.example:80?x=1"));
+        assert_eq!(
+            with_default_port("https://a.example/p").as_deref(),
+            Some("https://a.example:443/p")
+        );
+        assert_eq!(
+            with_default_port("http://a.example?x=1").as_deref(),
+            Some("http://a.example:80?x=1")
+        );
         assert_eq!(with_default_port("https://a.example:1/p"), None);
     }
 
@@ -207,18 +264,30 @@ mod tests {
             Some("https://user:pass@a.example:443/p")
         );
         assert_eq!(without_port("https://user:pass@a.example/p"), None);
-        assert_eq!(without_port("https://user:pass@a.example:99/p").as_deref(), Some("https://user:pass@a.example/p"));
+        assert_eq!(
+            without_port("https://user:pass@a.example:99/p").as_deref(),
+            Some("https://user:pass@a.example/p")
+        );
     }
 
     #[test]
     fn port_forms_handle_ipv6() {
-        assert_eq!(without_port("http://[::1]:8080/hook").as_deref(), Some("http://[::1]/hook"));
-        assert_eq!(with_default_port("http://[::1]/hook").as_deref(), Some("http://[::1]:80/hook"));
+        assert_eq!(
+            without_port("http://[::1]:8080/hook").as_deref(),
+            Some("http://[::1]/hook")
+        );
+        assert_eq!(
+            with_default_port("http://[::1]/hook").as_deref(),
+            Some("http://[::1]:80/hook")
+        );
     }
 
     #[test]
     fn port_forms_keep_colons_in_path() {
-        assert_eq!(with_default_port("https://a.example/p:1").as_deref(), Some("https://a.example:443/p:1"));
+        assert_eq!(
+            with_default_port("https://a.example/p:1").as_deref(),
+            Some("https://a.example:443/p:1")
+        );
         assert_eq!(without_port("https://a.example/p:1"), None);
     }
 
@@ -229,7 +298,12 @@ mod tests {
         let signature = compute_signature("token", url, &params);
         assert!(validate_request("token", &signature, url, &params));
         assert!(!validate_request("other", &signature, url, &params));
-        assert!(!validate_request("token", &signature, "https://hooks.example/sms?org=2", &params));
+        assert!(!validate_request(
+            "token",
+            &signature,
+            "https://hooks.example/sms?org=2",
+            &params
+        ));
         let changed = pairs(&[("Body", "Bonjour à vous"), ("From", "+33612345678")]);
         assert!(!validate_request("token", &signature, url, &changed));
     }
@@ -238,7 +312,10 @@ mod tests {
     fn malformed_signatures_are_invalid() {
         let params = pairs(&[("A", "1")]);
         for signature in ["", "   ", "not base64!", "WRONG"] {
-            assert!(!validate_request("token", signature, "https://a.example/", &params), "{signature:?}");
+            assert!(
+                !validate_request("token", signature, "https://a.example/", &params),
+                "{signature:?}"
+            );
         }
     }
 
@@ -249,7 +326,17 @@ mod tests {
         let url = format!("https://a.example/hook?bodySHA256={hash}");
         let signature = compute_signature("token", &url, &[]);
         assert!(validate_request_with_body("token", &signature, &url, body));
-        assert!(!validate_request_with_body("token", &signature, &url, br#"{"a":2}"#));
-        assert!(!validate_request_with_body("token", &signature, "https://a.example/hook", body));
+        assert!(!validate_request_with_body(
+            "token",
+            &signature,
+            &url,
+            br#"{"a":2}"#
+        ));
+        assert!(!validate_request_with_body(
+            "token",
+            &signature,
+            "https://a.example/hook",
+            body
+        ));
     }
 }

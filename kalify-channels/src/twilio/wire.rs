@@ -29,7 +29,10 @@ pub(crate) struct ErrorBody {
 
 /// Returns the first value of parameter `name`.
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    params
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
 }
 
 /// Maps a Twilio `MessageStatus` to a delivery status, or returns `None`
@@ -40,7 +43,9 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// are both failures; `received` and `receiving` describe inbound messages.
 pub(crate) fn delivery_status(status: &str) -> Option<DeliveryStatus> {
     match status {
-        "accepted" | "scheduled" | "queued" | "sending" | "sent" | "partially_delivered" => Some(DeliveryStatus::Sent),
+        "accepted" | "scheduled" | "queued" | "sending" | "sent" | "partially_delivered" => {
+            Some(DeliveryStatus::Sent)
+        }
         "delivered" => Some(DeliveryStatus::Delivered),
         "read" => Some(DeliveryStatus::Read),
         "undelivered" | "failed" => Some(DeliveryStatus::Failed),
@@ -58,7 +63,10 @@ pub(crate) fn delivery_status(status: &str) -> Option<DeliveryStatus> {
 /// # Errors
 /// `InvalidInput` when a required parameter (`MessageSid`, and `From` for
 /// an inbound message) is missing.
-pub(crate) fn events(params: &[(String, String)], now: Timestamp) -> Result<Vec<InboundEvent>, Error> {
+pub(crate) fn events(
+    params: &[(String, String)],
+    now: Timestamp,
+) -> Result<Vec<InboundEvent>, Error> {
     let sid = param(params, "MessageSid")
         .or_else(|| param(params, "SmsMessageSid"))
         .or_else(|| param(params, "SmsSid"))
@@ -69,17 +77,27 @@ pub(crate) fn events(params: &[(String, String)], now: Timestamp) -> Result<Vec<
     // An inbound message may carry the status `received`; every other
     // status belongs to a status callback of an outbound message.
     match param(params, "MessageStatus").map(str::trim) {
-        Some(status) if !matches!(status, "received" | "receiving") => Ok(status_events(params, sid, status, now)),
+        Some(status) if !matches!(status, "received" | "receiving") => {
+            Ok(status_events(params, sid, status, now))
+        }
         _ => inbound_events(params, sid, now),
     }
 }
 
-fn status_events(params: &[(String, String)], sid: &str, status: &str, now: Timestamp) -> Vec<InboundEvent> {
+fn status_events(
+    params: &[(String, String)],
+    sid: &str,
+    status: &str,
+    now: Timestamp,
+) -> Vec<InboundEvent> {
     let Some(delivery) = delivery_status(status) else {
         tracing::debug!(target: "kalify::channel", adapter = ADAPTER, message_sid = sid, status, "status callback ignored");
         return Vec::new();
     };
-    let error_code = param(params, "ErrorCode").map(str::trim).filter(|code| !code.is_empty()).map(str::to_owned);
+    let error_code = param(params, "ErrorCode")
+        .map(str::trim)
+        .filter(|code| !code.is_empty())
+        .map(str::to_owned);
 
     let mut events = Vec::new();
     if error_code.as_deref() == Some(OPTED_OUT_CODE) {
@@ -111,8 +129,15 @@ fn status_events(params: &[(String, String)], sid: &str, status: &str, now: Time
     events
 }
 
-fn inbound_events(params: &[(String, String)], sid: &str, now: Timestamp) -> Result<Vec<InboundEvent>, Error> {
-    let from = param(params, "From").map(str::trim).filter(|from| !from.is_empty()).ok_or_else(|| missing("From"))?;
+fn inbound_events(
+    params: &[(String, String)],
+    sid: &str,
+    now: Timestamp,
+) -> Result<Vec<InboundEvent>, Error> {
+    let from = param(params, "From")
+        .map(str::trim)
+        .filter(|from| !from.is_empty())
+        .ok_or_else(|| missing("From"))?;
     let Ok(phone) = PhoneNumber::from_e164(from) else {
         // Short codes, alphanumeric senders and channel addresses such as
         // `whatsapp:+…` are not prospects' phone numbers.
@@ -125,7 +150,9 @@ fn inbound_events(params: &[(String, String)], sid: &str, now: Timestamp) -> Res
         return Ok(Vec::new());
     };
     let text = param(params, "Body").unwrap_or_default().to_owned();
-    let media = param(params, "NumMedia").and_then(|count| count.trim().parse::<u32>().ok()).unwrap_or(0);
+    let media = param(params, "NumMedia")
+        .and_then(|count| count.trim().parse::<u32>().ok())
+        .unwrap_or(0);
     tracing::debug!(
         target: "kalify::channel",
         adapter = ADAPTER,
@@ -172,7 +199,10 @@ mod tests {
     use super::*;
 
     fn params(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())).collect()
+        items
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect()
     }
 
     fn now() -> Timestamp {
@@ -182,12 +212,20 @@ mod tests {
     #[test]
     fn inbound_message() {
         let events = events(
-            &params(&[("MessageSid", "SM1"), ("From", "+33612345678"), ("To", "+33700000000"), ("Body", "Oui, ça m’intéresse 😀"), ("NumMedia", "0")]),
+            &params(&[
+                ("MessageSid", "SM1"),
+                ("From", "+33612345678"),
+                ("To", "+33700000000"),
+                ("Body", "Oui, ça m’intéresse 😀"),
+                ("NumMedia", "0"),
+            ]),
             now(),
         )
         .unwrap();
         assert_eq!(events.len(), 1);
-        let InboundEvent::Message(message) = &events[0] else { panic!("expected a message: {events:?}") };
+        let InboundEvent::Message(message) = &events[0] else {
+            panic!("expected a message: {events:?}")
+        };
         assert_eq!(message.provider_message_id, "SM1");
         assert_eq!(message.text, "Oui, ça m’intéresse 😀");
         assert_eq!(message.from.key(), "+33612345678");
@@ -196,27 +234,53 @@ mod tests {
 
     #[test]
     fn inbound_opt_out_adds_notice() {
-        let events = events(&params(&[("MessageSid", "SM2"), ("From", "+33612345678"), ("Body", "STOP"), ("OptOutType", "STOP")]), now()).unwrap();
+        let events = events(
+            &params(&[
+                ("MessageSid", "SM2"),
+                ("From", "+33612345678"),
+                ("Body", "STOP"),
+                ("OptOutType", "STOP"),
+            ]),
+            now(),
+        )
+        .unwrap();
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[1], InboundEvent::OptOut(notice) if notice.reason == "twilio_advanced_opt_out"));
+        assert!(
+            matches!(&events[1], InboundEvent::OptOut(notice) if notice.reason == "twilio_advanced_opt_out")
+        );
     }
 
     #[test]
     fn inbound_from_short_code_is_ignored() {
-        let events = events(&params(&[("MessageSid", "SM3"), ("From", "12345"), ("Body", "hi")]), now()).unwrap();
+        let events = events(
+            &params(&[("MessageSid", "SM3"), ("From", "12345"), ("Body", "hi")]),
+            now(),
+        )
+        .unwrap();
         assert!(events.is_empty());
     }
 
     #[test]
     fn missing_sid_is_invalid() {
-        let error = events(&params(&[("From", "+33612345678"), ("Body", "hi")]), now()).unwrap_err();
+        let error =
+            events(&params(&[("From", "+33612345678"), ("Body", "hi")]), now()).unwrap_err();
         assert_eq!(error.kind(), kalify_core::ErrorKind::InvalidInput);
     }
 
     #[test]
     fn status_callback_maps_status_and_error() {
-        let events = events(&params(&[("MessageSid", "SM4"), ("MessageStatus", "undelivered"), ("ErrorCode", "30007")]), now()).unwrap();
-        let InboundEvent::Status(update) = &events[0] else { panic!("expected a status: {events:?}") };
+        let events = events(
+            &params(&[
+                ("MessageSid", "SM4"),
+                ("MessageStatus", "undelivered"),
+                ("ErrorCode", "30007"),
+            ]),
+            now(),
+        )
+        .unwrap();
+        let InboundEvent::Status(update) = &events[0] else {
+            panic!("expected a status: {events:?}")
+        };
         assert_eq!(update.status, DeliveryStatus::Failed);
         assert_eq!(update.error_code.as_deref(), Some("30007"));
         assert_eq!(update.provider_message_id, "SM4");
@@ -225,19 +289,40 @@ mod tests {
     #[test]
     fn status_callback_21610_reports_opt_out() {
         let events = events(
-            &params(&[("MessageSid", "SM5"), ("MessageStatus", "failed"), ("ErrorCode", "21610"), ("To", "+33612345678")]),
+            &params(&[
+                ("MessageSid", "SM5"),
+                ("MessageStatus", "failed"),
+                ("ErrorCode", "21610"),
+                ("To", "+33612345678"),
+            ]),
             now(),
         )
         .unwrap();
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[0], InboundEvent::OptOut(notice) if notice.contact.key() == "+33612345678"));
-        assert!(matches!(&events[1], InboundEvent::Status(update) if update.status == DeliveryStatus::Failed));
+        assert!(
+            matches!(&events[0], InboundEvent::OptOut(notice) if notice.contact.key() == "+33612345678")
+        );
+        assert!(
+            matches!(&events[1], InboundEvent::Status(update) if update.status == DeliveryStatus::Failed)
+        );
     }
 
     #[test]
     fn received_status_is_inbound_message() {
-        let events = events(&params(&[("MessageSid", "SM6"), ("MessageStatus", "received"), ("From", "+33612345678"), ("Body", "Oui")]), now()).unwrap();
-        assert!(matches!(&events[..], [InboundEvent::Message(message)] if message.text == "Oui"), "{events:?}");
+        let events = events(
+            &params(&[
+                ("MessageSid", "SM6"),
+                ("MessageStatus", "received"),
+                ("From", "+33612345678"),
+                ("Body", "Oui"),
+            ]),
+            now(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&events[..], [InboundEvent::Message(message)] if message.text == "Oui"),
+            "{events:?}"
+        );
     }
 
     #[test]

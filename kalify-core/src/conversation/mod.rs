@@ -6,6 +6,7 @@ mod transition;
 
 pub use model::{Conversation, DeliveryStatus, Direction, Message};
 pub use state::{
-    ConversationState, Effect, Event, NotificationKind, Policy, ReplyOutcome, ScoreBand, SendPurpose, Sender,
+    ConversationState, Effect, Event, NotificationKind, Policy, ReplyOutcome, ScoreBand,
+    SendPurpose, Sender,
 };
 pub use transition::{Transition, transition};

@@ -110,7 +110,9 @@ impl FromStr for Direction {
         match text {
             "inbound" => Ok(Direction::Inbound),
             "outbound" => Ok(Direction::Outbound),
-            _ => Err(Error::invalid_input(format!("unknown message direction {text:?}"))),
+            _ => Err(Error::invalid_input(format!(
+                "unknown message direction {text:?}"
+            ))),
         }
     }
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// The state of a conversation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationState {
     /// Enrolled, nothing sent yet.
@@ -69,7 +71,9 @@ impl ConversationState {
     pub fn awaits_follow_up(&self) -> bool {
         matches!(
             self,
-            ConversationState::Contacted | ConversationState::Engaged | ConversationState::Qualifying
+            ConversationState::Contacted
+                | ConversationState::Engaged
+                | ConversationState::Qualifying
         )
     }
 }

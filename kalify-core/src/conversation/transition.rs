@@ -1,7 +1,8 @@
 //! The pure transition function of the conversation state machine.
 
 use crate::conversation::state::{
-    ConversationState, Effect, Event, NotificationKind, Policy, ReplyOutcome, ScoreBand, SendPurpose, Sender,
+    ConversationState, Effect, Event, NotificationKind, Policy, ReplyOutcome, ScoreBand,
+    SendPurpose, Sender,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -39,7 +40,10 @@ pub fn transition(state: ConversationState, event: Event, policy: &Policy) -> Re
 
         (S::OptedOut, Event::OptInReceived) => Ok((
             S::Engaged,
-            vec![Effect::Unsuppress, send(SendPurpose::OptInConfirmation, Sender::System)],
+            vec![
+                Effect::Unsuppress,
+                send(SendPurpose::OptInConfirmation, Sender::System),
+            ],
         )),
         (state, Event::OptInReceived) => Ok((state, vec![])),
 
@@ -65,18 +69,22 @@ pub fn transition(state: ConversationState, event: Event, policy: &Policy) -> Re
                 state,
                 vec![
                     send(SendPurpose::Outreach { attempt }, Sender::Campaign),
-                    Effect::ScheduleFollowUp { attempt: attempt + 1 },
+                    Effect::ScheduleFollowUp {
+                        attempt: attempt + 1,
+                    },
                 ],
             ))
         }
         (_, Event::FollowUpDue { .. }) => Err(invalid(state, event)),
 
-        (S::HandedOff, Event::ReplyAnalysed(_)) => {
-            Ok((S::HandedOff, vec![Effect::Notify(NotificationKind::ProspectReplied)]))
-        }
-        (S::HandedOff, Event::MemberReplied) => {
-            Ok((S::HandedOff, vec![send(SendPurpose::MemberMessage, Sender::Member)]))
-        }
+        (S::HandedOff, Event::ReplyAnalysed(_)) => Ok((
+            S::HandedOff,
+            vec![Effect::Notify(NotificationKind::ProspectReplied)],
+        )),
+        (S::HandedOff, Event::MemberReplied) => Ok((
+            S::HandedOff,
+            vec![send(SendPurpose::MemberMessage, Sender::Member)],
+        )),
         (S::HandedOff, Event::Released) => Ok((S::Engaged, vec![])),
         (S::HandedOff, Event::MemberTookOver) => Ok((S::HandedOff, vec![])),
         (_, Event::Released) => Err(invalid(state, event)),
@@ -84,7 +92,10 @@ pub fn transition(state: ConversationState, event: Event, policy: &Policy) -> Re
 
         (_, Event::MemberTookOver) => Ok((
             S::HandedOff,
-            vec![Effect::CancelFollowUps, Effect::Notify(NotificationKind::HandoffRequested)],
+            vec![
+                Effect::CancelFollowUps,
+                Effect::Notify(NotificationKind::HandoffRequested),
+            ],
         )),
         (S::Closed, Event::ClosedByMember) => Ok((S::Closed, vec![])),
         (_, Event::ClosedByMember) => Ok((S::Closed, vec![Effect::CancelFollowUps])),
@@ -95,17 +106,28 @@ pub fn transition(state: ConversationState, event: Event, policy: &Policy) -> Re
 
 /// A reply in any state where the AI is in charge.
 fn reply_transition(outcome: ReplyOutcome, policy: &Policy) -> Transition {
-    if outcome.wants_human || (outcome.negative && policy.handoff_on_negative && !outcome.not_interested) {
+    if outcome.wants_human
+        || (outcome.negative && policy.handoff_on_negative && !outcome.not_interested)
+    {
         return handoff();
     }
     if outcome.disqualified {
         return (
             S::Disqualified,
-            vec![Effect::CancelFollowUps, send(SendPurpose::Closing, Sender::Ai)],
+            vec![
+                Effect::CancelFollowUps,
+                send(SendPurpose::Closing, Sender::Ai),
+            ],
         );
     }
     if outcome.not_interested {
-        return (S::Closed, vec![Effect::CancelFollowUps, send(SendPurpose::Closing, Sender::Ai)]);
+        return (
+            S::Closed,
+            vec![
+                Effect::CancelFollowUps,
+                send(SendPurpose::Closing, Sender::Ai),
+            ],
+        );
     }
     match outcome.band {
         ScoreBand::Qualified if policy.handoff_when_qualified => {
@@ -122,7 +144,11 @@ fn reply_transition(outcome: ReplyOutcome, policy: &Policy) -> Transition {
             ],
         ),
         band => {
-            let state = if band == ScoreBand::Qualifying { S::Qualifying } else { S::Engaged };
+            let state = if band == ScoreBand::Qualifying {
+                S::Qualifying
+            } else {
+                S::Engaged
+            };
             // A reply restarts the follow-up sequence: the nudge comes one
             // delay after the prospect's last message, not the first outreach.
             (
@@ -171,19 +197,25 @@ mod tests {
 
     fn outcome_strategy() -> impl Strategy<Value = ReplyOutcome> {
         (
-            prop_oneof![Just(ScoreBand::Qualified), Just(ScoreBand::Qualifying), Just(ScoreBand::Low)],
+            prop_oneof![
+                Just(ScoreBand::Qualified),
+                Just(ScoreBand::Qualifying),
+                Just(ScoreBand::Low)
+            ],
             any::<bool>(),
             any::<bool>(),
             any::<bool>(),
             any::<bool>(),
         )
-            .prop_map(|(band, disqualified, wants_human, not_interested, negative)| ReplyOutcome {
-                band,
-                disqualified,
-                wants_human,
-                not_interested,
-                negative,
-            })
+            .prop_map(
+                |(band, disqualified, wants_human, not_interested, negative)| ReplyOutcome {
+                    band,
+                    disqualified,
+                    wants_human,
+                    not_interested,
+                    negative,
+                },
+            )
     }
 
     fn event_strategy() -> impl Strategy<Value = Event> {
@@ -318,28 +350,37 @@ mod tests {
     #[test]
     fn follow_ups_end_in_unresponsive() {
         let policy = Policy::default().with_max_follow_ups(2);
-        let (state, effects) = transition(S::New, Event::FollowUpDue { attempt: 0 }, &policy).unwrap();
+        let (state, effects) =
+            transition(S::New, Event::FollowUpDue { attempt: 0 }, &policy).unwrap();
         assert_eq!(state, S::Contacted);
         assert!(effects.contains(&Effect::ScheduleFollowUp { attempt: 1 }));
         let (state, _) = transition(state, Event::FollowUpDue { attempt: 1 }, &policy).unwrap();
-        let (state, effects) = transition(state, Event::FollowUpDue { attempt: 2 }, &policy).unwrap();
+        let (state, effects) =
+            transition(state, Event::FollowUpDue { attempt: 2 }, &policy).unwrap();
         assert_eq!(state, S::Contacted);
         assert!(effects.contains(&Effect::ScheduleFollowUp { attempt: 3 }));
-        let (state, effects) = transition(state, Event::FollowUpDue { attempt: 3 }, &policy).unwrap();
+        let (state, effects) =
+            transition(state, Event::FollowUpDue { attempt: 3 }, &policy).unwrap();
         assert_eq!(state, S::Unresponsive);
         assert!(sends(&effects).is_empty());
     }
 
     #[test]
     fn follow_up_in_qualified_is_invalid() {
-        let error = transition(S::Qualified, Event::FollowUpDue { attempt: 1 }, &Policy::default()).unwrap_err();
+        let error = transition(
+            S::Qualified,
+            Event::FollowUpDue { attempt: 1 },
+            &Policy::default(),
+        )
+        .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidTransition);
         assert!(error.to_string().contains("qualified"), "{error}");
     }
 
     #[test]
     fn second_opt_out_sends_nothing() {
-        let (_, effects) = transition(S::OptedOut, Event::OptOutReceived, &Policy::default()).unwrap();
+        let (_, effects) =
+            transition(S::OptedOut, Event::OptOutReceived, &Policy::default()).unwrap();
         assert!(effects.is_empty());
     }
 }

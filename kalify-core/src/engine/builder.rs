@@ -107,19 +107,32 @@ impl EngineBuilder {
     /// # Errors
     /// `ConfigInvalid` when the store or the model is missing or the framework is invalid.
     pub fn build(self) -> Result<Engine> {
-        let store = self
-            .store
-            .ok_or_else(|| Error::new(ErrorKind::ConfigInvalid, "no store configured; call with_store"))?;
-        let model = self
-            .model
-            .ok_or_else(|| Error::new(ErrorKind::ConfigInvalid, "no language model configured; call with_model"))?;
+        let store = self.store.ok_or_else(|| {
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                "no store configured; call with_store",
+            )
+        })?;
+        let model = self.model.ok_or_else(|| {
+            Error::new(
+                ErrorKind::ConfigInvalid,
+                "no language model configured; call with_model",
+            )
+        })?;
         let framework = self.framework.unwrap_or_else(Framework::bant);
         framework.validate()?;
         let settings = self.settings.unwrap_or_default();
         if settings.batch_size == 0 {
-            return Err(Error::new(ErrorKind::ConfigInvalid, "batch_size must be at least 1"));
+            return Err(Error::new(
+                ErrorKind::ConfigInvalid,
+                "batch_size must be at least 1",
+            ));
         }
-        let channels: HashMap<_, _> = self.channels.into_iter().map(|channel| (channel.kind(), channel)).collect();
+        let channels: HashMap<_, _> = self
+            .channels
+            .into_iter()
+            .map(|channel| (channel.kind(), channel))
+            .collect();
 
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -136,7 +149,10 @@ impl EngineBuilder {
                 default_sender: self.default_sender.unwrap_or_else(|| "kalify".to_owned()),
                 locks: Default::default(),
                 assignment: self.assignment.unwrap_or_else(|| {
-                    vec![crate::engine::AssignmentRule::Owner, crate::engine::AssignmentRule::RoundRobin]
+                    vec![
+                        crate::engine::AssignmentRule::Owner,
+                        crate::engine::AssignmentRule::RoundRobin,
+                    ]
                 }),
                 round_robin: Default::default(),
             }),

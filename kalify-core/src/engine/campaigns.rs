@@ -61,12 +61,22 @@ impl ProspectFilter {
     pub fn matches(&self, prospect: &Prospect) -> bool {
         let score = prospect.score.as_ref().map(|score| score.value);
         (self.states.is_empty() || self.states.contains(&prospect.status))
-            && self.min_score.is_none_or(|min| score.is_some_and(|value| value >= min))
-            && self.max_score.is_none_or(|max| score.is_none_or(|value| value <= max))
+            && self
+                .min_score
+                .is_none_or(|min| score.is_some_and(|value| value >= min))
+            && self
+                .max_score
+                .is_none_or(|max| score.is_none_or(|value| value <= max))
             && (self.sources.is_empty()
-                || prospect.source.as_ref().is_some_and(|source| self.sources.iter().any(|wanted| wanted == source)))
+                || prospect
+                    .source
+                    .as_ref()
+                    .is_some_and(|source| self.sources.iter().any(|wanted| wanted == source)))
             && self.tags.iter().all(|tag| prospect.tags.contains(tag))
-            && self.custom.iter().all(|condition| condition.matches(prospect))
+            && self
+                .custom
+                .iter()
+                .all(|condition| condition.matches(prospect))
     }
 }
 
@@ -108,13 +118,20 @@ impl Engine {
     /// # Errors
     /// `NotFound` for an unknown campaign, and store errors. Per-prospect
     /// refusals are reported in [`EnrollReport::skipped`].
-    pub async fn enroll_matching(&self, org: OrgId, campaign: CampaignId, filter: &ProspectFilter) -> Result<EnrollReport> {
+    pub async fn enroll_matching(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        filter: &ProspectFilter,
+    ) -> Result<EnrollReport> {
         let store = &self.inner.store;
         store.get_campaign(org, campaign).await?;
         let mut report = EnrollReport::default();
         let mut after = None;
         loop {
-            let page = store.list_prospects(org, ListOptions { after, limit: 500 }).await?;
+            let page = store
+                .list_prospects(org, ListOptions { after, limit: 500 })
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for prospect in page.iter().filter(|prospect| filter.matches(prospect)) {
@@ -125,10 +142,14 @@ impl Engine {
                     Err(error)
                         if matches!(
                             error.kind(),
-                            ErrorKind::InvalidInput | ErrorKind::RecipientOptedOut | ErrorKind::PermissionDenied
+                            ErrorKind::InvalidInput
+                                | ErrorKind::RecipientOptedOut
+                                | ErrorKind::PermissionDenied
                         ) =>
                     {
-                        report.skipped.push((prospect.id, error.message().to_owned()));
+                        report
+                            .skipped
+                            .push((prospect.id, error.message().to_owned()));
                     }
                     Err(error) => return Err(error),
                 }
@@ -142,7 +163,8 @@ impl Engine {
     /// # Errors
     /// `NotFound` for an unknown campaign.
     pub async fn pause_campaign(&self, org: OrgId, campaign: CampaignId) -> Result<()> {
-        self.set_campaign_status(org, campaign, CampaignStatus::Paused).await
+        self.set_campaign_status(org, campaign, CampaignStatus::Paused)
+            .await
     }
 
     /// Resumes a paused campaign.
@@ -150,10 +172,16 @@ impl Engine {
     /// # Errors
     /// `NotFound` for an unknown campaign.
     pub async fn resume_campaign(&self, org: OrgId, campaign: CampaignId) -> Result<()> {
-        self.set_campaign_status(org, campaign, CampaignStatus::Active).await
+        self.set_campaign_status(org, campaign, CampaignStatus::Active)
+            .await
     }
 
-    async fn set_campaign_status(&self, org: OrgId, campaign: CampaignId, status: CampaignStatus) -> Result<()> {
+    async fn set_campaign_status(
+        &self,
+        org: OrgId,
+        campaign: CampaignId,
+        status: CampaignStatus,
+    ) -> Result<()> {
         let store = &self.inner.store;
         let mut stored = store.get_campaign(org, campaign).await?;
         stored.status = status;
@@ -181,7 +209,9 @@ impl Engine {
         let mut suppressed = std::collections::HashSet::new();
         let mut after = None;
         loop {
-            let page = store.list_prospects(org, ListOptions { after, limit: 500 }).await?;
+            let page = store
+                .list_prospects(org, ListOptions { after, limit: 500 })
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for prospect in page.into_iter().filter(|prospect| filter.matches(prospect)) {
@@ -193,6 +223,11 @@ impl Engine {
                 prospects.push(prospect);
             }
         }
-        Ok(crate::simulation::simulate(&campaign, &prospects, &suppressed, options))
+        Ok(crate::simulation::simulate(
+            &campaign,
+            &prospects,
+            &suppressed,
+            options,
+        ))
     }
 }

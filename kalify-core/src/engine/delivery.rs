@@ -69,7 +69,12 @@ impl Engine {
             let entries = self
                 .inner
                 .store
-                .claim_outbox(now, settings.batch_size, settings.lease, &settings.worker_id)
+                .claim_outbox(
+                    now,
+                    settings.batch_size,
+                    settings.lease,
+                    &settings.worker_id,
+                )
                 .await?;
             if entries.is_empty() {
                 break;
@@ -102,19 +107,27 @@ impl Engine {
         let prospect = match store.get_prospect(entry.org_id, entry.prospect_id).await {
             Ok(prospect) => prospect,
             Err(error) if error.kind() == ErrorKind::NotFound => {
-                return Ok((OutboxOutcome::Cancelled("prospect no longer exists".to_owned()), DeliveryResult::Blocked));
+                return Ok((
+                    OutboxOutcome::Cancelled("prospect no longer exists".to_owned()),
+                    DeliveryResult::Blocked,
+                ));
             }
             Err(error) => return Err(error),
         };
         let suppressed = store.is_suppressed(entry.org_id, &entry.to).await?;
         let attempts = entry.attempts;
         let channel_kind = entry.channel;
-        let last_inbound_at = match store.get_conversation(entry.org_id, entry.conversation_id).await {
+        let last_inbound_at = match store
+            .get_conversation(entry.org_id, entry.conversation_id)
+            .await
+        {
             Ok(conversation) => conversation.last_inbound_at,
             Err(error) if error.kind() == ErrorKind::NotFound => None,
             Err(error) => return Err(error),
         };
-        let recent_outreach = self.recent_outreach(entry.org_id, entry.prospect_id, now).await?;
+        let recent_outreach = self
+            .recent_outreach(entry.org_id, entry.prospect_id, now)
+            .await?;
         let window = match entry.campaign_id {
             Some(id) => match store.get_campaign(entry.org_id, id).await {
                 Ok(campaign) => campaign.settings.window,
@@ -140,18 +153,29 @@ impl Engine {
             }
             Verdict::Block(error) => {
                 tracing::info!(target: "kalify::engine", prospect_id = %prospect.id, channel = %channel_kind, reason = error.message(), "send blocked by the gate");
-                return Ok((OutboxOutcome::Cancelled(error.message().to_owned()), DeliveryResult::Blocked));
+                return Ok((
+                    OutboxOutcome::Cancelled(error.message().to_owned()),
+                    DeliveryResult::Blocked,
+                ));
             }
         };
         let Some(channel) = self.inner.channels.get(&channel_kind) else {
-            return Ok((OutboxOutcome::Failed(format!("no {channel_kind} channel is configured")), DeliveryResult::Failed));
+            return Ok((
+                OutboxOutcome::Failed(format!("no {channel_kind} channel is configured")),
+                DeliveryResult::Failed,
+            ));
         };
         match channel.send(&permit).await {
             Ok(receipt) => {
-                let outcome = OutboxOutcome::Sent { provider: receipt.provider, provider_message_id: receipt.provider_message_id };
+                let outcome = OutboxOutcome::Sent {
+                    provider: receipt.provider,
+                    provider_message_id: receipt.provider_message_id,
+                };
                 Ok((outcome, DeliveryResult::Sent))
             }
-            Err(error) if error.is_retryable() && attempts < self.inner.settings.max_delivery_attempts => {
+            Err(error)
+                if error.is_retryable() && attempts < self.inner.settings.max_delivery_attempts =>
+            {
                 let delay = error
                     .retry_after()
                     .and_then(|delay| ChronoDuration::from_std(delay).ok())
@@ -161,7 +185,10 @@ impl Engine {
             }
             Err(error) => {
                 tracing::warn!(target: "kalify::channel", provider = channel.provider(), attempts, error = %error, "send failed for good");
-                Ok((OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())), DeliveryResult::Failed))
+                Ok((
+                    OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())),
+                    DeliveryResult::Failed,
+                ))
             }
         }
     }
@@ -173,7 +200,12 @@ impl Engine {
     ///
     /// NOTE: a message's time is when it was written to the outbox, so a
     /// send the gate deferred counts from that earlier time.
-    async fn recent_outreach(&self, org: OrgId, prospect: ProspectId, now: Timestamp) -> Result<Vec<Timestamp>> {
+    async fn recent_outreach(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+        now: Timestamp,
+    ) -> Result<Vec<Timestamp>> {
         let store = &self.inner.store;
         let since = now - ChronoDuration::days(7);
         let mut times = Vec::new();
@@ -182,8 +214,15 @@ impl Engine {
                 continue;
             }
             for message in store.list_messages(org, conversation.id).await? {
-                let sent = matches!(message.status, DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Read);
-                if message.direction == Direction::Outbound && message.sender == Some(Sender::Campaign) && sent && message.at > since {
+                let sent = matches!(
+                    message.status,
+                    DeliveryStatus::Sent | DeliveryStatus::Delivered | DeliveryStatus::Read
+                );
+                if message.direction == Direction::Outbound
+                    && message.sender == Some(Sender::Campaign)
+                    && sent
+                    && message.at > since
+                {
                     times.push(message.at);
                 }
             }

@@ -2,8 +2,8 @@
 //! auto-replies, postbacks and delivery reports.
 
 use crate::conversation::Event;
-use crate::engine::inbound::InboundReport;
 use crate::engine::Engine;
+use crate::engine::inbound::InboundReport;
 use crate::error::{ErrorKind, Result};
 use crate::id::{OrgId, ProspectId};
 use crate::ports::{Actor, CancelScope, InboundEvent, InboundMessage, Suppression};
@@ -44,11 +44,17 @@ impl Engine {
     pub async fn handle_event(&self, org: OrgId, event: InboundEvent) -> Result<EventOutcome> {
         let store = &self.inner.store;
         match event {
-            InboundEvent::Message(message) => Ok(EventOutcome::Message(self.handle_inbound(org, message).await?)),
+            InboundEvent::Message(message) => Ok(EventOutcome::Message(
+                self.handle_inbound(org, message).await?,
+            )),
             InboundEvent::Postback(postback) => {
-                let id = postback
-                    .provider_message_id
-                    .unwrap_or_else(|| format!("postback:{}:{}", postback.payload, postback.at.timestamp_millis()));
+                let id = postback.provider_message_id.unwrap_or_else(|| {
+                    format!(
+                        "postback:{}:{}",
+                        postback.payload,
+                        postback.at.timestamp_millis()
+                    )
+                });
                 let message = InboundMessage {
                     channel: postback.channel,
                     provider: postback.provider,
@@ -57,46 +63,87 @@ impl Engine {
                     text: postback.title,
                     at: postback.at,
                 };
-                Ok(EventOutcome::Message(self.handle_inbound(org, message).await?))
+                Ok(EventOutcome::Message(
+                    self.handle_inbound(org, message).await?,
+                ))
             }
             InboundEvent::OptOut(notice) => {
                 let now = self.inner.clock.now();
                 store
-                    .suppress(&[Suppression { org_id: org, contact: notice.contact.clone(), reason: "opt_out".to_owned(), at: now }])
+                    .suppress(&[Suppression {
+                        org_id: org,
+                        contact: notice.contact.clone(),
+                        reason: "opt_out".to_owned(),
+                        at: now,
+                    }])
                     .await?;
                 let prospect = store.find_prospect(org, &notice.contact).await?;
                 if let Some(prospect) = &prospect {
-                    self.system_turn(org, prospect.id, Some(Event::OptOutReceived), "provider_opt_out").await?;
+                    self.system_turn(
+                        org,
+                        prospect.id,
+                        Some(Event::OptOutReceived),
+                        "provider_opt_out",
+                    )
+                    .await?;
                     self.deliver_outbox().await?;
                 }
-                Ok(EventOutcome::Suppressed { prospect_id: prospect.map(|prospect| prospect.id), reason: "opt_out".to_owned() })
+                Ok(EventOutcome::Suppressed {
+                    prospect_id: prospect.map(|prospect| prospect.id),
+                    reason: "opt_out".to_owned(),
+                })
             }
             InboundEvent::Bounce(bounce) => {
                 let Some(recipient) = bounce.recipient.filter(|_| bounce.permanent) else {
-                    return Ok(EventOutcome::Ignored("temporary bounce or unknown recipient"));
+                    return Ok(EventOutcome::Ignored(
+                        "temporary bounce or unknown recipient",
+                    ));
                 };
                 let now = self.inner.clock.now();
-                store.suppress(&[Suppression { org_id: org, contact: recipient.clone(), reason: "bounce".to_owned(), at: now }]).await?;
+                store
+                    .suppress(&[Suppression {
+                        org_id: org,
+                        contact: recipient.clone(),
+                        reason: "bounce".to_owned(),
+                        at: now,
+                    }])
+                    .await?;
                 let prospect = store.find_prospect(org, &recipient).await?;
                 if let Some(prospect) = &prospect {
                     self.system_turn(org, prospect.id, None, "bounce").await?;
                 }
-                Ok(EventOutcome::Suppressed { prospect_id: prospect.map(|prospect| prospect.id), reason: "bounce".to_owned() })
+                Ok(EventOutcome::Suppressed {
+                    prospect_id: prospect.map(|prospect| prospect.id),
+                    reason: "bounce".to_owned(),
+                })
             }
             InboundEvent::AutoReply(_) => Ok(EventOutcome::Ignored("auto-reply")),
             // NOTE: delivery reports are not stored yet, so a message's status
             // stays `sent` after the provider reports delivery or failure.
-            InboundEvent::Status(_) | InboundEvent::Watermark(_) => Ok(EventOutcome::Ignored("delivery report")),
+            InboundEvent::Status(_) | InboundEvent::Watermark(_) => {
+                Ok(EventOutcome::Ignored("delivery report"))
+            }
         }
     }
 
     /// Applies `event` (or only cancels pending follow-ups when `None`) to
     /// the prospect's most recent conversation, as one audited turn.
-    async fn system_turn(&self, org: OrgId, prospect_id: ProspectId, event: Option<Event>, action: &str) -> Result<()> {
+    async fn system_turn(
+        &self,
+        org: OrgId,
+        prospect_id: ProspectId,
+        event: Option<Event>,
+        action: &str,
+    ) -> Result<()> {
         let store = &self.inner.store;
         let _guard = self.inner.locks.lock(prospect_id).await;
         for _ in 0..=self.inner.settings.max_turn_retries {
-            let Some(conversation) = store.conversations_of(org, prospect_id).await?.into_iter().next() else {
+            let Some(conversation) = store
+                .conversations_of(org, prospect_id)
+                .await?
+                .into_iter()
+                .next()
+            else {
                 return Ok(());
             };
             let mut turn = self.load_turn(conversation, self.inner.clock.now()).await?;
@@ -115,7 +162,9 @@ impl Engine {
                 Err(error) => return Err(error),
             }
         }
-        Err(crate::error::Error::conflict("the prospect's conversation kept changing; try again")
-            .with_context("prospect_id", prospect_id))
+        Err(
+            crate::error::Error::conflict("the prospect's conversation kept changing; try again")
+                .with_context("prospect_id", prospect_id),
+        )
     }
 }

@@ -47,17 +47,29 @@ impl Engine {
     /// - `InvalidInput` for an empty provider message id;
     /// - store errors, and `Conflict` when the turn lost its race more than
     ///   the configured number of times.
-    pub async fn handle_inbound(&self, org: OrgId, inbound: InboundMessage) -> Result<InboundReport> {
+    pub async fn handle_inbound(
+        &self,
+        org: OrgId,
+        inbound: InboundMessage,
+    ) -> Result<InboundReport> {
         let store = &self.inner.store;
         if inbound.provider_message_id.trim().is_empty() {
-            return Err(Error::invalid_input("inbound message has an empty provider message id; the provider's id is required for de-duplication"));
+            return Err(Error::invalid_input(
+                "inbound message has an empty provider message id; the provider's id is required for de-duplication",
+            ));
         }
-        let prospect = store.find_prospect(org, &inbound.from).await?.ok_or_else(|| {
-            Error::not_found(format!("no prospect of this org has the sender's {} contact point", inbound.channel))
+        let prospect = store
+            .find_prospect(org, &inbound.from)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no prospect of this org has the sender's {} contact point",
+                    inbound.channel
+                ))
                 .with_operation("handle_inbound")
                 .with_context("org_id", org)
                 .with_context("provider_message_id", &inbound.provider_message_id)
-        })?;
+            })?;
 
         // The most recently updated conversation that has sent something
         // receives the reply; a prospect who writes first gets a
@@ -70,7 +82,8 @@ impl Engine {
         let conversation = match conversations.into_iter().nth(active) {
             Some(conversation) => conversation,
             None => {
-                let mut conversation = Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
+                let mut conversation =
+                    Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
                 conversation.state = ConversationState::Contacted;
                 store.insert_conversation(&conversation, &[]).await?;
                 // Another worker may have created one at the same time; use whichever won.
@@ -131,10 +144,17 @@ impl Engine {
     /// Processes every unprocessed inbound message of a conversation in one
     /// turn, retrying on version conflicts, and returns the conversation.
     /// The replies stay in the outbox until [`Engine::deliver_outbox`] runs.
-    pub async fn process_pending(&self, org: OrgId, conversation_id: ConversationId) -> Result<Conversation> {
+    pub async fn process_pending(
+        &self,
+        org: OrgId,
+        conversation_id: ConversationId,
+    ) -> Result<Conversation> {
         let store = &self.inner.store;
         let retries = self.inner.settings.max_turn_retries;
-        let prospect_id = store.get_conversation(org, conversation_id).await?.prospect_id;
+        let prospect_id = store
+            .get_conversation(org, conversation_id)
+            .await?
+            .prospect_id;
         let _guard = self.inner.locks.lock(prospect_id).await;
         for attempt in 0..=retries {
             let conversation = store.get_conversation(org, conversation_id).await?;
@@ -155,10 +175,12 @@ impl Engine {
                 Err(error) => return Err(error),
             }
         }
-        Err(Error::conflict("the conversation kept changing while its turn was computed")
-            .with_operation("process_pending")
-            .with_context("conversation_id", conversation_id)
-            .with_context("retries", retries))
+        Err(
+            Error::conflict("the conversation kept changing while its turn was computed")
+                .with_operation("process_pending")
+                .with_context("conversation_id", conversation_id)
+                .with_context("retries", retries),
+        )
     }
 
     async fn reply_turn(
@@ -191,11 +213,20 @@ impl Engine {
         Ok(turn.finish())
     }
 
-    async fn analyse_into(&self, turn: &mut Turn<'_>, messages: &[Message], now: Timestamp) -> Result<()> {
+    async fn analyse_into(
+        &self,
+        turn: &mut Turn<'_>,
+        messages: &[Message],
+        now: Timestamp,
+    ) -> Result<()> {
         let request = self.analysis_request(turn, messages);
         let Some(analysis) = self.call_analyse(&request, turn.conversation.id).await else {
             // Every model failed: a person takes over rather than the AI guessing.
-            turn.audit("analysis_failed", "every model failed; handing off".to_owned(), crate::ports::Actor::System);
+            turn.audit(
+                "analysis_failed",
+                "every model failed; handing off".to_owned(),
+                crate::ports::Actor::System,
+            );
             return turn.apply(Event::MemberTookOver).await;
         };
         turn.intent = analysis.intent;
@@ -215,7 +246,11 @@ impl Engine {
         turn.conversation.score = Some(score.clone());
 
         if analysis.objection == Objection::Doubtful {
-            turn.audit("objection_review", "doubtful objection; a member reviews it".to_owned(), crate::ports::Actor::System);
+            turn.audit(
+                "objection_review",
+                "doubtful objection; a member reviews it".to_owned(),
+                crate::ports::Actor::System,
+            );
             return turn.apply(Event::MemberTookOver).await;
         }
 
@@ -229,7 +264,11 @@ impl Engine {
         turn.apply(Event::ReplyAnalysed(outcome)).await
     }
 
-    async fn call_analyse(&self, request: &AnalysisRequest, conversation_id: ConversationId) -> Option<Analysis> {
+    async fn call_analyse(
+        &self,
+        request: &AnalysisRequest,
+        conversation_id: ConversationId,
+    ) -> Option<Analysis> {
         let models = std::iter::once(&self.inner.model).chain(self.inner.fallback_model.as_ref());
         for model in models {
             match model.analyse(request).await {
@@ -282,7 +321,12 @@ impl Engine {
 /// real), when its key is not a criterion of the framework, when its value
 /// has the wrong type for the criterion, or when its confidence is not a
 /// finite number.
-fn ground_facts(analysis: &Analysis, messages: &[Message], framework: &Framework, now: Timestamp) -> Vec<Fact> {
+fn ground_facts(
+    analysis: &Analysis,
+    messages: &[Message],
+    framework: &Framework,
+    now: Timestamp,
+) -> Vec<Fact> {
     analysis
         .facts
         .iter()
@@ -295,7 +339,10 @@ fn ground_facts(analysis: &Analysis, messages: &[Message], framework: &Framework
             if quote.is_empty() {
                 return None;
             }
-            let message = messages.iter().rev().find(|message| message.text.contains(quote))?;
+            let message = messages
+                .iter()
+                .rev()
+                .find(|message| message.text.contains(quote))?;
             Some(Fact {
                 key: extracted.key.clone(),
                 value: extracted.value.clone(),
@@ -314,7 +361,11 @@ impl Engine {
     /// Loads what a turn on `conversation` reads: its prospect, its campaign
     /// and the messages so far. Inbound messages not yet processed are left
     /// out of the history, because the turn that processes them adds them.
-    pub(crate) async fn load_turn(&self, conversation: Conversation, now: Timestamp) -> Result<Turn<'_>> {
+    pub(crate) async fn load_turn(
+        &self,
+        conversation: Conversation,
+        now: Timestamp,
+    ) -> Result<Turn<'_>> {
         let store = &self.inner.store;
         let org = conversation.org_id;
         let prospect = store.get_prospect(org, conversation.prospect_id).await?;
@@ -328,6 +379,13 @@ impl Engine {
             .into_iter()
             .filter(|message| message.direction == Direction::Outbound || message.processed)
             .collect();
-        Ok(Turn::new(&self.inner, now, conversation, prospect, campaign, history))
+        Ok(Turn::new(
+            &self.inner,
+            now,
+            conversation,
+            prospect,
+            campaign,
+            history,
+        ))
     }
 }

@@ -48,19 +48,29 @@ impl Engine {
     /// `NotFound` for an unknown prospect or campaign; `InvalidInput` when the
     /// prospect has no contact point on the campaign's channels;
     /// `RecipientOptedOut` when the prospect opted out or objected.
-    pub async fn enroll(&self, org: OrgId, prospect_id: ProspectId, campaign_id: CampaignId) -> Result<Enrollment> {
+    pub async fn enroll(
+        &self,
+        org: OrgId,
+        prospect_id: ProspectId,
+        campaign_id: CampaignId,
+    ) -> Result<Enrollment> {
         let store = &self.inner.store;
         let prospect = store.get_prospect(org, prospect_id).await?;
         let campaign = store.get_campaign(org, campaign_id).await?;
         if prospect.objected {
-            return Err(Error::new(ErrorKind::RecipientOptedOut, "the prospect objected to direct marketing")
-                .with_context("prospect_id", prospect_id));
+            return Err(Error::new(
+                ErrorKind::RecipientOptedOut,
+                "the prospect objected to direct marketing",
+            )
+            .with_context("prospect_id", prospect_id));
         }
         campaign.check_prospect(&prospect)?;
 
         let mut channel = None;
         for candidate in &campaign.channels {
-            let Some(contact) = prospect.contact_for(*candidate) else { continue };
+            let Some(contact) = prospect.contact_for(*candidate) else {
+                continue;
+            };
             if !store.is_suppressed(org, &contact).await? {
                 channel = Some(*candidate);
                 break;
@@ -68,8 +78,16 @@ impl Engine {
         }
         let Some(channel) = channel else {
             let reachable = prospect.contact_points().is_empty();
-            let kind = if reachable { ErrorKind::InvalidInput } else { ErrorKind::RecipientOptedOut };
-            let channels: Vec<&str> = campaign.channels.iter().map(|channel| channel.as_str()).collect();
+            let kind = if reachable {
+                ErrorKind::InvalidInput
+            } else {
+                ErrorKind::RecipientOptedOut
+            };
+            let channels: Vec<&str> = campaign
+                .channels
+                .iter()
+                .map(|channel| channel.as_str())
+                .collect();
             return Err(Error::new(
                 kind,
                 format!(
@@ -86,7 +104,11 @@ impl Engine {
         let conversation = Conversation::new(org, prospect_id, Some(campaign_id), channel, now);
         let due_at = match campaign.steps.first() {
             Some(step) => match step.business_days {
-                Some(days) => crate::gate::add_business_days(now, days, &crate::gate::Jurisdiction::of(&prospect)),
+                Some(days) => crate::gate::add_business_days(
+                    now,
+                    days,
+                    &crate::gate::Jurisdiction::of(&prospect),
+                ),
                 None => now + ChronoDuration::hours(i64::from(step.delay_hours)),
             },
             None => now,
@@ -103,7 +125,10 @@ impl Engine {
                 .find(|existing| existing.campaign_id == Some(campaign_id))
                 .map_or(conversation.id, |existing| existing.id)
         };
-        Ok(Enrollment { conversation_id, created })
+        Ok(Enrollment {
+            conversation_id,
+            created,
+        })
     }
 
     /// Runs every job due at the clock's current time, then delivers the outbox.
@@ -119,7 +144,12 @@ impl Engine {
             let jobs = self
                 .inner
                 .store
-                .claim_jobs(now, settings.batch_size, settings.lease, &settings.worker_id)
+                .claim_jobs(
+                    now,
+                    settings.batch_size,
+                    settings.lease,
+                    &settings.worker_id,
+                )
                 .await?;
             if jobs.is_empty() {
                 break;
@@ -157,7 +187,10 @@ impl Engine {
         };
         // A job the turn completed is already finished in the store.
         if outcome != JobOutcome::Done {
-            self.inner.store.finish_job(job.org_id, job.id, outcome.clone()).await?;
+            self.inner
+                .store
+                .finish_job(job.org_id, job.id, outcome.clone())
+                .await?;
         }
         Ok(outcome)
     }
@@ -166,12 +199,19 @@ impl Engine {
         let store = &self.inner.store;
         let JobKind::FollowUp { attempt } = job.kind;
         for _ in 0..=self.inner.settings.max_turn_retries {
-            let conversation = match store.get_conversation(job.org_id, job.conversation_id).await {
+            let conversation = match store
+                .get_conversation(job.org_id, job.conversation_id)
+                .await
+            {
                 Ok(conversation) => conversation,
-                Err(error) if error.kind() == ErrorKind::NotFound => return Ok(JobOutcome::Cancelled),
+                Err(error) if error.kind() == ErrorKind::NotFound => {
+                    return Ok(JobOutcome::Cancelled);
+                }
                 Err(error) => return Err(error),
             };
-            let prospect = store.get_prospect(job.org_id, conversation.prospect_id).await?;
+            let prospect = store
+                .get_prospect(job.org_id, conversation.prospect_id)
+                .await?;
             let campaign = match conversation.campaign_id {
                 Some(id) => store.get_campaign(job.org_id, id).await?,
                 None => return Ok(JobOutcome::Cancelled),
@@ -183,11 +223,20 @@ impl Engine {
                 return Ok(JobOutcome::Cancelled);
             }
             let history = store.list_messages(job.org_id, conversation.id).await?;
-            let mut turn = Turn::new(&self.inner, now, conversation, prospect, Some(campaign), history);
+            let mut turn = Turn::new(
+                &self.inner,
+                now,
+                conversation,
+                prospect,
+                Some(campaign),
+                history,
+            );
             turn.set_idempotency_base(format!("job:{}", job.id));
             match turn.apply(Event::FollowUpDue { attempt }).await {
                 Ok(()) => {}
-                Err(error) if error.kind() == ErrorKind::InvalidTransition => return Ok(JobOutcome::Cancelled),
+                Err(error) if error.kind() == ErrorKind::InvalidTransition => {
+                    return Ok(JobOutcome::Cancelled);
+                }
                 Err(error) => return Err(error),
             }
             turn.complete_job(job);

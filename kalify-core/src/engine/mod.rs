@@ -80,9 +80,15 @@ pub(crate) struct ProspectLocks {
 }
 
 impl ProspectLocks {
-    pub(crate) async fn lock(&self, prospect: crate::id::ProspectId) -> tokio::sync::OwnedMutexGuard<()> {
+    pub(crate) async fn lock(
+        &self,
+        prospect: crate::id::ProspectId,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             // Drop locks nobody holds so the map does not grow with every prospect ever seen.
             if locks.len() > 10_000 {
                 locks.retain(|_, lock| Arc::strong_count(lock) > 1);

@@ -35,7 +35,11 @@ pub enum AssignmentRule {
 impl Inner {
     /// Picks the member for a conversation being handed off, or `None` when
     /// the org has no available member.
-    pub(crate) async fn assign_member(&self, prospect: &Prospect, score: Option<&Score>) -> Result<Option<MemberId>> {
+    pub(crate) async fn assign_member(
+        &self,
+        prospect: &Prospect,
+        score: Option<&Score>,
+    ) -> Result<Option<MemberId>> {
         let mut members: Vec<Member> = self.store.list_members(prospect.org_id).await?;
         members.retain(|member| member.available);
         if members.is_empty() {
@@ -93,9 +97,13 @@ fn check_permission(member: &Member, action: Action, assigned_to: Option<MemberI
     Err(Error::new(
         ErrorKind::PermissionDenied,
         match action {
-            Action::TakeOver => "the conversation is assigned to another member; an admin can reassign it",
+            Action::TakeOver => {
+                "the conversation is assigned to another member; an admin can reassign it"
+            }
             Action::Reply => "only the assigned member or an admin can reply in this conversation",
-            Action::HandBack => "only the assigned member or an admin can hand the conversation back",
+            Action::HandBack => {
+                "only the assigned member or an admin can hand the conversation back"
+            }
             Action::Assign => "only an owner or an admin can assign conversations",
         },
     )
@@ -110,11 +118,22 @@ impl Engine {
     /// `NotFound` for an unknown member or conversation; `PermissionDenied`
     /// when it is assigned to another member and the actor is not an admin;
     /// `InvalidTransition` after an opt-out.
-    pub async fn take_over(&self, org: OrgId, conversation: ConversationId, member: MemberId) -> Result<()> {
-        self.member_turn(org, conversation, member, Action::TakeOver, |turn, member| {
-            turn.conversation.assigned_to = Some(member);
-            Some(Event::MemberTookOver)
-        })
+    pub async fn take_over(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+        member: MemberId,
+    ) -> Result<()> {
+        self.member_turn(
+            org,
+            conversation,
+            member,
+            Action::TakeOver,
+            |turn, member| {
+                turn.conversation.assigned_to = Some(member);
+                Some(Event::MemberTookOver)
+            },
+        )
         .await
     }
 
@@ -124,7 +143,13 @@ impl Engine {
     /// # Errors
     /// As [`Engine::take_over`], and `InvalidTransition` when the
     /// conversation is not handed off; `InvalidInput` for an empty text.
-    pub async fn member_reply(&self, org: OrgId, conversation: ConversationId, member: MemberId, text: &str) -> Result<()> {
+    pub async fn member_reply(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+        member: MemberId,
+        text: &str,
+    ) -> Result<()> {
         if text.trim().is_empty() {
             return Err(Error::invalid_input("the member's message is empty"));
         }
@@ -142,8 +167,16 @@ impl Engine {
     /// # Errors
     /// As [`Engine::take_over`], and `InvalidTransition` when the
     /// conversation is not handed off.
-    pub async fn hand_back(&self, org: OrgId, conversation: ConversationId, member: MemberId) -> Result<()> {
-        self.member_turn(org, conversation, member, Action::HandBack, |_, _| Some(Event::Released)).await
+    pub async fn hand_back(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+        member: MemberId,
+    ) -> Result<()> {
+        self.member_turn(org, conversation, member, Action::HandBack, |_, _| {
+            Some(Event::Released)
+        })
+        .await
     }
 
     /// Assigns a handed-off conversation to `assignee`, on behalf of `actor`.
@@ -151,14 +184,27 @@ impl Engine {
     /// # Errors
     /// `PermissionDenied` unless `actor` is an owner or admin; `NotFound` for
     /// unknown members; `InvalidInput` when the assignee is not available.
-    pub async fn assign(&self, org: OrgId, conversation: ConversationId, actor: MemberId, assignee: MemberId) -> Result<()> {
+    pub async fn assign(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+        actor: MemberId,
+        assignee: MemberId,
+    ) -> Result<()> {
         let assignee_record = self.inner.store.get_member(org, assignee).await?;
         if !assignee_record.available {
-            return Err(Error::invalid_input("the member is not available for new conversations").with_context("member_id", assignee));
+            return Err(
+                Error::invalid_input("the member is not available for new conversations")
+                    .with_context("member_id", assignee),
+            );
         }
         self.member_turn(org, conversation, actor, Action::Assign, move |turn, _| {
             turn.conversation.assigned_to = Some(assignee);
-            if turn.conversation.state == ConversationState::HandedOff { None } else { Some(Event::MemberTookOver) }
+            if turn.conversation.state == ConversationState::HandedOff {
+                None
+            } else {
+                Some(Event::MemberTookOver)
+            }
         })
         .await
     }
@@ -181,7 +227,11 @@ impl Engine {
             if let Some(event) = prepare(&mut turn, member_id) {
                 turn.apply(event).await?;
             }
-            turn.audit(action_name(action), format!("by member {member_id}"), Actor::Member(member_id));
+            turn.audit(
+                action_name(action),
+                format!("by member {member_id}"),
+                Actor::Member(member_id),
+            );
             let (commit, notifications) = turn.finish();
             match store.commit_turn(&commit).await {
                 Ok(_) => {
@@ -192,7 +242,8 @@ impl Engine {
                 Err(error) => return Err(error),
             }
         }
-        Err(Error::conflict("the conversation kept changing; try again").with_context("conversation_id", conversation_id))
+        Err(Error::conflict("the conversation kept changing; try again")
+            .with_context("conversation_id", conversation_id))
     }
 }
 

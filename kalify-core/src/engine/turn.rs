@@ -8,14 +8,17 @@ use crate::analysis::{CriterionBrief, Intent, ReplyRequest, TranscriptLine};
 use crate::campaign::Campaign;
 use crate::contact::ChannelKind;
 use crate::conversation::{
-    Conversation, ConversationState, DeliveryStatus, Direction, Effect, Event, Message, NotificationKind, Policy,
-    SendPurpose, Sender, transition,
+    Conversation, ConversationState, DeliveryStatus, Direction, Effect, Event, Message,
+    NotificationKind, Policy, SendPurpose, Sender, transition,
 };
 use crate::engine::Inner;
-use crate::gate::{Jurisdiction, add_business_days};
 use crate::error::Result;
+use crate::gate::{Jurisdiction, add_business_days};
 use crate::id::{MessageId, OutboxId};
-use crate::ports::{Actor, AuditEvent, CancelScope, Job, Notification, OutboxEntry, OutboxStatus, Suppression, TurnCommit};
+use crate::ports::{
+    Actor, AuditEvent, CancelScope, Job, Notification, OutboxEntry, OutboxStatus, Suppression,
+    TurnCommit,
+};
 use crate::prospect::Prospect;
 use crate::reply;
 
@@ -74,7 +77,11 @@ impl<'a> Turn<'a> {
         self.commit.processed_inbound.push(message.id);
         // Replies written later in this turn include the message they reply to.
         self.history.push(message.clone());
-        if self.conversation.last_inbound_at.is_none_or(|last| last < message.at) {
+        if self
+            .conversation
+            .last_inbound_at
+            .is_none_or(|last| last < message.at)
+        {
             self.conversation.last_inbound_at = Some(message.at);
         }
         if self.conversation.channel != message.channel {
@@ -110,9 +117,10 @@ impl<'a> Turn<'a> {
     }
 
     fn sender_name(&self) -> String {
-        self.campaign
-            .as_ref()
-            .map_or_else(|| self.engine.default_sender.clone(), |campaign| campaign.persona.clone())
+        self.campaign.as_ref().map_or_else(
+            || self.engine.default_sender.clone(),
+            |campaign| campaign.persona.clone(),
+        )
     }
 
     /// Applies `event` and carries out its effects.
@@ -123,9 +131,16 @@ impl<'a> Turn<'a> {
         let before = self.conversation.state;
         let (after, effects) = transition(before, event, &self.policy())?;
         self.conversation.state = after;
-        self.audit("transition", format!("{before} -> {after} ({})", event.name()), actor_of(event));
+        self.audit(
+            "transition",
+            format!("{before} -> {after} ({})", event.name()),
+            actor_of(event),
+        );
         if after == ConversationState::HandedOff && self.conversation.assigned_to.is_none() {
-            self.conversation.assigned_to = self.engine.assign_member(&self.prospect, self.conversation.score.as_ref()).await?;
+            self.conversation.assigned_to = self
+                .engine
+                .assign_member(&self.prospect, self.conversation.score.as_ref())
+                .await?;
             if let Some(member) = self.conversation.assigned_to {
                 self.audit("assigned", format!("member {member}"), Actor::System);
             }
@@ -171,7 +186,9 @@ impl<'a> Turn<'a> {
                 self.commit.unsuppress.clear();
             }
             Effect::Unsuppress => {
-                self.commit.unsuppress.extend(self.prospect.contact_points());
+                self.commit
+                    .unsuppress
+                    .extend(self.prospect.contact_points());
                 self.commit.suppress.clear();
             }
             Effect::Notify(kind) => self.notifications.push(kind),
@@ -187,9 +204,14 @@ impl<'a> Turn<'a> {
         if self.answers_prospect && campaign.stops_on_reply() {
             return;
         }
-        let step = campaign.steps.get(attempt as usize).or_else(|| campaign.steps.last());
+        let step = campaign
+            .steps
+            .get(attempt as usize)
+            .or_else(|| campaign.steps.last());
         let due_at = match step.and_then(|step| step.business_days) {
-            Some(days) => add_business_days(self.now, days.max(1), &Jurisdiction::of(&self.prospect)),
+            Some(days) => {
+                add_business_days(self.now, days.max(1), &Jurisdiction::of(&self.prospect))
+            }
             None => {
                 let delay_hours = step.map_or(24, |step| step.delay_hours.max(1));
                 self.now + ChronoDuration::hours(i64::from(delay_hours))
@@ -208,11 +230,18 @@ impl<'a> Turn<'a> {
         let text = match purpose {
             SendPurpose::Outreach { attempt } => {
                 let Some(campaign) = &self.campaign else {
-                    self.audit("send_skipped", "no campaign for outreach".to_owned(), Actor::System);
+                    self.audit(
+                        "send_skipped",
+                        "no campaign for outreach".to_owned(),
+                        Actor::System,
+                    );
                     return Ok(());
                 };
                 let text = campaign.render(attempt as usize, &self.prospect, locale)?;
-                let step_channel = campaign.steps.get(attempt as usize).and_then(|step| step.channel);
+                let step_channel = campaign
+                    .steps
+                    .get(attempt as usize)
+                    .and_then(|step| step.channel);
                 let channel = step_channel.unwrap_or(self.conversation.channel);
                 if channel == ChannelKind::Sms {
                     crate::campaign::with_sms_mentions(&text, &sender_name, locale)
@@ -224,11 +253,17 @@ impl<'a> Turn<'a> {
             SendPurpose::OptInConfirmation => reply::opt_in_confirmation(locale, &sender_name),
             SendPurpose::Help => reply::help_text(locale, &sender_name),
             SendPurpose::HandoffAck => reply::handoff_ack(locale, &sender_name),
-            SendPurpose::Reply | SendPurpose::Closing | SendPurpose::Qualified => self.write_ai_reply(purpose).await,
+            SendPurpose::Reply | SendPurpose::Closing | SendPurpose::Qualified => {
+                self.write_ai_reply(purpose).await
+            }
             SendPurpose::MemberMessage => match self.member_text.take() {
                 Some(text) => text,
                 None => {
-                    self.audit("send_skipped", "member message without text".to_owned(), Actor::System);
+                    self.audit(
+                        "send_skipped",
+                        "member message without text".to_owned(),
+                        Actor::System,
+                    );
                     return Ok(());
                 }
             },
@@ -238,18 +273,33 @@ impl<'a> Turn<'a> {
     }
 
     /// Queues `text` as an outbound message with its outbox entry.
-    pub(crate) fn queue(&mut self, purpose: SendPurpose, sender: Sender, text: String, sender_name: &str) {
+    pub(crate) fn queue(
+        &mut self,
+        purpose: SendPurpose,
+        sender: Sender,
+        text: String,
+        sender_name: &str,
+    ) {
         // A campaign step may name its own channel; replies stay on the
         // conversation's channel.
         let step_channel = match (purpose, &self.campaign) {
-            (SendPurpose::Outreach { attempt }, Some(campaign)) => {
-                campaign.steps.get(attempt as usize).and_then(|step| step.channel)
-            }
+            (SendPurpose::Outreach { attempt }, Some(campaign)) => campaign
+                .steps
+                .get(attempt as usize)
+                .and_then(|step| step.channel),
             _ => None,
         };
         let channel = step_channel.unwrap_or(self.conversation.channel);
-        let Some(to) = self.prospect.contact_for(channel).or_else(|| self.fallback_contact()) else {
-            self.audit("send_skipped", format!("no contact point for {channel}"), Actor::System);
+        let Some(to) = self
+            .prospect
+            .contact_for(channel)
+            .or_else(|| self.fallback_contact())
+        else {
+            self.audit(
+                "send_skipped",
+                format!("no contact point for {channel}"),
+                Actor::System,
+            );
             return;
         };
         let channel = to.channel();
@@ -299,16 +349,19 @@ impl<'a> Turn<'a> {
             status: OutboxStatus::Pending,
         });
         if matches!(sender, Sender::Campaign | Sender::Ai) {
-            self.conversation.attempts_sent += u32::from(matches!(purpose, SendPurpose::Outreach { .. }));
+            self.conversation.attempts_sent +=
+                u32::from(matches!(purpose, SendPurpose::Outreach { .. }));
         }
     }
 
     fn fallback_contact(&self) -> Option<crate::contact::ContactPoint> {
-        let order = self
-            .campaign
-            .as_ref()
-            .map_or_else(|| vec![ChannelKind::Sms, ChannelKind::Email, ChannelKind::Messenger], |c| c.channels.clone());
-        order.into_iter().find_map(|channel| self.prospect.contact_for(channel))
+        let order = self.campaign.as_ref().map_or_else(
+            || vec![ChannelKind::Sms, ChannelKind::Email, ChannelKind::Messenger],
+            |c| c.channels.clone(),
+        );
+        order
+            .into_iter()
+            .find_map(|channel| self.prospect.contact_for(channel))
     }
 
     /// Asks the model for a reply, falling back to the fixed templates when
@@ -366,16 +419,19 @@ impl<'a> Turn<'a> {
             channel,
             purpose,
             persona: self.sender_name(),
-            goal: self
-                .campaign
-                .as_ref()
-                .map_or_else(|| default_goal(self.prospect.locale).to_owned(), |campaign| campaign.goal.clone()),
+            goal: self.campaign.as_ref().map_or_else(
+                || default_goal(self.prospect.locale).to_owned(),
+                |campaign| campaign.goal.clone(),
+            ),
             first_name: self.prospect.first_name.clone(),
             missing: self.missing_criteria(),
             history: transcript(&self.history),
             intent: self.intent,
             disclose_automation: !self.conversation.automation_disclosed,
-            allow_links: self.campaign.as_ref().is_some_and(|campaign| campaign.allow_links),
+            allow_links: self
+                .campaign
+                .as_ref()
+                .is_some_and(|campaign| campaign.allow_links),
             max_chars,
         }
     }
@@ -395,7 +451,10 @@ impl<'a> Turn<'a> {
     /// Closes the turn into the commit to write and the notifications to send after it.
     pub(crate) fn finish(mut self) -> (TurnCommit, Vec<Notification>) {
         let state = self.conversation.state;
-        if self.prospect.status != state || self.prospect_changed || self.prospect.score != self.conversation.score {
+        if self.prospect.status != state
+            || self.prospect_changed
+            || self.prospect.score != self.conversation.score
+        {
             self.prospect.status = state;
             self.prospect.score = self.conversation.score.clone();
             self.prospect.updated_at = self.now;
@@ -428,7 +487,10 @@ fn default_goal(locale: crate::prospect::Locale) -> &'static str {
 
 fn actor_of(event: Event) -> Actor {
     match event {
-        Event::ReplyAnalysed(_) | Event::OptOutReceived | Event::OptInReceived | Event::HelpRequested => Actor::Prospect,
+        Event::ReplyAnalysed(_)
+        | Event::OptOutReceived
+        | Event::OptInReceived
+        | Event::HelpRequested => Actor::Prospect,
         _ => Actor::System,
     }
 }
@@ -437,7 +499,11 @@ fn actor_of(event: Event) -> Actor {
 pub(crate) fn transcript(messages: &[Message]) -> Vec<TranscriptLine> {
     messages
         .iter()
-        .map(|message| TranscriptLine { direction: message.direction, text: message.text.clone(), at: message.at })
+        .map(|message| TranscriptLine {
+            direction: message.direction,
+            text: message.text.clone(),
+            at: message.at,
+        })
         .collect()
 }
 
@@ -451,7 +517,9 @@ fn check_reply(text: &str, request: &ReplyRequest) -> std::result::Result<(), &'
         return Err("reply longer than the channel budget");
     }
     let lower = trimmed.to_lowercase();
-    if !request.allow_links && (lower.contains("http://") || lower.contains("https://") || lower.contains("www.")) {
+    if !request.allow_links
+        && (lower.contains("http://") || lower.contains("https://") || lower.contains("www."))
+    {
         return Err("reply contains a link but the campaign allows none");
     }
     if request.disclose_automation && !trimmed.contains(reply::automation_notice(request.locale)) {
@@ -480,19 +548,25 @@ pub(crate) fn contains_contact_point(text: &str) -> bool {
             digits = 0;
         }
     }
-    text.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>' | '"' | '\'' | ',' | ';'))
-        .map(|word| word.trim_end_matches(['.', '!', '?', ':']))
-        .any(|word| {
-            if word.contains('@') {
-                return true;
-            }
-            let Some((name, tld)) = word.rsplit_once('.') else { return false };
-            !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-                && name.chars().any(|c| c.is_ascii_alphabetic())
-                && (2..=6).contains(&tld.len())
-                && tld.chars().all(|c| c.is_ascii_lowercase())
-        })
+    text.split(|c: char| {
+        c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>' | '"' | '\'' | ',' | ';')
+    })
+    .map(|word| word.trim_end_matches(['.', '!', '?', ':']))
+    .any(|word| {
+        if word.contains('@') {
+            return true;
+        }
+        let Some((name, tld)) = word.rsplit_once('.') else {
+            return false;
+        };
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+            && name.chars().any(|c| c.is_ascii_alphabetic())
+            && (2..=6).contains(&tld.len())
+            && tld.chars().all(|c| c.is_ascii_lowercase())
+    })
 }
 
 #[cfg(test)]
@@ -501,10 +575,22 @@ mod tests {
 
     #[test]
     fn contact_points_in_replies() {
-        for text in ["Call +33 6 12 34 56 78", "write to sales@acme.example", "see acme.com", "06.12.34.56.78", "visit www.example.org!"] {
+        for text in [
+            "Call +33 6 12 34 56 78",
+            "write to sales@acme.example",
+            "see acme.com",
+            "06.12.34.56.78",
+            "visit www.example.org!",
+        ] {
             assert!(contains_contact_point(text), "{text:?}");
         }
-        for text in ["Thanks! What budget have you set aside?", "Budget of 20 000 €, noted.", "Let's talk in Q3. (Automated message.)", "Merci ! Quand souhaiteriez-vous démarrer ?", "Is 10.5 ok?"] {
+        for text in [
+            "Thanks! What budget have you set aside?",
+            "Budget of 20 000 €, noted.",
+            "Let's talk in Q3. (Automated message.)",
+            "Merci ! Quand souhaiteriez-vous démarrer ?",
+            "Is 10.5 ok?",
+        ] {
             assert!(!contains_contact_point(text), "{text:?}");
         }
     }

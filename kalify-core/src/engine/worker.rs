@@ -75,7 +75,11 @@ impl Engine {
     ///
     /// # Errors
     /// None today; the `Result` leaves room for fatal configuration errors.
-    pub async fn run_worker(&self, options: WorkerOptions, shutdown: impl Future<Output = ()> + Send) -> Result<WorkerReport> {
+    pub async fn run_worker(
+        &self,
+        options: WorkerOptions,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<WorkerReport> {
         let worker = self.inner.settings.worker_id.clone();
         tracing::info!(target: "kalify::engine", worker = %worker, concurrency = options.concurrency, "worker started");
         let mut report = WorkerReport::default();
@@ -129,7 +133,14 @@ impl Engine {
         let limit = Arc::new(Semaphore::new(options.concurrency));
 
         let now = self.inner.clock.now();
-        let jobs = store.claim_jobs(now, settings.batch_size, settings.lease, &settings.worker_id).await?;
+        let jobs = store
+            .claim_jobs(
+                now,
+                settings.batch_size,
+                settings.lease,
+                &settings.worker_id,
+            )
+            .await?;
         let claimed_jobs = jobs.len();
         let mut tasks = JoinSet::new();
         for job in jobs {
@@ -149,12 +160,21 @@ impl Engine {
                     report.store_errors += 1;
                     tracing::warn!(target: "kalify::engine", error = %error, "failed to record a job outcome");
                 }
-                Err(error) => tracing::error!(target: "kalify::engine", error = %error, "job task panicked or was cancelled"),
+                Err(error) => {
+                    tracing::error!(target: "kalify::engine", error = %error, "job task panicked or was cancelled")
+                }
             }
         }
 
         let now = self.inner.clock.now();
-        let entries = store.claim_outbox(now, settings.batch_size, settings.lease, &settings.worker_id).await?;
+        let entries = store
+            .claim_outbox(
+                now,
+                settings.batch_size,
+                settings.lease,
+                &settings.worker_id,
+            )
+            .await?;
         let claimed_entries = entries.len();
         let mut tasks = JoinSet::new();
         for entry in entries {
@@ -173,7 +193,9 @@ impl Engine {
                     report.store_errors += 1;
                     tracing::warn!(target: "kalify::engine", error = %error, "failed to record a delivery outcome");
                 }
-                Err(error) => tracing::error!(target: "kalify::engine", error = %error, "delivery task panicked or was cancelled"),
+                Err(error) => {
+                    tracing::error!(target: "kalify::engine", error = %error, "delivery task panicked or was cancelled")
+                }
             }
         }
 

@@ -49,8 +49,15 @@ impl Layout {
     /// Keeps the custom field names the import can tell apart from the
     /// built-in columns and from each other, in the order given.
     pub(crate) fn new(names: Vec<String>) -> Self {
-        let mut keys: HashSet<String> = BUILT_IN_COLUMNS.iter().map(|column| header_key(column)).collect();
-        let mut layout = Layout { custom: Vec::new(), custom_names: HashSet::new(), skipped: Vec::new() };
+        let mut keys: HashSet<String> = BUILT_IN_COLUMNS
+            .iter()
+            .map(|column| header_key(column))
+            .collect();
+        let mut layout = Layout {
+            custom: Vec::new(),
+            custom_names: HashSet::new(),
+            skipped: Vec::new(),
+        };
         for name in names {
             let key = header_key(&name);
             if key.is_empty() || !keys.insert(key) {
@@ -98,30 +105,60 @@ impl<'l, W: Write> CsvWriter<'l, W> {
     /// Starts the file with its header row.
     pub(crate) fn new(writer: W, layout: &'l Layout) -> Result<Self> {
         let mut writer = csv::Writer::from_writer(writer);
-        let header = BUILT_IN_COLUMNS.iter().map(|column| (*column).to_owned()).chain(
-            layout.custom.iter().map(|name| spreadsheet_safe(name)),
-        );
+        let header = BUILT_IN_COLUMNS
+            .iter()
+            .map(|column| (*column).to_owned())
+            .chain(layout.custom.iter().map(|name| spreadsheet_safe(name)));
         writer.write_record(header).map_err(write_failed)?;
-        Ok(CsvWriter { writer, layout, row: Vec::with_capacity(BUILT_IN_COLUMNS.len() + layout.custom.len()) })
+        Ok(CsvWriter {
+            writer,
+            layout,
+            row: Vec::with_capacity(BUILT_IN_COLUMNS.len() + layout.custom.len()),
+        })
     }
 
     /// Writes one prospect.
     pub(crate) fn write(&mut self, prospect: &Prospect) -> Result<Written> {
         let mut written = Written::default();
-        let text = |value: &Option<String>| value.as_deref().map(spreadsheet_safe).unwrap_or_default();
+        let text =
+            |value: &Option<String>| value.as_deref().map(spreadsheet_safe).unwrap_or_default();
         self.row.clear();
         self.row.push(text(&prospect.first_name));
         self.row.push(text(&prospect.last_name));
         self.row.push(text(&prospect.company));
         self.row.push(text(&prospect.job_title));
         // Phone numbers are E.164, a `+` and digits only, so they are written as they are.
-        self.row.push(prospect.phone.as_ref().map(|phone| phone.as_str().to_owned()).unwrap_or_default());
-        self.row.push(prospect.email.as_ref().map(|email| spreadsheet_safe(email.as_str())).unwrap_or_default());
-        self.row.push(prospect.messenger.as_ref().map(|psid| spreadsheet_safe(psid.as_str())).unwrap_or_default());
+        self.row.push(
+            prospect
+                .phone
+                .as_ref()
+                .map(|phone| phone.as_str().to_owned())
+                .unwrap_or_default(),
+        );
+        self.row.push(
+            prospect
+                .email
+                .as_ref()
+                .map(|email| spreadsheet_safe(email.as_str()))
+                .unwrap_or_default(),
+        );
+        self.row.push(
+            prospect
+                .messenger
+                .as_ref()
+                .map(|psid| spreadsheet_safe(psid.as_str()))
+                .unwrap_or_default(),
+        );
         self.row.push(prospect.locale.as_str().to_owned());
-        self.row.push(prospect.time_zone.map(|zone| zone.name().to_owned()).unwrap_or_default());
+        self.row.push(
+            prospect
+                .time_zone
+                .map(|zone| zone.name().to_owned())
+                .unwrap_or_default(),
+        );
         self.row.push(text(&prospect.source));
-        self.row.push(spreadsheet_safe(&prospect.tags.join(TAG_SEPARATOR)));
+        self.row
+            .push(spreadsheet_safe(&prospect.tags.join(TAG_SEPARATOR)));
 
         let mut written_consents = 0;
         for channel in [ChannelKind::Sms, ChannelKind::Email] {
@@ -129,9 +166,19 @@ impl<'l, W: Write> CsvWriter<'l, W> {
                 Some(consent) => {
                     written_consents += 1;
                     self.row.push("yes".to_owned());
-                    self.row.push(consent.collected_at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+                    self.row.push(
+                        consent
+                            .collected_at
+                            .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                    );
                     self.row.push(spreadsheet_safe(&consent.source));
-                    self.row.push(consent.wording_version.as_deref().map(spreadsheet_safe).unwrap_or_default());
+                    self.row.push(
+                        consent
+                            .wording_version
+                            .as_deref()
+                            .map(spreadsheet_safe)
+                            .unwrap_or_default(),
+                    );
                 }
                 None => self.row.extend(std::iter::repeat_n(String::new(), 4)),
             }
@@ -149,8 +196,11 @@ impl<'l, W: Write> CsvWriter<'l, W> {
             };
             self.row.push(cell);
         }
-        written.skipped_custom_values +=
-            prospect.custom_fields.keys().filter(|name| !self.layout.has_column(name)).count();
+        written.skipped_custom_values += prospect
+            .custom_fields
+            .keys()
+            .filter(|name| !self.layout.has_column(name))
+            .count();
 
         self.writer.write_record(&self.row).map_err(write_failed)?;
         Ok(written)
@@ -169,6 +219,10 @@ impl<'l, W: Write> CsvWriter<'l, W> {
 fn latest_active_consent(consents: &[Consent], channel: ChannelKind) -> Option<&Consent> {
     consents
         .iter()
-        .filter(|consent| consent.channel == channel && consent.is_active() && consent.basis == ConsentBasis::Consent)
+        .filter(|consent| {
+            consent.channel == channel
+                && consent.is_active()
+                && consent.basis == ConsentBasis::Consent
+        })
         .max_by_key(|consent| consent.collected_at)
 }

@@ -66,7 +66,10 @@ pub struct ExportOptions {
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        ExportOptions { page_size: 1000, custom_fields: None }
+        ExportOptions {
+            page_size: 1000,
+            custom_fields: None,
+        }
     }
 }
 
@@ -120,7 +123,9 @@ impl ExportReport {
     pub fn mapping(&self) -> Mapping {
         self.custom_fields
             .iter()
-            .fold(Mapping::default(), |mapping, (name, kind)| mapping.with_custom_field(name.clone(), *kind))
+            .fold(Mapping::default(), |mapping, (name, kind)| {
+                mapping.with_custom_field(name.clone(), *kind)
+            })
     }
 }
 
@@ -173,7 +178,15 @@ pub async fn export_csv<W: Write + Send>(
     report.custom_fields = layout
         .custom_columns()
         .iter()
-        .map(|name| (name.clone(), types.get(name).map(FieldType::custom_type).unwrap_or_default()))
+        .map(|name| {
+            (
+                name.clone(),
+                types
+                    .get(name)
+                    .map(FieldType::custom_type)
+                    .unwrap_or_default(),
+            )
+        })
         .collect();
     tracing::info!(
         org_id = %org,
@@ -204,7 +217,9 @@ pub async fn export_jsonl<W: Write + Send>(
     mut writer: W,
     options: &ExportOptions,
 ) -> Result<ExportReport> {
-    let failed = |error: std::io::Error| Error::unexpected("failed to write the JSON Lines export").with_source(error);
+    let failed = |error: std::io::Error| {
+        Error::unexpected("failed to write the JSON Lines export").with_source(error)
+    };
     let mut report = ExportReport::default();
     let mut pages = Pages::new(org, options.page_size);
     while let Some(page) = pages.next(store).await? {
@@ -233,7 +248,12 @@ struct Pages {
 
 impl Pages {
     fn new(org: OrgId, size: usize) -> Self {
-        Pages { org, size: size.max(1), after: None, done: false }
+        Pages {
+            org,
+            size: size.max(1),
+            after: None,
+            done: false,
+        }
     }
 
     /// Returns the next page, or `None` after the last one.
@@ -241,7 +261,15 @@ impl Pages {
         if self.done {
             return Ok(None);
         }
-        let page = store.list_prospects(self.org, ListOptions { after: self.after, limit: self.size }).await?;
+        let page = store
+            .list_prospects(
+                self.org,
+                ListOptions {
+                    after: self.after,
+                    limit: self.size,
+                },
+            )
+            .await?;
         // A short page is the last one, which saves a call that would return nothing.
         self.done = page.len() < self.size;
         match page.last() {
@@ -255,7 +283,11 @@ impl Pages {
 }
 
 /// Lists the custom field names of the org's prospects, sorted.
-async fn discover_custom_fields(store: &dyn Store, org: OrgId, page_size: usize) -> Result<BTreeSet<String>> {
+async fn discover_custom_fields(
+    store: &dyn Store,
+    org: OrgId,
+    page_size: usize,
+) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     let mut pages = Pages::new(org, page_size);
     while let Some(page) = pages.next(store).await? {
@@ -293,6 +325,10 @@ impl FieldType {
     }
 
     fn custom_type(&self) -> CustomType {
-        if self.mixed { CustomType::Text } else { self.seen.unwrap_or_default() }
+        if self.mixed {
+            CustomType::Text
+        } else {
+            self.seen.unwrap_or_default()
+        }
     }
 }

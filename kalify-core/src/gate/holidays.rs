@@ -74,7 +74,10 @@ pub fn easter_sunday(year: i32) -> Option<NaiveDate> {
 /// the abolition-of-slavery day of each overseas department.
 pub fn is_french_holiday(date: NaiveDate, area: FrenchArea) -> bool {
     let (month, day) = (date.month(), date.day());
-    let fixed = matches!((month, day), (1, 1) | (5, 1) | (5, 8) | (7, 14) | (8, 15) | (11, 1) | (11, 11) | (12, 25));
+    let fixed = matches!(
+        (month, day),
+        (1, 1) | (5, 1) | (5, 8) | (7, 14) | (8, 15) | (11, 1) | (11, 11) | (12, 25)
+    );
     if fixed {
         return true;
     }
@@ -84,7 +87,12 @@ pub fn is_french_holiday(date: NaiveDate, area: FrenchArea) -> bool {
         if matches!(offset, 1 | 39 | 50) {
             return true;
         }
-        if offset == -2 && matches!(area, FrenchArea::AlsaceMoselle | FrenchArea::MetropolitanUnknown) {
+        if offset == -2
+            && matches!(
+                area,
+                FrenchArea::AlsaceMoselle | FrenchArea::MetropolitanUnknown
+            )
+        {
             return true;
         }
     }
@@ -101,7 +109,9 @@ pub fn is_french_holiday(date: NaiveDate, area: FrenchArea) -> bool {
 
 /// The holidays of `year` in `area`, in date order.
 pub fn french_holidays(year: i32, area: FrenchArea) -> Vec<NaiveDate> {
-    let Some(start) = NaiveDate::from_ymd_opt(year, 1, 1) else { return Vec::new() };
+    let Some(start) = NaiveDate::from_ymd_opt(year, 1, 1) else {
+        return Vec::new();
+    };
     (0..366)
         .map(|offset| start + Duration::days(offset))
         .filter(|date| date.year() == year && is_french_holiday(*date, area))
@@ -146,7 +156,10 @@ mod tests {
     #[test]
     fn overseas_days() {
         assert!(is_french_holiday(date(2026, 12, 20), FrenchArea::Reunion));
-        assert!(!is_french_holiday(date(2026, 12, 20), FrenchArea::Metropolitan));
+        assert!(!is_french_holiday(
+            date(2026, 12, 20),
+            FrenchArea::Metropolitan
+        ));
         assert!(is_french_holiday(date(2026, 5, 27), FrenchArea::Guadeloupe));
         assert!(is_french_holiday(date(2026, 5, 22), FrenchArea::Martinique));
         assert!(is_french_holiday(date(2026, 6, 10), FrenchArea::Guyane));
@@ -155,9 +168,18 @@ mod tests {
 
     #[test]
     fn postal_codes() {
-        assert_eq!(FrenchArea::from_postal_code("67000"), Some(FrenchArea::AlsaceMoselle));
-        assert_eq!(FrenchArea::from_postal_code("75011"), Some(FrenchArea::Metropolitan));
-        assert_eq!(FrenchArea::from_postal_code("97400"), Some(FrenchArea::Reunion));
+        assert_eq!(
+            FrenchArea::from_postal_code("67000"),
+            Some(FrenchArea::AlsaceMoselle)
+        );
+        assert_eq!(
+            FrenchArea::from_postal_code("75011"),
+            Some(FrenchArea::Metropolitan)
+        );
+        assert_eq!(
+            FrenchArea::from_postal_code("97400"),
+            Some(FrenchArea::Reunion)
+        );
         assert_eq!(FrenchArea::from_postal_code("ABCDE"), None);
     }
 }

@@ -97,19 +97,33 @@ impl Jurisdiction {
         if let Some(zone) = prospect.time_zone {
             let rule = match region_code.as_deref() {
                 Some(_) => rule,
-                None if zone.name() == "Europe/Paris" => HoursRule::France(french_area(prospect, FrenchArea::MetropolitanUnknown)),
+                None if zone.name() == "Europe/Paris" => {
+                    HoursRule::France(french_area(prospect, FrenchArea::MetropolitanUnknown))
+                }
                 None => HoursRule::Generic,
             };
-            return Jurisdiction { zones: vec![ZoneRule { zone, rule }], source: ZoneSource::Prospect };
+            return Jurisdiction {
+                zones: vec![ZoneRule { zone, rule }],
+                source: ZoneSource::Prospect,
+            };
         }
 
         match region_code.as_deref() {
             Some("US") => Jurisdiction {
-                zones: US_ZONES.iter().map(|zone| ZoneRule { zone: *zone, rule: HoursRule::UnitedStates }).collect(),
+                zones: US_ZONES
+                    .iter()
+                    .map(|zone| ZoneRule {
+                        zone: *zone,
+                        rule: HoursRule::UnitedStates,
+                    })
+                    .collect(),
                 source: ZoneSource::MostRestrictive,
             },
             Some(code) => match zone_of_region(code) {
-                Some(zone) => Jurisdiction { zones: vec![ZoneRule { zone, rule }], source: ZoneSource::PhoneNumber },
+                Some(zone) => Jurisdiction {
+                    zones: vec![ZoneRule { zone, rule }],
+                    source: ZoneSource::PhoneNumber,
+                },
                 None => Jurisdiction::unknown(),
             },
             None => Jurisdiction::unknown(),
@@ -147,7 +161,10 @@ impl Jurisdiction {
         // multiple of 15 minutes, so 15-minute UTC steps land on each opening.
         let step = Duration::minutes(15);
         let minute = i64::from(at.minute());
-        let aligned = at.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(at)
+        let aligned = at
+            .with_second(0)
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(at)
             + Duration::minutes(15 - minute % 15);
         let mut candidate = aligned;
         let limit = at + Duration::days(31);
@@ -179,7 +196,9 @@ fn french_area(prospect: &Prospect, default: FrenchArea) -> FrenchArea {
         .iter()
         .find_map(|name| match prospect.custom_fields.get(*name) {
             Some(CustomValue::Text(code)) => FrenchArea::from_postal_code(code),
-            Some(CustomValue::Number(number)) => FrenchArea::from_postal_code(&format!("{number:05}")),
+            Some(CustomValue::Number(number)) => {
+                FrenchArea::from_postal_code(&format!("{number:05}"))
+            }
             _ => None,
         })
         .unwrap_or(default)
@@ -248,7 +267,9 @@ impl SendingWindow {
 /// French public holidays when the jurisdiction is French), at the same
 /// local time in the jurisdiction's first zone.
 pub fn add_business_days(at: Timestamp, days: u32, jurisdiction: &Jurisdiction) -> Timestamp {
-    let Some(first) = jurisdiction.zones.first() else { return at + Duration::days(i64::from(days)) };
+    let Some(first) = jurisdiction.zones.first() else {
+        return at + Duration::days(i64::from(days));
+    };
     let mut local = at.with_timezone(&first.zone);
     let mut left = days;
     let mut guard = 0;
@@ -292,7 +313,10 @@ mod tests {
         // Monday 2 March 2026: 07:00 UTC is 08:00 in Paris.
         assert!(jurisdiction.allows(utc(2026, 3, 2, 7, 0), None));
         assert!(!jurisdiction.allows(utc(2026, 3, 2, 6, 59), None));
-        assert!(!jurisdiction.allows(utc(2026, 3, 2, 19, 0), None), "20:00 in Paris");
+        assert!(
+            !jurisdiction.allows(utc(2026, 3, 2, 19, 0), None),
+            "20:00 in Paris"
+        );
         // Sunday.
         assert!(!jurisdiction.allows(utc(2026, 3, 8, 10, 0), None));
         // Easter Monday 2026.
@@ -305,7 +329,10 @@ mod tests {
         assert_eq!(jurisdiction.zones[0].zone, chrono_tz::Indian::Reunion);
         // 04:00 UTC is 08:00 in Réunion.
         assert!(jurisdiction.allows(utc(2026, 3, 2, 4, 0), None));
-        assert!(!jurisdiction.allows(utc(2026, 12, 21, 4, 0) - Duration::days(1), None), "20 December");
+        assert!(
+            !jurisdiction.allows(utc(2026, 12, 21, 4, 0) - Duration::days(1), None),
+            "20 December"
+        );
     }
 
     #[test]
@@ -322,7 +349,9 @@ mod tests {
     fn next_open_defers_to_morning() {
         let jurisdiction = Jurisdiction::of(&prospect("06 12 34 56 78"));
         // Saturday 7 March 2026 at 21:00 Paris: next slot Monday 08:00 Paris.
-        let next = jurisdiction.next_open(utc(2026, 3, 7, 20, 0), None).unwrap();
+        let next = jurisdiction
+            .next_open(utc(2026, 3, 7, 20, 0), None)
+            .unwrap();
         assert_eq!(next, utc(2026, 3, 9, 7, 0));
     }
 
@@ -334,10 +363,18 @@ mod tests {
             end: NaiveTime::from_hms_opt(11, 0, 0).unwrap(),
         };
         let jurisdiction = Jurisdiction::of(&prospect("06 12 34 56 78"));
-        let next = jurisdiction.next_open(utc(2026, 3, 2, 9, 0), Some(&window)).unwrap();
+        let next = jurisdiction
+            .next_open(utc(2026, 3, 2, 9, 0), Some(&window))
+            .unwrap();
         assert_eq!(next, utc(2026, 3, 3, 9, 0));
-        let never = SendingWindow { days: vec![], ..window };
-        assert_eq!(jurisdiction.next_open(utc(2026, 3, 2, 9, 0), Some(&never)), None);
+        let never = SendingWindow {
+            days: vec![],
+            ..window
+        };
+        assert_eq!(
+            jurisdiction.next_open(utc(2026, 3, 2, 9, 0), Some(&never)),
+            None
+        );
     }
 
     #[test]

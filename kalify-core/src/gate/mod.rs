@@ -158,7 +158,15 @@ impl Gate {
     /// the prospect's jurisdiction and the campaign window, and the
     /// frequency caps (deferrals).
     pub fn evaluate(&self, request: GateRequest<'_>) -> Verdict {
-        let GateRequest { prospect, entry, suppressed, now, last_inbound_at, recent_outreach, window } = request;
+        let GateRequest {
+            prospect,
+            entry,
+            suppressed,
+            now,
+            last_inbound_at,
+            recent_outreach,
+            window,
+        } = request;
         let purpose = entry.purpose;
         let channel = entry.channel;
         let sender = entry.sender;
@@ -213,16 +221,29 @@ impl Gate {
                 Some(_) => {}
                 None => {
                     return Verdict::Block(
-                        Error::new(ErrorKind::ConfigInvalid, "the campaign's sending window never opens; widen its days or hours")
-                            .with_operation("gate"),
+                        Error::new(
+                            ErrorKind::ConfigInvalid,
+                            "the campaign's sending window never opens; widen its days or hours",
+                        )
+                        .with_operation("gate"),
                     );
                 }
             }
         }
 
         if matches!(purpose, SendPurpose::Outreach { .. })
-            && let Some(next) = frequency_slot(recent_outreach, until, Duration::hours(24), self.policy.max_outreach_per_day)
-                .max(frequency_slot(recent_outreach, until, Duration::days(7), self.policy.max_outreach_per_week))
+            && let Some(next) = frequency_slot(
+                recent_outreach,
+                until,
+                Duration::hours(24),
+                self.policy.max_outreach_per_day,
+            )
+            .max(frequency_slot(
+                recent_outreach,
+                until,
+                Duration::days(7),
+                self.policy.max_outreach_per_week,
+            ))
             && next > until
         {
             until = next;
@@ -246,7 +267,13 @@ impl Gate {
     /// - `RecipientOptedOut` when the contact point is suppressed or the
     ///   prospect objected to marketing;
     /// - `PermissionDenied` when processing is restricted or no basis is recorded.
-    pub fn check(&self, prospect: &Prospect, entry: OutboxEntry, suppressed: bool, now: Timestamp) -> Result<SendPermit> {
+    pub fn check(
+        &self,
+        prospect: &Prospect,
+        entry: OutboxEntry,
+        suppressed: bool,
+        now: Timestamp,
+    ) -> Result<SendPermit> {
         let blocked = |kind: ErrorKind, message: &str| {
             Error::new(kind, message.to_owned())
                 .with_operation("gate")
@@ -254,20 +281,35 @@ impl Gate {
                 .with_context("channel", entry.channel)
         };
         if prospect.restricted {
-            return Err(blocked(ErrorKind::PermissionDenied, "processing of this prospect is restricted"));
+            return Err(blocked(
+                ErrorKind::PermissionDenied,
+                "processing of this prospect is restricted",
+            ));
         }
         if entry.org_id != prospect.org_id || entry.prospect_id != prospect.id {
-            return Err(blocked(ErrorKind::InvalidInput, "the send intent belongs to another prospect"));
+            return Err(blocked(
+                ErrorKind::InvalidInput,
+                "the send intent belongs to another prospect",
+            ));
         }
         if !prospect.contact_points().contains(&entry.to) {
-            return Err(blocked(ErrorKind::InvalidInput, "the recipient is not a contact point of the prospect"));
+            return Err(blocked(
+                ErrorKind::InvalidInput,
+                "the recipient is not a contact point of the prospect",
+            ));
         }
         if !entry.purpose.is_transactional() {
             if suppressed {
-                return Err(blocked(ErrorKind::RecipientOptedOut, "the recipient is on the suppression list"));
+                return Err(blocked(
+                    ErrorKind::RecipientOptedOut,
+                    "the recipient is on the suppression list",
+                ));
             }
             if prospect.objected {
-                return Err(blocked(ErrorKind::RecipientOptedOut, "the prospect objected to direct marketing"));
+                return Err(blocked(
+                    ErrorKind::RecipientOptedOut,
+                    "the prospect objected to direct marketing",
+                ));
             }
             if self.policy.require_consent && !has_basis(prospect, &entry) {
                 return Err(blocked(
@@ -276,14 +318,26 @@ impl Gate {
                 ));
             }
         }
-        Ok(SendPermit { entry, checked_at: now })
+        Ok(SendPermit {
+            entry,
+            checked_at: now,
+        })
     }
 }
 
 /// Returns the earliest instant at or after `at` when fewer than `cap` sends
 /// fall in the trailing `period`, or `None` when the cap is not reached at `at`.
-fn frequency_slot(sent: &[Timestamp], at: Timestamp, period: Duration, cap: u32) -> Option<Timestamp> {
-    let mut in_period: Vec<Timestamp> = sent.iter().copied().filter(|time| *time > at - period && *time <= at).collect();
+fn frequency_slot(
+    sent: &[Timestamp],
+    at: Timestamp,
+    period: Duration,
+    cap: u32,
+) -> Option<Timestamp> {
+    let mut in_period: Vec<Timestamp> = sent
+        .iter()
+        .copied()
+        .filter(|time| *time > at - period && *time <= at)
+        .collect();
     if (in_period.len() as u64) < u64::from(cap) {
         return None;
     }
@@ -300,6 +354,9 @@ fn has_basis(prospect: &Prospect, entry: &OutboxEntry) -> bool {
     prospect.consents.iter().any(|consent| {
         consent.channel == entry.channel
             && consent.is_active()
-            && matches!(consent.basis, ConsentBasis::Consent | ConsentBasis::LegitimateInterest)
+            && matches!(
+                consent.basis,
+                ConsentBasis::Consent | ConsentBasis::LegitimateInterest
+            )
     })
 }

@@ -51,7 +51,10 @@ impl<R: Read> DecodingReader<R> {
 
     /// Returns the name of the chosen encoding, `UTF-8` for a stream that was ASCII throughout.
     pub(crate) fn encoding_name(&self) -> &'static str {
-        self.decoder.as_ref().map(|decoder| decoder.encoding().name()).unwrap_or(UTF_8.name())
+        self.decoder
+            .as_ref()
+            .map(|decoder| decoder.encoding().name())
+            .unwrap_or(UTF_8.name())
     }
 
     /// True once a byte sequence invalid in the chosen encoding was replaced with U+FFFD.
@@ -138,7 +141,8 @@ impl<R: Read> DecodingReader<R> {
             .max_utf8_buffer_length(self.raw.len())
             .ok_or_else(|| io::Error::other("the decoded chunk is too large"))?;
         self.decoded.resize(capacity, 0);
-        let (_, read, written, replaced) = decoder.decode_to_utf8(&self.raw, &mut self.decoded, last);
+        let (_, read, written, replaced) =
+            decoder.decode_to_utf8(&self.raw, &mut self.decoded, last);
         self.decoded.truncate(written);
         self.raw.drain(..read);
         self.replaced |= replaced;
@@ -188,7 +192,13 @@ pub(crate) struct CsvInput<R> {
 
 impl<R> CsvInput<R> {
     pub(crate) fn new(inner: R) -> Self {
-        CsvInput { inner, delivered: 0, record_start: 0, exhausted: false, last_byte: None }
+        CsvInput {
+            inner,
+            delivered: 0,
+            record_start: 0,
+            exhausted: false,
+            last_byte: None,
+        }
     }
 
     pub(crate) fn get_ref(&self) -> &R {

@@ -121,7 +121,10 @@ impl Field {
 
     /// True for the fields that give a way to reach the prospect.
     pub fn is_contact(&self) -> bool {
-        matches!(self, Field::Mobile | Field::Phone | Field::Landline | Field::Email | Field::MessengerPsid)
+        matches!(
+            self,
+            Field::Mobile | Field::Phone | Field::Landline | Field::Email | Field::MessengerPsid
+        )
     }
 }
 
@@ -459,7 +462,9 @@ fn alias_table() -> &'static HashMap<String, (Field, u8)> {
     TABLE.get_or_init(|| {
         let mut table = HashMap::with_capacity(ALIASES.len());
         for (alias, field, priority) in ALIASES {
-            table.entry(header_key(alias)).or_insert((*field, *priority));
+            table
+                .entry(header_key(alias))
+                .or_insert((*field, *priority));
         }
         table
     })
@@ -499,10 +504,16 @@ pub(crate) struct Column {
 /// are ignored. `Nom` alone is a family name when a given-name column
 /// exists and a full name otherwise, because French files use it both ways.
 pub(crate) fn resolve_columns(headers: &[&str], mapping: &Mapping) -> Vec<Column> {
-    let overrides: HashMap<String, Field> =
-        mapping.columns.iter().map(|(name, field)| (header_key(name), *field)).collect();
-    let declared: HashMap<String, (String, CustomType)> =
-        mapping.custom_fields.iter().map(|(name, kind)| (header_key(name), (name.trim().to_owned(), *kind))).collect();
+    let overrides: HashMap<String, Field> = mapping
+        .columns
+        .iter()
+        .map(|(name, field)| (header_key(name), *field))
+        .collect();
+    let declared: HashMap<String, (String, CustomType)> = mapping
+        .custom_fields
+        .iter()
+        .map(|(name, kind)| (header_key(name), (name.trim().to_owned(), *kind)))
+        .collect();
 
     let mut columns: Vec<Column> = headers
         .iter()
@@ -519,13 +530,25 @@ pub(crate) fn resolve_columns(headers: &[&str], mapping: &Mapping) -> Vec<Column
             } else {
                 lookup_alias(&key).unwrap_or((Field::Custom, 0))
             };
-            let custom = (field == Field::Custom)
-                .then(|| declared.get(&key).cloned().unwrap_or_else(|| (header.clone(), CustomType::Text)));
-            Column { index, header, field, priority, custom }
+            let custom = (field == Field::Custom).then(|| {
+                declared
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| (header.clone(), CustomType::Text))
+            });
+            Column {
+                index,
+                header,
+                field,
+                priority,
+                custom,
+            }
         })
         .collect();
 
-    let has_first_name = columns.iter().any(|column| column.field == Field::FirstName);
+    let has_first_name = columns
+        .iter()
+        .any(|column| column.field == Field::FirstName);
     let nom_key = header_key("nom");
     if !has_first_name {
         for column in &mut columns {
@@ -545,7 +568,10 @@ pub(crate) fn resolve_columns(headers: &[&str], mapping: &Mapping) -> Vec<Column
 ///
 /// [`import_prospects`]: super::import_prospects
 pub fn preview_columns(headers: &[&str], mapping: &Mapping) -> Vec<(String, Field)> {
-    resolve_columns(headers, mapping).into_iter().map(|column| (column.header, column.field)).collect()
+    resolve_columns(headers, mapping)
+        .into_iter()
+        .map(|column| (column.header, column.field))
+        .collect()
 }
 
 /// A few accepted names per contact field, for error messages.
@@ -557,7 +583,10 @@ mod tests {
     use super::*;
 
     fn fields(headers: &[&str]) -> Vec<Field> {
-        resolve_columns(headers, &Mapping::default()).into_iter().map(|column| column.field).collect()
+        resolve_columns(headers, &Mapping::default())
+            .into_iter()
+            .map(|column| column.field)
+            .collect()
     }
 
     #[test]
@@ -571,7 +600,16 @@ mod tests {
     #[test]
     fn french_headers_map() {
         assert_eq!(
-            fields(&["Prénom", "NOM", "Société", "Poste", "Téléphone mobile", "Adresse e-mail", "Pays", "Langue"]),
+            fields(&[
+                "Prénom",
+                "NOM",
+                "Société",
+                "Poste",
+                "Téléphone mobile",
+                "Adresse e-mail",
+                "Pays",
+                "Langue"
+            ]),
             vec![
                 Field::FirstName,
                 Field::LastName,
@@ -587,15 +625,29 @@ mod tests {
 
     #[test]
     fn nom_alone_is_full_name() {
-        assert_eq!(fields(&["Nom", "Email"]), vec![Field::FullName, Field::Email]);
-        assert_eq!(fields(&["Prénom", "Nom"]), vec![Field::FirstName, Field::LastName]);
-        assert_eq!(fields(&["Last Name", "Email"]), vec![Field::LastName, Field::Email]);
+        assert_eq!(
+            fields(&["Nom", "Email"]),
+            vec![Field::FullName, Field::Email]
+        );
+        assert_eq!(
+            fields(&["Prénom", "Nom"]),
+            vec![Field::FirstName, Field::LastName]
+        );
+        assert_eq!(
+            fields(&["Last Name", "Email"]),
+            vec![Field::LastName, Field::Email]
+        );
     }
 
     #[test]
     fn crm_prefixes_are_stripped() {
         assert_eq!(
-            fields(&["Person - Email - Work", "Person - Phone - Mobile", "Contact Email", "Lead Source"]),
+            fields(&[
+                "Person - Email - Work",
+                "Person - Phone - Mobile",
+                "Contact Email",
+                "Lead Source"
+            ]),
             vec![Field::Email, Field::Mobile, Field::Email, Field::Source]
         );
     }
@@ -604,7 +656,10 @@ mod tests {
     fn unknown_and_empty_headers() {
         let columns = resolve_columns(&["Intérêts", "", "Email Domain"], &Mapping::default());
         assert_eq!(columns[0].field, Field::Custom);
-        assert_eq!(columns[0].custom, Some(("Intérêts".to_owned(), CustomType::Text)));
+        assert_eq!(
+            columns[0].custom,
+            Some(("Intérêts".to_owned(), CustomType::Text))
+        );
         assert_eq!(columns[1].field, Field::Ignore);
         assert_eq!(columns[2].field, Field::Custom);
     }
@@ -618,16 +673,30 @@ mod tests {
         let columns = resolve_columns(&["portable_perso", "Email", "BUDGET", "Pays"], &mapping);
         assert_eq!(columns[0].field, Field::Mobile);
         assert_eq!(columns[1].field, Field::Ignore);
-        assert_eq!(columns[2].custom, Some(("Budget".to_owned(), CustomType::Number)));
-        assert_eq!(columns[3].custom, Some(("pays".to_owned(), CustomType::Text)));
+        assert_eq!(
+            columns[2].custom,
+            Some(("Budget".to_owned(), CustomType::Number))
+        );
+        assert_eq!(
+            columns[3].custom,
+            Some(("pays".to_owned(), CustomType::Text))
+        );
     }
 
     #[test]
     fn mapping_json_errors_are_invalid_input() {
-        for json in ["{", r#"{"columns": {"a": "nope"}}"#, r#"{"custom_fields": {"a": "float"}}"#, r#"{"other": 1}"#] {
+        for json in [
+            "{",
+            r#"{"columns": {"a": "nope"}}"#,
+            r#"{"custom_fields": {"a": "float"}}"#,
+            r#"{"other": 1}"#,
+        ] {
             let error = Mapping::from_json_str(json).unwrap_err();
             assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{json}");
-            assert!(error.message().contains("invalid import mapping"), "{error}");
+            assert!(
+                error.message().contains("invalid import mapping"),
+                "{error}"
+            );
         }
     }
 
@@ -665,7 +734,10 @@ mod tests {
         for text in cases {
             let error = Mapping::from_toml_str(text).unwrap_err();
             assert_eq!(error.kind(), crate::ErrorKind::InvalidInput, "{text}");
-            assert!(error.message().contains("invalid import mapping"), "{error}");
+            assert!(
+                error.message().contains("invalid import mapping"),
+                "{error}"
+            );
         }
     }
 

@@ -13,7 +13,12 @@ use super::row::ParsedRow;
 /// consent yet. The locale changes only under [`MergePolicy::Overwrite`]
 /// and only when the row gives one. Status, score, owner, restriction and
 /// objection are never touched.
-pub(crate) fn merge_into(existing: &mut Prospect, row: &ParsedRow, policy: MergePolicy, now: Timestamp) -> bool {
+pub(crate) fn merge_into(
+    existing: &mut Prospect,
+    row: &ParsedRow,
+    policy: MergePolicy,
+    now: Timestamp,
+) -> bool {
     if policy == MergePolicy::Skip {
         return false;
     }
@@ -55,7 +60,10 @@ pub(crate) fn merge_into(existing: &mut Prospect, row: &ParsedRow, policy: Merge
     }
 
     for consent in &incoming.consents {
-        let covered = existing.consents.iter().any(|current| current.channel == consent.channel && current.is_active());
+        let covered = existing
+            .consents
+            .iter()
+            .any(|current| current.channel == consent.channel && current.is_active());
         if !covered {
             existing.consents.push(consent.clone());
             changed = true;
@@ -70,7 +78,11 @@ pub(crate) fn merge_into(existing: &mut Prospect, row: &ParsedRow, policy: Merge
 
 /// Sets `target` from `incoming` when it is empty, or when `overwrite` is
 /// set and the values differ. Returns whether `target` changed.
-fn merge_option<T: Clone + PartialEq>(target: &mut Option<T>, incoming: &Option<T>, overwrite: bool) -> bool {
+fn merge_option<T: Clone + PartialEq>(
+    target: &mut Option<T>,
+    incoming: &Option<T>,
+    overwrite: bool,
+) -> bool {
     let Some(value) = incoming else {
         return false;
     };
@@ -107,13 +119,17 @@ mod tests {
         let mut existing = Prospect::new(org, now);
         existing.first_name = Some("Jean".into());
         existing.email = Some(EmailAddress::parse("jean@example.fr").unwrap());
-        existing.custom_fields.insert("Budget".into(), CustomValue::Number(10.0));
+        existing
+            .custom_fields
+            .insert("Budget".into(), CustomValue::Number(10.0));
         let mut incoming = Prospect::new(org, now);
         incoming.first_name = Some("Jeannot".into());
         incoming.last_name = Some("Dupont".into());
         incoming.locale = Locale::Fr;
         incoming.tags = vec!["salon".into()];
-        incoming.custom_fields.insert("Budget".into(), CustomValue::Number(20.0));
+        incoming
+            .custom_fields
+            .insert("Budget".into(), CustomValue::Number(20.0));
         incoming.consents.push(Consent {
             channel: ChannelKind::Email,
             basis: ConsentBasis::Consent,
@@ -129,14 +145,24 @@ mod tests {
     fn skip_changes_nothing() {
         let (mut existing, row) = pair();
         let before = existing.clone();
-        assert!(!merge_into(&mut existing, &row, MergePolicy::Skip, chrono::Utc::now()));
+        assert!(!merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::Skip,
+            chrono::Utc::now()
+        ));
         assert_eq!(existing, before);
     }
 
     #[test]
     fn fill_empty_keeps_existing_values() {
         let (mut existing, row) = pair();
-        assert!(merge_into(&mut existing, &row, MergePolicy::FillEmpty, chrono::Utc::now()));
+        assert!(merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::FillEmpty,
+            chrono::Utc::now()
+        ));
         assert_eq!(existing.first_name.as_deref(), Some("Jean"));
         assert_eq!(existing.last_name.as_deref(), Some("Dupont"));
         assert_eq!(existing.custom_fields["Budget"], CustomValue::Number(10.0));
@@ -148,19 +174,47 @@ mod tests {
     #[test]
     fn overwrite_replaces_values() {
         let (mut existing, row) = pair();
-        assert!(merge_into(&mut existing, &row, MergePolicy::Overwrite, chrono::Utc::now()));
+        assert!(merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::Overwrite,
+            chrono::Utc::now()
+        ));
         assert_eq!(existing.first_name.as_deref(), Some("Jeannot"));
         assert_eq!(existing.custom_fields["Budget"], CustomValue::Number(20.0));
         assert_eq!(existing.locale, Locale::Fr);
-        assert_eq!(existing.email.as_ref().map(EmailAddress::as_str), Some("jean@example.fr"));
+        assert_eq!(
+            existing.email.as_ref().map(EmailAddress::as_str),
+            Some("jean@example.fr")
+        );
     }
 
     #[test]
     fn second_merge_is_a_no_op() {
         let (mut existing, row) = pair();
-        merge_into(&mut existing, &row, MergePolicy::FillEmpty, chrono::Utc::now());
-        assert!(!merge_into(&mut existing, &row, MergePolicy::FillEmpty, chrono::Utc::now()));
-        merge_into(&mut existing, &row, MergePolicy::Overwrite, chrono::Utc::now());
-        assert!(!merge_into(&mut existing, &row, MergePolicy::Overwrite, chrono::Utc::now()));
+        merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::FillEmpty,
+            chrono::Utc::now(),
+        );
+        assert!(!merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::FillEmpty,
+            chrono::Utc::now()
+        ));
+        merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::Overwrite,
+            chrono::Utc::now(),
+        );
+        assert!(!merge_into(
+            &mut existing,
+            &row,
+            MergePolicy::Overwrite,
+            chrono::Utc::now()
+        ));
     }
 }

@@ -79,10 +79,10 @@ mod sniff;
 mod values;
 mod view;
 
-pub use mapping::{CustomType, Field, Mapping, preview_columns};
-pub use report::{ImportReport, MappedColumn, RejectedRow};
 pub(crate) use mapping::header_key;
+pub use mapping::{CustomType, Field, Mapping, preview_columns};
 pub(crate) use report::spreadsheet_safe;
+pub use report::{ImportReport, MappedColumn, RejectedRow};
 
 use std::io::Read;
 
@@ -261,5 +261,7 @@ pub async fn import_prospects<R: Read + Send>(
     options: &ImportOptions,
     now: Timestamp,
 ) -> Result<ImportReport> {
-    run::Importer::new(store, org, options, now).run(reader).await
+    run::Importer::new(store, org, options, now)
+        .run(reader)
+        .await
 }

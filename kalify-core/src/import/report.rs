@@ -29,7 +29,12 @@ pub struct RejectedRow {
 
 impl RejectedRow {
     pub(crate) fn new(line: u64, reason: impl Into<String>) -> Self {
-        RejectedRow { line, column: None, value: None, reason: reason.into() }
+        RejectedRow {
+            line,
+            column: None,
+            value: None,
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn with_cell(mut self, column: &str, value: &str) -> Self {
@@ -44,7 +49,10 @@ impl fmt::Debug for RejectedRow {
         f.debug_struct("RejectedRow")
             .field("line", &self.line)
             .field("column", &self.column)
-            .field("value_chars", &self.value.as_ref().map(|value| value.chars().count()))
+            .field(
+                "value_chars",
+                &self.value.as_ref().map(|value| value.chars().count()),
+            )
             .field("reason", &self.reason)
             .finish()
     }
@@ -112,9 +120,13 @@ impl ImportReport {
     /// `Unexpected` when writing fails.
     pub fn write_rejections_csv<W: Write>(&self, writer: W) -> Result<()> {
         let mut csv_writer = csv::Writer::from_writer(writer);
-        let failed = |error: csv::Error| Error::unexpected("failed to write the rejections CSV").with_source(error);
+        let failed = |error: csv::Error| {
+            Error::unexpected("failed to write the rejections CSV").with_source(error)
+        };
 
-        csv_writer.write_record(["kind", "line", "column", "value", "reason"]).map_err(failed)?;
+        csv_writer
+            .write_record(["kind", "line", "column", "value", "reason"])
+            .map_err(failed)?;
         let mut rejected = self.rejected.iter().peekable();
         let mut warnings = self.warnings.iter().peekable();
         loop {
@@ -124,18 +136,29 @@ impl ImportReport {
                 (None, Some(_)) => false,
                 (None, None) => break,
             };
-            let (kind, entry) =
-                if take_rejected { ("rejected", rejected.next()) } else { ("warning", warnings.next()) };
+            let (kind, entry) = if take_rejected {
+                ("rejected", rejected.next())
+            } else {
+                ("warning", warnings.next())
+            };
             let Some(entry) = entry else { break };
             let line = entry.line.to_string();
             let column = spreadsheet_safe(entry.column.as_deref().unwrap_or(""));
             let value = spreadsheet_safe(entry.value.as_deref().unwrap_or(""));
             let reason = spreadsheet_safe(&entry.reason);
             csv_writer
-                .write_record([kind, line.as_str(), column.as_str(), value.as_str(), reason.as_str()])
+                .write_record([
+                    kind,
+                    line.as_str(),
+                    column.as_str(),
+                    value.as_str(),
+                    reason.as_str(),
+                ])
                 .map_err(failed)?;
         }
-        csv_writer.flush().map_err(|error| Error::unexpected("failed to write the rejections CSV").with_source(error))
+        csv_writer.flush().map_err(|error| {
+            Error::unexpected("failed to write the rejections CSV").with_source(error)
+        })
     }
 
     pub(crate) fn reject(&mut self, entry: RejectedRow, max_reported: usize) {
@@ -154,7 +177,11 @@ impl ImportReport {
 }
 
 pub(crate) fn spreadsheet_safe(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell.to_owned() }
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +190,8 @@ mod tests {
 
     #[test]
     fn debug_hides_the_value() {
-        let entry = RejectedRow::new(3, "invalid e-mail address").with_cell("Email", "jean.dupont@");
+        let entry =
+            RejectedRow::new(3, "invalid e-mail address").with_cell("Email", "jean.dupont@");
         let debug = format!("{entry:?}");
         assert!(!debug.contains("jean"), "{debug}");
         assert!(debug.contains("value_chars: Some(12)"), "{debug}");
@@ -173,15 +201,24 @@ mod tests {
     fn rejections_csv_is_ordered_and_safe() {
         let mut report = ImportReport::default();
         report.reject(RejectedRow::new(2, "no contact point"), 10);
-        report.reject(RejectedRow::new(5, "invalid phone number").with_cell("Tel", "+33 12"), 10);
-        report.warn(RejectedRow::new(3, "unknown country").with_cell("Pays", "=HYPERLINK(\"x\")"), 10);
+        report.reject(
+            RejectedRow::new(5, "invalid phone number").with_cell("Tel", "+33 12"),
+            10,
+        );
+        report.warn(
+            RejectedRow::new(3, "unknown country").with_cell("Pays", "=HYPERLINK(\"x\")"),
+            10,
+        );
         let mut output = Vec::new();
         report.write_rejections_csv(&mut output).unwrap();
         let text = String::from_utf8(output).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "kind,line,column,value,reason");
         assert_eq!(lines[1], "rejected,2,,,no contact point");
-        assert_eq!(lines[2], "warning,3,Pays,\"'=HYPERLINK(\"\"x\"\")\",unknown country");
+        assert_eq!(
+            lines[2],
+            "warning,3,Pays,\"'=HYPERLINK(\"\"x\"\")\",unknown country"
+        );
         assert_eq!(lines[3], "rejected,5,Tel,'+33 12,invalid phone number");
         assert_eq!(lines.len(), 4);
     }

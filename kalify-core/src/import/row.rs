@@ -2,19 +2,19 @@
 
 use std::collections::HashMap;
 
-use csv::StringRecord;
 use crate::Timestamp;
 use crate::contact::{ChannelKind, EmailAddress, MessengerPsid, PhoneNumber, Region};
 use crate::id::OrgId;
 use crate::prospect::{Consent, ConsentBasis, CustomValue, Locale, Prospect};
+use csv::StringRecord;
 
-use super::{ImportOptions, InvalidContact};
 use super::mapping::{Column, CustomType, Field};
 use super::report::RejectedRow;
 use super::values::{
-    clean_text, parse_bool, parse_date, parse_email, parse_number, parse_phone, parse_single_email, parse_timestamp,
-    region_for_country, split_full_name, split_tags, strip_formula_guard, to_nfc,
+    clean_text, parse_bool, parse_date, parse_email, parse_number, parse_phone, parse_single_email,
+    parse_timestamp, region_for_country, split_full_name, split_tags, strip_formula_guard, to_nfc,
 };
+use super::{ImportOptions, InvalidContact};
 
 /// Consent source recorded when the file has no consent source column and
 /// the options set no source tag.
@@ -36,11 +36,17 @@ impl Plan {
             by_field.entry(column.field).or_default().push(position);
         }
         for positions in by_field.values_mut() {
-            positions.sort_by_key(|position| (columns[*position].priority, columns[*position].index));
+            positions
+                .sort_by_key(|position| (columns[*position].priority, columns[*position].index));
         }
-        let has_consent_flag =
-            [Field::Consent, Field::ConsentSms, Field::ConsentEmail].iter().any(|field| by_field.contains_key(field));
-        Plan { columns, by_field, has_consent_flag }
+        let has_consent_flag = [Field::Consent, Field::ConsentSms, Field::ConsentEmail]
+            .iter()
+            .any(|field| by_field.contains_key(field));
+        Plan {
+            columns,
+            by_field,
+            has_consent_flag,
+        }
     }
 
     pub(crate) fn has_contact_column(&self) -> bool {
@@ -48,7 +54,11 @@ impl Plan {
     }
 
     fn columns_of(&self, field: Field) -> impl Iterator<Item = &Column> {
-        self.by_field.get(&field).into_iter().flatten().map(|position| &self.columns[*position])
+        self.by_field
+            .get(&field)
+            .into_iter()
+            .flatten()
+            .map(|position| &self.columns[*position])
     }
 }
 
@@ -98,7 +108,11 @@ struct BadCell {
 
 impl BadCell {
     fn new(column: &Column, value: &str, reason: impl Into<String>) -> Self {
-        BadCell { column: column.header.clone(), value: value.to_owned(), reason: reason.into() }
+        BadCell {
+            column: column.header.clone(),
+            value: value.to_owned(),
+            reason: reason.into(),
+        }
     }
 
     fn into_entry(self, line: u64) -> RejectedRow {
@@ -114,7 +128,9 @@ fn swallowed_rows(record: &StringRecord, header_len: usize) -> Option<usize> {
         return None;
     }
     let looks_like_row = |line: &str| {
-        [',', ';', '\t', '|'].iter().any(|delimiter| line.matches(*delimiter).count() + 1 >= header_len)
+        [',', ';', '\t', '|']
+            .iter()
+            .any(|delimiter| line.matches(*delimiter).count() + 1 >= header_len)
     };
     let swallowed = record
         .iter()
@@ -136,7 +152,11 @@ pub(crate) fn read_row(context: &RowContext<'_>, record: &StringRecord, line: u6
             line,
             format!(
                 "a quoted value runs over {swallowed} following {}; a quote is probably never closed, so close it and import the file again",
-                if swallowed == 1 { "line that looks like a row of its own" } else { "lines that look like rows of their own" }
+                if swallowed == 1 {
+                    "line that looks like a row of its own"
+                } else {
+                    "lines that look like rows of their own"
+                }
             ),
         ));
     }
@@ -149,7 +169,11 @@ pub(crate) fn read_row(context: &RowContext<'_>, record: &StringRecord, line: u6
             ),
         ));
     }
-    if record.iter().skip(header_len).any(|cell| !cell.trim().is_empty()) {
+    if record
+        .iter()
+        .skip(header_len)
+        .any(|cell| !cell.trim().is_empty())
+    {
         return RowOutcome::Rejected(RejectedRow::new(
             line,
             format!(
@@ -158,7 +182,13 @@ pub(crate) fn read_row(context: &RowContext<'_>, record: &StringRecord, line: u6
             ),
         ));
     }
-    RowReader { context, record, line, warnings: Vec::new() }.read()
+    RowReader {
+        context,
+        record,
+        line,
+        warnings: Vec::new(),
+    }
+    .read()
 }
 
 struct RowReader<'c, 'r> {
@@ -187,7 +217,8 @@ impl<'c, 'r> RowReader<'c, 'r> {
     }
 
     fn warn(&mut self, column: &str, value: &str, reason: impl Into<String>) {
-        self.warnings.push(RejectedRow::new(self.line, reason).with_cell(column, value));
+        self.warnings
+            .push(RejectedRow::new(self.line, reason).with_cell(column, value));
     }
 
     fn read(mut self) -> RowOutcome {
@@ -217,10 +248,14 @@ impl<'c, 'r> RowReader<'c, 'r> {
         if phone.is_none() && email.is_none() && messenger.is_none() {
             let entry = match bad_contacts.into_iter().next() {
                 Some(mut bad) => {
-                    bad.reason.push_str("; the row has no other valid contact point");
+                    bad.reason
+                        .push_str("; the row has no other valid contact point");
                     bad.into_entry(self.line)
                 }
-                None => RejectedRow::new(self.line, "the row has no phone number, e-mail address or Messenger PSID"),
+                None => RejectedRow::new(
+                    self.line,
+                    "the row has no phone number, e-mail address or Messenger PSID",
+                ),
             };
             return RowOutcome::Rejected(entry);
         }
@@ -235,7 +270,10 @@ impl<'c, 'r> RowReader<'c, 'r> {
         self.names(&mut prospect);
         prospect.company = self.first_text(Field::Company);
         prospect.job_title = self.first_text(Field::JobTitle);
-        prospect.source = options.source.clone().or_else(|| self.first_text(Field::Source));
+        prospect.source = options
+            .source
+            .clone()
+            .or_else(|| self.first_text(Field::Source));
         prospect.tags = self.tags();
 
         let locale = self.locale();
@@ -268,8 +306,9 @@ impl<'c, 'r> RowReader<'c, 'r> {
         match region_for_country(cell) {
             Some(region) => region,
             None => {
-                let reason =
-                    format!("unknown country; phone numbers of this row were read in the default region {default}");
+                let reason = format!(
+                    "unknown country; phone numbers of this row were read in the default region {default}"
+                );
                 self.warn(&column.header, cell, reason);
                 default
             }
@@ -279,8 +318,10 @@ impl<'c, 'r> RowReader<'c, 'r> {
     /// Returns the first valid phone number, trying mobile columns first.
     fn phone(&mut self, region: Region, bad: &mut Vec<BadCell>) -> Option<(PhoneNumber, String)> {
         let plan = self.context.plan;
-        let columns =
-            plan.columns_of(Field::Mobile).chain(plan.columns_of(Field::Phone)).chain(plan.columns_of(Field::Landline));
+        let columns = plan
+            .columns_of(Field::Mobile)
+            .chain(plan.columns_of(Field::Phone))
+            .chain(plan.columns_of(Field::Landline));
         let mut found = None;
         for column in columns {
             let cell = self.cell(column);
@@ -399,7 +440,11 @@ impl<'c, 'r> RowReader<'c, 'r> {
         match cell.trim().parse::<chrono_tz::Tz>() {
             Ok(zone) => Some(zone),
             Err(_) => {
-                self.warn(&column.header, cell, "unknown time zone; expected an IANA name such as Europe/Paris");
+                self.warn(
+                    &column.header,
+                    cell,
+                    "unknown time zone; expected an IANA name such as Europe/Paris",
+                );
                 None
             }
         }
@@ -409,11 +454,21 @@ impl<'c, 'r> RowReader<'c, 'r> {
     ///
     /// # Errors
     /// The first cell that does not parse as its declared type.
-    fn custom_fields(&self, locale: Locale) -> Result<std::collections::BTreeMap<String, CustomValue>, BadCell> {
+    fn custom_fields(
+        &self,
+        locale: Locale,
+    ) -> Result<std::collections::BTreeMap<String, CustomValue>, BadCell> {
         let mut fields = std::collections::BTreeMap::new();
-        let custom_columns = self.context.plan.columns.iter().filter(|column| column.field == Field::Custom);
+        let custom_columns = self
+            .context
+            .plan
+            .columns
+            .iter()
+            .filter(|column| column.field == Field::Custom);
         for column in custom_columns {
-            let Some((name, kind)) = &column.custom else { continue };
+            let Some((name, kind)) = &column.custom else {
+                continue;
+            };
             let cell = self.cell(column);
             if cell.trim().is_empty() || fields.contains_key(name) {
                 continue;
@@ -442,7 +497,9 @@ impl<'c, 'r> RowReader<'c, 'r> {
         if let Some((column, cell)) = self.first(Field::Country)
             && let Some(country) = clean_text(cell)
         {
-            fields.entry(column.header.clone()).or_insert(CustomValue::Text(country));
+            fields
+                .entry(column.header.clone())
+                .or_insert(CustomValue::Text(country));
         }
         Ok(fields)
     }
@@ -491,10 +548,20 @@ impl<'c, 'r> RowReader<'c, 'r> {
         let mut unreadable_dates: Vec<&str> = Vec::new();
         for channel in channels {
             let (date_field, source_field, wording_field) = match channel {
-                ChannelKind::Sms => (Field::ConsentSmsDate, Field::ConsentSmsSource, Field::ConsentSmsWording),
-                _ => (Field::ConsentEmailDate, Field::ConsentEmailSource, Field::ConsentEmailWording),
+                ChannelKind::Sms => (
+                    Field::ConsentSmsDate,
+                    Field::ConsentSmsSource,
+                    Field::ConsentSmsWording,
+                ),
+                _ => (
+                    Field::ConsentEmailDate,
+                    Field::ConsentEmailSource,
+                    Field::ConsentEmailWording,
+                ),
             };
-            let date = self.first(date_field).or_else(|| self.first(Field::ConsentDate));
+            let date = self
+                .first(date_field)
+                .or_else(|| self.first(Field::ConsentDate));
             let collected_at = match date {
                 Some((column, cell)) => match parse_timestamp(cell, prospect.locale) {
                     Some(at) => at,
@@ -517,7 +584,9 @@ impl<'c, 'r> RowReader<'c, 'r> {
                 .or_else(|| self.first_text(Field::ConsentSource))
                 .or_else(|| self.context.options.source.clone())
                 .unwrap_or_else(|| DEFAULT_CONSENT_SOURCE.to_owned());
-            let wording_version = self.first_text(wording_field).or_else(|| self.first_text(Field::ConsentWording));
+            let wording_version = self
+                .first_text(wording_field)
+                .or_else(|| self.first_text(Field::ConsentWording));
             consents.push(Consent {
                 channel,
                 basis: ConsentBasis::Consent,
@@ -533,7 +602,10 @@ impl<'c, 'r> RowReader<'c, 'r> {
     fn opt_outs(&mut self) -> Vec<ChannelKind> {
         let mut channels = Vec::new();
         let flags = [
-            (Field::OptOut, &[ChannelKind::Sms, ChannelKind::Email, ChannelKind::Messenger][..]),
+            (
+                Field::OptOut,
+                &[ChannelKind::Sms, ChannelKind::Email, ChannelKind::Messenger][..],
+            ),
             (Field::OptOutSms, &[ChannelKind::Sms][..]),
             (Field::OptOutEmail, &[ChannelKind::Email][..]),
         ];
@@ -544,9 +616,11 @@ impl<'c, 'r> RowReader<'c, 'r> {
             match parse_bool(cell) {
                 Some(true) => channels.extend_from_slice(covered),
                 Some(false) => {}
-                None => {
-                    self.warn(&column.header, cell, "unreadable opt-out value; expected yes/no, so it was read as no")
-                }
+                None => self.warn(
+                    &column.header,
+                    cell,
+                    "unreadable opt-out value; expected yes/no, so it was read as no",
+                ),
             }
         }
         channels.sort();
@@ -560,9 +634,14 @@ impl<'c, 'r> RowReader<'c, 'r> {
         let plan = self.context.plan;
         for column in &plan.columns {
             let cell = self.cell(column);
-            if column.field == Field::Ignore && column.header.is_empty() && !cell.trim().is_empty() {
+            if column.field == Field::Ignore && column.header.is_empty() && !cell.trim().is_empty()
+            {
                 let name = format!("column {}", column.index + 1);
-                self.warn(&name, cell, "the column has no header, so its value was not imported");
+                self.warn(
+                    &name,
+                    cell,
+                    "the column has no header, so its value was not imported",
+                );
             }
             if self.context.had_replacements && cell.contains('\u{fffd}') {
                 self.warn(

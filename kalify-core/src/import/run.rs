@@ -70,7 +70,12 @@ pub(crate) struct Importer<'a> {
 }
 
 impl<'a> Importer<'a> {
-    pub(crate) fn new(store: &'a dyn Store, org: OrgId, options: &'a ImportOptions, now: Timestamp) -> Self {
+    pub(crate) fn new(
+        store: &'a dyn Store,
+        org: OrgId,
+        options: &'a ImportOptions,
+        now: Timestamp,
+    ) -> Self {
         Importer {
             store,
             org,
@@ -120,10 +125,18 @@ impl<'a> Importer<'a> {
         self.report.columns = plan
             .columns
             .iter()
-            .map(|column| MappedColumn { header: column.header.clone(), field: column.field })
+            .map(|column| MappedColumn {
+                header: column.header.clone(),
+                field: column.field,
+            })
             .collect();
 
-        let mut source = RecordSource { reader, record, skipped_lines, plan: &plan };
+        let mut source = RecordSource {
+            reader,
+            record,
+            skipped_lines,
+            plan: &plan,
+        };
         let chunk_rows = self.options.batch_size.max(1);
         let mut chunk = source.read_chunk(self.options, self.org, self.now, chunk_rows)?;
         while !chunk.is_empty() {
@@ -148,7 +161,13 @@ impl<'a> Importer<'a> {
         self.flush().await?;
         let reader = source.reader;
 
-        self.report.encoding = reader.get_ref().get_ref().get_ref().1.encoding_name().to_owned();
+        self.report.encoding = reader
+            .get_ref()
+            .get_ref()
+            .get_ref()
+            .1
+            .encoding_name()
+            .to_owned();
         let report = self.report;
         tracing::info!(
             org_id = %self.org,
@@ -169,16 +188,20 @@ impl<'a> Importer<'a> {
     /// Builds the error for a header without a contact column. A header whose
     /// cells read as contact data is taken for a missing header line.
     fn no_contact_column(&self, headers: &[&str], line: u64) -> Error {
-        let looks_like_data = headers
-            .iter()
-            .any(|cell| parse_email(cell).is_some() || PhoneNumber::parse(cell, self.options.default_region).is_ok());
+        let looks_like_data = headers.iter().any(|cell| {
+            parse_email(cell).is_some()
+                || PhoneNumber::parse(cell, self.options.default_region).is_ok()
+        });
         if looks_like_data || headers.iter().all(|cell| cell.trim().is_empty()) {
             return Error::invalid_input(format!(
                 "the file has no header line: line {line} contains values instead of column names; add a first line that names the columns, such as Prénom;Nom;Téléphone;Email"
             ));
         }
-        let mut listed: Vec<String> =
-            headers.iter().take(MAX_LISTED_HEADERS).map(|header| format!("{:?}", header.trim())).collect();
+        let mut listed: Vec<String> = headers
+            .iter()
+            .take(MAX_LISTED_HEADERS)
+            .map(|header| format!("{:?}", header.trim()))
+            .collect();
         if headers.len() > MAX_LISTED_HEADERS {
             listed.push(format!("and {} more", headers.len() - MAX_LISTED_HEADERS));
         }
@@ -207,7 +230,9 @@ impl<'a> Importer<'a> {
             self.report.rows += 1;
             match outcome {
                 RowOutcome::Blank => self.report.blank += 1,
-                RowOutcome::Rejected(entry) => self.report.reject(entry, self.options.max_reported_issues),
+                RowOutcome::Rejected(entry) => {
+                    self.report.reject(entry, self.options.max_reported_issues)
+                }
                 RowOutcome::Parsed(row) => self.import_row(*row, line, &mut view).await?,
             }
         }
@@ -215,7 +240,12 @@ impl<'a> Importer<'a> {
     }
 
     /// Matches a parsed row with what exists and writes it.
-    async fn import_row(&mut self, mut row: ParsedRow, line: u64, view: &mut StoreView) -> Result<()> {
+    async fn import_row(
+        &mut self,
+        mut row: ParsedRow,
+        line: u64,
+        view: &mut StoreView,
+    ) -> Result<()> {
         let max_reported = self.options.max_reported_issues;
         for warning in std::mem::take(&mut row.warnings) {
             self.report.warn(warning, max_reported);
@@ -234,7 +264,10 @@ impl<'a> Importer<'a> {
                 })
                 .collect();
             if !entries.is_empty() {
-                self.store.suppress(&entries).await.map_err(|error| error.with_context("line", line))?;
+                self.store
+                    .suppress(&entries)
+                    .await
+                    .map_err(|error| error.with_context("line", line))?;
                 view.add_suppressed(entries.into_iter().map(|entry| entry.contact));
             }
             self.report.suppressed += 1;
@@ -245,7 +278,9 @@ impl<'a> Importer<'a> {
             return Ok(());
         }
 
-        let duplicate = contacts.iter().any(|contact| self.seen.contains(&contact_hash(contact)));
+        let duplicate = contacts
+            .iter()
+            .any(|contact| self.seen.contains(&contact_hash(contact)));
         // An e-mail address identifies a person better than a phone number,
         // which colleagues or family members can share, so it is matched first.
         let mut lookups = contacts.clone();
@@ -256,7 +291,11 @@ impl<'a> Importer<'a> {
         });
         let mut owner: Option<Owner> = None;
         for contact in &lookups {
-            let Some(found) = self.owner_of(contact, view).await.map_err(|error| error.with_context("line", line))? else {
+            let Some(found) = self
+                .owner_of(contact, view)
+                .await
+                .map_err(|error| error.with_context("line", line))?
+            else {
                 continue;
             };
             match &owner {
@@ -269,7 +308,12 @@ impl<'a> Importer<'a> {
         match owner {
             Some(Owner::Pending(index)) => {
                 self.report.duplicates += 1;
-                merge_into(&mut self.pending[index], &row, self.options.merge_policy, self.now);
+                merge_into(
+                    &mut self.pending[index],
+                    &row,
+                    self.options.merge_policy,
+                    self.now,
+                );
                 self.remember(index);
             }
             Some(Owner::Stored(mut existing)) => {
@@ -316,12 +360,19 @@ impl<'a> Importer<'a> {
 
     /// Finds the prospect that has `contact`: first among the prospects not
     /// written yet, then in the store.
-    async fn owner_of(&self, contact: &ContactPoint, view: &mut StoreView) -> Result<Option<Owner>> {
+    async fn owner_of(
+        &self,
+        contact: &ContactPoint,
+        view: &mut StoreView,
+    ) -> Result<Option<Owner>> {
         let hash = contact_hash(contact);
         if self.seen.contains(&hash)
             && let Some(index) = self.pending_index.get(&hash)
             && let Some(candidate) = self.pending.get(*index)
-            && candidate.contact_points().iter().any(|own| same_contact(own, contact))
+            && candidate
+                .contact_points()
+                .iter()
+                .any(|own| same_contact(own, contact))
         {
             return Ok(Some(Owner::Pending(*index)));
         }
@@ -332,11 +383,22 @@ impl<'a> Importer<'a> {
     /// Removes a contact point that another prospect has from the row.
     fn drop_foreign_contact(&mut self, row: &mut ParsedRow, channel: ChannelKind, line: u64) {
         let (value, kind) = match channel {
-            ChannelKind::Sms => (row.prospect.phone.take().map(|phone| phone.to_string()), "phone number"),
-            ChannelKind::Email => (row.prospect.email.take().map(|email| email.to_string()), "e-mail address"),
-            ChannelKind::Messenger => (row.prospect.messenger.take().map(|psid| psid.to_string()), "Messenger PSID"),
+            ChannelKind::Sms => (
+                row.prospect.phone.take().map(|phone| phone.to_string()),
+                "phone number",
+            ),
+            ChannelKind::Email => (
+                row.prospect.email.take().map(|email| email.to_string()),
+                "e-mail address",
+            ),
+            ChannelKind::Messenger => (
+                row.prospect.messenger.take().map(|psid| psid.to_string()),
+                "Messenger PSID",
+            ),
         };
-        row.prospect.consents.retain(|consent| consent.channel != channel);
+        row.prospect
+            .consents
+            .retain(|consent| consent.channel != channel);
         let column = row
             .contact_columns
             .iter()
@@ -407,7 +469,8 @@ impl<R: Read> RecordSource<'_, R> {
     ) -> Result<Vec<(u64, RowOutcome)>> {
         let mut chunk = Vec::with_capacity(max_rows.min(MAX_CHUNK_CAPACITY));
         while chunk.len() < max_rows {
-            let Some(line) = next_record(&mut self.reader, &mut self.record, self.skipped_lines)? else {
+            let Some(line) = next_record(&mut self.reader, &mut self.record, self.skipped_lines)?
+            else {
                 break;
             };
             let context = RowContext {
@@ -415,7 +478,13 @@ impl<R: Read> RecordSource<'_, R> {
                 options,
                 org,
                 now,
-                had_replacements: self.reader.get_ref().get_ref().get_ref().1.had_replacements(),
+                had_replacements: self
+                    .reader
+                    .get_ref()
+                    .get_ref()
+                    .get_ref()
+                    .1
+                    .had_replacements(),
             };
             chunk.push((line, read_row(&context, &self.record, line)));
         }
@@ -500,8 +569,12 @@ fn read_record_line<R: Read>(
     // quoted cell that ends with a line break is read the same way.
     // NOTE: such a cell in the middle of a file makes the reported start
     // line of its row one too low.
-    let open_quote_at_end = record.iter().next_back().is_some_and(|cell| cell.ends_with('\n'));
-    let terminator = u64::from(!open_quote_at_end && !reader.get_ref().ends_without_newline_at(after.byte()));
+    let open_quote_at_end = record
+        .iter()
+        .next_back()
+        .is_some_and(|cell| cell.ends_with('\n'));
+    let terminator =
+        u64::from(!open_quote_at_end && !reader.get_ref().ends_without_newline_at(after.byte()));
     let feeds_before = feeds_read.saturating_sub(feeds_inside as u64 + terminator);
     Ok(Some(feeds_before + 1 + skipped_lines))
 }
@@ -519,7 +592,9 @@ fn contact_hash(contact: &ContactPoint) -> u64 {
 
 fn same_contact(a: &ContactPoint, b: &ContactPoint) -> bool {
     match (a, b) {
-        (ContactPoint::Email(a), ContactPoint::Email(b)) => a.as_str().eq_ignore_ascii_case(b.as_str()),
+        (ContactPoint::Email(a), ContactPoint::Email(b)) => {
+            a.as_str().eq_ignore_ascii_case(b.as_str())
+        }
         _ => a == b,
     }
 }

@@ -61,13 +61,23 @@ pub(crate) fn sniff_header<R: Read>(reader: &mut R, explicit: Option<u8>) -> Res
         header = line;
     }
 
-    let delimiter = explicit.or(declared).unwrap_or_else(|| detect_delimiter(&prefix[header.start..header.end]));
-    Ok(HeaderSniff { prefix, delimiter, skipped_lines })
+    let delimiter = explicit
+        .or(declared)
+        .unwrap_or_else(|| detect_delimiter(&prefix[header.start..header.end]));
+    Ok(HeaderSniff {
+        prefix,
+        delimiter,
+        skipped_lines,
+    })
 }
 
 /// Reads into `prefix` until it contains the first line that is not blank.
 /// Returns `None` when the stream ends before one.
-fn read_first_line<R: Read>(reader: &mut R, prefix: &mut Vec<u8>, at_end: &mut bool) -> Result<Option<HeaderLine>> {
+fn read_first_line<R: Read>(
+    reader: &mut R,
+    prefix: &mut Vec<u8>,
+    at_end: &mut bool,
+) -> Result<Option<HeaderLine>> {
     loop {
         match find_header_line(prefix, *at_end) {
             LineSearch::Found(line) => return Ok(Some(line)),
@@ -136,7 +146,10 @@ fn find_header_line(text: &[u8], at_end: bool) -> LineSearch {
     let Some(start) = text.iter().position(|byte| !byte.is_ascii_whitespace()) else {
         return LineSearch::NeedMore;
     };
-    let line_start = text[..start].iter().rposition(|byte| *byte == b'\n').map_or(0, |newline| newline + 1);
+    let line_start = text[..start]
+        .iter()
+        .rposition(|byte| *byte == b'\n')
+        .map_or(0, |newline| newline + 1);
     let mut in_quotes = false;
     for (offset, byte) in text[line_start..].iter().enumerate() {
         let position = line_start + offset;
@@ -150,14 +163,22 @@ fn find_header_line(text: &[u8], at_end: bool) -> LineSearch {
                 if end > line_start && text[end - 1] == b'\r' {
                     end -= 1;
                 }
-                return LineSearch::Found(HeaderLine { start: line_start, end, next: position + 1 });
+                return LineSearch::Found(HeaderLine {
+                    start: line_start,
+                    end,
+                    next: position + 1,
+                });
             }
             _ => {}
         }
     }
     if at_end {
         let end = text.len() - usize::from(text.ends_with(b"\r"));
-        return LineSearch::Found(HeaderLine { start: line_start, end, next: text.len() });
+        return LineSearch::Found(HeaderLine {
+            start: line_start,
+            end,
+            next: text.len(),
+        });
     }
     LineSearch::NeedMore
 }
@@ -167,7 +188,9 @@ fn parse_sep_line(line: &[u8]) -> Option<u8> {
     let line = line.trim_ascii();
     match line {
         [s, e, p, b'=', separator]
-            if s.eq_ignore_ascii_case(&b's') && e.eq_ignore_ascii_case(&b'e') && p.eq_ignore_ascii_case(&b'p') =>
+            if s.eq_ignore_ascii_case(&b's')
+                && e.eq_ignore_ascii_case(&b'e')
+                && p.eq_ignore_ascii_case(&b'p') =>
         {
             Some(*separator)
         }
@@ -182,7 +205,9 @@ fn detect_delimiter(line: &[u8]) -> u8 {
     for byte in line {
         if *byte == b'"' {
             in_quotes = !in_quotes;
-        } else if !in_quotes && let Some(index) = CANDIDATES.iter().position(|candidate| candidate == byte) {
+        } else if !in_quotes
+            && let Some(index) = CANDIDATES.iter().position(|candidate| candidate == byte)
+        {
             counts[index] += 1;
         }
     }
@@ -252,7 +277,12 @@ mod tests {
     fn bare_carriage_returns_are_rejected() {
         let error = sniff("Nom;Email\rAnn;a@example.fr\r").unwrap_err();
         assert!(error.message().contains("bare carriage returns"), "{error}");
-        assert_eq!(sniff("Nom;Email\r\nAnn;a@example.fr\r\n").unwrap().delimiter, b';');
+        assert_eq!(
+            sniff("Nom;Email\r\nAnn;a@example.fr\r\n")
+                .unwrap()
+                .delimiter,
+            b';'
+        );
         assert_eq!(sniff("\"Nom\rcomplet\";Email\n").unwrap().delimiter, b';');
     }
 

@@ -59,7 +59,11 @@ pub(crate) fn split_full_name(full: &str) -> (Option<String>, Option<String>) {
         return (clean_text(full), None);
     }
     let is_upper_word = |word: &&&str| {
-        word.chars().any(char::is_alphabetic) && word.chars().filter(|c| c.is_alphabetic()).all(char::is_uppercase)
+        word.chars().any(char::is_alphabetic)
+            && word
+                .chars()
+                .filter(|c| c.is_alphabetic())
+                .all(char::is_uppercase)
     };
     let leading_upper = words.iter().take_while(is_upper_word).count();
     if leading_upper > 0 && leading_upper < words.len() {
@@ -74,10 +78,10 @@ pub(crate) fn split_full_name(full: &str) -> (Option<String>, Option<String>) {
 /// is neither.
 pub(crate) fn parse_bool(cell: &str) -> Option<bool> {
     match header_key(cell).as_str() {
-        "1" | "true" | "yes" | "y" | "oui" | "o" | "vrai" | "x" | "optin" | "optedin" | "accepted" | "accepte"
-        | "granted" | "subscribed" | "inscrit" => Some(true),
-        "0" | "false" | "no" | "n" | "non" | "faux" | "optout" | "optedout" | "refused" | "refuse" | "denied"
-        | "unsubscribed" | "desinscrit" => Some(false),
+        "1" | "true" | "yes" | "y" | "oui" | "o" | "vrai" | "x" | "optin" | "optedin"
+        | "accepted" | "accepte" | "granted" | "subscribed" | "inscrit" => Some(true),
+        "0" | "false" | "no" | "n" | "non" | "faux" | "optout" | "optedout" | "refused"
+        | "refuse" | "denied" | "unsubscribed" | "desinscrit" => Some(false),
         _ => match cell.trim() {
             "✓" | "✔" => Some(true),
             _ => None,
@@ -92,7 +96,10 @@ pub(crate) fn parse_bool(cell: &str) -> Option<bool> {
 /// thousands separator under [`Locale::En`] and a decimal comma under
 /// [`Locale::Fr`].
 pub(crate) fn parse_number(cell: &str, locale: Locale) -> Option<f64> {
-    let compact: String = cell.chars().filter(|c| !c.is_whitespace() && !matches!(c, '€' | '$' | '£' | '\'')).collect();
+    let compact: String = cell
+        .chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '€' | '$' | '£' | '\''))
+        .collect();
     if compact.is_empty() {
         return None;
     }
@@ -102,12 +109,20 @@ pub(crate) fn parse_number(cell: &str, locale: Locale) -> Option<f64> {
         // The separator that comes last is the decimal one.
         let last_comma = compact.rfind(',').unwrap_or(0);
         let last_dot = compact.rfind('.').unwrap_or(0);
-        if last_comma > last_dot { compact.replace('.', "").replace(',', ".") } else { compact.replace(',', "") }
+        if last_comma > last_dot {
+            compact.replace('.', "").replace(',', ".")
+        } else {
+            compact.replace(',', "")
+        }
     } else if commas > 1 {
         compact.replace(',', "")
     } else if commas == 1 {
         let decimals = compact.rsplit(',').next().map(str::len).unwrap_or(0);
-        if decimals == 3 && locale == Locale::En { compact.replace(',', "") } else { compact.replace(',', ".") }
+        if decimals == 3 && locale == Locale::En {
+            compact.replace(',', "")
+        } else {
+            compact.replace(',', ".")
+        }
     } else if dots > 1 {
         compact.replace('.', "")
     } else {
@@ -164,7 +179,10 @@ const MONTHS: &[(&str, u32)] = &[
 
 fn month_number(word: &str) -> Option<u32> {
     let key = header_key(word);
-    MONTHS.iter().find(|(name, _)| *name == key).map(|(_, number)| *number)
+    MONTHS
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, number)| *number)
 }
 
 /// Reads a calendar date: ISO `2026-01-06` (a time part is ignored),
@@ -183,7 +201,11 @@ pub(crate) fn parse_date(cell: &str, locale: Locale) -> Option<NaiveDate> {
         return Some(date);
     }
     let numeric: Vec<&str> = text.split(['/', '.', '-']).map(str::trim).collect();
-    if numeric.len() == 3 && numeric.iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())) {
+    if numeric.len() == 3
+        && numeric
+            .iter()
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+    {
         return parse_numeric_date(&numeric, locale);
     }
     parse_worded_date(text)
@@ -199,7 +221,10 @@ fn parse_iso_prefix(text: &str) -> Option<NaiveDate> {
 }
 
 fn parse_numeric_date(parts: &[&str], locale: Locale) -> Option<NaiveDate> {
-    let numbers: Vec<u32> = parts.iter().map(|part| part.parse().ok()).collect::<Option<_>>()?;
+    let numbers: Vec<u32> = parts
+        .iter()
+        .map(|part| part.parse().ok())
+        .collect::<Option<_>>()?;
     let (a, b, c) = (numbers[0], numbers[1], numbers[2]);
     if parts[0].len() == 4 {
         return NaiveDate::from_ymd_opt(i32::try_from(a).ok()?, b, c);
@@ -221,8 +246,10 @@ fn parse_numeric_date(parts: &[&str], locale: Locale) -> Option<NaiveDate> {
 }
 
 fn parse_worded_date(text: &str) -> Option<NaiveDate> {
-    let words: Vec<&str> =
-        text.split(|c: char| c.is_whitespace() || c == ',').filter(|word| !word.is_empty()).collect();
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|word| !word.is_empty())
+        .collect();
     if words.len() != 3 {
         return None;
     }
@@ -245,7 +272,12 @@ pub(crate) fn parse_timestamp(cell: &str, locale: Locale) -> Option<Timestamp> {
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
         return Some(instant.with_timezone(&Utc));
     }
-    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
             return Some(Utc.from_utc_datetime(&naive));
         }
@@ -373,7 +405,11 @@ pub(crate) fn region_for_country(cell: &str) -> Option<Region> {
         }
         return key.parse().ok();
     }
-    let code = COUNTRIES.iter().chain(ALPHA3).find(|(name, _)| *name == key).map(|(_, code)| *code)?;
+    let code = COUNTRIES
+        .iter()
+        .chain(ALPHA3)
+        .find(|(name, _)| *name == key)
+        .map(|(_, code)| *code)?;
     code.parse().ok()
 }
 
@@ -415,7 +451,9 @@ pub(crate) fn parse_email(cell: &str) -> Option<EmailAddress> {
     {
         return Some(email);
     }
-    text.split([',', ';', ' ']).filter(|part| part.contains('@')).find_map(|part| EmailAddress::parse(part).ok())
+    text.split([',', ';', ' '])
+        .filter(|part| part.contains('@'))
+        .find_map(|part| EmailAddress::parse(part).ok())
 }
 
 /// Reads an e-mail cell that must hold exactly one address: bare, as a
@@ -441,7 +479,10 @@ mod tests {
 
     #[test]
     fn clean_text_collapses_and_normalises() {
-        assert_eq!(clean_text("  Jean \t  Pierre \n"), Some("Jean Pierre".to_owned()));
+        assert_eq!(
+            clean_text("  Jean \t  Pierre \n"),
+            Some("Jean Pierre".to_owned())
+        );
         assert_eq!(clean_text("   "), None);
         // "e" followed by a combining acute accent becomes the single character "é".
         assert_eq!(clean_text("Rene\u{301}e"), Some("Ren\u{e9}e".to_owned()));
@@ -450,13 +491,19 @@ mod tests {
     #[test]
     fn nfc_keeps_composed_text_and_composes_the_rest() {
         assert_eq!(to_nfc("Hélène".to_owned()), "H\u{e9}l\u{e8}ne");
-        assert_eq!(to_nfc("He\u{301}le\u{300}ne".to_owned()), "H\u{e9}l\u{e8}ne");
+        assert_eq!(
+            to_nfc("He\u{301}le\u{300}ne".to_owned()),
+            "H\u{e9}l\u{e8}ne"
+        );
         assert_eq!(to_nfc("plain".to_owned()), "plain");
     }
 
     #[test]
     fn formula_guard_is_removed() {
-        assert_eq!(strip_formula_guard("'+33 6 12 34 56 78"), "+33 6 12 34 56 78");
+        assert_eq!(
+            strip_formula_guard("'+33 6 12 34 56 78"),
+            "+33 6 12 34 56 78"
+        );
         assert_eq!(strip_formula_guard("'=SUM(A1)"), "=SUM(A1)");
         assert_eq!(strip_formula_guard("'-5%"), "-5%");
         assert_eq!(strip_formula_guard("'quoted'"), "'quoted'");
@@ -467,7 +514,11 @@ mod tests {
     fn full_names_split() {
         let cases = [
             ("Alice Dupont", Some("Alice"), Some("Dupont")),
-            ("Jean Pierre de la Tour", Some("Jean"), Some("Pierre de la Tour")),
+            (
+                "Jean Pierre de la Tour",
+                Some("Jean"),
+                Some("Pierre de la Tour"),
+            ),
             ("DUPONT Jean Pierre", Some("Jean Pierre"), Some("DUPONT")),
             ("LE GALL Anne", Some("Anne"), Some("LE GALL")),
             ("Dupont, Jean", Some("Jean"), Some("Dupont")),
@@ -507,7 +558,11 @@ mod tests {
             ("1.234.567", Locale::Fr, 1_234_567.0),
         ];
         for (text, locale, expected) in cases {
-            assert_eq!(parse_number(text, locale), Some(expected), "{text} {locale}");
+            assert_eq!(
+                parse_number(text, locale),
+                Some(expected),
+                "{text} {locale}"
+            );
         }
         for bad in ["", "abc", "12abc", "inf", "NaN"] {
             assert_eq!(parse_number(bad, Locale::Fr), None, "{bad}");
@@ -564,12 +619,30 @@ mod tests {
 
     #[test]
     fn phones_in_spreadsheet_forms() {
-        let read = |text: &str, region: Region| parse_phone(text, region).map(|phone| phone.as_str().to_owned());
-        for text in ["06 12 34 56 78", "612345678", "33612345678", "0033612345678", "06 12 34 56 78 / 01 45 04 89 55"] {
-            assert_eq!(read(text, Region::FR).as_deref(), Some("+33612345678"), "{text}");
+        let read = |text: &str, region: Region| {
+            parse_phone(text, region).map(|phone| phone.as_str().to_owned())
+        };
+        for text in [
+            "06 12 34 56 78",
+            "612345678",
+            "33612345678",
+            "0033612345678",
+            "06 12 34 56 78 / 01 45 04 89 55",
+        ] {
+            assert_eq!(
+                read(text, Region::FR).as_deref(),
+                Some("+33612345678"),
+                "{text}"
+            );
         }
-        assert_eq!(read("4155552671", Region::US).as_deref(), Some("+14155552671"));
-        assert_eq!(read("14155552671", Region::US).as_deref(), Some("+14155552671"));
+        assert_eq!(
+            read("4155552671", Region::US).as_deref(),
+            Some("+14155552671")
+        );
+        assert_eq!(
+            read("14155552671", Region::US).as_deref(),
+            Some("+14155552671")
+        );
         for bad in ["12", "3.36123E+10", "4155552671"] {
             assert_eq!(read(bad, Region::FR), None, "{bad}");
         }
@@ -578,26 +651,56 @@ mod tests {
     #[test]
     fn emails_in_usual_wrappings() {
         let read = |text: &str| parse_email(text).map(|email| email.as_str().to_owned());
-        assert_eq!(read(" jean@Example.fr ").as_deref(), Some("jean@example.fr"));
-        assert_eq!(read("mailto:jean@example.fr").as_deref(), Some("jean@example.fr"));
-        assert_eq!(read("Jean Dupont <jean@example.fr>").as_deref(), Some("jean@example.fr"));
-        assert_eq!(read("bad; jean@example.fr").as_deref(), Some("jean@example.fr"));
+        assert_eq!(
+            read(" jean@Example.fr ").as_deref(),
+            Some("jean@example.fr")
+        );
+        assert_eq!(
+            read("mailto:jean@example.fr").as_deref(),
+            Some("jean@example.fr")
+        );
+        assert_eq!(
+            read("Jean Dupont <jean@example.fr>").as_deref(),
+            Some("jean@example.fr")
+        );
+        assert_eq!(
+            read("bad; jean@example.fr").as_deref(),
+            Some("jean@example.fr")
+        );
         assert_eq!(read("jean.example.fr"), None);
     }
 
     #[test]
     fn single_emails_only() {
         let read = |text: &str| parse_single_email(text).map(|email| email.as_str().to_owned());
-        assert_eq!(read(" jean@Example.fr ").as_deref(), Some("jean@example.fr"));
-        assert_eq!(read("mailto:jean@example.fr").as_deref(), Some("jean@example.fr"));
-        assert_eq!(read("Jean Dupont <jean@example.fr>").as_deref(), Some("jean@example.fr"));
-        for bad in ["Jean Dupont@example.fr", "bad; jean@example.fr", "a@example.fr, b@example.fr", "jean@", "x <y <jean@example.fr>>"] {
+        assert_eq!(
+            read(" jean@Example.fr ").as_deref(),
+            Some("jean@example.fr")
+        );
+        assert_eq!(
+            read("mailto:jean@example.fr").as_deref(),
+            Some("jean@example.fr")
+        );
+        assert_eq!(
+            read("Jean Dupont <jean@example.fr>").as_deref(),
+            Some("jean@example.fr")
+        );
+        for bad in [
+            "Jean Dupont@example.fr",
+            "bad; jean@example.fr",
+            "a@example.fr, b@example.fr",
+            "jean@",
+            "x <y <jean@example.fr>>",
+        ] {
             assert_eq!(read(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn tags_split_on_separators() {
-        assert_eq!(split_tags("salon 2026, VIP | froid;;"), vec!["salon 2026", "VIP", "froid"]);
+        assert_eq!(
+            split_tags("salon 2026, VIP | froid;;"),
+            vec!["salon 2026", "VIP", "froid"]
+        );
     }
 }

@@ -26,13 +26,20 @@ pub(crate) struct StoreView {
 
 impl StoreView {
     /// Reads the suppressions and owners of `contacts` in `org`.
-    pub(crate) async fn load(store: &dyn Store, org: OrgId, contacts: &[ContactPoint]) -> Result<Self> {
+    pub(crate) async fn load(
+        store: &dyn Store,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<Self> {
         if contacts.is_empty() {
             return Ok(StoreView::default());
         }
         let suppressed = store.suppressed_among(org, contacts).await?;
         let found = store.find_prospects_by_contacts(org, contacts).await?;
-        let mut view = StoreView { suppressed, ..StoreView::default() };
+        let mut view = StoreView {
+            suppressed,
+            ..StoreView::default()
+        };
         for (contact, prospect) in found {
             view.owners.insert(contact, prospect.id);
             view.prospects.entry(prospect.id).or_insert(prospect);
@@ -67,7 +74,11 @@ impl StoreView {
             }
             return Ok(found);
         }
-        Ok(self.owners.get(contact).and_then(|id| self.prospects.get(id)).cloned())
+        Ok(self
+            .owners
+            .get(contact)
+            .and_then(|id| self.prospects.get(id))
+            .cloned())
     }
 
     /// Records the prospect as written by the import.
@@ -78,8 +89,11 @@ impl StoreView {
     pub(crate) fn updated(&mut self, prospect: Prospect) {
         let current = prospect.contact_points();
         if let Some(previous) = self.prospects.get(&prospect.id) {
-            let lost: Vec<ContactPoint> =
-                previous.contact_points().into_iter().filter(|contact| !current.contains(contact)).collect();
+            let lost: Vec<ContactPoint> = previous
+                .contact_points()
+                .into_iter()
+                .filter(|contact| !current.contains(contact))
+                .collect();
             for contact in lost {
                 self.owners.remove(&contact);
                 self.stale.insert(contact);

@@ -317,7 +317,11 @@ impl MessengerWindow {
     /// # Errors
     /// `PermissionDenied`, permanent, when the person never wrote
     /// (`last_inbound_at` is `None`) or the window for `sender` is closed.
-    pub fn for_send(last_inbound_at: Option<Timestamp>, sender: Sender, now: Timestamp) -> Result<MessengerWindow> {
+    pub fn for_send(
+        last_inbound_at: Option<Timestamp>,
+        sender: Sender,
+        now: Timestamp,
+    ) -> Result<MessengerWindow> {
         let Some(last) = last_inbound_at else {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
@@ -376,7 +380,10 @@ pub trait Channel: Send + Sync + fmt::Debug + 'static {
     /// Verifies and parses a webhook request.
     fn parse_webhook(&self, request: &WebhookRequest) -> Result<Vec<InboundEvent>> {
         let _ = request;
-        Err(Error::new(ErrorKind::Unsupported, format!("the {} channel has no webhooks", self.provider())))
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} channel has no webhooks", self.provider()),
+        ))
     }
 }
 
@@ -406,12 +413,17 @@ mod tests {
     use super::*;
 
     fn context<'a>(error: &'a Error, key: &str) -> Option<&'a str> {
-        error.context().iter().find(|(name, _)| *name == key).map(|(_, value)| value.as_str())
+        error
+            .context()
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, value)| value.as_str())
     }
 
     /// 2026-01-05 09:00 UTC plus `minutes`.
     fn time(minutes: i64) -> Timestamp {
-        chrono::Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap() + chrono::TimeDelta::minutes(minutes)
+        chrono::Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()
+            + chrono::TimeDelta::minutes(minutes)
     }
 
     #[test]
@@ -426,7 +438,10 @@ mod tests {
     fn messenger_window_human_agent_for_members_only() {
         let last = Some(time(0));
         let later = time(24 * 60 + 1);
-        assert_eq!(MessengerWindow::for_send(last, Sender::Member, later).ok(), Some(MessengerWindow::HumanAgent));
+        assert_eq!(
+            MessengerWindow::for_send(last, Sender::Member, later).ok(),
+            Some(MessengerWindow::HumanAgent)
+        );
         let error = MessengerWindow::for_send(last, Sender::Ai, later).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::PermissionDenied);
         assert!(!error.is_retryable());
@@ -437,8 +452,16 @@ mod tests {
     fn messenger_window_closes_after_7_days() {
         let last = Some(time(0));
         let seven_days = time(7 * 24 * 60);
-        assert_eq!(MessengerWindow::for_send(last, Sender::Member, seven_days).ok(), Some(MessengerWindow::HumanAgent));
-        let error = MessengerWindow::for_send(last, Sender::Member, seven_days + chrono::TimeDelta::seconds(1)).unwrap_err();
+        assert_eq!(
+            MessengerWindow::for_send(last, Sender::Member, seven_days).ok(),
+            Some(MessengerWindow::HumanAgent)
+        );
+        let error = MessengerWindow::for_send(
+            last,
+            Sender::Member,
+            seven_days + chrono::TimeDelta::seconds(1),
+        )
+        .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::PermissionDenied);
         assert!(error.message().contains("7 days"), "{error}");
     }

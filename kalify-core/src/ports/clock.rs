@@ -38,7 +38,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// Starts the clock at `start`.
     pub fn new(start: Timestamp) -> Self {
-        ManualClock { now: Arc::new(Mutex::new(start)) }
+        ManualClock {
+            now: Arc::new(Mutex::new(start)),
+        }
     }
 
     /// Sets the time. Moving it backwards is allowed, for replays.

@@ -9,15 +9,16 @@ mod records;
 mod store;
 
 pub use channel::{
-    AutoReplyNotice, BounceNotice, Channel, ChannelCapabilities, InboundEvent, InboundMessage, MessengerWindow,
-    OptOutNotice, Postback, Receipt, StatusUpdate, WatermarkUpdate, WebhookRequest,
+    AutoReplyNotice, BounceNotice, Channel, ChannelCapabilities, InboundEvent, InboundMessage,
+    MessengerWindow, OptOutNotice, Postback, Receipt, StatusUpdate, WatermarkUpdate,
+    WebhookRequest,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::LanguageModel;
 pub use notifier::{NoopNotifier, Notification, Notifier};
 pub use records::{
-    Actor, AuditEvent, CancelScope, InsertOutcome, Job, JobKind, JobOutcome, ListOptions, Member, OutboxEntry,
-    OutboxOutcome, OutboxStatus, Role, Suppression, TurnCommit,
+    Actor, AuditEvent, CancelScope, InsertOutcome, Job, JobKind, JobOutcome, ListOptions, Member,
+    OutboxEntry, OutboxOutcome, OutboxStatus, Role, Suppression, TurnCommit,
 };
 pub use store::Store;
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::contact::{ChannelKind, ContactPoint};
 use crate::conversation::{Conversation, Message, SendPurpose, Sender};
-use crate::id::{CampaignId, ConversationId, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId};
+use crate::id::{
+    CampaignId, ConversationId, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
+};
 use crate::prospect::Prospect;
 
 /// The work a job does when it fires.
@@ -54,7 +56,10 @@ impl Job {
             kind: JobKind::FollowUp { attempt },
             due_at,
             attempts: 0,
-            dedupe_key: format!("follow-up:{}:{attempt}:{}", conversation.id, conversation.version.0),
+            dedupe_key: format!(
+                "follow-up:{}:{attempt}:{}",
+                conversation.id, conversation.version.0
+            ),
         }
     }
 }

@@ -11,10 +11,10 @@ use crate::campaign::Campaign;
 use crate::contact::ContactPoint;
 use crate::conversation::{Conversation, Message};
 use crate::error::Result;
-use crate::id::{CampaignId, ConversationId, MemberId, OrgId, OutboxId, ProspectId, JobId};
+use crate::id::{CampaignId, ConversationId, JobId, MemberId, OrgId, OutboxId, ProspectId};
 use crate::ports::records::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Suppression,
-    TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    Suppression, TurnCommit,
 };
 use crate::prospect::{Prospect, Version};
 
@@ -104,17 +104,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation>;
 
     /// Lists a prospect's conversations, most recently updated first.
-    async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>>;
+    async fn conversations_of(&self, org: OrgId, prospect: ProspectId)
+    -> Result<Vec<Conversation>>;
 
     /// Lists a conversation's messages, oldest first.
-    async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>>;
+    async fn list_messages(&self, org: OrgId, conversation: ConversationId)
+    -> Result<Vec<Message>>;
 
     /// Stores an inbound message unless one with the same provider and
     /// provider message id exists.
     async fn insert_inbound(&self, message: &Message) -> Result<InsertOutcome>;
 
     /// Lists the conversation's inbound messages not yet processed, oldest first.
-    async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>>;
+    async fn pending_inbound(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>>;
 
     /// Writes a whole turn atomically and returns the conversation's new version.
     ///
@@ -125,16 +131,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Claims up to `limit` pending jobs due at or before `now`, across orgs,
     /// oldest due first, leasing them to `worker` for `lease`.
-    async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>>;
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<Job>>;
 
     /// Finishes a claimed job.
     async fn finish_job(&self, org: OrgId, job: JobId, outcome: JobOutcome) -> Result<()>;
 
     /// Claims up to `limit` pending outbox entries due at or before `now`, across orgs.
-    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<OutboxEntry>>;
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<OutboxEntry>>;
 
     /// Finishes a claimed outbox entry and updates its message's status.
-    async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()>;
+    async fn finish_outbox(
+        &self,
+        org: OrgId,
+        entry: OutboxId,
+        outcome: OutboxOutcome,
+    ) -> Result<()>;
 
     /// Lists pending jobs of a conversation, soonest first.
     async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>>;
@@ -147,7 +170,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// The default implementation calls `is_suppressed` once per distinct
     /// contact point; backends override it to check them in one call.
-    async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+    async fn suppressed_among(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashSet<ContactPoint>> {
         let mut suppressed = HashSet::new();
         for contact in contacts {
             if !suppressed.contains(contact) && self.is_suppressed(org, contact).await? {
@@ -189,10 +216,18 @@ macro_rules! forward_store {
             async fn update_prospect(&self, prospect: &Prospect) -> Result<Version> {
                 (**self).update_prospect(prospect).await
             }
-            async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
+            async fn find_prospect(
+                &self,
+                org: OrgId,
+                contact: &ContactPoint,
+            ) -> Result<Option<Prospect>> {
                 (**self).find_prospect(org, contact).await
             }
-            async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
+            async fn list_prospects(
+                &self,
+                org: OrgId,
+                options: ListOptions,
+            ) -> Result<Vec<Prospect>> {
                 (**self).list_prospects(org, options).await
             }
             async fn find_prospects_by_contacts(
@@ -208,46 +243,91 @@ macro_rules! forward_store {
             async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
                 (**self).get_campaign(org, id).await
             }
-            async fn insert_conversation(&self, conversation: &Conversation, jobs: &[Job]) -> Result<bool> {
+            async fn insert_conversation(
+                &self,
+                conversation: &Conversation,
+                jobs: &[Job],
+            ) -> Result<bool> {
                 (**self).insert_conversation(conversation, jobs).await
             }
-            async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
+            async fn get_conversation(
+                &self,
+                org: OrgId,
+                id: ConversationId,
+            ) -> Result<Conversation> {
                 (**self).get_conversation(org, id).await
             }
-            async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>> {
+            async fn conversations_of(
+                &self,
+                org: OrgId,
+                prospect: ProspectId,
+            ) -> Result<Vec<Conversation>> {
                 (**self).conversations_of(org, prospect).await
             }
-            async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+            async fn list_messages(
+                &self,
+                org: OrgId,
+                conversation: ConversationId,
+            ) -> Result<Vec<Message>> {
                 (**self).list_messages(org, conversation).await
             }
             async fn insert_inbound(&self, message: &Message) -> Result<InsertOutcome> {
                 (**self).insert_inbound(message).await
             }
-            async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+            async fn pending_inbound(
+                &self,
+                org: OrgId,
+                conversation: ConversationId,
+            ) -> Result<Vec<Message>> {
                 (**self).pending_inbound(org, conversation).await
             }
             async fn commit_turn(&self, turn: &TurnCommit) -> Result<Version> {
                 (**self).commit_turn(turn).await
             }
-            async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>> {
+            async fn claim_jobs(
+                &self,
+                now: Timestamp,
+                limit: usize,
+                lease: Duration,
+                worker: &str,
+            ) -> Result<Vec<Job>> {
                 (**self).claim_jobs(now, limit, lease, worker).await
             }
             async fn finish_job(&self, org: OrgId, job: JobId, outcome: JobOutcome) -> Result<()> {
                 (**self).finish_job(org, job, outcome).await
             }
-            async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<OutboxEntry>> {
+            async fn claim_outbox(
+                &self,
+                now: Timestamp,
+                limit: usize,
+                lease: Duration,
+                worker: &str,
+            ) -> Result<Vec<OutboxEntry>> {
                 (**self).claim_outbox(now, limit, lease, worker).await
             }
-            async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()> {
+            async fn finish_outbox(
+                &self,
+                org: OrgId,
+                entry: OutboxId,
+                outcome: OutboxOutcome,
+            ) -> Result<()> {
                 (**self).finish_outbox(org, entry, outcome).await
             }
-            async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>> {
+            async fn pending_jobs(
+                &self,
+                org: OrgId,
+                conversation: ConversationId,
+            ) -> Result<Vec<Job>> {
                 (**self).pending_jobs(org, conversation).await
             }
             async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
                 (**self).is_suppressed(org, contact).await
             }
-            async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+            async fn suppressed_among(
+                &self,
+                org: OrgId,
+                contacts: &[ContactPoint],
+            ) -> Result<HashSet<ContactPoint>> {
                 (**self).suppressed_among(org, contacts).await
             }
             async fn suppress(&self, entries: &[Suppression]) -> Result<()> {

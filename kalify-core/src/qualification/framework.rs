@@ -35,7 +35,10 @@ impl Condition {
     fn value_type(&self) -> Option<std::mem::Discriminant<FactValue>> {
         let sample = match self {
             Condition::Any => return None,
-            Condition::MoneyAtLeast(_) | Condition::MoneyAbove(_) => FactValue::Money { amount: 0.0, currency: String::new() },
+            Condition::MoneyAtLeast(_) | Condition::MoneyAbove(_) => FactValue::Money {
+                amount: 0.0,
+                currency: String::new(),
+            },
             Condition::AuthorityAtLeast(_) => FactValue::Authority(Authority::None),
             Condition::Is(_) => FactValue::Bool(false),
             Condition::MonthsAtMost(_) => FactValue::Months(0.0),
@@ -51,14 +54,16 @@ impl Condition {
             (Condition::Any, _) => true,
             (Condition::MoneyAtLeast(min), FactValue::Money { amount, .. }) => amount >= min,
             (Condition::MoneyAbove(min), FactValue::Money { amount, .. }) => amount > min,
-            (Condition::AuthorityAtLeast(level), FactValue::Authority(authority)) => authority >= level,
+            (Condition::AuthorityAtLeast(level), FactValue::Authority(authority)) => {
+                authority >= level
+            }
             (Condition::Is(expected), FactValue::Bool(actual)) => expected == actual,
             (Condition::MonthsAtMost(max), FactValue::Months(months)) => months <= max,
             (Condition::NumberAtLeast(min), FactValue::Number(number)) => number >= min,
             (Condition::NumberAtMost(max), FactValue::Number(number)) => number <= max,
-            (Condition::TextIn(options), FactValue::Text(text)) => {
-                options.iter().any(|option| option.eq_ignore_ascii_case(text.trim()))
-            }
+            (Condition::TextIn(options), FactValue::Text(text)) => options
+                .iter()
+                .any(|option| option.eq_ignore_ascii_case(text.trim())),
             _ => false,
         }
     }
@@ -95,7 +100,10 @@ pub struct Localized {
 impl Localized {
     /// Builds a text from its two versions.
     pub fn new(en: impl Into<String>, fr: impl Into<String>) -> Self {
-        Localized { en: en.into(), fr: fr.into() }
+        Localized {
+            en: en.into(),
+            fr: fr.into(),
+        }
     }
 
     /// The version for `locale`.
@@ -163,21 +171,38 @@ impl Framework {
     /// # Errors
     /// `ConfigInvalid` naming the offending criterion.
     pub fn validate(&self) -> Result<()> {
-        let config = |message: String| Error::new(ErrorKind::ConfigInvalid, message).with_context("framework", &self.name);
+        let config = |message: String| {
+            Error::new(ErrorKind::ConfigInvalid, message).with_context("framework", &self.name)
+        };
         if self.criteria.is_empty() {
-            return Err(config("the framework has no criteria; add at least one".into()));
+            return Err(config(
+                "the framework has no criteria; add at least one".into(),
+            ));
         }
         for (index, criterion) in self.criteria.iter().enumerate() {
             if criterion.key.trim().is_empty() {
                 return Err(config(format!("criterion {index} has an empty key")));
             }
-            if self.criteria[..index].iter().any(|other| other.key == criterion.key) {
-                return Err(config(format!("criterion key {:?} appears twice", criterion.key)));
+            if self.criteria[..index]
+                .iter()
+                .any(|other| other.key == criterion.key)
+            {
+                return Err(config(format!(
+                    "criterion key {:?} appears twice",
+                    criterion.key
+                )));
             }
             if criterion.weight == 0 {
-                return Err(config(format!("criterion {:?} has weight 0; give it a positive weight", criterion.key)));
+                return Err(config(format!(
+                    "criterion {:?} has weight 0; give it a positive weight",
+                    criterion.key
+                )));
             }
-            if let Some(band) = criterion.bands.iter().find(|band| band.points > criterion.weight) {
+            if let Some(band) = criterion
+                .bands
+                .iter()
+                .find(|band| band.points > criterion.weight)
+            {
                 return Err(config(format!(
                     "criterion {:?} has a band worth {} points, above its weight {}",
                     criterion.key, band.points, criterion.weight

@@ -68,9 +68,9 @@ pub fn score(framework: &Framework, facts: &[Fact]) -> Score {
 
     for criterion in &framework.criteria {
         possible += u64::from(criterion.weight);
-        let fact = facts
-            .iter()
-            .find(|fact| fact.key == criterion.key && fact.evidence.confidence >= framework.min_confidence);
+        let fact = facts.iter().find(|fact| {
+            fact.key == criterion.key && fact.evidence.confidence >= framework.min_confidence
+        });
         let Some(fact) = fact else {
             missing.push(criterion.key.clone());
             breakdown.push(CriterionScore {
@@ -104,7 +104,9 @@ pub fn score(framework: &Framework, facts: &[Fact]) -> Score {
         });
     }
 
-    let value = (earned * 100 + possible / 2).checked_div(possible).map_or(0, |value| value.min(100) as u8);
+    let value = (earned * 100 + possible / 2)
+        .checked_div(possible)
+        .map_or(0, |value| value.min(100) as u8);
     let band = if u32::from(value) >= framework.qualified_at && disqualified_by.is_none() {
         ScoreBand::Qualified
     } else if u32::from(value) >= framework.qualifying_at {
@@ -112,7 +114,13 @@ pub fn score(framework: &Framework, facts: &[Fact]) -> Score {
     } else {
         ScoreBand::Low
     };
-    Score { value, band, breakdown, missing, disqualified_by }
+    Score {
+        value,
+        band,
+        breakdown,
+        missing,
+        disqualified_by,
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +133,11 @@ mod tests {
         Fact {
             key: key.into(),
             value,
-            evidence: Evidence { message_id: MessageId::new(), quote: "quote".into(), confidence: 0.9 },
+            evidence: Evidence {
+                message_id: MessageId::new(),
+                quote: "quote".into(),
+                confidence: 0.9,
+            },
             extracted_at: chrono::Utc::now(),
         }
     }
@@ -133,7 +145,13 @@ mod tests {
     #[test]
     fn bant_full_marks() {
         let facts = vec![
-            fact("budget", FactValue::Money { amount: 20_000.0, currency: "EUR".into() }),
+            fact(
+                "budget",
+                FactValue::Money {
+                    amount: 20_000.0,
+                    currency: "EUR".into(),
+                },
+            ),
             fact("authority", FactValue::Authority(Authority::DecisionMaker)),
             fact("need", FactValue::Bool(true)),
             fact("timeline", FactValue::Months(2.0)),
@@ -142,26 +160,41 @@ mod tests {
         assert_eq!(score.value, 100);
         assert_eq!(score.band, ScoreBand::Qualified);
         assert!(score.missing.is_empty());
-        assert_eq!(score.explain(), "budget 30/30, authority 25/25, need 25/25, timeline 20/20");
+        assert_eq!(
+            score.explain(),
+            "budget 30/30, authority 25/25, need 25/25, timeline 20/20"
+        );
     }
 
     #[test]
     fn bant_partial_and_missing() {
         let facts = vec![
-            fact("budget", FactValue::Money { amount: 5_000.0, currency: "EUR".into() }),
+            fact(
+                "budget",
+                FactValue::Money {
+                    amount: 5_000.0,
+                    currency: "EUR".into(),
+                },
+            ),
             fact("authority", FactValue::Authority(Authority::NeedsApproval)),
         ];
         let score = score(&Framework::bant(), &facts);
         assert_eq!(score.value, 27);
         assert_eq!(score.band, ScoreBand::Qualifying);
-        assert_eq!(score.missing, vec!["need".to_owned(), "timeline".to_owned()]);
+        assert_eq!(
+            score.missing,
+            vec!["need".to_owned(), "timeline".to_owned()]
+        );
     }
 
     #[test]
     fn hard_requirement_disqualifies() {
         let facts = vec![fact("need", FactValue::Bool(false))];
         let score = score(&Framework::bant(), &facts);
-        assert_eq!(score.disqualified_by, Some(("need".into(), "no need".into())));
+        assert_eq!(
+            score.disqualified_by,
+            Some(("need".into(), "no need".into()))
+        );
         assert_ne!(score.band, ScoreBand::Qualified);
     }
 

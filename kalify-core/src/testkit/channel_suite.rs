@@ -111,13 +111,23 @@ pub trait ChannelHarness: Send + Sync {
 /// harness's recipient with `idempotency_key`, through the gate as the
 /// engine does.
 pub fn permit(harness: &dyn ChannelHarness, idempotency_key: &str) -> SendPermit {
-    permit_for(harness.recipient(), idempotency_key, SAMPLE_TEXT, Sender::Ai)
+    permit_for(
+        harness.recipient(),
+        idempotency_key,
+        SAMPLE_TEXT,
+        Sender::Ai,
+    )
 }
 
 /// Builds a permit to send `text`, written by `sender`, to `recipient` with
 /// `idempotency_key`, through the gate as the engine does. The prospect has
 /// an active consent for the recipient's channel.
-pub fn permit_for(recipient: ContactPoint, idempotency_key: &str, text: &str, sender: Sender) -> SendPermit {
+pub fn permit_for(
+    recipient: ContactPoint,
+    idempotency_key: &str,
+    text: &str,
+    sender: Sender,
+) -> SendPermit {
     let channel = recipient.channel();
     let org = fakes::org();
 
@@ -127,7 +137,9 @@ pub fn permit_for(recipient: ContactPoint, idempotency_key: &str, text: &str, se
         ContactPoint::Email(email) => prospect.email = Some(email.clone()),
         ContactPoint::Messenger(psid) => prospect.messenger = Some(psid.clone()),
     }
-    prospect.consents.retain(|consent| consent.channel != channel);
+    prospect
+        .consents
+        .retain(|consent| consent.channel != channel);
     prospect.consents.push(Consent {
         channel,
         basis: ConsentBasis::Consent,
@@ -163,8 +175,15 @@ pub async fn send_success_returns_receipt(harness: &dyn ChannelHarness) {
 
     let receipt = sent(channel.send(&permit(harness, "key-success")).await, "send");
 
-    assert_eq!(receipt.provider_message_id, "conformance-message-1", "the receipt must carry the provider's message id");
-    assert_eq!(receipt.provider, channel.provider(), "the receipt must name the channel's provider");
+    assert_eq!(
+        receipt.provider_message_id, "conformance-message-1",
+        "the receipt must carry the provider's message id"
+    );
+    assert_eq!(
+        receipt.provider,
+        channel.provider(),
+        "the receipt must name the channel's provider"
+    );
 }
 
 /// Checks that a repeated idempotency key returns the first receipt without
@@ -173,7 +192,10 @@ pub async fn send_success_returns_receipt(harness: &dyn ChannelHarness) {
 pub async fn send_repeated_key_returns_first_receipt(harness: &dyn ChannelHarness) {
     let channel = harness.channel();
     if !channel.capabilities().dedupes_sends {
-        eprintln!("skipped: the {} channel does not report dedupes_sends", channel.provider());
+        eprintln!(
+            "skipped: the {} channel does not report dedupes_sends",
+            channel.provider()
+        );
         return;
     }
     harness.mount_success("first-id").await;
@@ -183,11 +205,20 @@ pub async fn send_repeated_key_returns_first_receipt(harness: &dyn ChannelHarnes
     harness.reset().await;
     harness.mount_success("second-id").await;
     let repeated = sent(channel.send(&permit).await, "repeated send");
-    let other = sent(channel.send(&self::permit(harness, "key-other")).await, "send with another key");
+    let other = sent(
+        channel.send(&self::permit(harness, "key-other")).await,
+        "send with another key",
+    );
 
     assert_eq!(first.provider_message_id, "first-id");
-    assert_eq!(repeated, first, "a repeated idempotency key must return the first receipt");
-    assert_eq!(other.provider_message_id, "second-id", "another idempotency key must send again");
+    assert_eq!(
+        repeated, first,
+        "a repeated idempotency key must return the first receipt"
+    );
+    assert_eq!(
+        other.provider_message_id, "second-id",
+        "another idempotency key must send again"
+    );
 }
 
 /// Checks that a failed send is not remembered: the same key sends again
@@ -202,25 +233,38 @@ pub async fn send_failure_is_not_remembered(harness: &dyn ChannelHarness) {
     harness.reset().await;
     harness.mount_success("after-outage").await;
     let receipt = sent(channel.send(&permit).await, "retried send");
-    assert_eq!(receipt.provider_message_id, "after-outage", "the retry must reach the provider");
+    assert_eq!(
+        receipt.provider_message_id, "after-outage",
+        "the retry must reach the provider"
+    );
 }
 
 /// Checks that 429 is `RateLimited`, retryable, with the `Retry-After` delay.
 pub async fn send_rate_limited_is_retryable(harness: &dyn ChannelHarness) {
     harness.mount_rate_limited(17).await;
 
-    let error = failed(harness.channel().send(&permit(harness, "key-429")).await, "send while throttled");
+    let error = failed(
+        harness.channel().send(&permit(harness, "key-429")).await,
+        "send while throttled",
+    );
 
     assert_eq!(error.kind(), ErrorKind::RateLimited, "{error:?}");
     assert_eq!(error.retry(), Retry::Temporary, "{error:?}");
-    assert_eq!(error.retry_after(), Some(Duration::from_secs(17)), "Retry-After must be honoured: {error:?}");
+    assert_eq!(
+        error.retry_after(),
+        Some(Duration::from_secs(17)),
+        "Retry-After must be honoured: {error:?}"
+    );
 }
 
 /// Checks that 5xx is a retryable `Unavailable`.
 pub async fn send_server_error_is_retryable(harness: &dyn ChannelHarness) {
     harness.mount_server_error().await;
 
-    let error = failed(harness.channel().send(&permit(harness, "key-500")).await, "send during an outage");
+    let error = failed(
+        harness.channel().send(&permit(harness, "key-500")).await,
+        "send during an outage",
+    );
 
     assert_eq!(error.retry(), Retry::Temporary, "{error:?}");
     assert_eq!(error.kind(), ErrorKind::Unavailable, "{error:?}");
@@ -230,7 +274,13 @@ pub async fn send_server_error_is_retryable(harness: &dyn ChannelHarness) {
 pub async fn send_invalid_recipient_is_permanent(harness: &dyn ChannelHarness) {
     harness.mount_invalid_recipient().await;
 
-    let error = failed(harness.channel().send(&permit(harness, "key-invalid")).await, "send to an invalid recipient");
+    let error = failed(
+        harness
+            .channel()
+            .send(&permit(harness, "key-invalid"))
+            .await,
+        "send to an invalid recipient",
+    );
 
     assert_eq!(error.kind(), ErrorKind::InvalidInput, "{error:?}");
     assert_eq!(error.retry(), Retry::Permanent, "{error:?}");
@@ -240,11 +290,20 @@ pub async fn send_invalid_recipient_is_permanent(harness: &dyn ChannelHarness) {
 /// so that the engine records the opt-out.
 pub async fn send_opted_out_is_reported(harness: &dyn ChannelHarness) {
     if !harness.mount_opted_out().await {
-        eprintln!("skipped: the {} provider has no opted-out error", harness.channel().provider());
+        eprintln!(
+            "skipped: the {} provider has no opted-out error",
+            harness.channel().provider()
+        );
         return;
     }
 
-    let error = failed(harness.channel().send(&permit(harness, "key-opted-out")).await, "send to an opted-out recipient");
+    let error = failed(
+        harness
+            .channel()
+            .send(&permit(harness, "key-opted-out"))
+            .await,
+        "send to an opted-out recipient",
+    );
 
     assert_eq!(error.kind(), ErrorKind::RecipientOptedOut, "{error:?}");
     assert_eq!(error.retry(), Retry::Permanent, "{error:?}");
@@ -266,11 +325,17 @@ pub async fn webhook_signed_parses(harness: &dyn ChannelHarness) {
             _ => None,
         })
         .collect();
-    assert!(!messages.is_empty(), "the signed webhook must hold an inbound message: {events:?}");
+    assert!(
+        !messages.is_empty(),
+        "the signed webhook must hold an inbound message: {events:?}"
+    );
     for message in messages {
         assert_eq!(message.channel, channel.kind());
         assert_eq!(message.provider, channel.provider());
-        assert!(!message.provider_message_id.trim().is_empty(), "an inbound message needs the provider's id");
+        assert!(
+            !message.provider_message_id.trim().is_empty(),
+            "an inbound message needs the provider's id"
+        );
     }
 }
 
@@ -288,8 +353,16 @@ pub async fn webhook_unsigned_is_rejected(harness: &dyn ChannelHarness) {
 pub async fn webhook_missing_signature_is_rejected(harness: &dyn ChannelHarness) {
     let mut request = harness.signed_webhook();
     let removed = request.headers.remove(&harness.signature_header());
-    assert!(removed.is_some(), "the signed webhook has no {} header", harness.signature_header());
-    assert_unauthenticated(harness.channel(), &request, "a webhook without its signature header");
+    assert!(
+        removed.is_some(),
+        "the signed webhook has no {} header",
+        harness.signature_header()
+    );
+    assert_unauthenticated(
+        harness.channel(),
+        &request,
+        "a webhook without its signature header",
+    );
 }
 
 /// Checks that a wrong signature is `Unauthenticated`: an altered
@@ -304,9 +377,16 @@ pub async fn webhook_wrong_signature_is_rejected(harness: &dyn ChannelHarness) {
         *last = if *last == 'a' { 'b' } else { 'a' };
     }
     let altered: String = altered.into_iter().collect();
-    let truncated: String = original.chars().take(original.chars().count() / 2).collect();
+    let truncated: String = original
+        .chars()
+        .take(original.chars().count() / 2)
+        .collect();
 
-    for (value, label) in [(altered, "an altered signature"), (String::new(), "an empty signature"), (truncated, "a truncated signature")] {
+    for (value, label) in [
+        (altered, "an altered signature"),
+        (String::new(), "an empty signature"),
+        (truncated, "a truncated signature"),
+    ] {
         let mut request = signed.clone();
         request.headers.insert(header.clone(), value);
         assert_unauthenticated(harness.channel(), &request, label);
@@ -321,11 +401,19 @@ pub async fn webhook_tampered_body_is_rejected(harness: &dyn ChannelHarness) {
 
     let mut appended = signed.clone();
     appended.body.extend_from_slice(b"&Body=x");
-    assert_unauthenticated(harness.channel(), &appended, "a webhook with bytes appended to its body");
+    assert_unauthenticated(
+        harness.channel(),
+        &appended,
+        "a webhook with bytes appended to its body",
+    );
 
     let mut garbled = signed.clone();
     garbled.body = b"\xff\xfe not a provider payload".to_vec();
-    assert_unauthenticated(harness.channel(), &garbled, "a webhook whose body was replaced");
+    assert_unauthenticated(
+        harness.channel(),
+        &garbled,
+        "a webhook whose body was replaced",
+    );
 }
 
 /// Checks that the same webhook parsed twice gives the same events, so that
@@ -343,8 +431,15 @@ pub async fn webhook_replay_parses_same_ids(harness: &dyn ChannelHarness) {
         Err(error) => panic!("second parse of the same webhook failed: {error}"),
     };
 
-    assert_eq!(message_ids(&first), message_ids(&second), "a replayed webhook must give the same provider message ids");
-    assert!(!message_ids(&first).is_empty(), "the signed webhook must hold an inbound message");
+    assert_eq!(
+        message_ids(&first),
+        message_ids(&second),
+        "a replayed webhook must give the same provider message ids"
+    );
+    assert!(
+        !message_ids(&first).is_empty(),
+        "the signed webhook must hold an inbound message"
+    );
 }
 
 /// Checks that no secret shows in the channel's `Debug` or in the
@@ -368,7 +463,11 @@ pub async fn secrets_hidden_in_debug_and_errors(harness: &dyn ChannelHarness) {
     wrong.body.push(b' ');
     errors.extend(channel.parse_webhook(&wrong).err());
 
-    assert!(errors.len() >= 5, "every failure case must return an error, got {}", errors.len());
+    assert!(
+        errors.len() >= 5,
+        "every failure case must return an error, got {}",
+        errors.len()
+    );
     for error in &errors {
         assert_hidden(&error.to_string(), &secrets, "an error's Display");
         assert_hidden(&format!("{error:?}"), &secrets, "an error's Debug");
@@ -402,13 +501,19 @@ pub async fn logs_hide_secrets_and_contact_data(harness: &dyn ChannelHarness) {
 
     let records = logs.records();
     assert!(
-        records.iter().any(|record| record.target.starts_with("kalify::channel")),
+        records
+            .iter()
+            .any(|record| record.target.starts_with("kalify::channel")),
         "the channel logged nothing under the target kalify::channel, so the capture checked nothing"
     );
     for record in &records {
         assert_hidden(&record.text, &secrets, "a log record");
         if record.level <= Level::INFO {
-            let private = [recipient.key().to_owned(), SAMPLE_TEXT.to_owned(), "pouvons-nous".to_owned()];
+            let private = [
+                recipient.key().to_owned(),
+                SAMPLE_TEXT.to_owned(),
+                "pouvons-nous".to_owned(),
+            ];
             assert_hidden(&record.text, &private, "a log record at INFO or above");
         }
     }
@@ -451,16 +556,30 @@ impl CapturedLogs {
 
     /// Returns the records so far, in order.
     pub fn records(&self) -> Vec<LogRecord> {
-        self.records.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn dispatch(&self) -> Dispatch {
-        Dispatch::new(CaptureSubscriber { logs: self.clone(), next_span: AtomicU64::new(1), span_levels: Mutex::default() })
+        Dispatch::new(CaptureSubscriber {
+            logs: self.clone(),
+            next_span: AtomicU64::new(1),
+            span_levels: Mutex::default(),
+        })
     }
 
     fn push(&self, level: Level, target: &str, text: String) {
-        let record = LogRecord { level, target: target.to_owned(), text };
-        self.records.lock().unwrap_or_else(PoisonError::into_inner).push(record);
+        let record = LogRecord {
+            level,
+            target: target.to_owned(),
+            text,
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(record);
     }
 }
 
@@ -551,8 +670,15 @@ fn failed<T: fmt::Debug>(result: crate::Result<T>, operation: &str) -> Error {
 
 fn assert_unauthenticated(channel: &dyn Channel, request: &WebhookRequest, label: &str) {
     match channel.parse_webhook(request) {
-        Ok(events) => panic!("{label} was accepted and parsed into {} events; it must be Unauthenticated", events.len()),
-        Err(error) => assert_eq!(error.kind(), ErrorKind::Unauthenticated, "{label}: {error:?}"),
+        Ok(events) => panic!(
+            "{label} was accepted and parsed into {} events; it must be Unauthenticated",
+            events.len()
+        ),
+        Err(error) => assert_eq!(
+            error.kind(),
+            ErrorKind::Unauthenticated,
+            "{label}: {error:?}"
+        ),
     }
 }
 
@@ -567,14 +693,25 @@ fn message_ids(events: &[InboundEvent]) -> Vec<String> {
 }
 
 fn nonempty_secrets(harness: &dyn ChannelHarness) -> Vec<String> {
-    let secrets: Vec<String> = harness.secrets().into_iter().filter(|secret| !secret.is_empty()).collect();
-    assert!(!secrets.is_empty(), "the harness must list the channel's credentials");
+    let secrets: Vec<String> = harness
+        .secrets()
+        .into_iter()
+        .filter(|secret| !secret.is_empty())
+        .collect();
+    assert!(
+        !secrets.is_empty(),
+        "the harness must list the channel's credentials"
+    );
     secrets
 }
 
 fn assert_hidden(text: &str, hidden: &[String], place: &str) {
     for value in hidden {
-        assert!(!text.contains(value.as_str()), "{place} shows a value it must hide ({} characters): {text}", value.len());
+        assert!(
+            !text.contains(value.as_str()),
+            "{place} shows a value it must hide ({} characters): {text}",
+            value.len()
+        );
     }
 }
 
@@ -646,9 +783,16 @@ mod tests {
             .filter_map(|line| line.strip_prefix("pub async fn "))
             .filter_map(|rest| rest.split('(').next())
             .collect();
-        assert!(cases.len() >= 15, "expected the suite's cases, found {}", cases.len());
+        assert!(
+            cases.len() >= 15,
+            "expected the suite's cases, found {}",
+            cases.len()
+        );
         for case in cases {
-            assert!(suite.contains(&format!("                {case},\n")), "channel_conformance! does not run case {case}");
+            assert!(
+                suite.contains(&format!("                {case},\n")),
+                "channel_conformance! does not run case {case}"
+            );
         }
     }
 
@@ -665,7 +809,11 @@ mod tests {
         assert_eq!(records.len(), 3, "{records:?}");
         assert_eq!(records[0].level, Level::INFO);
         assert_eq!(records[0].target, "kalify::channel");
-        assert!(records[0].text.contains("provider=test"), "{:?}", records[0]);
+        assert!(
+            records[0].text.contains("provider=test"),
+            "{:?}",
+            records[0]
+        );
         assert!(records[0].text.contains("count=2"), "{:?}", records[0]);
         assert!(records[1].text.contains("attempt=1"), "{:?}", records[1]);
         assert_eq!(records[2].level, Level::WARN);

@@ -15,15 +15,18 @@ use chrono::{NaiveDate, TimeZone, Utc};
 
 use crate::Timestamp;
 use crate::campaign::{Campaign, CampaignSettings, CampaignStatus, Step, StopCondition};
-use crate::gate::SendingWindow;
 use crate::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsid, PhoneNumber};
 use crate::conversation::{
-    Conversation, ConversationState, DeliveryStatus, Direction, Message, ScoreBand, SendPurpose, Sender,
+    Conversation, ConversationState, DeliveryStatus, Direction, Message, ScoreBand, SendPurpose,
+    Sender,
 };
+use crate::gate::SendingWindow;
 use crate::id::{CampaignId, MemberId, MessageId, OrgId, OutboxId};
 use crate::ports::{Actor, AuditEvent, Job, Member, OutboxEntry, OutboxStatus, Role, Suppression};
 use crate::prospect::{Consent, ConsentBasis, CustomValue, Locale, Prospect, Version};
-use crate::qualification::{Authority, CriterionScore, Evidence, Fact, FactValue, Localized, Score};
+use crate::qualification::{
+    Authority, CriterionScore, Evidence, Fact, FactValue, Localized, Score,
+};
 
 static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
 
@@ -39,23 +42,29 @@ pub fn org() -> OrgId {
 
 /// Returns 2026-01-05 09:00 UTC plus `minutes` (negative values go back).
 pub fn time(minutes: i64) -> Timestamp {
-    let base = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).single().unwrap_or_default();
+    let base = Utc
+        .with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
+        .single()
+        .unwrap_or_default();
     base + chrono::Duration::minutes(minutes)
 }
 
 /// Returns the French mobile number `+33 6 1x xx xx xx` for `n` (modulo 10^7).
 pub fn phone(n: u64) -> PhoneNumber {
-    PhoneNumber::from_e164(&format!("+3361{:07}", n % 10_000_000)).expect("the fake phone number is valid E.164")
+    PhoneNumber::from_e164(&format!("+3361{:07}", n % 10_000_000))
+        .expect("the fake phone number is valid E.164")
 }
 
 /// Returns the address `prospect{n}@example.com`.
 pub fn email(n: u64) -> EmailAddress {
-    EmailAddress::parse(&format!("prospect{n}@example.com")).expect("the fake e-mail address is valid")
+    EmailAddress::parse(&format!("prospect{n}@example.com"))
+        .expect("the fake e-mail address is valid")
 }
 
 /// Returns a 16-digit Messenger page-scoped id for `n`.
 pub fn messenger(n: u64) -> MessengerPsid {
-    MessengerPsid::parse(&format!("{}", 7_000_000_000_000_000_u64 + n)).expect("the fake PSID is valid")
+    MessengerPsid::parse(&format!("{}", 7_000_000_000_000_000_u64 + n))
+        .expect("the fake PSID is valid")
 }
 
 /// Builds a score of 57 in the qualifying band, with a full breakdown.
@@ -68,7 +77,10 @@ pub fn score() -> Score {
                 key: "budget".into(),
                 points: 30,
                 max: 30,
-                value: Some(FactValue::Money { amount: 30_000.0, currency: "EUR".into() }),
+                value: Some(FactValue::Money {
+                    amount: 30_000.0,
+                    currency: "EUR".into(),
+                }),
                 quote: Some("budget est d'environ 30k€".into()),
             },
             CriterionScore {
@@ -78,7 +90,13 @@ pub fn score() -> Score {
                 value: Some(FactValue::Authority(Authority::NeedsApproval)),
                 quote: Some("je dois valider avec ma directrice".into()),
             },
-            CriterionScore { key: "need".into(), points: 0, max: 25, value: None, quote: None },
+            CriterionScore {
+                key: "need".into(),
+                points: 0,
+                max: 25,
+                value: None,
+                quote: None,
+            },
         ],
         missing: vec!["need".into(), "timeline".into()],
         disqualified_by: None,
@@ -90,14 +108,25 @@ pub fn facts(message_id: MessageId) -> Vec<Fact> {
     vec![
         Fact {
             key: "budget".into(),
-            value: FactValue::Money { amount: 30_000.0, currency: "EUR".into() },
-            evidence: Evidence { message_id, quote: "budget est d'environ 30k€".into(), confidence: 0.9 },
+            value: FactValue::Money {
+                amount: 30_000.0,
+                currency: "EUR".into(),
+            },
+            evidence: Evidence {
+                message_id,
+                quote: "budget est d'environ 30k€".into(),
+                confidence: 0.9,
+            },
             extracted_at: time(3),
         },
         Fact {
             key: "timeline".into(),
             value: FactValue::Months(2.5),
-            evidence: Evidence { message_id, quote: "d'ici deux ou trois mois".into(), confidence: 0.75 },
+            evidence: Evidence {
+                message_id,
+                quote: "d'ici deux ou trois mois".into(),
+                confidence: 0.75,
+            },
             extracted_at: time(3),
         },
     ]
@@ -180,11 +209,20 @@ pub fn campaign(org: OrgId) -> Campaign {
         goal: "book a demo".into(),
         channels: vec![ChannelKind::Sms, ChannelKind::Email],
         steps: vec![
-            Step::new(0, Localized::new(
+            Step::new(
+                0,
+                Localized::new(
                     "Hi {{ first_name }}, {{ sender }} here. Can I ask two questions?",
                     "Bonjour {{ first_name }}, ici {{ sender }}. Puis-je vous poser deux questions ?",
-                )),
-            Step::new(48, Localized::new("Any thoughts, {{ first_name }}?", "Un avis, {{ first_name }} ?")),
+                ),
+            ),
+            Step::new(
+                48,
+                Localized::new(
+                    "Any thoughts, {{ first_name }}?",
+                    "Un avis, {{ first_name }} ?",
+                ),
+            ),
         ],
         allow_links: false,
         status: CampaignStatus::Active,
@@ -206,7 +244,13 @@ pub fn campaign(org: OrgId) -> Campaign {
 /// Builds a conversation of `prospect` on SMS with every field set: facts, a
 /// score, one attempt sent, an assigned member and a last inbound time.
 pub fn conversation(prospect: &Prospect, campaign: Option<CampaignId>) -> Conversation {
-    let mut conversation = Conversation::new(prospect.org_id, prospect.id, campaign, ChannelKind::Sms, time(1));
+    let mut conversation = Conversation::new(
+        prospect.org_id,
+        prospect.id,
+        campaign,
+        ChannelKind::Sms,
+        time(1),
+    );
     conversation.state = ConversationState::Contacted;
     conversation.facts = facts(MessageId::new());
     conversation.score = Some(score());
@@ -298,7 +342,8 @@ pub fn member(org: OrgId) -> Member {
         id: MemberId::new(),
         org_id: org,
         name: format!("Member {n}"),
-        email: EmailAddress::parse(&format!("member{n}@example.com")).expect("the fake e-mail address is valid"),
+        email: EmailAddress::parse(&format!("member{n}@example.com"))
+            .expect("the fake e-mail address is valid"),
         role: Role::Admin,
         available: true,
     }
@@ -319,5 +364,10 @@ pub fn audit(conversation: &Conversation, action: &str, at: Timestamp) -> AuditE
 
 /// Builds an opt-out suppression of `contact` in `org`.
 pub fn suppression(org: OrgId, contact: ContactPoint, at: Timestamp) -> Suppression {
-    Suppression { org_id: org, contact, reason: "opt_out".into(), at }
+    Suppression {
+        org_id: org,
+        contact,
+        reason: "opt_out".into(),
+        at,
+    }
 }

@@ -157,9 +157,16 @@ mod tests {
             .filter_map(|line| line.strip_prefix("pub async fn "))
             .filter_map(|rest| rest.split('(').next())
             .collect();
-        assert!(cases.len() > 30, "expected the suite's cases, found {}", cases.len());
+        assert!(
+            cases.len() > 30,
+            "expected the suite's cases, found {}",
+            cases.len()
+        );
         for case in cases {
-            assert!(this.contains(&format!("                {case},\n")), "store_conformance! does not run case {case}");
+            assert!(
+                this.contains(&format!("                {case},\n")),
+                "store_conformance! does not run case {case}"
+            );
         }
     }
 }

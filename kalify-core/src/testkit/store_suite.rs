@@ -31,9 +31,12 @@ use std::time::Duration;
 use crate::contact::ContactPoint;
 use crate::conversation::{Conversation, ConversationState, DeliveryStatus, Direction, Message};
 use crate::error::{ErrorKind, Result};
-use crate::id::{CampaignId, ConversationId, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId};
+use crate::id::{
+    CampaignId, ConversationId, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
+};
 use crate::ports::{
-    CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, OutboxEntry, OutboxOutcome, Role, Store, TurnCommit,
+    CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, OutboxEntry, OutboxOutcome, Role,
+    Store, TurnCommit,
 };
 use crate::prospect::{Prospect, Version};
 use crate::testkit::fakes::{self, time};
@@ -58,7 +61,10 @@ fn error_kind<T>(result: Result<T>, operation: &str) -> ErrorKind {
 
 /// Runs `futures` concurrently on the current task and returns their outputs in order.
 async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|future| Some(Box::pin(future))).collect();
+    let mut pending: Vec<Option<Pin<Box<F>>>> = futures
+        .into_iter()
+        .map(|future| Some(Box::pin(future)))
+        .collect();
     let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|context| {
         let mut done = true;
@@ -82,32 +88,61 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 /// Inserts a full prospect of `org` and a conversation of it in a new campaign.
 async fn seed(store: &dyn Store, org: OrgId) -> (Prospect, Conversation) {
     let prospect = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&prospect)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await,
+        "insert_prospects",
+    );
     let conversation = fakes::conversation(&prospect, Some(CampaignId::new()));
-    let created = ok(store.insert_conversation(&conversation, &[]).await, "insert_conversation");
-    assert!(created, "insert_conversation must create the first conversation of a prospect");
+    let created = ok(
+        store.insert_conversation(&conversation, &[]).await,
+        "insert_conversation",
+    );
+    assert!(
+        created,
+        "insert_conversation must create the first conversation of a prospect"
+    );
     (prospect, conversation)
 }
 
 /// Inserts one more conversation of `prospect` in a new campaign.
 async fn seed_conversation(store: &dyn Store, prospect: &Prospect) -> Conversation {
     let conversation = fakes::conversation(prospect, Some(CampaignId::new()));
-    let created = ok(store.insert_conversation(&conversation, &[]).await, "insert_conversation");
-    assert!(created, "insert_conversation must create a conversation in a new campaign");
+    let created = ok(
+        store.insert_conversation(&conversation, &[]).await,
+        "insert_conversation",
+    );
+    assert!(
+        created,
+        "insert_conversation must create a conversation in a new campaign"
+    );
     conversation
 }
 
 /// Re-reads `conversation`, so that the next turn carries its stored version.
 async fn reload(store: &dyn Store, conversation: &Conversation) -> Conversation {
-    ok(store.get_conversation(conversation.org_id, conversation.id).await, "get_conversation")
+    ok(
+        store
+            .get_conversation(conversation.org_id, conversation.id)
+            .await,
+        "get_conversation",
+    )
 }
 
 /// Commits a turn on `conversation` that writes one outbound message and its
 /// outbox entry due at `at`, and returns both.
-async fn commit_outbound(store: &dyn Store, conversation: &Conversation, at: crate::Timestamp) -> (Message, OutboxEntry) {
+async fn commit_outbound(
+    store: &dyn Store,
+    conversation: &Conversation,
+    at: crate::Timestamp,
+) -> (Message, OutboxEntry) {
     let current = reload(store, conversation).await;
     let message = fakes::outbound(&current, at);
-    let entry = fakes::outbox_entry(&message, ContactPoint::Email(fakes::email(fakes::next_number())));
+    let entry = fakes::outbox_entry(
+        &message,
+        ContactPoint::Email(fakes::email(fakes::next_number())),
+    );
     let mut turn = TurnCommit::new(current);
     turn.messages.push(message.clone());
     turn.outbox.push(entry.clone());
@@ -117,19 +152,46 @@ async fn commit_outbound(store: &dyn Store, conversation: &Conversation, at: cra
 
 /// Returns the ids of the jobs of `org` that a claim far in the future finds pending.
 async fn claimable_jobs(store: &dyn Store, org: OrgId) -> Vec<JobId> {
-    let claimed = ok(store.claim_jobs(time(1_000_000), 10_000, LEASE, "probe").await, "claim_jobs");
-    claimed.into_iter().filter(|job| job.org_id == org).map(|job| job.id).collect()
+    let claimed = ok(
+        store
+            .claim_jobs(time(1_000_000), 10_000, LEASE, "probe")
+            .await,
+        "claim_jobs",
+    );
+    claimed
+        .into_iter()
+        .filter(|job| job.org_id == org)
+        .map(|job| job.id)
+        .collect()
 }
 
 /// Returns the ids of the outbox entries of `org` that a claim far in the future finds pending.
 async fn claimable_outbox(store: &dyn Store, org: OrgId) -> Vec<OutboxId> {
-    let claimed = ok(store.claim_outbox(time(1_000_000), 10_000, LEASE, "probe").await, "claim_outbox");
-    claimed.into_iter().filter(|entry| entry.org_id == org).map(|entry| entry.id).collect()
+    let claimed = ok(
+        store
+            .claim_outbox(time(1_000_000), 10_000, LEASE, "probe")
+            .await,
+        "claim_outbox",
+    );
+    claimed
+        .into_iter()
+        .filter(|entry| entry.org_id == org)
+        .map(|entry| entry.id)
+        .collect()
 }
 
 /// Returns the stored status of message `id` of `conversation`.
-async fn message_status(store: &dyn Store, conversation: &Conversation, id: MessageId) -> DeliveryStatus {
-    let messages = ok(store.list_messages(conversation.org_id, conversation.id).await, "list_messages");
+async fn message_status(
+    store: &dyn Store,
+    conversation: &Conversation,
+    id: MessageId,
+) -> DeliveryStatus {
+    let messages = ok(
+        store
+            .list_messages(conversation.org_id, conversation.id)
+            .await,
+        "list_messages",
+    );
     match messages.iter().find(|message| message.id == id) {
         Some(message) => message.status,
         None => panic!("message {id} is missing from list_messages"),
@@ -141,112 +203,252 @@ pub async fn prospect_roundtrip(store: &dyn Store) {
     let org = fakes::org();
     let full = fakes::prospect(org);
     let minimal = fakes::minimal_prospect(org);
-    ok(store.insert_prospects(&[full.clone(), minimal.clone()]).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(&[full.clone(), minimal.clone()])
+            .await,
+        "insert_prospects",
+    );
 
     let read = ok(store.get_prospect(org, full.id).await, "get_prospect");
     assert_eq!(read.id, full.id, "id must survive a roundtrip");
     assert_eq!(read.org_id, org, "org_id must survive a roundtrip");
-    assert_eq!(read.first_name, full.first_name, "first_name must survive a roundtrip");
-    assert_eq!(read.last_name, full.last_name, "last_name must survive a roundtrip");
-    assert_eq!(read.company, full.company, "company must survive a roundtrip");
-    assert_eq!(read.job_title, full.job_title, "job_title must survive a roundtrip");
+    assert_eq!(
+        read.first_name, full.first_name,
+        "first_name must survive a roundtrip"
+    );
+    assert_eq!(
+        read.last_name, full.last_name,
+        "last_name must survive a roundtrip"
+    );
+    assert_eq!(
+        read.company, full.company,
+        "company must survive a roundtrip"
+    );
+    assert_eq!(
+        read.job_title, full.job_title,
+        "job_title must survive a roundtrip"
+    );
     assert_eq!(read.phone, full.phone, "phone must survive a roundtrip");
     assert_eq!(read.email, full.email, "email must survive a roundtrip");
-    assert_eq!(read.messenger, full.messenger, "messenger must survive a roundtrip");
+    assert_eq!(
+        read.messenger, full.messenger,
+        "messenger must survive a roundtrip"
+    );
     assert_eq!(read.locale, full.locale, "locale must survive a roundtrip");
-    assert_eq!(read.time_zone, full.time_zone, "time_zone must survive a roundtrip");
+    assert_eq!(
+        read.time_zone, full.time_zone,
+        "time_zone must survive a roundtrip"
+    );
     assert_eq!(read.source, full.source, "source must survive a roundtrip");
     assert_eq!(read.tags, full.tags, "tags must keep their order");
-    assert_eq!(read.custom_fields, full.custom_fields, "custom fields must keep their types and values");
+    assert_eq!(
+        read.custom_fields, full.custom_fields,
+        "custom fields must keep their types and values"
+    );
     assert_eq!(read.status, full.status, "status must survive a roundtrip");
-    assert_eq!(read.score, full.score, "the score and its breakdown must survive a roundtrip");
+    assert_eq!(
+        read.score, full.score,
+        "the score and its breakdown must survive a roundtrip"
+    );
     assert_eq!(read.owner, full.owner, "owner must survive a roundtrip");
-    assert_eq!(read.consents, full.consents, "consents must survive a roundtrip, withdrawals included");
-    assert_eq!(read.restricted, full.restricted, "restricted must survive a roundtrip");
-    assert_eq!(read.objected, full.objected, "objected must survive a roundtrip");
-    assert_eq!(read.created_at, full.created_at, "created_at must keep its nanoseconds");
-    assert_eq!(read.updated_at, full.updated_at, "updated_at must keep its nanoseconds");
-    assert_eq!(read.version, full.version, "insert_prospects must store the version it is given");
-    assert!(read == full, "get_prospect must return the prospect as inserted");
+    assert_eq!(
+        read.consents, full.consents,
+        "consents must survive a roundtrip, withdrawals included"
+    );
+    assert_eq!(
+        read.restricted, full.restricted,
+        "restricted must survive a roundtrip"
+    );
+    assert_eq!(
+        read.objected, full.objected,
+        "objected must survive a roundtrip"
+    );
+    assert_eq!(
+        read.created_at, full.created_at,
+        "created_at must keep its nanoseconds"
+    );
+    assert_eq!(
+        read.updated_at, full.updated_at,
+        "updated_at must keep its nanoseconds"
+    );
+    assert_eq!(
+        read.version, full.version,
+        "insert_prospects must store the version it is given"
+    );
+    assert!(
+        read == full,
+        "get_prospect must return the prospect as inserted"
+    );
 
     let read_minimal = ok(store.get_prospect(org, minimal.id).await, "get_prospect");
-    assert!(read_minimal == minimal, "a prospect with empty optional fields must read back equal");
+    assert!(
+        read_minimal == minimal,
+        "a prospect with empty optional fields must read back equal"
+    );
 
     let mut flags = fakes::minimal_prospect(org);
     flags.restricted = true;
     flags.objected = true;
-    ok(store.insert_prospects(std::slice::from_ref(&flags)).await, "insert_prospects");
+    ok(
+        store.insert_prospects(std::slice::from_ref(&flags)).await,
+        "insert_prospects",
+    );
     let read_flags = ok(store.get_prospect(org, flags.id).await, "get_prospect");
-    assert!(read_flags.restricted, "restricted = true must survive a roundtrip");
-    assert!(read_flags.objected, "objected = true must survive a roundtrip");
+    assert!(
+        read_flags.restricted,
+        "restricted = true must survive a roundtrip"
+    );
+    assert!(
+        read_flags.objected,
+        "objected = true must survive a roundtrip"
+    );
 }
 
 /// Checks that reading or updating a missing prospect is `NotFound`.
 pub async fn prospect_missing_is_not_found(store: &dyn Store) {
     let org = fakes::org();
 
-    let kind = error_kind(store.get_prospect(org, ProspectId::new()).await, "get_prospect of a missing id");
-    assert_eq!(kind, ErrorKind::NotFound, "get_prospect of a missing id must be NotFound");
+    let kind = error_kind(
+        store.get_prospect(org, ProspectId::new()).await,
+        "get_prospect of a missing id",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_prospect of a missing id must be NotFound"
+    );
 
     let missing = fakes::prospect(org);
-    let kind = error_kind(store.update_prospect(&missing).await, "update_prospect of a missing id");
-    assert_eq!(kind, ErrorKind::NotFound, "update_prospect of a missing id must be NotFound");
+    let kind = error_kind(
+        store.update_prospect(&missing).await,
+        "update_prospect of a missing id",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "update_prospect of a missing id must be NotFound"
+    );
 }
 
 /// Checks that inserting an existing id is `Conflict` and writes nothing of the batch.
 pub async fn prospect_insert_existing_id_conflicts(store: &dyn Store) {
     let org = fakes::org();
     let first = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&first)).await, "insert_prospects");
+    ok(
+        store.insert_prospects(std::slice::from_ref(&first)).await,
+        "insert_prospects",
+    );
 
     let fresh = fakes::prospect(org);
     let mut again = first.clone();
     again.company = Some("Changed SARL".into());
-    let kind = error_kind(store.insert_prospects(&[fresh.clone(), again]).await, "insert_prospects of an existing id");
-    assert_eq!(kind, ErrorKind::Conflict, "insert_prospects of an existing id must be Conflict");
+    let kind = error_kind(
+        store.insert_prospects(&[fresh.clone(), again]).await,
+        "insert_prospects of an existing id",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::Conflict,
+        "insert_prospects of an existing id must be Conflict"
+    );
 
     let kind = error_kind(store.get_prospect(org, fresh.id).await, "get_prospect");
-    assert_eq!(kind, ErrorKind::NotFound, "a failed insert_prospects must write no prospect of its batch");
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "a failed insert_prospects must write no prospect of its batch"
+    );
     let stored = ok(store.get_prospect(org, first.id).await, "get_prospect");
-    assert_eq!(stored.company, first.company, "a failed insert_prospects must not change the existing prospect");
+    assert_eq!(
+        stored.company, first.company,
+        "a failed insert_prospects must not change the existing prospect"
+    );
 
     let twice = fakes::prospect(org);
     let kind = error_kind(
-        store.insert_prospects(&[twice.clone(), twice.clone()]).await,
+        store
+            .insert_prospects(&[twice.clone(), twice.clone()])
+            .await,
         "insert_prospects with one id twice",
     );
-    assert_eq!(kind, ErrorKind::Conflict, "a batch that repeats an id must be Conflict");
+    assert_eq!(
+        kind,
+        ErrorKind::Conflict,
+        "a batch that repeats an id must be Conflict"
+    );
     let kind = error_kind(store.get_prospect(org, twice.id).await, "get_prospect");
-    assert_eq!(kind, ErrorKind::NotFound, "a batch that repeats an id must write nothing");
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "a batch that repeats an id must write nothing"
+    );
 }
 
 /// Checks that `update_prospect` writes the change and returns the next version.
 pub async fn prospect_update_bumps_version(store: &dyn Store) {
     let org = fakes::org();
     let mut prospect = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&prospect)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await,
+        "insert_prospects",
+    );
 
     prospect.company = Some("Globex".into());
-    prospect.custom_fields.insert("seats".into(), crate::prospect::CustomValue::Number(40.0));
+    prospect
+        .custom_fields
+        .insert("seats".into(), crate::prospect::CustomValue::Number(40.0));
     prospect.status = ConversationState::Qualified;
     prospect.email = Some(fakes::email(fakes::next_number()));
     prospect.updated_at = time(30);
     let version = ok(store.update_prospect(&prospect).await, "update_prospect");
-    assert_eq!(version, Version(1), "update_prospect must return the stored version plus one");
+    assert_eq!(
+        version,
+        Version(1),
+        "update_prospect must return the stored version plus one"
+    );
 
     let stored = ok(store.get_prospect(org, prospect.id).await, "get_prospect");
-    assert_eq!(stored.version, Version(1), "update_prospect must store the new version");
-    assert_eq!(stored.company, prospect.company, "update_prospect must write changed fields");
-    assert_eq!(stored.custom_fields, prospect.custom_fields, "update_prospect must write custom fields");
-    assert_eq!(stored.status, ConversationState::Qualified, "update_prospect must write the status");
-    assert_eq!(stored.email, prospect.email, "update_prospect must write a changed contact point");
+    assert_eq!(
+        stored.version,
+        Version(1),
+        "update_prospect must store the new version"
+    );
+    assert_eq!(
+        stored.company, prospect.company,
+        "update_prospect must write changed fields"
+    );
+    assert_eq!(
+        stored.custom_fields, prospect.custom_fields,
+        "update_prospect must write custom fields"
+    );
+    assert_eq!(
+        stored.status,
+        ConversationState::Qualified,
+        "update_prospect must write the status"
+    );
+    assert_eq!(
+        stored.email, prospect.email,
+        "update_prospect must write a changed contact point"
+    );
 
-    let found = ok(store.find_prospect(org, &ContactPoint::Email(fakes::email(0))).await, "find_prospect");
+    let found = ok(
+        store
+            .find_prospect(org, &ContactPoint::Email(fakes::email(0)))
+            .await,
+        "find_prospect",
+    );
     assert!(found.is_none(), "an unused address must find nothing");
     let new_email = prospect.email.clone().map(ContactPoint::Email);
     if let Some(contact) = new_email {
         let found = ok(store.find_prospect(org, &contact).await, "find_prospect");
-        assert_eq!(found.map(|p| p.id), Some(prospect.id), "find_prospect must use the updated address");
+        assert_eq!(
+            found.map(|p| p.id),
+            Some(prospect.id),
+            "find_prospect must use the updated address"
+        );
     }
 
     let mut next = stored;
@@ -259,7 +461,12 @@ pub async fn prospect_update_bumps_version(store: &dyn Store) {
 pub async fn prospect_update_stale_version_conflicts(store: &dyn Store) {
     let org = fakes::org();
     let original = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&original)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&original))
+            .await,
+        "insert_prospects",
+    );
 
     let mut first = original.clone();
     first.company = Some("First writer".into());
@@ -267,24 +474,51 @@ pub async fn prospect_update_stale_version_conflicts(store: &dyn Store) {
 
     let mut stale = original.clone();
     stale.company = Some("Stale writer".into());
-    let kind = error_kind(store.update_prospect(&stale).await, "update_prospect with a stale version");
-    assert_eq!(kind, ErrorKind::Conflict, "update_prospect with a stale version must be Conflict");
+    let kind = error_kind(
+        store.update_prospect(&stale).await,
+        "update_prospect with a stale version",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::Conflict,
+        "update_prospect with a stale version must be Conflict"
+    );
 
     let stored = ok(store.get_prospect(org, original.id).await, "get_prospect");
-    assert_eq!(stored.company.as_deref(), Some("First writer"), "a conflicting update must write nothing");
-    assert_eq!(stored.version, Version(1), "a conflicting update must not change the version");
+    assert_eq!(
+        stored.company.as_deref(),
+        Some("First writer"),
+        "a conflicting update must write nothing"
+    );
+    assert_eq!(
+        stored.version,
+        Version(1),
+        "a conflicting update must not change the version"
+    );
 
     let mut ahead = stored.clone();
     ahead.version = Version(7);
-    let kind = error_kind(store.update_prospect(&ahead).await, "update_prospect with a future version");
-    assert_eq!(kind, ErrorKind::Conflict, "update_prospect with a version ahead of the store must be Conflict");
+    let kind = error_kind(
+        store.update_prospect(&ahead).await,
+        "update_prospect with a future version",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::Conflict,
+        "update_prospect with a version ahead of the store must be Conflict"
+    );
 }
 
 /// Checks that of concurrent updates from the same version exactly one wins.
 pub async fn prospect_concurrent_updates_one_winner(store: &dyn Store) {
     let org = fakes::org();
     let original = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&original)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&original))
+            .await,
+        "insert_prospects",
+    );
 
     let writers: Vec<Prospect> = (0..8)
         .map(|index| {
@@ -293,21 +527,52 @@ pub async fn prospect_concurrent_updates_one_winner(store: &dyn Store) {
             copy
         })
         .collect();
-    let results = join_all(writers.iter().map(|writer| store.update_prospect(writer)).collect()).await;
+    let results = join_all(
+        writers
+            .iter()
+            .map(|writer| store.update_prospect(writer))
+            .collect(),
+    )
+    .await;
 
-    let winners: Vec<usize> = results.iter().enumerate().filter(|(_, result)| result.is_ok()).map(|(index, _)| index).collect();
-    assert_eq!(winners.len(), 1, "exactly one of 8 concurrent updates must succeed, got {}", winners.len());
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| result.is_ok())
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of 8 concurrent updates must succeed, got {}",
+        winners.len()
+    );
     for result in &results {
         match result {
-            Ok(version) => assert_eq!(*version, Version(1), "the winning update must return version 1"),
-            Err(error) => assert_eq!(error.kind(), ErrorKind::Conflict, "a losing update must be Conflict: {error}"),
+            Ok(version) => assert_eq!(
+                *version,
+                Version(1),
+                "the winning update must return version 1"
+            ),
+            Err(error) => assert_eq!(
+                error.kind(),
+                ErrorKind::Conflict,
+                "a losing update must be Conflict: {error}"
+            ),
         }
     }
 
     let stored = ok(store.get_prospect(org, original.id).await, "get_prospect");
     let expected = winners.first().map(|index| format!("writer {index}"));
-    assert_eq!(stored.company, expected, "the stored prospect must be the winner's");
-    assert_eq!(stored.version, Version(1), "concurrent updates must leave version 1");
+    assert_eq!(
+        stored.company, expected,
+        "the stored prospect must be the winner's"
+    );
+    assert_eq!(
+        stored.version,
+        Version(1),
+        "concurrent updates must leave version 1"
+    );
 }
 
 /// Checks that `find_prospect` finds by phone, e-mail and Messenger id, within the org only.
@@ -315,7 +580,12 @@ pub async fn find_prospect_by_contact_point(store: &dyn Store) {
     let org = fakes::org();
     let prospect = fakes::prospect(org);
     let other = fakes::prospect(org);
-    ok(store.insert_prospects(&[prospect.clone(), other.clone()]).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(&[prospect.clone(), other.clone()])
+            .await,
+        "insert_prospects",
+    );
 
     for contact in prospect.contact_points() {
         let found = ok(store.find_prospect(org, &contact).await, "find_prospect");
@@ -326,13 +596,27 @@ pub async fn find_prospect_by_contact_point(store: &dyn Store) {
             contact.channel()
         );
         if let Some(found) = found {
-            assert!(found == prospect, "find_prospect must return the whole prospect");
+            assert!(
+                found == prospect,
+                "find_prospect must return the whole prospect"
+            );
         }
 
-        let elsewhere = ok(store.find_prospect(fakes::org(), &contact).await, "find_prospect in another org");
-        assert!(elsewhere.is_none(), "find_prospect by {} must not see another org", contact.channel());
+        let elsewhere = ok(
+            store.find_prospect(fakes::org(), &contact).await,
+            "find_prospect in another org",
+        );
+        assert!(
+            elsewhere.is_none(),
+            "find_prospect by {} must not see another org",
+            contact.channel()
+        );
     }
-    assert_eq!(prospect.contact_points().len(), 3, "the fake prospect must have three contact points");
+    assert_eq!(
+        prospect.contact_points().len(),
+        3,
+        "the fake prospect must have three contact points"
+    );
 
     let unknown = [
         ContactPoint::Phone(fakes::phone(fakes::next_number())),
@@ -341,7 +625,11 @@ pub async fn find_prospect_by_contact_point(store: &dyn Store) {
     ];
     for contact in unknown {
         let found = ok(store.find_prospect(org, &contact).await, "find_prospect");
-        assert!(found.is_none(), "find_prospect by an unused {} must return None", contact.channel());
+        assert!(
+            found.is_none(),
+            "find_prospect by an unused {} must return None",
+            contact.channel()
+        );
     }
 }
 
@@ -354,9 +642,17 @@ pub async fn find_prospects_by_contacts_matches_single_lookups(store: &dyn Store
     let other = fakes::prospect(org);
     let mut sharing = fakes::prospect(org);
     sharing.phone = first.phone.clone();
-    ok(store.insert_prospects(&[first.clone(), other.clone(), sharing.clone()]).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(&[first.clone(), other.clone(), sharing.clone()])
+            .await,
+        "insert_prospects",
+    );
     let foreign = fakes::prospect(fakes::org());
-    ok(store.insert_prospects(std::slice::from_ref(&foreign)).await, "insert_prospects in another org");
+    ok(
+        store.insert_prospects(std::slice::from_ref(&foreign)).await,
+        "insert_prospects in another org",
+    );
 
     let unknown = ContactPoint::Email(fakes::email(fakes::next_number()));
     let mut contacts: Vec<ContactPoint> = first.contact_points();
@@ -365,7 +661,10 @@ pub async fn find_prospects_by_contacts_matches_single_lookups(store: &dyn Store
     contacts.push(unknown.clone());
     contacts.push(first.contact_points()[0].clone());
 
-    let found = ok(store.find_prospects_by_contacts(org, &contacts).await, "find_prospects_by_contacts");
+    let found = ok(
+        store.find_prospects_by_contacts(org, &contacts).await,
+        "find_prospects_by_contacts",
+    );
     for contact in &contacts {
         let single = ok(store.find_prospect(org, contact).await, "find_prospect");
         assert_eq!(
@@ -376,16 +675,37 @@ pub async fn find_prospects_by_contacts_matches_single_lookups(store: &dyn Store
         );
     }
     let shared = ContactPoint::Phone(first.phone.clone().expect("the fake prospect has a phone"));
-    let expected = if first.id < sharing.id { first.id } else { sharing.id };
-    assert_eq!(found.get(&shared).map(|prospect| prospect.id), Some(expected), "a shared phone must give the oldest prospect");
-    assert!(!found.contains_key(&unknown), "an unknown contact point must be absent");
+    let expected = if first.id < sharing.id {
+        first.id
+    } else {
+        sharing.id
+    };
+    assert_eq!(
+        found.get(&shared).map(|prospect| prospect.id),
+        Some(expected),
+        "a shared phone must give the oldest prospect"
+    );
+    assert!(
+        !found.contains_key(&unknown),
+        "an unknown contact point must be absent"
+    );
     for contact in foreign.contact_points() {
-        assert!(!found.contains_key(&contact), "another org's {} must be absent", contact.channel());
+        assert!(
+            !found.contains_key(&contact),
+            "another org's {} must be absent",
+            contact.channel()
+        );
     }
     if let Some(prospect) = found.get(&other.contact_points()[1]) {
-        assert!(*prospect == other, "find_prospects_by_contacts must return the whole prospect");
+        assert!(
+            *prospect == other,
+            "find_prospects_by_contacts must return the whole prospect"
+        );
     }
-    let none = ok(store.find_prospects_by_contacts(org, &[]).await, "find_prospects_by_contacts of nothing");
+    let none = ok(
+        store.find_prospects_by_contacts(org, &[]).await,
+        "find_prospects_by_contacts of nothing",
+    );
     assert!(none.is_empty(), "no contact point must find nothing");
 }
 
@@ -404,8 +724,17 @@ pub async fn suppressed_among_matches_single_checks(store: &dyn Store) {
     ];
     ok(store.suppress(&entries).await, "suppress");
 
-    let contacts = [phone.clone(), email.clone(), psid.clone(), foreign.clone(), phone.clone()];
-    let suppressed = ok(store.suppressed_among(org, &contacts).await, "suppressed_among");
+    let contacts = [
+        phone.clone(),
+        email.clone(),
+        psid.clone(),
+        foreign.clone(),
+        phone.clone(),
+    ];
+    let suppressed = ok(
+        store.suppressed_among(org, &contacts).await,
+        "suppressed_among",
+    );
     for contact in &contacts {
         let single = ok(store.is_suppressed(org, contact).await, "is_suppressed");
         assert_eq!(
@@ -415,8 +744,15 @@ pub async fn suppressed_among_matches_single_checks(store: &dyn Store) {
             contact.channel()
         );
     }
-    assert_eq!(suppressed.len(), 2, "the phone and the address are suppressed, once each");
-    let none = ok(store.suppressed_among(org, &[]).await, "suppressed_among of nothing");
+    assert_eq!(
+        suppressed.len(),
+        2,
+        "the phone and the address are suppressed, once each"
+    );
+    let none = ok(
+        store.suppressed_among(org, &[]).await,
+        "suppressed_among of nothing",
+    );
     assert!(none.is_empty(), "no contact point must find nothing");
 }
 
@@ -428,31 +764,57 @@ pub async fn list_prospects_order_after_limit(store: &dyn Store) {
     ids.sort();
     let reversed: Vec<Prospect> = prospects.into_iter().rev().collect();
     ok(store.insert_prospects(&reversed).await, "insert_prospects");
-    ok(store.insert_prospects(&[fakes::minimal_prospect(fakes::org())]).await, "insert_prospects in another org");
+    ok(
+        store
+            .insert_prospects(&[fakes::minimal_prospect(fakes::org())])
+            .await,
+        "insert_prospects in another org",
+    );
 
     let list = |options: ListOptions| async move {
         let listed = ok(store.list_prospects(org, options).await, "list_prospects");
         listed.into_iter().map(|p| p.id).collect::<Vec<_>>()
     };
 
-    assert_eq!(list(ListOptions::default()).await, ids, "list_prospects must return every prospect of the org in id order");
     assert_eq!(
-        list(ListOptions { after: ids.get(1).copied(), limit: 0 }).await,
+        list(ListOptions::default()).await,
+        ids,
+        "list_prospects must return every prospect of the org in id order"
+    );
+    assert_eq!(
+        list(ListOptions {
+            after: ids.get(1).copied(),
+            limit: 0
+        })
+        .await,
         ids[2..].to_vec(),
         "list_prospects must start strictly after `after`"
     );
     assert_eq!(
-        list(ListOptions { after: None, limit: 2 }).await,
+        list(ListOptions {
+            after: None,
+            limit: 2
+        })
+        .await,
         ids[..2].to_vec(),
         "list_prospects must return at most `limit` prospects"
     );
     assert_eq!(
-        list(ListOptions { after: ids.get(1).copied(), limit: 2 }).await,
+        list(ListOptions {
+            after: ids.get(1).copied(),
+            limit: 2
+        })
+        .await,
         ids[2..4].to_vec(),
         "list_prospects must apply `after` and `limit` together"
     );
     assert!(
-        list(ListOptions { after: ids.last().copied(), limit: 0 }).await.is_empty(),
+        list(ListOptions {
+            after: ids.last().copied(),
+            limit: 0
+        })
+        .await
+        .is_empty(),
         "list_prospects after the last id must be empty"
     );
 }
@@ -463,17 +825,30 @@ pub async fn campaign_put_get(store: &dyn Store) {
     let mut campaign = fakes::campaign(org);
     ok(store.put_campaign(&campaign).await, "put_campaign");
     let read = ok(store.get_campaign(org, campaign.id).await, "get_campaign");
-    assert_eq!(read, campaign, "get_campaign must return the campaign as put");
+    assert_eq!(
+        read, campaign,
+        "get_campaign must return the campaign as put"
+    );
 
     campaign.name = "Renamed".into();
     campaign.status = crate::campaign::CampaignStatus::Paused;
     campaign.steps.truncate(1);
     ok(store.put_campaign(&campaign).await, "put_campaign");
     let read = ok(store.get_campaign(org, campaign.id).await, "get_campaign");
-    assert_eq!(read, campaign, "put_campaign must replace an existing campaign");
+    assert_eq!(
+        read, campaign,
+        "put_campaign must replace an existing campaign"
+    );
 
-    let kind = error_kind(store.get_campaign(org, CampaignId::new()).await, "get_campaign of a missing id");
-    assert_eq!(kind, ErrorKind::NotFound, "get_campaign of a missing id must be NotFound");
+    let kind = error_kind(
+        store.get_campaign(org, CampaignId::new()).await,
+        "get_campaign of a missing id",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_campaign of a missing id must be NotFound"
+    );
 }
 
 /// Checks that `insert_conversation` creates one conversation per (org,
@@ -481,42 +856,114 @@ pub async fn campaign_put_get(store: &dyn Store) {
 pub async fn conversation_insert_idempotent(store: &dyn Store) {
     let org = fakes::org();
     let prospect = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&prospect)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await,
+        "insert_prospects",
+    );
     let campaign = Some(CampaignId::new());
 
     let conversation = fakes::conversation(&prospect, campaign);
     let first_job = fakes::job(&conversation, 0, time(10));
-    let created = ok(store.insert_conversation(&conversation, std::slice::from_ref(&first_job)).await, "insert_conversation");
+    let created = ok(
+        store
+            .insert_conversation(&conversation, std::slice::from_ref(&first_job))
+            .await,
+        "insert_conversation",
+    );
     assert!(created, "the first insert_conversation must return true");
-    let read = ok(store.get_conversation(org, conversation.id).await, "get_conversation");
-    assert_eq!(read, conversation, "get_conversation must return every field as inserted");
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(jobs, vec![first_job.clone()], "insert_conversation must insert its jobs");
+    let read = ok(
+        store.get_conversation(org, conversation.id).await,
+        "get_conversation",
+    );
+    assert_eq!(
+        read, conversation,
+        "get_conversation must return every field as inserted"
+    );
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs,
+        vec![first_job.clone()],
+        "insert_conversation must insert its jobs"
+    );
 
     let duplicate = fakes::conversation(&prospect, campaign);
     let second_job = fakes::job(&duplicate, 0, time(20));
-    let created = ok(store.insert_conversation(&duplicate, std::slice::from_ref(&second_job)).await, "insert_conversation");
-    assert!(!created, "a second conversation in the same campaign must return false");
-    let kind = error_kind(store.get_conversation(org, duplicate.id).await, "get_conversation");
-    assert_eq!(kind, ErrorKind::NotFound, "a duplicate conversation must not be written");
+    let created = ok(
+        store
+            .insert_conversation(&duplicate, std::slice::from_ref(&second_job))
+            .await,
+        "insert_conversation",
+    );
+    assert!(
+        !created,
+        "a second conversation in the same campaign must return false"
+    );
+    let kind = error_kind(
+        store.get_conversation(org, duplicate.id).await,
+        "get_conversation",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "a duplicate conversation must not be written"
+    );
     let jobs = ok(store.pending_jobs(org, duplicate.id).await, "pending_jobs");
-    assert!(jobs.is_empty(), "the jobs of a duplicate conversation must not be written");
-    let created = ok(store.insert_conversation(&conversation, &[]).await, "insert_conversation");
-    assert!(!created, "inserting the same conversation again must return false");
+    assert!(
+        jobs.is_empty(),
+        "the jobs of a duplicate conversation must not be written"
+    );
+    let created = ok(
+        store.insert_conversation(&conversation, &[]).await,
+        "insert_conversation",
+    );
+    assert!(
+        !created,
+        "inserting the same conversation again must return false"
+    );
 
     let other_campaign = fakes::conversation(&prospect, Some(CampaignId::new()));
-    let created = ok(store.insert_conversation(&other_campaign, &[]).await, "insert_conversation");
-    assert!(created, "a conversation in another campaign must be created");
+    let created = ok(
+        store.insert_conversation(&other_campaign, &[]).await,
+        "insert_conversation",
+    );
+    assert!(
+        created,
+        "a conversation in another campaign must be created"
+    );
 
     let without_campaign = fakes::conversation(&prospect, None);
-    let created = ok(store.insert_conversation(&without_campaign, &[]).await, "insert_conversation");
-    assert!(created, "the first conversation without a campaign must be created");
+    let created = ok(
+        store.insert_conversation(&without_campaign, &[]).await,
+        "insert_conversation",
+    );
+    assert!(
+        created,
+        "the first conversation without a campaign must be created"
+    );
     let again_without = fakes::conversation(&prospect, None);
-    let created = ok(store.insert_conversation(&again_without, &[]).await, "insert_conversation");
-    assert!(!created, "a second conversation without a campaign must return false");
+    let created = ok(
+        store.insert_conversation(&again_without, &[]).await,
+        "insert_conversation",
+    );
+    assert!(
+        !created,
+        "a second conversation without a campaign must return false"
+    );
 
-    let conversations = ok(store.conversations_of(org, prospect.id).await, "conversations_of");
-    assert_eq!(conversations.len(), 3, "the prospect must have three conversations");
+    let conversations = ok(
+        store.conversations_of(org, prospect.id).await,
+        "conversations_of",
+    );
+    assert_eq!(
+        conversations.len(),
+        3,
+        "the prospect must have three conversations"
+    );
 }
 
 /// Checks that `insert_conversation` for a missing prospect is `NotFound`.
@@ -525,17 +972,36 @@ pub async fn conversation_insert_requires_prospect(store: &dyn Store) {
     let prospect = fakes::prospect(org);
     let conversation = fakes::conversation(&prospect, Some(CampaignId::new()));
 
-    let kind = error_kind(store.insert_conversation(&conversation, &[]).await, "insert_conversation");
-    assert_eq!(kind, ErrorKind::NotFound, "insert_conversation for a missing prospect must be NotFound");
-    let kind = error_kind(store.get_conversation(org, conversation.id).await, "get_conversation");
-    assert_eq!(kind, ErrorKind::NotFound, "a rejected conversation must not be written");
+    let kind = error_kind(
+        store.insert_conversation(&conversation, &[]).await,
+        "insert_conversation",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "insert_conversation for a missing prospect must be NotFound"
+    );
+    let kind = error_kind(
+        store.get_conversation(org, conversation.id).await,
+        "get_conversation",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "a rejected conversation must not be written"
+    );
 }
 
 /// Checks that `conversations_of` lists the most recently updated first.
 pub async fn conversations_of_order(store: &dyn Store) {
     let org = fakes::org();
     let prospect = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&prospect)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await,
+        "insert_prospects",
+    );
 
     let mut older = fakes::conversation(&prospect, Some(CampaignId::new()));
     older.updated_at = time(10);
@@ -544,15 +1010,33 @@ pub async fn conversations_of_order(store: &dyn Store) {
     let mut middle = fakes::conversation(&prospect, Some(CampaignId::new()));
     middle.updated_at = time(15);
     for conversation in [&older, &newer, &middle] {
-        ok(store.insert_conversation(conversation, &[]).await, "insert_conversation");
+        ok(
+            store.insert_conversation(conversation, &[]).await,
+            "insert_conversation",
+        );
     }
 
-    let listed: Vec<ConversationId> =
-        ok(store.conversations_of(org, prospect.id).await, "conversations_of").into_iter().map(|c| c.id).collect();
-    assert_eq!(listed, vec![newer.id, middle.id, older.id], "conversations_of must list the most recently updated first");
+    let listed: Vec<ConversationId> = ok(
+        store.conversations_of(org, prospect.id).await,
+        "conversations_of",
+    )
+    .into_iter()
+    .map(|c| c.id)
+    .collect();
+    assert_eq!(
+        listed,
+        vec![newer.id, middle.id, older.id],
+        "conversations_of must list the most recently updated first"
+    );
 
-    let other = ok(store.conversations_of(org, ProspectId::new()).await, "conversations_of");
-    assert!(other.is_empty(), "conversations_of a prospect without conversations must be empty");
+    let other = ok(
+        store.conversations_of(org, ProspectId::new()).await,
+        "conversations_of",
+    );
+    assert!(
+        other.is_empty(),
+        "conversations_of a prospect without conversations must be empty"
+    );
 }
 
 /// Checks that every read method hides other orgs' records, and that
@@ -569,77 +1053,201 @@ pub async fn tenancy_hides_other_orgs(store: &dyn Store) {
     let job = fakes::job(&conversation, 1, time(10));
     let mut turn = TurnCommit::new(conversation.clone());
     let message = fakes::outbound(&conversation, time(4));
-    let entry = fakes::outbox_entry(&message, ContactPoint::Email(fakes::email(fakes::next_number())));
+    let entry = fakes::outbox_entry(
+        &message,
+        ContactPoint::Email(fakes::email(fakes::next_number())),
+    );
     let phone = prospect.phone.clone().map(ContactPoint::Phone);
     turn.messages.push(message);
     turn.outbox.push(entry.clone());
     turn.jobs.push(job.clone());
-    turn.audit.push(fakes::audit(&conversation, "transition", time(4)));
+    turn.audit
+        .push(fakes::audit(&conversation, "transition", time(4)));
     if let Some(phone) = &phone {
-        turn.suppress.push(fakes::suppression(org, phone.clone(), time(4)));
+        turn.suppress
+            .push(fakes::suppression(org, phone.clone(), time(4)));
     }
     ok(store.commit_turn(&turn).await, "commit_turn");
 
     let stranger = fakes::org();
 
-    let kind = error_kind(store.get_prospect(stranger, prospect.id).await, "get_prospect from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "get_prospect must not see another org's prospect");
-    let kind = error_kind(store.get_campaign(stranger, campaign.id).await, "get_campaign from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "get_campaign must not see another org's campaign");
-    let kind = error_kind(store.get_conversation(stranger, conversation.id).await, "get_conversation from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "get_conversation must not see another org's conversation");
-    let kind = error_kind(store.get_member(stranger, member.id).await, "get_member from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "get_member must not see another org's member");
+    let kind = error_kind(
+        store.get_prospect(stranger, prospect.id).await,
+        "get_prospect from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_prospect must not see another org's prospect"
+    );
+    let kind = error_kind(
+        store.get_campaign(stranger, campaign.id).await,
+        "get_campaign from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_campaign must not see another org's campaign"
+    );
+    let kind = error_kind(
+        store.get_conversation(stranger, conversation.id).await,
+        "get_conversation from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_conversation must not see another org's conversation"
+    );
+    let kind = error_kind(
+        store.get_member(stranger, member.id).await,
+        "get_member from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_member must not see another org's member"
+    );
 
     for contact in prospect.contact_points() {
-        let found = ok(store.find_prospect(stranger, &contact).await, "find_prospect");
-        assert!(found.is_none(), "find_prospect must not see another org's {}", contact.channel());
+        let found = ok(
+            store.find_prospect(stranger, &contact).await,
+            "find_prospect",
+        );
+        assert!(
+            found.is_none(),
+            "find_prospect must not see another org's {}",
+            contact.channel()
+        );
     }
-    let listed = ok(store.list_prospects(stranger, ListOptions::default()).await, "list_prospects");
-    assert!(listed.is_empty(), "list_prospects must not list another org's prospects");
-    let listed = ok(store.conversations_of(stranger, prospect.id).await, "conversations_of");
-    assert!(listed.is_empty(), "conversations_of must not list another org's conversations");
-    let listed = ok(store.list_messages(stranger, conversation.id).await, "list_messages");
-    assert!(listed.is_empty(), "list_messages must not list another org's messages");
-    let listed = ok(store.pending_inbound(stranger, conversation.id).await, "pending_inbound");
-    assert!(listed.is_empty(), "pending_inbound must not list another org's messages");
-    let listed = ok(store.pending_jobs(stranger, conversation.id).await, "pending_jobs");
-    assert!(listed.is_empty(), "pending_jobs must not list another org's jobs");
+    let listed = ok(
+        store.list_prospects(stranger, ListOptions::default()).await,
+        "list_prospects",
+    );
+    assert!(
+        listed.is_empty(),
+        "list_prospects must not list another org's prospects"
+    );
+    let listed = ok(
+        store.conversations_of(stranger, prospect.id).await,
+        "conversations_of",
+    );
+    assert!(
+        listed.is_empty(),
+        "conversations_of must not list another org's conversations"
+    );
+    let listed = ok(
+        store.list_messages(stranger, conversation.id).await,
+        "list_messages",
+    );
+    assert!(
+        listed.is_empty(),
+        "list_messages must not list another org's messages"
+    );
+    let listed = ok(
+        store.pending_inbound(stranger, conversation.id).await,
+        "pending_inbound",
+    );
+    assert!(
+        listed.is_empty(),
+        "pending_inbound must not list another org's messages"
+    );
+    let listed = ok(
+        store.pending_jobs(stranger, conversation.id).await,
+        "pending_jobs",
+    );
+    assert!(
+        listed.is_empty(),
+        "pending_jobs must not list another org's jobs"
+    );
     let listed = ok(store.audit_of(stranger, prospect.id).await, "audit_of");
-    assert!(listed.is_empty(), "audit_of must not list another org's events");
+    assert!(
+        listed.is_empty(),
+        "audit_of must not list another org's events"
+    );
     let listed = ok(store.list_members(stranger).await, "list_members");
-    assert!(listed.is_empty(), "list_members must not list another org's members");
+    assert!(
+        listed.is_empty(),
+        "list_members must not list another org's members"
+    );
     if let Some(phone) = &phone {
         let suppressed = ok(store.is_suppressed(stranger, phone).await, "is_suppressed");
-        assert!(!suppressed, "is_suppressed must not see another org's suppression list");
+        assert!(
+            !suppressed,
+            "is_suppressed must not see another org's suppression list"
+        );
     }
 
     let mut foreign = prospect.clone();
     foreign.org_id = stranger;
     foreign.company = Some("Intruder".into());
-    let kind = error_kind(store.update_prospect(&foreign).await, "update_prospect from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "update_prospect must not reach another org's prospect");
-    let kind = error_kind(store.finish_job(stranger, job.id, JobOutcome::Done).await, "finish_job from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "finish_job must not reach another org's job");
+    let kind = error_kind(
+        store.update_prospect(&foreign).await,
+        "update_prospect from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "update_prospect must not reach another org's prospect"
+    );
+    let kind = error_kind(
+        store.finish_job(stranger, job.id, JobOutcome::Done).await,
+        "finish_job from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "finish_job must not reach another org's job"
+    );
     let outcome = OutboxOutcome::Failed("test".into());
-    let kind = error_kind(store.finish_outbox(stranger, entry.id, outcome).await, "finish_outbox from another org");
-    assert_eq!(kind, ErrorKind::NotFound, "finish_outbox must not reach another org's entry");
+    let kind = error_kind(
+        store.finish_outbox(stranger, entry.id, outcome).await,
+        "finish_outbox from another org",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "finish_outbox must not reach another org's entry"
+    );
     let mut foreign_conversation = reload(store, &conversation).await;
     foreign_conversation.org_id = stranger;
     let kind = error_kind(
-        store.commit_turn(&TurnCommit::new(foreign_conversation)).await,
+        store
+            .commit_turn(&TurnCommit::new(foreign_conversation))
+            .await,
         "commit_turn from another org",
     );
-    assert_eq!(kind, ErrorKind::NotFound, "commit_turn must not reach another org's conversation");
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "commit_turn must not reach another org's conversation"
+    );
 
     let stored = ok(store.get_prospect(org, prospect.id).await, "get_prospect");
-    assert_eq!(stored.company, prospect.company, "a write from another org must not change the prospect");
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(jobs.len(), 1, "a write from another org must not finish the job");
+    assert_eq!(
+        stored.company, prospect.company,
+        "a write from another org must not change the prospect"
+    );
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs.len(),
+        1,
+        "a write from another org must not finish the job"
+    );
     let status = message_status(store, &conversation, entry.message_id).await;
-    assert_eq!(status, DeliveryStatus::Pending, "a write from another org must not finish the outbox entry");
+    assert_eq!(
+        status,
+        DeliveryStatus::Pending,
+        "a write from another org must not finish the outbox entry"
+    );
     let stored = reload(store, &conversation).await;
-    assert_eq!(stored.version, Version(1), "a commit from another org must not change the conversation");
+    assert_eq!(
+        stored.version,
+        Version(1),
+        "a commit from another org must not change the conversation"
+    );
 }
 
 /// Checks `insert_inbound` de-duplication on (org, provider, provider message id).
@@ -649,38 +1257,88 @@ pub async fn inbound_insert_dedupes(store: &dyn Store) {
 
     let first = fakes::inbound(&conversation, "SM-1", time(3));
     let outcome = ok(store.insert_inbound(&first).await, "insert_inbound");
-    assert_eq!(outcome, InsertOutcome::Inserted, "a new inbound message must be Inserted");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Inserted,
+        "a new inbound message must be Inserted"
+    );
     let outcome = ok(store.insert_inbound(&first).await, "insert_inbound");
-    assert_eq!(outcome, InsertOutcome::Duplicate, "the same message again must be Duplicate");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Duplicate,
+        "the same message again must be Duplicate"
+    );
 
     let replay = fakes::inbound(&conversation, "SM-1", time(4));
     let outcome = ok(store.insert_inbound(&replay).await, "insert_inbound");
-    assert_eq!(outcome, InsertOutcome::Duplicate, "a new id with the same provider message id must be Duplicate");
+    assert_eq!(
+        outcome,
+        InsertOutcome::Duplicate,
+        "a new id with the same provider message id must be Duplicate"
+    );
 
     let mut other_provider = fakes::inbound(&conversation, "SM-1", time(5));
     other_provider.provider = Some("vonage".into());
-    let outcome = ok(store.insert_inbound(&other_provider).await, "insert_inbound");
-    assert_eq!(outcome, InsertOutcome::Inserted, "the same provider message id from another provider must be Inserted");
+    let outcome = ok(
+        store.insert_inbound(&other_provider).await,
+        "insert_inbound",
+    );
+    assert_eq!(
+        outcome,
+        InsertOutcome::Inserted,
+        "the same provider message id from another provider must be Inserted"
+    );
 
     let other_org = fakes::org();
     let (_, other_conversation) = seed(store, other_org).await;
     let same_id_elsewhere = fakes::inbound(&other_conversation, "SM-1", time(3));
-    let outcome = ok(store.insert_inbound(&same_id_elsewhere).await, "insert_inbound");
-    assert_eq!(outcome, InsertOutcome::Inserted, "the same provider message id in another org must be Inserted");
+    let outcome = ok(
+        store.insert_inbound(&same_id_elsewhere).await,
+        "insert_inbound",
+    );
+    assert_eq!(
+        outcome,
+        InsertOutcome::Inserted,
+        "the same provider message id in another org must be Inserted"
+    );
 
-    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
     let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
-    assert_eq!(ids, vec![first.id, other_provider.id], "duplicates must not be written");
-    assert!(messages.first() == Some(&first), "an inbound message must read back equal");
+    assert_eq!(
+        ids,
+        vec![first.id, other_provider.id],
+        "duplicates must not be written"
+    );
+    assert!(
+        messages.first() == Some(&first),
+        "an inbound message must read back equal"
+    );
 
     let outbound = fakes::outbound(&conversation, time(6));
-    let kind = error_kind(store.insert_inbound(&outbound).await, "insert_inbound of an outbound message");
-    assert_eq!(kind, ErrorKind::InvalidInput, "insert_inbound of an outbound message must be InvalidInput");
+    let kind = error_kind(
+        store.insert_inbound(&outbound).await,
+        "insert_inbound of an outbound message",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::InvalidInput,
+        "insert_inbound of an outbound message must be InvalidInput"
+    );
 
     let mut orphan = fakes::inbound(&conversation, "SM-orphan", time(7));
     orphan.conversation_id = ConversationId::new();
-    let kind = error_kind(store.insert_inbound(&orphan).await, "insert_inbound for a missing conversation");
-    assert_eq!(kind, ErrorKind::NotFound, "insert_inbound for a missing conversation must be NotFound");
+    let kind = error_kind(
+        store.insert_inbound(&orphan).await,
+        "insert_inbound for a missing conversation",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "insert_inbound for a missing conversation must be NotFound"
+    );
 }
 
 /// Checks that 10 concurrent inserts of one provider message store it once.
@@ -688,8 +1346,16 @@ pub async fn inbound_concurrent_duplicates_insert_once(store: &dyn Store) {
     let org = fakes::org();
     let (_, conversation) = seed(store, org).await;
 
-    let copies: Vec<Message> = (0..10).map(|_| fakes::inbound(&conversation, "SM-race", time(3))).collect();
-    let outcomes = join_all(copies.iter().map(|message| store.insert_inbound(message)).collect()).await;
+    let copies: Vec<Message> = (0..10)
+        .map(|_| fakes::inbound(&conversation, "SM-race", time(3)))
+        .collect();
+    let outcomes = join_all(
+        copies
+            .iter()
+            .map(|message| store.insert_inbound(message))
+            .collect(),
+    )
+    .await;
 
     let mut inserted = 0;
     for outcome in outcomes {
@@ -698,9 +1364,19 @@ pub async fn inbound_concurrent_duplicates_insert_once(store: &dyn Store) {
             InsertOutcome::Duplicate => {}
         }
     }
-    assert_eq!(inserted, 1, "exactly one of 10 concurrent identical inserts must be Inserted");
-    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
-    assert_eq!(messages.len(), 1, "10 concurrent identical inserts must store one message");
+    assert_eq!(
+        inserted, 1,
+        "exactly one of 10 concurrent identical inserts must be Inserted"
+    );
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
+    assert_eq!(
+        messages.len(),
+        1,
+        "10 concurrent identical inserts must store one message"
+    );
 }
 
 /// Checks that `pending_inbound` lists unprocessed inbound messages, oldest first.
@@ -716,20 +1392,47 @@ pub async fn pending_inbound_order(store: &dyn Store) {
     }
     let (outbound, _) = commit_outbound(store, &conversation, time(15)).await;
 
-    let pending: Vec<MessageId> =
-        ok(store.pending_inbound(org, conversation.id).await, "pending_inbound").into_iter().map(|m| m.id).collect();
-    assert_eq!(pending, vec![oldest.id, middle.id, newest.id], "pending_inbound must list inbound messages oldest first");
+    let pending: Vec<MessageId> = ok(
+        store.pending_inbound(org, conversation.id).await,
+        "pending_inbound",
+    )
+    .into_iter()
+    .map(|m| m.id)
+    .collect();
+    assert_eq!(
+        pending,
+        vec![oldest.id, middle.id, newest.id],
+        "pending_inbound must list inbound messages oldest first"
+    );
 
-    let all: Vec<MessageId> =
-        ok(store.list_messages(org, conversation.id).await, "list_messages").into_iter().map(|m| m.id).collect();
-    assert_eq!(all, vec![oldest.id, outbound.id, middle.id, newest.id], "list_messages must list every message oldest first");
+    let all: Vec<MessageId> = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    )
+    .into_iter()
+    .map(|m| m.id)
+    .collect();
+    assert_eq!(
+        all,
+        vec![oldest.id, outbound.id, middle.id, newest.id],
+        "list_messages must list every message oldest first"
+    );
 
     let mut turn = TurnCommit::new(reload(store, &conversation).await);
     turn.processed_inbound = vec![oldest.id];
     ok(store.commit_turn(&turn).await, "commit_turn");
-    let pending: Vec<MessageId> =
-        ok(store.pending_inbound(org, conversation.id).await, "pending_inbound").into_iter().map(|m| m.id).collect();
-    assert_eq!(pending, vec![middle.id, newest.id], "pending_inbound must skip processed messages");
+    let pending: Vec<MessageId> = ok(
+        store.pending_inbound(org, conversation.id).await,
+        "pending_inbound",
+    )
+    .into_iter()
+    .map(|m| m.id)
+    .collect();
+    assert_eq!(
+        pending,
+        vec![middle.id, newest.id],
+        "pending_inbound must skip processed messages"
+    );
 }
 
 /// Checks that `commit_turn` writes every part of a turn.
@@ -742,7 +1445,10 @@ pub async fn commit_turn_writes_everything(store: &dyn Store) {
     let mut seed_turn = TurnCommit::new(conversation.clone());
     seed_turn.jobs.push(scheduled.clone());
     ok(store.commit_turn(&seed_turn).await, "commit_turn");
-    let claimed = ok(store.claim_jobs(time(5), 10, LEASE, "worker-a").await, "claim_jobs");
+    let claimed = ok(
+        store.claim_jobs(time(5), 10, LEASE, "worker-a").await,
+        "claim_jobs",
+    );
     assert_eq!(claimed.len(), 1, "the scheduled job must be claimable");
 
     let mut after = reload(store, &conversation).await;
@@ -755,7 +1461,10 @@ pub async fn commit_turn_writes_everything(store: &dyn Store) {
     changed_prospect.status = ConversationState::Qualifying;
     changed_prospect.updated_at = time(6);
     let reply = fakes::outbound(&after, time(6));
-    let entry = fakes::outbox_entry(&reply, ContactPoint::Email(fakes::email(fakes::next_number())));
+    let entry = fakes::outbox_entry(
+        &reply,
+        ContactPoint::Email(fakes::email(fakes::next_number())),
+    );
     let follow_up = fakes::job(&after, 2, time(60));
     let opted_out = ContactPoint::Phone(fakes::phone(fakes::next_number()));
     let first_event = fakes::audit(&after, "reply_analysed", time(6));
@@ -768,56 +1477,122 @@ pub async fn commit_turn_writes_everything(store: &dyn Store) {
     turn.outbox.push(entry.clone());
     turn.jobs.push(follow_up.clone());
     turn.completed_job = Some(scheduled.id);
-    turn.suppress.push(fakes::suppression(org, opted_out.clone(), time(6)));
+    turn.suppress
+        .push(fakes::suppression(org, opted_out.clone(), time(6)));
     turn.audit = vec![first_event.clone(), second_event.clone()];
     let version = ok(store.commit_turn(&turn).await, "commit_turn");
-    assert_eq!(version, Version(2), "commit_turn must return the conversation version plus one");
+    assert_eq!(
+        version,
+        Version(2),
+        "commit_turn must return the conversation version plus one"
+    );
 
     let stored = reload(store, &conversation).await;
     let mut expected = after.clone();
     expected.version = Version(2);
-    assert_eq!(stored, expected, "commit_turn must write the conversation with its new version");
+    assert_eq!(
+        stored, expected,
+        "commit_turn must write the conversation with its new version"
+    );
 
     let stored_prospect = ok(store.get_prospect(org, prospect.id).await, "get_prospect");
-    assert_eq!(stored_prospect.version, Version(1), "commit_turn must write the prospect with its version plus one");
-    assert_eq!(stored_prospect.status, ConversationState::Qualifying, "commit_turn must write the prospect's changes");
+    assert_eq!(
+        stored_prospect.version,
+        Version(1),
+        "commit_turn must write the prospect with its version plus one"
+    );
+    assert_eq!(
+        stored_prospect.status,
+        ConversationState::Qualifying,
+        "commit_turn must write the prospect's changes"
+    );
 
-    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
-    assert_eq!(messages.len(), 2, "the conversation must hold the inbound message and the reply");
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
+    assert_eq!(
+        messages.len(),
+        2,
+        "the conversation must hold the inbound message and the reply"
+    );
     let stored_reply = messages.iter().find(|m| m.id == reply.id);
-    assert!(stored_reply == Some(&reply), "commit_turn must write the outbound message as given");
+    assert!(
+        stored_reply == Some(&reply),
+        "commit_turn must write the outbound message as given"
+    );
     let stored_inbound = messages.iter().find(|m| m.id == inbound.id);
-    assert_eq!(stored_inbound.map(|m| m.processed), Some(true), "commit_turn must mark processed inbound messages");
-    let pending = ok(store.pending_inbound(org, conversation.id).await, "pending_inbound");
-    assert!(pending.is_empty(), "no inbound message must be pending after the turn");
+    assert_eq!(
+        stored_inbound.map(|m| m.processed),
+        Some(true),
+        "commit_turn must mark processed inbound messages"
+    );
+    let pending = ok(
+        store.pending_inbound(org, conversation.id).await,
+        "pending_inbound",
+    );
+    assert!(
+        pending.is_empty(),
+        "no inbound message must be pending after the turn"
+    );
 
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(jobs, vec![follow_up.clone()], "commit_turn must complete `completed_job` and schedule the new job");
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs,
+        vec![follow_up.clone()],
+        "commit_turn must complete `completed_job` and schedule the new job"
+    );
     let claimable = claimable_jobs(store, org).await;
-    assert_eq!(claimable, vec![follow_up.id], "a completed job must never be claimed again");
+    assert_eq!(
+        claimable,
+        vec![follow_up.id],
+        "a completed job must never be claimed again"
+    );
 
-    let outbox = ok(store.claim_outbox(time(7), 10, LEASE, "worker-a").await, "claim_outbox");
+    let outbox = ok(
+        store.claim_outbox(time(7), 10, LEASE, "worker-a").await,
+        "claim_outbox",
+    );
     assert_eq!(outbox.len(), 1, "commit_turn must write the outbox entry");
     if let Some(claimed) = outbox.first() {
         let mut expected_entry = entry.clone();
         expected_entry.attempts = 1;
-        assert!(*claimed == expected_entry, "the outbox entry must read back equal, with one attempt");
-        assert_eq!(claimed.to, entry.to, "the outbox recipient must read back equal");
-        assert_eq!(claimed.text, entry.text, "the outbox text must read back equal");
+        assert!(
+            *claimed == expected_entry,
+            "the outbox entry must read back equal, with one attempt"
+        );
+        assert_eq!(
+            claimed.to, entry.to,
+            "the outbox recipient must read back equal"
+        );
+        assert_eq!(
+            claimed.text, entry.text,
+            "the outbox text must read back equal"
+        );
     }
 
     let suppressed = ok(store.is_suppressed(org, &opted_out).await, "is_suppressed");
     assert!(suppressed, "commit_turn must write suppressions");
 
     let audit = ok(store.audit_of(org, prospect.id).await, "audit_of");
-    assert_eq!(audit, vec![first_event, second_event], "commit_turn must write audit events in order");
+    assert_eq!(
+        audit,
+        vec![first_event, second_event],
+        "commit_turn must write audit events in order"
+    );
 
     let mut lift = TurnCommit::new(reload(store, &conversation).await);
     lift.unsuppress.push(opted_out.clone());
     let version = ok(store.commit_turn(&lift).await, "commit_turn");
     assert_eq!(version, Version(3), "a second commit must return version 3");
     let suppressed = ok(store.is_suppressed(org, &opted_out).await, "is_suppressed");
-    assert!(!suppressed, "commit_turn must lift `unsuppress` contact points");
+    assert!(
+        !suppressed,
+        "commit_turn must lift `unsuppress` contact points"
+    );
 }
 
 /// Checks that a turn with a stale conversation version is `Conflict` and writes nothing.
@@ -831,7 +1606,15 @@ pub async fn commit_turn_conversation_conflict_writes_nothing(store: &dyn Store)
     first.jobs.push(existing_job.clone());
     ok(store.commit_turn(&first).await, "commit_turn");
 
-    assert_turn_conflict_writes_nothing(store, &prospect, &conversation, &inbound, &existing_job, false).await;
+    assert_turn_conflict_writes_nothing(
+        store,
+        &prospect,
+        &conversation,
+        &inbound,
+        &existing_job,
+        false,
+    )
+    .await;
 }
 
 /// Checks that a turn with a stale prospect version is `Conflict` and writes nothing.
@@ -848,7 +1631,15 @@ pub async fn commit_turn_prospect_conflict_writes_nothing(store: &dyn Store) {
     moved.company = Some("Moved on".into());
     ok(store.update_prospect(&moved).await, "update_prospect");
 
-    assert_turn_conflict_writes_nothing(store, &prospect, &conversation, &inbound, &existing_job, true).await;
+    assert_turn_conflict_writes_nothing(
+        store,
+        &prospect,
+        &conversation,
+        &inbound,
+        &existing_job,
+        true,
+    )
+    .await;
 }
 
 /// Commits a full turn that must conflict, either on the conversation
@@ -866,12 +1657,19 @@ async fn assert_turn_conflict_writes_nothing(
     let before_conversation = reload(store, conversation).await;
     let before_prospect = ok(store.get_prospect(org, prospect.id).await, "get_prospect");
 
-    let mut turn_conversation = if stale_prospect { before_conversation.clone() } else { conversation.clone() };
+    let mut turn_conversation = if stale_prospect {
+        before_conversation.clone()
+    } else {
+        conversation.clone()
+    };
     turn_conversation.state = ConversationState::OptedOut;
     let mut turn_prospect = prospect.clone();
     turn_prospect.objected = true;
     let reply = fakes::outbound(conversation, time(6));
-    let entry = fakes::outbox_entry(&reply, ContactPoint::Email(fakes::email(fakes::next_number())));
+    let entry = fakes::outbox_entry(
+        &reply,
+        ContactPoint::Email(fakes::email(fakes::next_number())),
+    );
     let contact = ContactPoint::Phone(fakes::phone(fakes::next_number()));
     let mut turn = TurnCommit::new(turn_conversation);
     turn.prospect = Some(turn_prospect);
@@ -881,28 +1679,70 @@ async fn assert_turn_conflict_writes_nothing(
     turn.outbox.push(entry);
     turn.jobs.push(fakes::job(conversation, 5, time(20)));
     turn.completed_job = Some(existing_job.id);
-    turn.suppress.push(fakes::suppression(org, contact.clone(), time(6)));
-    turn.audit.push(fakes::audit(conversation, "transition", time(6)));
+    turn.suppress
+        .push(fakes::suppression(org, contact.clone(), time(6)));
+    turn.audit
+        .push(fakes::audit(conversation, "transition", time(6)));
 
-    let kind = error_kind(store.commit_turn(&turn).await, "commit_turn with a stale version");
-    assert_eq!(kind, ErrorKind::Conflict, "commit_turn with a stale version must be Conflict");
+    let kind = error_kind(
+        store.commit_turn(&turn).await,
+        "commit_turn with a stale version",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::Conflict,
+        "commit_turn with a stale version must be Conflict"
+    );
 
     let after_conversation = reload(store, conversation).await;
-    assert_eq!(after_conversation, before_conversation, "a conflicting turn must not change the conversation");
+    assert_eq!(
+        after_conversation, before_conversation,
+        "a conflicting turn must not change the conversation"
+    );
     let after_prospect = ok(store.get_prospect(org, prospect.id).await, "get_prospect");
-    assert!(after_prospect == before_prospect, "a conflicting turn must not change the prospect");
-    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
-    assert_eq!(messages.len(), 1, "a conflicting turn must write no message");
-    let pending = ok(store.pending_inbound(org, conversation.id).await, "pending_inbound");
-    assert_eq!(pending.len(), 1, "a conflicting turn must not mark inbound messages processed");
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(jobs, vec![existing_job.clone()], "a conflicting turn must not schedule, cancel or complete jobs");
+    assert!(
+        after_prospect == before_prospect,
+        "a conflicting turn must not change the prospect"
+    );
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
+    assert_eq!(
+        messages.len(),
+        1,
+        "a conflicting turn must write no message"
+    );
+    let pending = ok(
+        store.pending_inbound(org, conversation.id).await,
+        "pending_inbound",
+    );
+    assert_eq!(
+        pending.len(),
+        1,
+        "a conflicting turn must not mark inbound messages processed"
+    );
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs,
+        vec![existing_job.clone()],
+        "a conflicting turn must not schedule, cancel or complete jobs"
+    );
     let outbox = claimable_outbox(store, org).await;
-    assert!(outbox.is_empty(), "a conflicting turn must write no outbox entry");
+    assert!(
+        outbox.is_empty(),
+        "a conflicting turn must write no outbox entry"
+    );
     let suppressed = ok(store.is_suppressed(org, &contact).await, "is_suppressed");
     assert!(!suppressed, "a conflicting turn must write no suppression");
     let audit = ok(store.audit_of(org, prospect.id).await, "audit_of");
-    assert!(audit.is_empty(), "a conflicting turn must write no audit event");
+    assert!(
+        audit.is_empty(),
+        "a conflicting turn must write no audit event"
+    );
 }
 
 /// Checks that a turn whose records name another org is `InvalidInput` and writes nothing.
@@ -915,40 +1755,84 @@ pub async fn commit_turn_rejects_other_org_records(store: &dyn Store) {
     job.org_id = stranger;
     let mut with_job = TurnCommit::new(conversation.clone());
     with_job.jobs.push(job);
-    let kind = error_kind(store.commit_turn(&with_job).await, "commit_turn with another org's job");
-    assert_eq!(kind, ErrorKind::InvalidInput, "a job of another org must be InvalidInput");
+    let kind = error_kind(
+        store.commit_turn(&with_job).await,
+        "commit_turn with another org's job",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::InvalidInput,
+        "a job of another org must be InvalidInput"
+    );
 
     let mut message = fakes::outbound(&conversation, time(5));
     message.org_id = stranger;
     let mut with_message = TurnCommit::new(conversation.clone());
     with_message.messages.push(message);
-    let kind = error_kind(store.commit_turn(&with_message).await, "commit_turn with another org's message");
-    assert_eq!(kind, ErrorKind::InvalidInput, "a message of another org must be InvalidInput");
+    let kind = error_kind(
+        store.commit_turn(&with_message).await,
+        "commit_turn with another org's message",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::InvalidInput,
+        "a message of another org must be InvalidInput"
+    );
 
     let mut foreign_prospect = prospect.clone();
     foreign_prospect.org_id = stranger;
     let mut with_prospect = TurnCommit::new(conversation.clone());
     with_prospect.prospect = Some(foreign_prospect);
-    let kind = error_kind(store.commit_turn(&with_prospect).await, "commit_turn with another org's prospect");
-    assert_eq!(kind, ErrorKind::InvalidInput, "a prospect of another org must be InvalidInput");
+    let kind = error_kind(
+        store.commit_turn(&with_prospect).await,
+        "commit_turn with another org's prospect",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::InvalidInput,
+        "a prospect of another org must be InvalidInput"
+    );
 
     let mut with_suppression = TurnCommit::new(conversation.clone());
     let contact = ContactPoint::Phone(fakes::phone(fakes::next_number()));
-    with_suppression.suppress.push(fakes::suppression(stranger, contact.clone(), time(5)));
-    let kind = error_kind(store.commit_turn(&with_suppression).await, "commit_turn with another org's suppression");
-    assert_eq!(kind, ErrorKind::InvalidInput, "a suppression of another org must be InvalidInput");
-    let suppressed = ok(store.is_suppressed(stranger, &contact).await, "is_suppressed");
+    with_suppression
+        .suppress
+        .push(fakes::suppression(stranger, contact.clone(), time(5)));
+    let kind = error_kind(
+        store.commit_turn(&with_suppression).await,
+        "commit_turn with another org's suppression",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::InvalidInput,
+        "a suppression of another org must be InvalidInput"
+    );
+    let suppressed = ok(
+        store.is_suppressed(stranger, &contact).await,
+        "is_suppressed",
+    );
     assert!(!suppressed, "a rejected turn must write no suppression");
 
     let mut event = fakes::audit(&conversation, "transition", time(5));
     event.org_id = stranger;
     let mut with_audit = TurnCommit::new(conversation.clone());
     with_audit.audit.push(event);
-    let kind = error_kind(store.commit_turn(&with_audit).await, "commit_turn with another org's audit event");
-    assert_eq!(kind, ErrorKind::InvalidInput, "an audit event of another org must be InvalidInput");
+    let kind = error_kind(
+        store.commit_turn(&with_audit).await,
+        "commit_turn with another org's audit event",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::InvalidInput,
+        "an audit event of another org must be InvalidInput"
+    );
 
     let stored = reload(store, &conversation).await;
-    assert_eq!(stored.version, Version(0), "rejected turns must not change the conversation");
+    assert_eq!(
+        stored.version,
+        Version(0),
+        "rejected turns must not change the conversation"
+    );
 }
 
 /// Sets up a prospect with two conversations, each with a pending job and
@@ -968,7 +1852,10 @@ struct CancelFixture {
 
 /// Commits a pending job due at `time(30)` and a pending outbox entry due at
 /// `time(8)` for `conversation`, and returns both.
-async fn schedule_job_and_entry(store: &dyn Store, conversation: &Conversation) -> (Job, OutboxEntry) {
+async fn schedule_job_and_entry(
+    store: &dyn Store,
+    conversation: &Conversation,
+) -> (Job, OutboxEntry) {
     let job = fakes::job(conversation, 1, time(30));
     let mut turn = TurnCommit::new(reload(store, conversation).await);
     turn.jobs.push(job.clone());
@@ -1002,11 +1889,18 @@ async fn cancel_fixture(store: &dyn Store) -> CancelFixture {
 
 /// Commits a turn on the fixture's first conversation that cancels `scope`
 /// and writes a new job and outbox entry, and returns those two.
-async fn commit_cancel(store: &dyn Store, fixture: &CancelFixture, scope: CancelScope) -> (Job, OutboxEntry) {
+async fn commit_cancel(
+    store: &dyn Store,
+    fixture: &CancelFixture,
+    scope: CancelScope,
+) -> (Job, OutboxEntry) {
     let current = reload(store, &fixture.first).await;
     let job = fakes::job(&current, 2, time(40));
     let message = fakes::outbound(&current, time(9));
-    let entry = fakes::outbox_entry(&message, ContactPoint::Email(fakes::email(fakes::next_number())));
+    let entry = fakes::outbox_entry(
+        &message,
+        ContactPoint::Email(fakes::email(fakes::next_number())),
+    );
     let mut turn = TurnCommit::new(current);
     turn.cancel = scope;
     turn.jobs.push(job.clone());
@@ -1028,25 +1922,68 @@ pub async fn commit_turn_cancels_conversation_scope(store: &dyn Store) {
     let (new_job, new_entry) = commit_cancel(store, &fixture, CancelScope::Conversation).await;
     let org = fixture.org;
 
-    let first_jobs: Vec<JobId> =
-        ok(store.pending_jobs(org, fixture.first.id).await, "pending_jobs").into_iter().map(|j| j.id).collect();
-    assert_eq!(first_jobs, vec![new_job.id], "the conversation's old job must be cancelled, the new one kept");
-    let second_jobs: Vec<JobId> =
-        ok(store.pending_jobs(org, fixture.second.id).await, "pending_jobs").into_iter().map(|j| j.id).collect();
-    assert_eq!(second_jobs, vec![fixture.second_job.id], "another conversation's job must stay pending");
+    let first_jobs: Vec<JobId> = ok(
+        store.pending_jobs(org, fixture.first.id).await,
+        "pending_jobs",
+    )
+    .into_iter()
+    .map(|j| j.id)
+    .collect();
+    assert_eq!(
+        first_jobs,
+        vec![new_job.id],
+        "the conversation's old job must be cancelled, the new one kept"
+    );
+    let second_jobs: Vec<JobId> = ok(
+        store.pending_jobs(org, fixture.second.id).await,
+        "pending_jobs",
+    )
+    .into_iter()
+    .map(|j| j.id)
+    .collect();
+    assert_eq!(
+        second_jobs,
+        vec![fixture.second_job.id],
+        "another conversation's job must stay pending"
+    );
 
     let status = message_status(store, &fixture.first, fixture.first_entry.message_id).await;
-    assert_eq!(status, DeliveryStatus::Cancelled, "a cancelled outbox entry must cancel its message");
+    assert_eq!(
+        status,
+        DeliveryStatus::Cancelled,
+        "a cancelled outbox entry must cancel its message"
+    );
     let status = message_status(store, &fixture.second, fixture.second_entry.message_id).await;
-    assert_eq!(status, DeliveryStatus::Pending, "another conversation's message must stay pending");
+    assert_eq!(
+        status,
+        DeliveryStatus::Pending,
+        "another conversation's message must stay pending"
+    );
 
     let jobs = sorted(claimable_jobs(store, org).await);
-    let expected = sorted(vec![new_job.id, fixture.second_job.id, fixture.neighbour_job.id]);
-    assert_eq!(jobs, expected, "only the conversation's old job must be cancelled");
-    assert!(!jobs.contains(&fixture.first_job.id), "a cancelled job must never be claimed");
+    let expected = sorted(vec![
+        new_job.id,
+        fixture.second_job.id,
+        fixture.neighbour_job.id,
+    ]);
+    assert_eq!(
+        jobs, expected,
+        "only the conversation's old job must be cancelled"
+    );
+    assert!(
+        !jobs.contains(&fixture.first_job.id),
+        "a cancelled job must never be claimed"
+    );
     let entries = sorted(claimable_outbox(store, org).await);
-    let expected = sorted(vec![new_entry.id, fixture.second_entry.id, fixture.neighbour_entry.id]);
-    assert_eq!(entries, expected, "only the conversation's old outbox entry must be cancelled");
+    let expected = sorted(vec![
+        new_entry.id,
+        fixture.second_entry.id,
+        fixture.neighbour_entry.id,
+    ]);
+    assert_eq!(
+        entries, expected,
+        "only the conversation's old outbox entry must be cancelled"
+    );
 }
 
 /// Checks that `CancelScope::Prospect` cancels the prospect's pending jobs
@@ -1057,26 +1994,74 @@ pub async fn commit_turn_cancels_prospect_scope(store: &dyn Store) {
     let (new_job, new_entry) = commit_cancel(store, &fixture, CancelScope::Prospect).await;
     let org = fixture.org;
 
-    let first_jobs: Vec<JobId> =
-        ok(store.pending_jobs(org, fixture.first.id).await, "pending_jobs").into_iter().map(|j| j.id).collect();
-    assert_eq!(first_jobs, vec![new_job.id], "the turn's conversation must keep only the new job");
-    let second_jobs = ok(store.pending_jobs(org, fixture.second.id).await, "pending_jobs");
-    assert!(second_jobs.is_empty(), "the prospect's other conversation must have no pending job");
-    let neighbour_jobs: Vec<JobId> =
-        ok(store.pending_jobs(org, fixture.neighbour.id).await, "pending_jobs").into_iter().map(|j| j.id).collect();
-    assert_eq!(neighbour_jobs, vec![fixture.neighbour_job.id], "another prospect's job must stay pending");
+    let first_jobs: Vec<JobId> = ok(
+        store.pending_jobs(org, fixture.first.id).await,
+        "pending_jobs",
+    )
+    .into_iter()
+    .map(|j| j.id)
+    .collect();
+    assert_eq!(
+        first_jobs,
+        vec![new_job.id],
+        "the turn's conversation must keep only the new job"
+    );
+    let second_jobs = ok(
+        store.pending_jobs(org, fixture.second.id).await,
+        "pending_jobs",
+    );
+    assert!(
+        second_jobs.is_empty(),
+        "the prospect's other conversation must have no pending job"
+    );
+    let neighbour_jobs: Vec<JobId> = ok(
+        store.pending_jobs(org, fixture.neighbour.id).await,
+        "pending_jobs",
+    )
+    .into_iter()
+    .map(|j| j.id)
+    .collect();
+    assert_eq!(
+        neighbour_jobs,
+        vec![fixture.neighbour_job.id],
+        "another prospect's job must stay pending"
+    );
 
-    for (conversation, entry) in [(&fixture.first, &fixture.first_entry), (&fixture.second, &fixture.second_entry)] {
+    for (conversation, entry) in [
+        (&fixture.first, &fixture.first_entry),
+        (&fixture.second, &fixture.second_entry),
+    ] {
         let status = message_status(store, conversation, entry.message_id).await;
-        assert_eq!(status, DeliveryStatus::Cancelled, "every pending message of the prospect must be cancelled");
+        assert_eq!(
+            status,
+            DeliveryStatus::Cancelled,
+            "every pending message of the prospect must be cancelled"
+        );
     }
     let status = message_status(store, &fixture.first, new_entry.message_id).await;
-    assert_eq!(status, DeliveryStatus::Pending, "the message written by the cancelling turn must stay pending");
-    let status = message_status(store, &fixture.neighbour, fixture.neighbour_entry.message_id).await;
-    assert_eq!(status, DeliveryStatus::Pending, "another prospect's message must stay pending");
+    assert_eq!(
+        status,
+        DeliveryStatus::Pending,
+        "the message written by the cancelling turn must stay pending"
+    );
+    let status = message_status(
+        store,
+        &fixture.neighbour,
+        fixture.neighbour_entry.message_id,
+    )
+    .await;
+    assert_eq!(
+        status,
+        DeliveryStatus::Pending,
+        "another prospect's message must stay pending"
+    );
 
     let jobs = sorted(claimable_jobs(store, org).await);
-    assert_eq!(jobs, sorted(vec![new_job.id, fixture.neighbour_job.id]), "only the new and the other prospect's jobs remain");
+    assert_eq!(
+        jobs,
+        sorted(vec![new_job.id, fixture.neighbour_job.id]),
+        "only the new and the other prospect's jobs remain"
+    );
     let entries = sorted(claimable_outbox(store, org).await);
     assert_eq!(
         entries,
@@ -1089,42 +2074,95 @@ pub async fn commit_turn_cancels_prospect_scope(store: &dyn Store) {
 pub async fn job_dedupe_key_unique_per_org(store: &dyn Store) {
     let org = fakes::org();
     let prospect = fakes::prospect(org);
-    ok(store.insert_prospects(std::slice::from_ref(&prospect)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await,
+        "insert_prospects",
+    );
     let conversation = fakes::conversation(&prospect, Some(CampaignId::new()));
     let job = fakes::job(&conversation, 1, time(10));
-    ok(store.insert_conversation(&conversation, &[job.clone(), fakes::job(&conversation, 1, time(11))]).await, "insert_conversation");
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(jobs, vec![job.clone()], "two jobs with one dedupe key in one call must schedule one");
+    ok(
+        store
+            .insert_conversation(
+                &conversation,
+                &[job.clone(), fakes::job(&conversation, 1, time(11))],
+            )
+            .await,
+        "insert_conversation",
+    );
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs,
+        vec![job.clone()],
+        "two jobs with one dedupe key in one call must schedule one"
+    );
 
     let mut again = fakes::job(&conversation, 1, time(20));
     again.id = JobId::new();
-    assert_eq!(again.dedupe_key, job.dedupe_key, "the fake job must repeat the dedupe key");
+    assert_eq!(
+        again.dedupe_key, job.dedupe_key,
+        "the fake job must repeat the dedupe key"
+    );
     let mut turn = TurnCommit::new(conversation.clone());
     turn.jobs.push(again.clone());
     ok(store.commit_turn(&turn).await, "commit_turn");
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(jobs, vec![job.clone()], "scheduling an existing dedupe key must keep the existing job");
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs,
+        vec![job.clone()],
+        "scheduling an existing dedupe key must keep the existing job"
+    );
 
-    ok(store.finish_job(org, job.id, JobOutcome::Done).await, "finish_job");
+    ok(
+        store.finish_job(org, job.id, JobOutcome::Done).await,
+        "finish_job",
+    );
     let mut turn = TurnCommit::new(reload(store, &conversation).await);
     turn.jobs.push(again);
     ok(store.commit_turn(&turn).await, "commit_turn");
-    let jobs = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert!(jobs.is_empty(), "the dedupe key of a finished job must still block a new job");
+    let jobs = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert!(
+        jobs.is_empty(),
+        "the dedupe key of a finished job must still block a new job"
+    );
 
     let other_org = fakes::org();
     let other_prospect = fakes::prospect(other_org);
-    ok(store.insert_prospects(std::slice::from_ref(&other_prospect)).await, "insert_prospects");
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&other_prospect))
+            .await,
+        "insert_prospects",
+    );
     let other_conversation = fakes::conversation(&other_prospect, Some(CampaignId::new()));
     let mut other_job = fakes::job(&other_conversation, 1, time(10));
     other_job.dedupe_key = job.dedupe_key.clone();
     let created = ok(
-        store.insert_conversation(&other_conversation, std::slice::from_ref(&other_job)).await,
+        store
+            .insert_conversation(&other_conversation, std::slice::from_ref(&other_job))
+            .await,
         "insert_conversation",
     );
     assert!(created, "the other org's conversation must be created");
-    let jobs = ok(store.pending_jobs(other_org, other_conversation.id).await, "pending_jobs");
-    assert_eq!(jobs, vec![other_job], "a dedupe key used by another org must not block this org");
+    let jobs = ok(
+        store.pending_jobs(other_org, other_conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        jobs,
+        vec![other_job],
+        "a dedupe key used by another org must not block this org"
+    );
 }
 
 /// Checks that `claim_jobs` takes due jobs oldest first, up to `limit`.
@@ -1136,30 +2174,62 @@ pub async fn claim_jobs_due_order_and_limit(store: &dyn Store) {
     let later = fakes::job(&conversation, 2, time(100));
     let oldest = fakes::job(&other, 1, time(10));
     let newest_due = fakes::job(&conversation, 3, time(30));
-    for (target, job) in [(&conversation, &middle), (&conversation, &later), (&other, &oldest), (&conversation, &newest_due)] {
+    for (target, job) in [
+        (&conversation, &middle),
+        (&conversation, &later),
+        (&other, &oldest),
+        (&conversation, &newest_due),
+    ] {
         let mut turn = TurnCommit::new(reload(store, target).await);
         turn.jobs.push(job.clone());
         ok(store.commit_turn(&turn).await, "commit_turn");
     }
 
-    let none = ok(store.claim_jobs(time(5), 10, LEASE, "worker-a").await, "claim_jobs");
+    let none = ok(
+        store.claim_jobs(time(5), 10, LEASE, "worker-a").await,
+        "claim_jobs",
+    );
     assert!(none.is_empty(), "no job is due before its due time");
-    let none = ok(store.claim_jobs(time(50), 0, LEASE, "worker-a").await, "claim_jobs");
+    let none = ok(
+        store.claim_jobs(time(50), 0, LEASE, "worker-a").await,
+        "claim_jobs",
+    );
     assert!(none.is_empty(), "a claim with limit 0 must claim nothing");
 
-    let first = ok(store.claim_jobs(time(30), 2, LEASE, "worker-a").await, "claim_jobs");
+    let first = ok(
+        store.claim_jobs(time(30), 2, LEASE, "worker-a").await,
+        "claim_jobs",
+    );
     let ids: Vec<JobId> = first.iter().map(|job| job.id).collect();
-    assert_eq!(ids, vec![oldest.id, middle.id], "claim_jobs must take the oldest due jobs first, across orgs");
+    assert_eq!(
+        ids,
+        vec![oldest.id, middle.id],
+        "claim_jobs must take the oldest due jobs first, across orgs"
+    );
     for job in &first {
-        assert_eq!(job.attempts, 1, "a claimed job must count its claim in `attempts`");
+        assert_eq!(
+            job.attempts, 1,
+            "a claimed job must count its claim in `attempts`"
+        );
     }
     let mut expected = oldest.clone();
     expected.attempts = 1;
-    assert_eq!(first.first(), Some(&expected), "a claimed job must read back equal apart from attempts");
+    assert_eq!(
+        first.first(),
+        Some(&expected),
+        "a claimed job must read back equal apart from attempts"
+    );
 
-    let second = ok(store.claim_jobs(time(30), 10, LEASE, "worker-b").await, "claim_jobs");
+    let second = ok(
+        store.claim_jobs(time(30), 10, LEASE, "worker-b").await,
+        "claim_jobs",
+    );
     let ids: Vec<JobId> = second.iter().map(|job| job.id).collect();
-    assert_eq!(ids, vec![newest_due.id], "a second claim must take only the remaining due job, due at or before now");
+    assert_eq!(
+        ids,
+        vec![newest_due.id],
+        "a second claim must take only the remaining due job, due at or before now"
+    );
 }
 
 /// Checks that a claimed job stays invisible until its lease expires, then
@@ -1172,19 +2242,49 @@ pub async fn claim_jobs_lease_expiry(store: &dyn Store) {
     turn.jobs.push(job.clone());
     ok(store.commit_turn(&turn).await, "commit_turn");
 
-    let claimed = ok(store.claim_jobs(time(10), 10, LEASE, "worker-a").await, "claim_jobs");
+    let claimed = ok(
+        store.claim_jobs(time(10), 10, LEASE, "worker-a").await,
+        "claim_jobs",
+    );
     assert_eq!(claimed.len(), 1, "the due job must be claimed");
 
     let lease_end = time(10) + chrono::Duration::seconds(60);
-    let during = ok(store.claim_jobs(lease_end - chrono::Duration::seconds(1), 10, LEASE, "worker-b").await, "claim_jobs");
-    assert!(during.is_empty(), "a leased job must be invisible to other claims");
-    let pending = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
+    let during = ok(
+        store
+            .claim_jobs(
+                lease_end - chrono::Duration::seconds(1),
+                10,
+                LEASE,
+                "worker-b",
+            )
+            .await,
+        "claim_jobs",
+    );
+    assert!(
+        during.is_empty(),
+        "a leased job must be invisible to other claims"
+    );
+    let pending = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
     assert_eq!(pending.len(), 1, "a leased job is still pending");
 
-    let after = ok(store.claim_jobs(lease_end, 10, LEASE, "worker-b").await, "claim_jobs");
+    let after = ok(
+        store.claim_jobs(lease_end, 10, LEASE, "worker-b").await,
+        "claim_jobs",
+    );
     let ids: Vec<JobId> = after.iter().map(|job| job.id).collect();
-    assert_eq!(ids, vec![job.id], "a job whose lease expired must be claimable again");
-    assert_eq!(after.first().map(|job| job.attempts), Some(2), "a second claim must make attempts 2");
+    assert_eq!(
+        ids,
+        vec![job.id],
+        "a job whose lease expired must be claimable again"
+    );
+    assert_eq!(
+        after.first().map(|job| job.attempts),
+        Some(2),
+        "a second claim must make attempts 2"
+    );
 }
 
 /// Checks that done and cancelled jobs are never claimed.
@@ -1198,23 +2298,69 @@ pub async fn claim_jobs_skips_finished(store: &dyn Store) {
     turn.jobs = vec![done.clone(), cancelled.clone(), unclaimed.clone()];
     ok(store.commit_turn(&turn).await, "commit_turn");
 
-    let claimed = ok(store.claim_jobs(time(11), 10, LEASE, "worker-a").await, "claim_jobs");
+    let claimed = ok(
+        store.claim_jobs(time(11), 10, LEASE, "worker-a").await,
+        "claim_jobs",
+    );
     assert_eq!(claimed.len(), 2, "the two due jobs must be claimed");
-    ok(store.finish_job(org, done.id, JobOutcome::Done).await, "finish_job");
-    ok(store.finish_job(org, cancelled.id, JobOutcome::Cancelled).await, "finish_job");
-    ok(store.finish_job(org, unclaimed.id, JobOutcome::Cancelled).await, "finish_job");
+    ok(
+        store.finish_job(org, done.id, JobOutcome::Done).await,
+        "finish_job",
+    );
+    ok(
+        store
+            .finish_job(org, cancelled.id, JobOutcome::Cancelled)
+            .await,
+        "finish_job",
+    );
+    ok(
+        store
+            .finish_job(org, unclaimed.id, JobOutcome::Cancelled)
+            .await,
+        "finish_job",
+    );
 
-    let later = ok(store.claim_jobs(time(1_000), 10, LEASE, "worker-b").await, "claim_jobs");
-    assert!(later.is_empty(), "done and cancelled jobs must never be claimed, even after their lease");
-    let pending = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert!(pending.is_empty(), "done and cancelled jobs are not pending");
+    let later = ok(
+        store.claim_jobs(time(1_000), 10, LEASE, "worker-b").await,
+        "claim_jobs",
+    );
+    assert!(
+        later.is_empty(),
+        "done and cancelled jobs must never be claimed, even after their lease"
+    );
+    let pending = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert!(
+        pending.is_empty(),
+        "done and cancelled jobs are not pending"
+    );
 
-    ok(store.finish_job(org, done.id, JobOutcome::RetryAt(time(20))).await, "finish_job");
-    let pending = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert!(pending.is_empty(), "finishing a done job again must not make it pending");
+    ok(
+        store
+            .finish_job(org, done.id, JobOutcome::RetryAt(time(20)))
+            .await,
+        "finish_job",
+    );
+    let pending = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert!(
+        pending.is_empty(),
+        "finishing a done job again must not make it pending"
+    );
 
-    let kind = error_kind(store.finish_job(org, JobId::new(), JobOutcome::Done).await, "finish_job of a missing id");
-    assert_eq!(kind, ErrorKind::NotFound, "finish_job of a missing id must be NotFound");
+    let kind = error_kind(
+        store.finish_job(org, JobId::new(), JobOutcome::Done).await,
+        "finish_job of a missing id",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "finish_job of a missing id must be NotFound"
+    );
 }
 
 /// Checks that `JobOutcome::RetryAt` makes the job pending again at the new time.
@@ -1227,19 +2373,51 @@ pub async fn finish_job_retry_at_reschedules(store: &dyn Store) {
     ok(store.commit_turn(&turn).await, "commit_turn");
 
     let long_lease = Duration::from_secs(3_600);
-    let claimed = ok(store.claim_jobs(time(10), 10, long_lease, "worker-a").await, "claim_jobs");
+    let claimed = ok(
+        store.claim_jobs(time(10), 10, long_lease, "worker-a").await,
+        "claim_jobs",
+    );
     assert_eq!(claimed.len(), 1, "the due job must be claimed");
-    ok(store.finish_job(org, job.id, JobOutcome::RetryAt(time(50))).await, "finish_job");
+    ok(
+        store
+            .finish_job(org, job.id, JobOutcome::RetryAt(time(50)))
+            .await,
+        "finish_job",
+    );
 
-    let pending = ok(store.pending_jobs(org, conversation.id).await, "pending_jobs");
-    assert_eq!(pending.first().map(|job| job.due_at), Some(time(50)), "RetryAt must set the new due time");
+    let pending = ok(
+        store.pending_jobs(org, conversation.id).await,
+        "pending_jobs",
+    );
+    assert_eq!(
+        pending.first().map(|job| job.due_at),
+        Some(time(50)),
+        "RetryAt must set the new due time"
+    );
 
-    let early = ok(store.claim_jobs(time(49), 10, LEASE, "worker-b").await, "claim_jobs");
-    assert!(early.is_empty(), "a rescheduled job must not be claimed before its new time");
-    let due = ok(store.claim_jobs(time(50), 10, LEASE, "worker-b").await, "claim_jobs");
+    let early = ok(
+        store.claim_jobs(time(49), 10, LEASE, "worker-b").await,
+        "claim_jobs",
+    );
+    assert!(
+        early.is_empty(),
+        "a rescheduled job must not be claimed before its new time"
+    );
+    let due = ok(
+        store.claim_jobs(time(50), 10, LEASE, "worker-b").await,
+        "claim_jobs",
+    );
     let ids: Vec<JobId> = due.iter().map(|job| job.id).collect();
-    assert_eq!(ids, vec![job.id], "RetryAt must release the lease, so the job is claimable at its new time");
-    assert_eq!(due.first().map(|job| job.attempts), Some(2), "the retried claim must make attempts 2");
+    assert_eq!(
+        ids,
+        vec![job.id],
+        "RetryAt must release the lease, so the job is claimable at its new time"
+    );
+    assert_eq!(
+        due.first().map(|job| job.attempts),
+        Some(2),
+        "the retried claim must make attempts 2"
+    );
 }
 
 /// Checks `claim_outbox` due order, limit and lease.
@@ -1250,26 +2428,76 @@ pub async fn claim_outbox_due_order_and_lease(store: &dyn Store) {
     let (_, first) = commit_outbound(store, &conversation, time(10)).await;
     let (_, later) = commit_outbound(store, &conversation, time(100)).await;
 
-    let none = ok(store.claim_outbox(time(5), 10, LEASE, "worker-a").await, "claim_outbox");
-    assert!(none.is_empty(), "no entry is due before its next attempt time");
+    let none = ok(
+        store.claim_outbox(time(5), 10, LEASE, "worker-a").await,
+        "claim_outbox",
+    );
+    assert!(
+        none.is_empty(),
+        "no entry is due before its next attempt time"
+    );
 
-    let claimed = ok(store.claim_outbox(time(30), 1, LEASE, "worker-a").await, "claim_outbox");
+    let claimed = ok(
+        store.claim_outbox(time(30), 1, LEASE, "worker-a").await,
+        "claim_outbox",
+    );
     let ids: Vec<OutboxId> = claimed.iter().map(|entry| entry.id).collect();
-    assert_eq!(ids, vec![first.id], "claim_outbox must take the oldest due entry first, up to `limit`");
-    assert_eq!(claimed.first().map(|entry| entry.attempts), Some(1), "a claim must count in `attempts`");
+    assert_eq!(
+        ids,
+        vec![first.id],
+        "claim_outbox must take the oldest due entry first, up to `limit`"
+    );
+    assert_eq!(
+        claimed.first().map(|entry| entry.attempts),
+        Some(1),
+        "a claim must count in `attempts`"
+    );
 
-    let next = ok(store.claim_outbox(time(30), 10, LEASE, "worker-b").await, "claim_outbox");
+    let next = ok(
+        store.claim_outbox(time(30), 10, LEASE, "worker-b").await,
+        "claim_outbox",
+    );
     let ids: Vec<OutboxId> = next.iter().map(|entry| entry.id).collect();
-    assert_eq!(ids, vec![second.id], "a leased entry must be invisible; the entry due later must wait");
+    assert_eq!(
+        ids,
+        vec![second.id],
+        "a leased entry must be invisible; the entry due later must wait"
+    );
 
     let lease_end = time(30) + chrono::Duration::seconds(60);
-    let during = ok(store.claim_outbox(lease_end - chrono::Duration::seconds(1), 10, LEASE, "worker-c").await, "claim_outbox");
-    assert!(during.is_empty(), "leased entries must stay invisible until the lease ends");
-    let after = ok(store.claim_outbox(lease_end, 10, LEASE, "worker-c").await, "claim_outbox");
+    let during = ok(
+        store
+            .claim_outbox(
+                lease_end - chrono::Duration::seconds(1),
+                10,
+                LEASE,
+                "worker-c",
+            )
+            .await,
+        "claim_outbox",
+    );
+    assert!(
+        during.is_empty(),
+        "leased entries must stay invisible until the lease ends"
+    );
+    let after = ok(
+        store.claim_outbox(lease_end, 10, LEASE, "worker-c").await,
+        "claim_outbox",
+    );
     let ids: Vec<OutboxId> = after.iter().map(|entry| entry.id).collect();
-    assert_eq!(ids, vec![first.id, second.id], "entries whose lease expired must be claimable again, oldest first");
-    assert!(after.iter().all(|entry| entry.attempts == 2), "a second claim must make attempts 2");
-    assert!(!ids.contains(&later.id), "an entry due later must not be claimed");
+    assert_eq!(
+        ids,
+        vec![first.id, second.id],
+        "entries whose lease expired must be claimable again, oldest first"
+    );
+    assert!(
+        after.iter().all(|entry| entry.attempts == 2),
+        "a second claim must make attempts 2"
+    );
+    assert!(
+        !ids.contains(&later.id),
+        "an entry due later must not be claimed"
+    );
 }
 
 /// Checks that `finish_outbox` sets the entry's and the message's status.
@@ -1279,48 +2507,112 @@ pub async fn finish_outbox_sets_message_status(store: &dyn Store) {
     let (sent_message, sent) = commit_outbound(store, &conversation, time(10)).await;
     let (failed_message, failed) = commit_outbound(store, &conversation, time(11)).await;
     let (cancelled_message, cancelled) = commit_outbound(store, &conversation, time(12)).await;
-    let claimed = ok(store.claim_outbox(time(12), 10, LEASE, "worker-a").await, "claim_outbox");
+    let claimed = ok(
+        store.claim_outbox(time(12), 10, LEASE, "worker-a").await,
+        "claim_outbox",
+    );
     assert_eq!(claimed.len(), 3, "the three due entries must be claimed");
 
-    let outcome = OutboxOutcome::Sent { provider: "twilio".into(), provider_message_id: "SM-out-1".into() };
-    ok(store.finish_outbox(org, sent.id, outcome).await, "finish_outbox");
-    ok(store.finish_outbox(org, failed.id, OutboxOutcome::Failed("invalid recipient".into())).await, "finish_outbox");
-    ok(store.finish_outbox(org, cancelled.id, OutboxOutcome::Cancelled("opted out".into())).await, "finish_outbox");
+    let outcome = OutboxOutcome::Sent {
+        provider: "twilio".into(),
+        provider_message_id: "SM-out-1".into(),
+    };
+    ok(
+        store.finish_outbox(org, sent.id, outcome).await,
+        "finish_outbox",
+    );
+    ok(
+        store
+            .finish_outbox(
+                org,
+                failed.id,
+                OutboxOutcome::Failed("invalid recipient".into()),
+            )
+            .await,
+        "finish_outbox",
+    );
+    ok(
+        store
+            .finish_outbox(
+                org,
+                cancelled.id,
+                OutboxOutcome::Cancelled("opted out".into()),
+            )
+            .await,
+        "finish_outbox",
+    );
 
-    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
     let find = |id: MessageId| messages.iter().find(|message| message.id == id);
     let stored_sent = find(sent_message.id);
-    assert_eq!(stored_sent.map(|m| m.status), Some(DeliveryStatus::Sent), "Sent must set the message status to Sent");
+    assert_eq!(
+        stored_sent.map(|m| m.status),
+        Some(DeliveryStatus::Sent),
+        "Sent must set the message status to Sent"
+    );
     assert_eq!(
         stored_sent.and_then(|m| m.provider.clone()).as_deref(),
         Some("twilio"),
         "Sent must record the provider"
     );
     assert_eq!(
-        stored_sent.and_then(|m| m.provider_message_id.clone()).as_deref(),
+        stored_sent
+            .and_then(|m| m.provider_message_id.clone())
+            .as_deref(),
         Some("SM-out-1"),
         "Sent must record the provider message id"
     );
-    assert_eq!(stored_sent.map(|m| m.direction), Some(Direction::Outbound), "the message must stay outbound");
-    assert_eq!(find(failed_message.id).map(|m| m.status), Some(DeliveryStatus::Failed), "Failed must set the message status to Failed");
+    assert_eq!(
+        stored_sent.map(|m| m.direction),
+        Some(Direction::Outbound),
+        "the message must stay outbound"
+    );
+    assert_eq!(
+        find(failed_message.id).map(|m| m.status),
+        Some(DeliveryStatus::Failed),
+        "Failed must set the message status to Failed"
+    );
     assert_eq!(
         find(cancelled_message.id).map(|m| m.status),
         Some(DeliveryStatus::Cancelled),
         "Cancelled must set the message status to Cancelled"
     );
 
-    let later = ok(store.claim_outbox(time(1_000), 10, LEASE, "worker-b").await, "claim_outbox");
-    assert!(later.is_empty(), "finished entries must never be claimed again");
+    let later = ok(
+        store.claim_outbox(time(1_000), 10, LEASE, "worker-b").await,
+        "claim_outbox",
+    );
+    assert!(
+        later.is_empty(),
+        "finished entries must never be claimed again"
+    );
 
-    ok(store.finish_outbox(org, failed.id, OutboxOutcome::RetryAt(time(20))).await, "finish_outbox");
-    let later = ok(store.claim_outbox(time(1_000), 10, LEASE, "worker-b").await, "claim_outbox");
+    ok(
+        store
+            .finish_outbox(org, failed.id, OutboxOutcome::RetryAt(time(20)))
+            .await,
+        "finish_outbox",
+    );
+    let later = ok(
+        store.claim_outbox(time(1_000), 10, LEASE, "worker-b").await,
+        "claim_outbox",
+    );
     assert!(later.is_empty(), "RetryAt must not revive a failed entry");
 
     let kind = error_kind(
-        store.finish_outbox(org, OutboxId::new(), OutboxOutcome::Failed("test".into())).await,
+        store
+            .finish_outbox(org, OutboxId::new(), OutboxOutcome::Failed("test".into()))
+            .await,
         "finish_outbox of a missing id",
     );
-    assert_eq!(kind, ErrorKind::NotFound, "finish_outbox of a missing id must be NotFound");
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "finish_outbox of a missing id must be NotFound"
+    );
 }
 
 /// Checks that `OutboxOutcome::RetryAt` makes the entry due again at the new time.
@@ -1329,21 +2621,58 @@ pub async fn finish_outbox_retry_at_reschedules(store: &dyn Store) {
     let (_, conversation) = seed(store, org).await;
     let (message, entry) = commit_outbound(store, &conversation, time(10)).await;
     let long_lease = Duration::from_secs(3_600);
-    let claimed = ok(store.claim_outbox(time(10), 10, long_lease, "worker-a").await, "claim_outbox");
+    let claimed = ok(
+        store
+            .claim_outbox(time(10), 10, long_lease, "worker-a")
+            .await,
+        "claim_outbox",
+    );
     assert_eq!(claimed.len(), 1, "the due entry must be claimed");
 
-    ok(store.finish_outbox(org, entry.id, OutboxOutcome::RetryAt(time(40))).await, "finish_outbox");
+    ok(
+        store
+            .finish_outbox(org, entry.id, OutboxOutcome::RetryAt(time(40)))
+            .await,
+        "finish_outbox",
+    );
     let status = message_status(store, &conversation, message.id).await;
-    assert_eq!(status, DeliveryStatus::Pending, "RetryAt must leave the message pending");
+    assert_eq!(
+        status,
+        DeliveryStatus::Pending,
+        "RetryAt must leave the message pending"
+    );
 
-    let early = ok(store.claim_outbox(time(39), 10, LEASE, "worker-b").await, "claim_outbox");
-    assert!(early.is_empty(), "a rescheduled entry must not be claimed before its new time");
-    let due = ok(store.claim_outbox(time(40), 10, LEASE, "worker-b").await, "claim_outbox");
-    assert_eq!(due.len(), 1, "RetryAt must release the lease, so the entry is claimable at its new time");
+    let early = ok(
+        store.claim_outbox(time(39), 10, LEASE, "worker-b").await,
+        "claim_outbox",
+    );
+    assert!(
+        early.is_empty(),
+        "a rescheduled entry must not be claimed before its new time"
+    );
+    let due = ok(
+        store.claim_outbox(time(40), 10, LEASE, "worker-b").await,
+        "claim_outbox",
+    );
+    assert_eq!(
+        due.len(),
+        1,
+        "RetryAt must release the lease, so the entry is claimable at its new time"
+    );
     if let Some(claimed) = due.first() {
-        assert_eq!(claimed.id, entry.id, "the rescheduled entry must be claimed");
-        assert_eq!(claimed.next_attempt_at, time(40), "the entry must carry its new attempt time");
-        assert_eq!(claimed.attempts, 2, "the retried claim must make attempts 2");
+        assert_eq!(
+            claimed.id, entry.id,
+            "the rescheduled entry must be claimed"
+        );
+        assert_eq!(
+            claimed.next_attempt_at,
+            time(40),
+            "the entry must carry its new attempt time"
+        );
+        assert_eq!(
+            claimed.attempts, 2,
+            "the retried claim must make attempts 2"
+        );
     }
 }
 
@@ -1356,21 +2685,43 @@ pub async fn suppression_idempotent_per_org(store: &dyn Store) {
 
     for contact in [&phone, &email, &psid] {
         let suppressed = ok(store.is_suppressed(org, contact).await, "is_suppressed");
-        assert!(!suppressed, "a new {} must not be suppressed", contact.channel());
+        assert!(
+            !suppressed,
+            "a new {} must not be suppressed",
+            contact.channel()
+        );
     }
 
-    let entries = vec![fakes::suppression(org, phone.clone(), time(1)), fakes::suppression(org, email.clone(), time(1))];
+    let entries = vec![
+        fakes::suppression(org, phone.clone(), time(1)),
+        fakes::suppression(org, email.clone(), time(1)),
+    ];
     ok(store.suppress(&entries).await, "suppress");
     ok(store.suppress(&entries).await, "suppress again");
     let mut bounce = fakes::suppression(org, email.clone(), time(2));
     bounce.reason = "bounce".into();
-    ok(store.suppress(&[bounce]).await, "suppress with another reason");
+    ok(
+        store.suppress(&[bounce]).await,
+        "suppress with another reason",
+    );
 
-    assert!(ok(store.is_suppressed(org, &phone).await, "is_suppressed"), "a suppressed phone must be suppressed");
-    assert!(ok(store.is_suppressed(org, &email).await, "is_suppressed"), "a suppressed address must be suppressed");
-    assert!(!ok(store.is_suppressed(org, &psid).await, "is_suppressed"), "an unlisted PSID must not be suppressed");
     assert!(
-        !ok(store.is_suppressed(fakes::org(), &phone).await, "is_suppressed"),
+        ok(store.is_suppressed(org, &phone).await, "is_suppressed"),
+        "a suppressed phone must be suppressed"
+    );
+    assert!(
+        ok(store.is_suppressed(org, &email).await, "is_suppressed"),
+        "a suppressed address must be suppressed"
+    );
+    assert!(
+        !ok(store.is_suppressed(org, &psid).await, "is_suppressed"),
+        "an unlisted PSID must not be suppressed"
+    );
+    assert!(
+        !ok(
+            store.is_suppressed(fakes::org(), &phone).await,
+            "is_suppressed"
+        ),
         "a suppression must apply to its org only"
     );
 
@@ -1378,8 +2729,14 @@ pub async fn suppression_idempotent_per_org(store: &dyn Store) {
     let mut turn = TurnCommit::new(conversation.clone());
     turn.unsuppress.push(phone.clone());
     ok(store.commit_turn(&turn).await, "commit_turn");
-    assert!(!ok(store.is_suppressed(org, &phone).await, "is_suppressed"), "unsuppress must lift the phone");
-    assert!(ok(store.is_suppressed(org, &email).await, "is_suppressed"), "unsuppress must lift only what it names");
+    assert!(
+        !ok(store.is_suppressed(org, &phone).await, "is_suppressed"),
+        "unsuppress must lift the phone"
+    );
+    assert!(
+        ok(store.is_suppressed(org, &email).await, "is_suppressed"),
+        "unsuppress must lift only what it names"
+    );
 }
 
 /// Checks that `audit_of` lists a prospect's events oldest first, in insertion order for equal times.
@@ -1397,7 +2754,9 @@ pub async fn audit_of_order(store: &dyn Store) {
     turn.audit = vec![late.clone(), early.clone(), late_second.clone(), unrelated];
     ok(store.commit_turn(&turn).await, "commit_turn");
     let mut other_turn = TurnCommit::new(neighbour.clone());
-    other_turn.audit.push(fakes::audit(&neighbour, "other", time(2)));
+    other_turn
+        .audit
+        .push(fakes::audit(&neighbour, "other", time(2)));
     ok(store.commit_turn(&other_turn).await, "commit_turn");
 
     let mut member_event = fakes::audit(&conversation, "member", time(7));
@@ -1421,12 +2780,21 @@ pub async fn members_put_get_list(store: &dyn Store) {
     let second = fakes::member(org);
     ok(store.put_member(&first).await, "put_member");
     ok(store.put_member(&second).await, "put_member");
-    ok(store.put_member(&fakes::member(fakes::org())).await, "put_member in another org");
+    ok(
+        store.put_member(&fakes::member(fakes::org())).await,
+        "put_member in another org",
+    );
 
     let read = ok(store.get_member(org, first.id).await, "get_member");
     assert!(read == first, "get_member must return the member as put");
-    assert_eq!(read.email, first.email, "the member's address must survive a roundtrip");
-    assert_eq!(read.name, first.name, "the member's name must survive a roundtrip");
+    assert_eq!(
+        read.email, first.email,
+        "the member's address must survive a roundtrip"
+    );
+    assert_eq!(
+        read.name, first.name,
+        "the member's name must survive a roundtrip"
+    );
 
     first.role = Role::Owner;
     first.available = false;
@@ -1435,12 +2803,26 @@ pub async fn members_put_get_list(store: &dyn Store) {
     assert_eq!(read.role, Role::Owner, "put_member must replace the role");
     assert!(!read.available, "put_member must replace availability");
 
-    let mut listed: Vec<MemberId> = ok(store.list_members(org).await, "list_members").into_iter().map(|m| m.id).collect();
+    let mut listed: Vec<MemberId> = ok(store.list_members(org).await, "list_members")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     listed.sort();
-    assert_eq!(listed, sorted(vec![first.id, second.id]), "list_members must list exactly the org's members");
+    assert_eq!(
+        listed,
+        sorted(vec![first.id, second.id]),
+        "list_members must list exactly the org's members"
+    );
 
-    let kind = error_kind(store.get_member(org, MemberId::new()).await, "get_member of a missing id");
-    assert_eq!(kind, ErrorKind::NotFound, "get_member of a missing id must be NotFound");
+    let kind = error_kind(
+        store.get_member(org, MemberId::new()).await,
+        "get_member of a missing id",
+    );
+    assert_eq!(
+        kind,
+        ErrorKind::NotFound,
+        "get_member of a missing id must be NotFound"
+    );
 }
 
 /// Checks that `Debug` of the store shows none of the data it holds.
@@ -1453,13 +2835,24 @@ pub async fn debug_omits_stored_data(store: &dyn Store) {
     ok(store.put_member(&member).await, "put_member");
 
     let debug = format!("{store:?}");
-    let mut secrets: Vec<String> = prospect.contact_points().iter().map(|contact| contact.key().to_owned()).collect();
+    let mut secrets: Vec<String> = prospect
+        .contact_points()
+        .iter()
+        .map(|contact| contact.key().to_owned())
+        .collect();
     secrets.extend(prospect.first_name.clone());
     secrets.extend(prospect.last_name.clone());
     secrets.push(inbound.text.clone());
     secrets.push(member.email.as_str().to_owned());
     for secret in secrets {
-        assert!(!debug.contains(&secret), "Debug of the store must not show stored data; found a stored value in {debug:?}");
+        assert!(
+            !debug.contains(&secret),
+            "Debug of the store must not show stored data; found a stored value in {debug:?}"
+        );
     }
-    assert!(debug.len() < 1_000, "Debug of the store must stay short, got {} bytes", debug.len());
+    assert!(
+        debug.len() < 1_000,
+        "Debug of the store must stay short, got {} bytes",
+        debug.len()
+    );
 }

@@ -29,7 +29,9 @@ pub(crate) enum PgError {
     Closed(#[source] sqlx::Error),
 
     /// A serialization failure or a deadlock: the transaction lost a race.
-    #[error("the transaction lost a race with a concurrent one (serialization failure or deadlock); retry it")]
+    #[error(
+        "the transaction lost a race with a concurrent one (serialization failure or deadlock); retry it"
+    )]
     RaceLost(#[source] sqlx::Error),
 
     /// A unique or primary key constraint failed.
@@ -68,7 +70,11 @@ pub(crate) enum PgError {
     #[error(
         "the {set} migrations of the database are at version {found}, newer than the latest this kalify knows ({latest}); upgrade kalify"
     )]
-    SchemaTooNew { set: &'static str, found: i64, latest: i64 },
+    SchemaTooNew {
+        set: &'static str,
+        found: i64,
+        latest: i64,
+    },
 
     /// A stored value does not decode into its record field.
     #[error("failed to decode the {column} column")]
@@ -85,8 +91,14 @@ pub(crate) enum PgError {
 
 impl PgError {
     /// Returns the decoding error of `column`.
-    pub(crate) fn decode(column: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        PgError::Decode { column, source: source.into() }
+    pub(crate) fn decode(
+        column: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        PgError::Decode {
+            column,
+            source: source.into(),
+        }
     }
 }
 
@@ -114,20 +126,23 @@ impl From<sqlx::Error> for PgError {
                 "57P01" | "57P02" | "57P03" => PgError::Unavailable(error),
                 // Class 08 is a connection exception, class 53 insufficient
                 // resources (too many connections, out of memory, disk full).
-                code if code.starts_with("08") || code.starts_with("53") => PgError::Unavailable(error),
+                code if code.starts_with("08") || code.starts_with("53") => {
+                    PgError::Unavailable(error)
+                }
                 code if code.starts_with("28") => PgError::Unauthenticated(error),
                 code if code.starts_with("22") => PgError::InvalidValue(error),
                 _ => PgError::Database(error),
             };
         }
         match error {
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => {
-                PgError::Unavailable(error)
-            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => PgError::Unavailable(error),
             sqlx::Error::PoolClosed => PgError::Closed(error),
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-                PgError::decode("result", error)
-            }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => PgError::decode("result", error),
             other => PgError::Database(other),
         }
     }
@@ -176,7 +191,8 @@ struct Redacted<'a>(&'a sqlx::Error);
 impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            sqlx::Error::Database(database) => match database.try_downcast_ref::<PgDatabaseError>() {
+            sqlx::Error::Database(database) => match database.try_downcast_ref::<PgDatabaseError>()
+            {
                 Some(postgres) => f
                     .debug_struct("PgDatabaseError")
                     .field("code", &postgres.code())
@@ -184,7 +200,10 @@ impl fmt::Debug for Redacted<'_> {
                     .field("table", &postgres.table())
                     .field("constraint", &postgres.constraint())
                     .finish_non_exhaustive(),
-                None => f.debug_struct("DatabaseError").field("code", &database.code()).finish_non_exhaustive(),
+                None => f
+                    .debug_struct("DatabaseError")
+                    .field("code", &database.code())
+                    .finish_non_exhaustive(),
             },
             other => fmt::Debug::fmt(other, f),
         }
@@ -205,7 +224,11 @@ impl fmt::Debug for PgError {
                     .finish();
             }
             PgError::Decode { column, source } => {
-                return f.debug_struct("Decode").field("column", column).field("source", source).finish();
+                return f
+                    .debug_struct("Decode")
+                    .field("column", column)
+                    .field("source", source)
+                    .finish();
             }
             PgError::Unavailable(source) => ("Unavailable", source),
             PgError::Closed(source) => ("Closed", source),
@@ -258,7 +281,10 @@ mod tests {
     fn race_lost_is_a_retryable_conflict() {
         let error = Error::from(PgError::RaceLost(sqlx::Error::PoolTimedOut));
         assert_eq!(error.kind(), ErrorKind::Conflict);
-        assert!(error.is_retryable(), "a serialization failure must be retryable");
+        assert!(
+            error.is_retryable(),
+            "a serialization failure must be retryable"
+        );
     }
 
     #[test]
@@ -277,7 +303,10 @@ mod tests {
         let error = Error::from(PgError::from(sqlx::Error::Protocol("bad message".into())));
         assert_eq!(error.kind(), ErrorKind::Unexpected);
         assert_eq!(error.message(), "the database call failed");
-        assert!(std::error::Error::source(&error).is_some(), "the sqlx error must stay the source");
+        assert!(
+            std::error::Error::source(&error).is_some(),
+            "the sqlx error must stay the source"
+        );
     }
 
     #[test]
@@ -289,9 +318,19 @@ mod tests {
 
     #[test]
     fn newer_schema_names_both_versions() {
-        let error = Error::from(PgError::SchemaTooNew { set: "base", found: 9, latest: 1 });
+        let error = Error::from(PgError::SchemaTooNew {
+            set: "base",
+            found: 9,
+            latest: 1,
+        });
         assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
-        assert!(error.message().contains("version 9"), "the message must name the stored version: {error}");
-        assert!(error.message().contains("(1)"), "the message must name the latest version: {error}");
+        assert!(
+            error.message().contains("version 9"),
+            "the message must name the stored version: {error}"
+        );
+        assert!(
+            error.message().contains("(1)"),
+            "the message must name the latest version: {error}"
+        );
     }
 }

@@ -17,13 +17,13 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
 use kalify_core::ports::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Store, Suppression,
-    TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, ErrorKind, JobId, MemberId, OrgId, OutboxId, ProspectId, Result, Secret,
-    Timestamp,
+    CampaignId, ConversationId, Error, ErrorKind, JobId, MemberId, OrgId, OutboxId, ProspectId,
+    Result, Secret, Timestamp,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
@@ -98,8 +98,14 @@ impl PostgresStoreBuilder {
     /// `DATABASE_URL`. When neither is set, [`build`](Self::build) fails with
     /// `ConfigInvalid`.
     pub fn from_env() -> Self {
-        let url = URL_VARIABLES.iter().find_map(|name| std::env::var(name).ok()).map(Secret::new);
-        PostgresStoreBuilder { url, ..PostgresStoreBuilder::new("") }
+        let url = URL_VARIABLES
+            .iter()
+            .find_map(|name| std::env::var(name).ok())
+            .map(Secret::new);
+        PostgresStoreBuilder {
+            url,
+            ..PostgresStoreBuilder::new("")
+        }
     }
 
     /// Sets the maximum number of pooled connections. The default is 10.
@@ -158,7 +164,11 @@ impl PostgresStoreBuilder {
     /// - `PermissionDenied` when migrations are missing and the role may not
     ///   apply them.
     pub async fn build(self) -> Result<PostgresStore> {
-        let fail = |error: PgError| Error::from(error).with_adapter(ADAPTER).with_operation("open");
+        let fail = |error: PgError| {
+            Error::from(error)
+                .with_adapter(ADAPTER)
+                .with_operation("open")
+        };
         let options = self.connect_options().map_err(fail)?;
         let identity = Identity {
             host: options.get_host().to_owned(),
@@ -183,7 +193,9 @@ impl PostgresStoreBuilder {
                 })
             })
             .connect_lazy_with(options);
-        let applied = schema::migrate(&pool, self.schema.as_deref(), self.row_level_security).await.map_err(fail)?;
+        let applied = schema::migrate(&pool, self.schema.as_deref(), self.row_level_security)
+            .await
+            .map_err(fail)?;
 
         tracing::debug!(
             target: "kalify::store",
@@ -195,7 +207,11 @@ impl PostgresStoreBuilder {
             migrations_applied = applied,
             "opened the database"
         );
-        Ok(PostgresStore { pool, identity: Arc::new(identity), row_level_security: self.row_level_security })
+        Ok(PostgresStore {
+            pool,
+            identity: Arc::new(identity),
+            row_level_security: self.row_level_security,
+        })
     }
 
     /// Checks the pool sizes, parses the URL and applies the schema and the
@@ -214,8 +230,12 @@ impl PostgresStoreBuilder {
                 URL_VARIABLES.join(" or ")
             ))
         })?;
-        let mut options = PgConnectOptions::from_str(url.expose())
-            .map_err(|error| PgError::Config(format!("invalid PostgreSQL URL: {}", redact(&error.to_string(), url))))?;
+        let mut options = PgConnectOptions::from_str(url.expose()).map_err(|error| {
+            PgError::Config(format!(
+                "invalid PostgreSQL URL: {}",
+                redact(&error.to_string(), url)
+            ))
+        })?;
         if options.get_application_name().is_none() {
             options = options.application_name("kalify");
         }
@@ -243,9 +263,15 @@ impl fmt::Debug for PostgresStoreBuilder {
 /// Checks that `schema` is a lowercase identifier that needs no quoting.
 fn check_schema_name(schema: &str) -> Result<(), PgError> {
     let mut characters = schema.chars();
-    let valid_start = characters.next().is_some_and(|first| first.is_ascii_lowercase() || first == '_');
+    let valid_start = characters
+        .next()
+        .is_some_and(|first| first.is_ascii_lowercase() || first == '_');
     let valid_rest = characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if valid_start && valid_rest && schema.len() <= MAX_SCHEMA_NAME_BYTES && !schema.starts_with("pg_") {
+    if valid_start
+        && valid_rest
+        && schema.len() <= MAX_SCHEMA_NAME_BYTES
+        && !schema.starts_with("pg_")
+    {
         Ok(())
     } else {
         Err(PgError::Config(format!(
@@ -426,7 +452,8 @@ impl PostgresStore {
     /// # Errors
     /// `Unavailable` when the server cannot be reached.
     pub async fn schema_version(&self) -> Result<i64> {
-        self.run("schema_version", &[], schema::schema_version(&self.pool)).await
+        self.run("schema_version", &[], schema::schema_version(&self.pool))
+            .await
     }
 
     /// Grants `role` what the store needs in its schema: use of the schema,
@@ -438,7 +465,12 @@ impl PostgresStore {
     /// `ConfigInvalid` when the role does not exist, `PermissionDenied`
     /// when this store's role may not grant.
     pub async fn grant_application_role(&self, role: &str) -> Result<()> {
-        self.run("grant_application_role", &[], schema::grant_application_role(&self.pool, role)).await
+        self.run(
+            "grant_application_role",
+            &[],
+            schema::grant_application_role(&self.pool, role),
+        )
+        .await
     }
 
     /// Closes the pool: waits for calls in progress, then closes every
@@ -463,7 +495,11 @@ impl PostgresStore {
         let transaction = match org {
             // A UUID prints as hex digits and dashes, so it is safe inside the quotes.
             Some(org) if self.row_level_security => {
-                self.pool.begin_with(AssertSqlSafe(format!("BEGIN; SET LOCAL kalify.org_id = '{org}'"))).await?
+                self.pool
+                    .begin_with(AssertSqlSafe(format!(
+                        "BEGIN; SET LOCAL kalify.org_id = '{org}'"
+                    )))
+                    .await?
             }
             _ => self.pool.begin().await?,
         };
@@ -483,7 +519,9 @@ impl PostgresStore {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let mut error = Error::from(error).with_adapter(ADAPTER).with_operation(operation);
+        let mut error = Error::from(error)
+            .with_adapter(ADAPTER)
+            .with_operation(operation);
         for (key, value) in context {
             error = error.with_context(key, value);
         }
@@ -527,7 +565,8 @@ impl Store for PostgresStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
         let work = async {
             let mut session = self.transaction(None).await?;
-            queries::insert_prospects(session.connection(), prospects, self.row_level_security).await?;
+            queries::insert_prospects(session.connection(), prospects, self.row_level_security)
+                .await?;
             session.commit().await
         };
         self.run("insert_prospects", &[], work).await
@@ -540,7 +579,12 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(prospect)
         };
-        self.run("get_prospect", &[("org_id", &org), ("prospect_id", &id)], work).await
+        self.run(
+            "get_prospect",
+            &[("org_id", &org), ("prospect_id", &id)],
+            work,
+        )
+        .await
     }
 
     async fn update_prospect(&self, prospect: &Prospect) -> Result<Version> {
@@ -551,7 +595,12 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(version)
         };
-        self.run("update_prospect", &[("org_id", &org), ("prospect_id", &id)], work).await
+        self.run(
+            "update_prospect",
+            &[("org_id", &org), ("prospect_id", &id)],
+            work,
+        )
+        .await
     }
 
     async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
@@ -562,7 +611,12 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(prospect)
         };
-        self.run("find_prospect", &[("org_id", &org), ("channel", &channel)], work).await
+        self.run(
+            "find_prospect",
+            &[("org_id", &org), ("channel", &channel)],
+            work,
+        )
+        .await
     }
 
     async fn find_prospects_by_contacts(
@@ -572,11 +626,13 @@ impl Store for PostgresStore {
     ) -> Result<HashMap<ContactPoint, Prospect>> {
         let work = async {
             let mut session = self.session(org).await?;
-            let found = queries::find_prospects_by_contacts(session.connection(), org, contacts).await?;
+            let found =
+                queries::find_prospects_by_contacts(session.connection(), org, contacts).await?;
             session.commit().await?;
             Ok(found)
         };
-        self.run("find_prospects_by_contacts", &[("org_id", &org)], work).await
+        self.run("find_prospects_by_contacts", &[("org_id", &org)], work)
+            .await
     }
 
     async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
@@ -596,7 +652,12 @@ impl Store for PostgresStore {
             queries::put_campaign(session.connection(), campaign).await?;
             session.commit().await
         };
-        self.run("put_campaign", &[("org_id", &org), ("campaign_id", &id)], work).await
+        self.run(
+            "put_campaign",
+            &[("org_id", &org), ("campaign_id", &id)],
+            work,
+        )
+        .await
     }
 
     async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
@@ -606,7 +667,12 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(campaign)
         };
-        self.run("get_campaign", &[("org_id", &org), ("campaign_id", &id)], work).await
+        self.run(
+            "get_campaign",
+            &[("org_id", &org), ("campaign_id", &id)],
+            work,
+        )
+        .await
     }
 
     async fn insert_conversation(&self, conversation: &Conversation, jobs: &[Job]) -> Result<bool> {
@@ -614,11 +680,17 @@ impl Store for PostgresStore {
         let work = async {
             check_job_orgs(conversation, jobs)?;
             let mut session = self.transaction(Some(org)).await?;
-            let created = queries::insert_conversation(session.connection(), conversation, jobs).await?;
+            let created =
+                queries::insert_conversation(session.connection(), conversation, jobs).await?;
             session.commit().await?;
             Ok(created)
         };
-        self.run("insert_conversation", &[("org_id", &org), ("conversation_id", &id)], work).await
+        self.run(
+            "insert_conversation",
+            &[("org_id", &org), ("conversation_id", &id)],
+            work,
+        )
+        .await
     }
 
     async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
@@ -628,27 +700,51 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(conversation)
         };
-        self.run("get_conversation", &[("org_id", &org), ("conversation_id", &id)], work).await
+        self.run(
+            "get_conversation",
+            &[("org_id", &org), ("conversation_id", &id)],
+            work,
+        )
+        .await
     }
 
-    async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>> {
+    async fn conversations_of(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+    ) -> Result<Vec<Conversation>> {
         let work = async {
             let mut session = self.session(org).await?;
-            let conversations = queries::conversations_of(session.connection(), org, prospect).await?;
+            let conversations =
+                queries::conversations_of(session.connection(), org, prospect).await?;
             session.commit().await?;
             Ok(conversations)
         };
-        self.run("conversations_of", &[("org_id", &org), ("prospect_id", &prospect)], work).await
+        self.run(
+            "conversations_of",
+            &[("org_id", &org), ("prospect_id", &prospect)],
+            work,
+        )
+        .await
     }
 
-    async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn list_messages(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         let work = async {
             let mut session = self.session(org).await?;
             let messages = queries::list_messages(session.connection(), org, conversation).await?;
             session.commit().await?;
             Ok(messages)
         };
-        self.run("list_messages", &[("org_id", &org), ("conversation_id", &conversation)], work).await
+        self.run(
+            "list_messages",
+            &[("org_id", &org), ("conversation_id", &conversation)],
+            work,
+        )
+        .await
     }
 
     async fn insert_inbound(&self, message: &Message) -> Result<InsertOutcome> {
@@ -660,17 +756,32 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(outcome)
         };
-        self.run("insert_inbound", &[("org_id", &org), ("message_id", &id)], work).await
+        self.run(
+            "insert_inbound",
+            &[("org_id", &org), ("message_id", &id)],
+            work,
+        )
+        .await
     }
 
-    async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
+    async fn pending_inbound(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
         let work = async {
             let mut session = self.session(org).await?;
-            let messages = queries::pending_inbound(session.connection(), org, conversation).await?;
+            let messages =
+                queries::pending_inbound(session.connection(), org, conversation).await?;
             session.commit().await?;
             Ok(messages)
         };
-        self.run("pending_inbound", &[("org_id", &org), ("conversation_id", &conversation)], work).await
+        self.run(
+            "pending_inbound",
+            &[("org_id", &org), ("conversation_id", &conversation)],
+            work,
+        )
+        .await
     }
 
     async fn commit_turn(&self, turn: &TurnCommit) -> Result<Version> {
@@ -682,10 +793,21 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(version)
         };
-        self.run("commit_turn", &[("org_id", &org), ("conversation_id", &id)], work).await
+        self.run(
+            "commit_turn",
+            &[("org_id", &org), ("conversation_id", &id)],
+            work,
+        )
+        .await
     }
 
-    async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>> {
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<Job>> {
         let work = async {
             let until = lease_end(now, lease)?;
             let mut connection = self.pool.acquire().await?;
@@ -700,7 +822,8 @@ impl Store for PostgresStore {
             queries::finish_job(session.connection(), org, job, &outcome).await?;
             session.commit().await
         };
-        self.run("finish_job", &[("org_id", &org), ("job_id", &job)], work).await
+        self.run("finish_job", &[("org_id", &org), ("job_id", &job)], work)
+            .await
     }
 
     async fn claim_outbox(
@@ -718,13 +841,23 @@ impl Store for PostgresStore {
         self.run("claim_outbox", &[], work).await
     }
 
-    async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()> {
+    async fn finish_outbox(
+        &self,
+        org: OrgId,
+        entry: OutboxId,
+        outcome: OutboxOutcome,
+    ) -> Result<()> {
         let work = async {
             let mut session = self.session(org).await?;
             queries::finish_outbox(session.connection(), org, entry, &outcome).await?;
             session.commit().await
         };
-        self.run("finish_outbox", &[("org_id", &org), ("outbox_id", &entry)], work).await
+        self.run(
+            "finish_outbox",
+            &[("org_id", &org), ("outbox_id", &entry)],
+            work,
+        )
+        .await
     }
 
     async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>> {
@@ -734,7 +867,12 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(jobs)
         };
-        self.run("pending_jobs", &[("org_id", &org), ("conversation_id", &conversation)], work).await
+        self.run(
+            "pending_jobs",
+            &[("org_id", &org), ("conversation_id", &conversation)],
+            work,
+        )
+        .await
     }
 
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
@@ -745,17 +883,27 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(suppressed)
         };
-        self.run("is_suppressed", &[("org_id", &org), ("channel", &channel)], work).await
+        self.run(
+            "is_suppressed",
+            &[("org_id", &org), ("channel", &channel)],
+            work,
+        )
+        .await
     }
 
-    async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+    async fn suppressed_among(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashSet<ContactPoint>> {
         let work = async {
             let mut session = self.session(org).await?;
             let suppressed = queries::suppressed_among(session.connection(), org, contacts).await?;
             session.commit().await?;
             Ok(suppressed)
         };
-        self.run("suppressed_among", &[("org_id", &org)], work).await
+        self.run("suppressed_among", &[("org_id", &org)], work)
+            .await
     }
 
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
@@ -774,7 +922,12 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(events)
         };
-        self.run("audit_of", &[("org_id", &org), ("prospect_id", &prospect)], work).await
+        self.run(
+            "audit_of",
+            &[("org_id", &org), ("prospect_id", &prospect)],
+            work,
+        )
+        .await
     }
 
     async fn put_member(&self, member: &Member) -> Result<()> {
@@ -784,7 +937,8 @@ impl Store for PostgresStore {
             queries::put_member(session.connection(), member).await?;
             session.commit().await
         };
-        self.run("put_member", &[("org_id", &org), ("member_id", &id)], work).await
+        self.run("put_member", &[("org_id", &org), ("member_id", &id)], work)
+            .await
     }
 
     async fn get_member(&self, org: OrgId, id: MemberId) -> Result<Member> {
@@ -794,7 +948,8 @@ impl Store for PostgresStore {
             session.commit().await?;
             Ok(member)
         };
-        self.run("get_member", &[("org_id", &org), ("member_id", &id)], work).await
+        self.run("get_member", &[("org_id", &org), ("member_id", &id)], work)
+            .await
     }
 
     async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
@@ -818,20 +973,34 @@ mod tests {
             assert!(check_schema_name(valid).is_ok(), "{valid} must be accepted");
         }
         let too_long = "a".repeat(MAX_SCHEMA_NAME_BYTES + 1);
-        for invalid in
-            ["", "Kalify", "1kalify", "pg_kalify", "kalify-test", "kalify;drop", "kalify test", too_long.as_str()]
-        {
-            assert!(check_schema_name(invalid).is_err(), "{invalid:?} must be rejected");
+        for invalid in [
+            "",
+            "Kalify",
+            "1kalify",
+            "pg_kalify",
+            "kalify-test",
+            "kalify;drop",
+            "kalify test",
+            too_long.as_str(),
+        ] {
+            assert!(
+                check_schema_name(invalid).is_err(),
+                "{invalid:?} must be rejected"
+            );
         }
     }
 
     #[test]
     fn redact_removes_raw_and_decoded_passwords() {
         let url = Secret::new("postgres://kalify:p%40ss@db:5432/kalify");
-        assert_eq!(redact("failed for p%40ss and p@ss", &url), "failed for [redacted] and [redacted]");
+        assert_eq!(
+            redact("failed for p%40ss and p@ss", &url),
+            "failed for [redacted] and [redacted]"
+        );
         let without = Secret::new("postgres://kalify@db/kalify");
         assert_eq!(redact("nothing to hide", &without), "nothing to hide");
-        let in_query = Secret::new("postgres://db/kalify?user=kalify&password=hunter2&sslmode=require");
+        let in_query =
+            Secret::new("postgres://db/kalify?user=kalify&password=hunter2&sslmode=require");
         assert_eq!(redact("bad hunter2", &in_query), "bad [redacted]");
     }
 
@@ -844,16 +1013,26 @@ mod tests {
 
     #[test]
     fn builder_debug_hides_the_url() {
-        let builder = PostgresStoreBuilder::new("postgres://kalify:hunter2@db/kalify").with_schema("kalify");
+        let builder =
+            PostgresStoreBuilder::new("postgres://kalify:hunter2@db/kalify").with_schema("kalify");
         let debug = format!("{builder:?}");
-        assert!(!debug.contains("hunter2"), "Debug must hide the password: {debug}");
-        assert!(debug.contains("kalify"), "Debug must show the schema: {debug}");
+        assert!(
+            !debug.contains("hunter2"),
+            "Debug must hide the password: {debug}"
+        );
+        assert!(
+            debug.contains("kalify"),
+            "Debug must show the schema: {debug}"
+        );
     }
 
     #[test]
     fn invalid_pool_sizes_are_config_invalid() {
         let builder = PostgresStoreBuilder::new("postgres://kalify@db/kalify");
-        for invalid in [builder.clone().with_max_connections(0), builder.clone().with_min_connections(11)] {
+        for invalid in [
+            builder.clone().with_max_connections(0),
+            builder.clone().with_min_connections(11),
+        ] {
             let error = Error::from(invalid.connect_options().unwrap_err());
             assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{error}");
         }
@@ -865,9 +1044,15 @@ mod tests {
 
     #[test]
     fn from_env_without_url_is_config_invalid() {
-        let builder = PostgresStoreBuilder { url: None, ..PostgresStoreBuilder::new("") };
+        let builder = PostgresStoreBuilder {
+            url: None,
+            ..PostgresStoreBuilder::new("")
+        };
         let error = Error::from(builder.connect_options().unwrap_err());
         assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
-        assert!(error.message().contains("KALIFY_POSTGRES_URL"), "the error must name the variable: {error}");
+        assert!(
+            error.message().contains("KALIFY_POSTGRES_URL"),
+            "the error must name the variable: {error}"
+        );
     }
 }

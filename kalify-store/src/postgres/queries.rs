@@ -12,30 +12,38 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
 use kalify_core::ports::{
-    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
-    OutboxStatus, Suppression, TurnCommit,
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry,
+    OutboxOutcome, OutboxStatus, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId, Timestamp,
+    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
+    Timestamp,
 };
 use sqlx::postgres::PgConnection;
 use uuid::Uuid;
 
 use super::error::PgError;
 use super::rows::{
-    self, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns, message_columns, nanos,
-    outbox_columns, prospect_columns,
+    self, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns,
+    message_columns, nanos, outbox_columns, prospect_columns,
 };
 
 /// Sets `kalify.org_id` to `org` until the end of the current transaction.
 pub(crate) async fn set_org(connection: &mut PgConnection, org: OrgId) -> Result<(), PgError> {
-    sqlx::query("SELECT set_config('kalify.org_id', $1, true)").bind(org.to_string()).execute(connection).await?;
+    sqlx::query("SELECT set_config('kalify.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(connection)
+        .await?;
     Ok(())
 }
 
 /// Returns the stored version of a prospect, or `None` when it does not exist.
-async fn prospect_version(connection: &mut PgConnection, org: OrgId, id: ProspectId) -> Result<Option<i64>, PgError> {
+async fn prospect_version(
+    connection: &mut PgConnection,
+    org: OrgId,
+    id: ProspectId,
+) -> Result<Option<i64>, PgError> {
     let version = sqlx::query_scalar("SELECT version FROM prospects WHERE org_id = $1 AND id = $2")
         .bind(org.as_uuid())
         .bind(id.as_uuid())
@@ -50,11 +58,12 @@ async fn conversation_version(
     org: OrgId,
     id: ConversationId,
 ) -> Result<Option<i64>, PgError> {
-    let version = sqlx::query_scalar("SELECT version FROM conversations WHERE org_id = $1 AND id = $2")
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(connection)
-        .await?;
+    let version =
+        sqlx::query_scalar("SELECT version FROM conversations WHERE org_id = $1 AND id = $2")
+            .bind(org.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(connection)
+            .await?;
     Ok(version)
 }
 
@@ -63,10 +72,10 @@ async fn conversation_version(
 fn version_mismatch(record: &str, stored: Option<i64>, read: Version) -> PgError {
     match stored {
         None => Error::not_found(format!("{record} not found")).into(),
-        Some(stored) => {
-            Error::conflict(format!("the {record} changed since it was read: stored v{stored}, write read {read}"))
-                .into()
-        }
+        Some(stored) => Error::conflict(format!(
+            "the {record} changed since it was read: stored v{stored}, write read {read}"
+        ))
+        .into(),
     }
 }
 
@@ -103,14 +112,17 @@ pub(crate) async fn insert_prospects(
             current_org = Some(prospect.org_id);
         }
         let query = rows::bind_prospect(sqlx::query(INSERT_PROSPECT), prospect, prospect.version)?;
-        query.execute(&mut *connection).await.map_err(|error| match PgError::from(error) {
-            PgError::UniqueViolation(source) => PgError::from(
-                Error::conflict("a prospect with this id exists")
-                    .with_context("prospect_id", prospect.id)
-                    .with_source(PgError::UniqueViolation(source)),
-            ),
-            other => other,
-        })?;
+        query
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| match PgError::from(error) {
+                PgError::UniqueViolation(source) => PgError::from(
+                    Error::conflict("a prospect with this id exists")
+                        .with_context("prospect_id", prospect.id)
+                        .with_source(PgError::UniqueViolation(source)),
+                ),
+                other => other,
+            })?;
     }
     Ok(())
 }
@@ -120,11 +132,15 @@ pub(crate) async fn get_prospect(
     org: OrgId,
     id: ProspectId,
 ) -> Result<Prospect, PgError> {
-    let row = sqlx::query(concat!("SELECT ", prospect_columns!(), " FROM prospects WHERE org_id = $1 AND id = $2"))
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(connection)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        prospect_columns!(),
+        " FROM prospects WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org.as_uuid())
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
     match row {
         Some(row) => rows::prospect_from_row(&row),
         None => Err(Error::not_found("prospect not found").into()),
@@ -133,13 +149,26 @@ pub(crate) async fn get_prospect(
 
 /// Writes `prospect` with the next version when the stored one is
 /// `prospect.version`, and returns whether a row changed.
-async fn update_prospect_if_version(connection: &mut PgConnection, prospect: &Prospect) -> Result<bool, PgError> {
-    let query = rows::bind_prospect(sqlx::query(UPDATE_PROSPECT_IF_VERSION), prospect, prospect.version.next())?;
-    let result = query.bind(rows::version_param(prospect.version)?).execute(connection).await?;
+async fn update_prospect_if_version(
+    connection: &mut PgConnection,
+    prospect: &Prospect,
+) -> Result<bool, PgError> {
+    let query = rows::bind_prospect(
+        sqlx::query(UPDATE_PROSPECT_IF_VERSION),
+        prospect,
+        prospect.version.next(),
+    )?;
+    let result = query
+        .bind(rows::version_param(prospect.version)?)
+        .execute(connection)
+        .await?;
     Ok(result.rows_affected() > 0)
 }
 
-pub(crate) async fn update_prospect(connection: &mut PgConnection, prospect: &Prospect) -> Result<Version, PgError> {
+pub(crate) async fn update_prospect(
+    connection: &mut PgConnection,
+    prospect: &Prospect,
+) -> Result<Version, PgError> {
     if !update_prospect_if_version(connection, prospect).await? {
         let stored = prospect_version(connection, prospect.org_id, prospect.id).await?;
         return Err(version_mismatch("prospect", stored, prospect.version));
@@ -175,13 +204,20 @@ pub(crate) async fn find_prospect(
             " FROM prospects WHERE org_id = $1 AND messenger = $2 ORDER BY id LIMIT 1"
         ),
     };
-    let row = sqlx::query(sql).bind(org.as_uuid()).bind(contact.key()).fetch_optional(connection).await?;
+    let row = sqlx::query(sql)
+        .bind(org.as_uuid())
+        .bind(contact.key())
+        .fetch_optional(connection)
+        .await?;
     row.as_ref().map(rows::prospect_from_row).transpose()
 }
 
 /// Returns the (channel, normalised text) key of each distinct contact point of `contacts`.
 fn contact_keys(contacts: &[ContactPoint]) -> HashMap<(&'static str, &str), &ContactPoint> {
-    contacts.iter().map(|contact| ((contact.channel().as_str(), contact.key()), contact)).collect()
+    contacts
+        .iter()
+        .map(|contact| ((contact.channel().as_str(), contact.key()), contact))
+        .collect()
 }
 
 /// Finds the prospect of each contact point in one query, as
@@ -238,7 +274,11 @@ pub(crate) async fn list_prospects(
     options: ListOptions,
 ) -> Result<Vec<Prospect>, PgError> {
     // A NULL limit is no limit, and a NULL `after` starts at the first id.
-    let limit = if options.limit == 0 { None } else { Some(limit_param(options.limit)) };
+    let limit = if options.limit == 0 {
+        None
+    } else {
+        Some(limit_param(options.limit))
+    };
     let rows = sqlx::query(concat!(
         "SELECT ",
         prospect_columns!(),
@@ -254,7 +294,10 @@ pub(crate) async fn list_prospects(
 
 // ---------------------------------------------------------------- campaigns
 
-pub(crate) async fn put_campaign(connection: &mut PgConnection, campaign: &Campaign) -> Result<(), PgError> {
+pub(crate) async fn put_campaign(
+    connection: &mut PgConnection,
+    campaign: &Campaign,
+) -> Result<(), PgError> {
     let query = rows::bind_campaign(
         sqlx::query(concat!(
             "INSERT INTO campaigns (",
@@ -276,11 +319,15 @@ pub(crate) async fn get_campaign(
     org: OrgId,
     id: CampaignId,
 ) -> Result<Campaign, PgError> {
-    let row = sqlx::query(concat!("SELECT ", campaign_columns!(), " FROM campaigns WHERE org_id = $1 AND id = $2"))
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(connection)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        campaign_columns!(),
+        " FROM campaigns WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org.as_uuid())
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
     match row {
         Some(row) => rows::campaign_from_row(&row),
         None => Err(Error::not_found("campaign not found").into()),
@@ -310,15 +357,19 @@ pub(crate) async fn insert_conversation(
         conversation,
         conversation.version,
     )?;
-    let result = query.execute(&mut *connection).await.map_err(|error| match PgError::from(error) {
-        // The only foreign key of a conversation is its prospect.
-        PgError::MissingReference(source) => PgError::from(
-            Error::not_found("prospect not found")
-                .with_context("prospect_id", conversation.prospect_id)
-                .with_source(PgError::MissingReference(source)),
-        ),
-        other => other,
-    })?;
+    let result =
+        query
+            .execute(&mut *connection)
+            .await
+            .map_err(|error| match PgError::from(error) {
+                // The only foreign key of a conversation is its prospect.
+                PgError::MissingReference(source) => PgError::from(
+                    Error::not_found("prospect not found")
+                        .with_context("prospect_id", conversation.prospect_id)
+                        .with_source(PgError::MissingReference(source)),
+                ),
+                other => other,
+            })?;
     if result.rows_affected() == 0 {
         return Ok(false);
     }
@@ -333,12 +384,15 @@ pub(crate) async fn get_conversation(
     org: OrgId,
     id: ConversationId,
 ) -> Result<Conversation, PgError> {
-    let row =
-        sqlx::query(concat!("SELECT ", conversation_columns!(), " FROM conversations WHERE org_id = $1 AND id = $2"))
-            .bind(org.as_uuid())
-            .bind(id.as_uuid())
-            .fetch_optional(connection)
-            .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        conversation_columns!(),
+        " FROM conversations WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org.as_uuid())
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
     match row {
         Some(row) => rows::conversation_from_row(&row),
         None => Err(Error::not_found("conversation not found").into()),
@@ -392,7 +446,10 @@ pub(crate) async fn list_messages(
 ///
 /// Concurrent inserts of one provider message wait on the unique index for
 /// the first one's transaction, then skip, so exactly one is `Inserted`.
-pub(crate) async fn insert_inbound(connection: &mut PgConnection, message: &Message) -> Result<InsertOutcome, PgError> {
+pub(crate) async fn insert_inbound(
+    connection: &mut PgConnection,
+    message: &Message,
+) -> Result<InsertOutcome, PgError> {
     let query = rows::bind_message(
         sqlx::query(concat!(
             "INSERT INTO messages (",
@@ -401,15 +458,22 @@ pub(crate) async fn insert_inbound(connection: &mut PgConnection, message: &Mess
         )),
         message,
     )?;
-    let result = query.execute(connection).await.map_err(|error| match PgError::from(error) {
-        PgError::MissingReference(source) => PgError::from(
-            Error::not_found("conversation not found")
-                .with_context("conversation_id", message.conversation_id)
-                .with_source(PgError::MissingReference(source)),
-        ),
-        other => other,
-    })?;
-    Ok(if result.rows_affected() == 0 { InsertOutcome::Duplicate } else { InsertOutcome::Inserted })
+    let result = query
+        .execute(connection)
+        .await
+        .map_err(|error| match PgError::from(error) {
+            PgError::MissingReference(source) => PgError::from(
+                Error::not_found("conversation not found")
+                    .with_context("conversation_id", message.conversation_id)
+                    .with_source(PgError::MissingReference(source)),
+            ),
+            other => other,
+        })?;
+    Ok(if result.rows_affected() == 0 {
+        InsertOutcome::Duplicate
+    } else {
+        InsertOutcome::Inserted
+    })
 }
 
 pub(crate) async fn pending_inbound(
@@ -459,7 +523,11 @@ async fn cancel(connection: &mut PgConnection, turn: &TurnCommit) -> Result<(), 
         CancelScope::Conversation => (CANCEL_CONVERSATION, turn.conversation.id.as_uuid()),
         CancelScope::Prospect => (CANCEL_PROSPECT, turn.conversation.prospect_id.as_uuid()),
     };
-    sqlx::query(sql).bind(turn.conversation.org_id.as_uuid()).bind(target).execute(connection).await?;
+    sqlx::query(sql)
+        .bind(turn.conversation.org_id.as_uuid())
+        .bind(target)
+        .execute(connection)
+        .await?;
     Ok(())
 }
 
@@ -476,7 +544,10 @@ async fn cancel(connection: &mut PgConnection, turn: &TurnCommit) -> Result<(), 
 /// The conversation's `UPDATE ... WHERE version = $n` locks its row, so a
 /// concurrent turn on the same conversation waits, then finds the new
 /// version and fails with `Conflict`.
-pub(crate) async fn commit_turn(connection: &mut PgConnection, turn: &TurnCommit) -> Result<Version, PgError> {
+pub(crate) async fn commit_turn(
+    connection: &mut PgConnection,
+    turn: &TurnCommit,
+) -> Result<Version, PgError> {
     let conversation = &turn.conversation;
     let org = conversation.org_id;
 
@@ -490,19 +561,28 @@ pub(crate) async fn commit_turn(connection: &mut PgConnection, turn: &TurnCommit
         conversation,
         conversation.version.next(),
     )?;
-    let result = query.bind(rows::version_param(conversation.version)?).execute(&mut *connection).await?;
+    let result = query
+        .bind(rows::version_param(conversation.version)?)
+        .execute(&mut *connection)
+        .await?;
     if result.rows_affected() == 0 {
         let stored = conversation_version(connection, org, conversation.id).await?;
-        return Err(version_mismatch("conversation", stored, conversation.version));
+        return Err(version_mismatch(
+            "conversation",
+            stored,
+            conversation.version,
+        ));
     }
     if let Some(prospect) = &turn.prospect
         && !update_prospect_if_version(connection, prospect).await?
     {
         let stored = prospect_version(connection, org, prospect.id).await?;
-        return Err(match version_mismatch("prospect", stored, prospect.version) {
-            PgError::Classified(error) => error.with_context("prospect_id", prospect.id).into(),
-            other => other,
-        });
+        return Err(
+            match version_mismatch("prospect", stored, prospect.version) {
+                PgError::Classified(error) => error.with_context("prospect_id", prospect.id).into(),
+                other => other,
+            },
+        );
     }
 
     if let Some(job) = turn.completed_job {
@@ -518,10 +598,16 @@ pub(crate) async fn commit_turn(connection: &mut PgConnection, turn: &TurnCommit
     cancel(connection, turn).await?;
 
     for message in &turn.messages {
-        rows::bind_message(sqlx::query(INSERT_MESSAGE), message)?.execute(&mut *connection).await?;
+        rows::bind_message(sqlx::query(INSERT_MESSAGE), message)?
+            .execute(&mut *connection)
+            .await?;
     }
     if !turn.processed_inbound.is_empty() {
-        let ids: Vec<Uuid> = turn.processed_inbound.iter().map(MessageId::as_uuid).collect();
+        let ids: Vec<Uuid> = turn
+            .processed_inbound
+            .iter()
+            .map(MessageId::as_uuid)
+            .collect();
         sqlx::query("UPDATE messages SET processed = true WHERE org_id = $1 AND id = ANY($2)")
             .bind(org.as_uuid())
             .bind(ids)
@@ -589,14 +675,21 @@ pub(crate) async fn claim_jobs(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(concat!("SELECT ", job_columns!(), " FROM claim_jobs($1, $2, $3, $4)"))
-        .bind(nanos(now)?)
-        .bind(limit_param(limit))
-        .bind(nanos(lease_until)?)
-        .bind(worker)
-        .fetch_all(connection)
-        .await?;
-    let mut jobs = rows.iter().map(rows::job_from_row).collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM claim_jobs($1, $2, $3, $4)"
+    ))
+    .bind(nanos(now)?)
+    .bind(limit_param(limit))
+    .bind(nanos(lease_until)?)
+    .bind(worker)
+    .fetch_all(connection)
+    .await?;
+    let mut jobs = rows
+        .iter()
+        .map(rows::job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     // The claim function returns rows in no defined order.
     jobs.sort_by(|a, b| a.due_at.cmp(&b.due_at).then(a.id.cmp(&b.id)));
     Ok(jobs)
@@ -604,11 +697,12 @@ pub(crate) async fn claim_jobs(
 
 /// Returns whether the org has a job with this id.
 async fn job_exists(connection: &mut PgConnection, org: OrgId, id: JobId) -> Result<bool, PgError> {
-    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE org_id = $1 AND id = $2)")
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_one(connection)
-        .await?;
+    let exists =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE org_id = $1 AND id = $2)")
+            .bind(org.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_one(connection)
+            .await?;
     Ok(exists)
 }
 
@@ -620,7 +714,11 @@ pub(crate) async fn finish_job(
 ) -> Result<(), PgError> {
     let result = match outcome {
         JobOutcome::Done | JobOutcome::Cancelled => {
-            let status = if matches!(outcome, JobOutcome::Done) { "done" } else { "cancelled" };
+            let status = if matches!(outcome, JobOutcome::Done) {
+                "done"
+            } else {
+                "cancelled"
+            };
             sqlx::query(
                 "UPDATE jobs SET status = $3, lease_until = NULL, lease_owner = NULL \
                  WHERE org_id = $1 AND id = $2 AND status = 'pending'",
@@ -695,25 +793,41 @@ pub(crate) async fn claim_outbox(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(concat!("SELECT ", outbox_columns!(), " FROM claim_outbox($1, $2, $3, $4)"))
-        .bind(nanos(now)?)
-        .bind(limit_param(limit))
-        .bind(nanos(lease_until)?)
-        .bind(worker)
-        .fetch_all(connection)
-        .await?;
-    let mut entries = rows.iter().map(rows::outbox_from_row).collect::<Result<Vec<_>, _>>()?;
-    entries.sort_by(|a, b| a.next_attempt_at.cmp(&b.next_attempt_at).then(a.id.cmp(&b.id)));
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        outbox_columns!(),
+        " FROM claim_outbox($1, $2, $3, $4)"
+    ))
+    .bind(nanos(now)?)
+    .bind(limit_param(limit))
+    .bind(nanos(lease_until)?)
+    .bind(worker)
+    .fetch_all(connection)
+    .await?;
+    let mut entries = rows
+        .iter()
+        .map(rows::outbox_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.sort_by(|a, b| {
+        a.next_attempt_at
+            .cmp(&b.next_attempt_at)
+            .then(a.id.cmp(&b.id))
+    });
     Ok(entries)
 }
 
 /// Returns whether the org has an outbox entry with this id.
-async fn outbox_exists(connection: &mut PgConnection, org: OrgId, id: OutboxId) -> Result<bool, PgError> {
-    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox WHERE org_id = $1 AND id = $2)")
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_one(connection)
-        .await?;
+async fn outbox_exists(
+    connection: &mut PgConnection,
+    org: OrgId,
+    id: OutboxId,
+) -> Result<bool, PgError> {
+    let exists =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox WHERE org_id = $1 AND id = $2)")
+            .bind(org.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_one(connection)
+            .await?;
     Ok(exists)
 }
 
@@ -747,7 +861,10 @@ pub(crate) async fn finish_outbox(
     outcome: &OutboxOutcome,
 ) -> Result<(), PgError> {
     let changed: i64 = match outcome {
-        OutboxOutcome::Sent { provider, provider_message_id } => {
+        OutboxOutcome::Sent {
+            provider,
+            provider_message_id,
+        } => {
             sqlx::query_scalar(FINISH_OUTBOX_SENT)
                 .bind(org.as_uuid())
                 .bind(id.as_uuid())
@@ -793,7 +910,10 @@ pub(crate) async fn finish_outbox(
 // ------------------------------------------------- suppressions and audit
 
 /// Adds a suppression unless the org already lists the contact point.
-async fn insert_suppression(connection: &mut PgConnection, entry: &Suppression) -> Result<(), PgError> {
+async fn insert_suppression(
+    connection: &mut PgConnection,
+    entry: &Suppression,
+) -> Result<(), PgError> {
     sqlx::query(
         "INSERT INTO suppressions (org_id, channel, contact, reason, at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT DO NOTHING",
@@ -890,7 +1010,10 @@ pub(crate) async fn audit_of(
 
 // ------------------------------------------------------------------ members
 
-pub(crate) async fn put_member(connection: &mut PgConnection, member: &Member) -> Result<(), PgError> {
+pub(crate) async fn put_member(
+    connection: &mut PgConnection,
+    member: &Member,
+) -> Result<(), PgError> {
     rows::bind_member(
         sqlx::query(concat!(
             "INSERT INTO members (",
@@ -906,22 +1029,37 @@ pub(crate) async fn put_member(connection: &mut PgConnection, member: &Member) -
     Ok(())
 }
 
-pub(crate) async fn get_member(connection: &mut PgConnection, org: OrgId, id: MemberId) -> Result<Member, PgError> {
-    let row = sqlx::query(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = $1 AND id = $2"))
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .fetch_optional(connection)
-        .await?;
+pub(crate) async fn get_member(
+    connection: &mut PgConnection,
+    org: OrgId,
+    id: MemberId,
+) -> Result<Member, PgError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        member_columns!(),
+        " FROM members WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org.as_uuid())
+    .bind(id.as_uuid())
+    .fetch_optional(connection)
+    .await?;
     match row {
         Some(row) => rows::member_from_row(&row),
         None => Err(Error::not_found("member not found").into()),
     }
 }
 
-pub(crate) async fn list_members(connection: &mut PgConnection, org: OrgId) -> Result<Vec<Member>, PgError> {
-    let rows = sqlx::query(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = $1 ORDER BY id"))
-        .bind(org.as_uuid())
-        .fetch_all(connection)
-        .await?;
+pub(crate) async fn list_members(
+    connection: &mut PgConnection,
+    org: OrgId,
+) -> Result<Vec<Member>, PgError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        member_columns!(),
+        " FROM members WHERE org_id = $1 ORDER BY id"
+    ))
+    .bind(org.as_uuid())
+    .fetch_all(connection)
+    .await?;
     rows.iter().map(rows::member_from_row).collect()
 }

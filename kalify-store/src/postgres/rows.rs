@@ -10,11 +10,14 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use kalify_core::campaign::{Campaign, CampaignStatus};
 use kalify_core::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsid, PhoneNumber};
-use kalify_core::conversation::{Conversation, ConversationState, DeliveryStatus, Direction, Message, Sender};
+use kalify_core::conversation::{
+    Conversation, ConversationState, DeliveryStatus, Direction, Message, Sender,
+};
 use kalify_core::ports::{AuditEvent, Job, Member, OutboxEntry, OutboxStatus, Role};
 use kalify_core::prospect::{Locale, Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId, Timestamp,
+    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
+    Timestamp,
 };
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -46,7 +49,16 @@ macro_rules! impl_from_uuid {
     };
 }
 
-impl_from_uuid!(OrgId, ProspectId, ConversationId, MessageId, CampaignId, MemberId, JobId, OutboxId);
+impl_from_uuid!(
+    OrgId,
+    ProspectId,
+    ConversationId,
+    MessageId,
+    CampaignId,
+    MemberId,
+    JobId,
+    OutboxId
+);
 
 /// Returns `at` as nanoseconds since the Unix epoch.
 ///
@@ -68,7 +80,10 @@ fn opt_nanos(at: Option<Timestamp>) -> Result<Option<i64>, PgError> {
 /// Returns `version` as a `bigint` parameter.
 pub(crate) fn version_param(version: Version) -> Result<i64, PgError> {
     i64::try_from(version.0).map_err(|_| {
-        Error::invalid_input(format!("invalid version {version}: it exceeds the PostgreSQL bigint range")).into()
+        Error::invalid_input(format!(
+            "invalid version {version}: it exceeds the PostgreSQL bigint range"
+        ))
+        .into()
     })
 }
 
@@ -77,7 +92,8 @@ fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, PgError>
 where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
-    row.try_get(column).map_err(|error| PgError::decode(column, error))
+    row.try_get(column)
+        .map_err(|error| PgError::decode(column, error))
 }
 
 fn get_id<T: FromUuid>(row: &PgRow, column: &'static str) -> Result<T, PgError> {
@@ -100,7 +116,10 @@ fn get_json<T: DeserializeOwned>(row: &PgRow, column: &'static str) -> Result<T,
     get::<Json<T>>(row, column).map(|Json(value)| value)
 }
 
-fn get_opt_json<T: DeserializeOwned>(row: &PgRow, column: &'static str) -> Result<Option<T>, PgError> {
+fn get_opt_json<T: DeserializeOwned>(
+    row: &PgRow,
+    column: &'static str,
+) -> Result<Option<T>, PgError> {
     get::<Option<Json<T>>>(row, column).map(|value| value.map(|Json(value)| value))
 }
 
@@ -111,7 +130,9 @@ fn get_u32(row: &PgRow, column: &'static str) -> Result<u32, PgError> {
 
 fn get_version(row: &PgRow, column: &'static str) -> Result<Version, PgError> {
     let value: i64 = get(row, column)?;
-    u64::try_from(value).map(Version).map_err(|error| PgError::decode(column, error))
+    u64::try_from(value)
+        .map(Version)
+        .map_err(|error| PgError::decode(column, error))
 }
 
 /// Reads a text column through `FromStr`.
@@ -130,7 +151,10 @@ where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     match get::<Option<&str>>(row, column)? {
-        Some(text) => text.parse().map(Some).map_err(|error| PgError::decode(column, error)),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|error| PgError::decode(column, error)),
         None => Ok(None),
     }
 }
@@ -142,13 +166,19 @@ fn get_opt_parsed_with<T>(
     parse: fn(&str) -> kalify_core::Result<T>,
 ) -> Result<Option<T>, PgError> {
     match get::<Option<&str>>(row, column)? {
-        Some(text) => parse(text).map(Some).map_err(|error| PgError::decode(column, error)),
+        Some(text) => parse(text)
+            .map(Some)
+            .map_err(|error| PgError::decode(column, error)),
         None => Ok(None),
     }
 }
 
 /// Reads a text column through a name table such as [`role_from`].
-fn get_named<T>(row: &PgRow, column: &'static str, from: fn(&str) -> Option<T>) -> Result<T, PgError> {
+fn get_named<T>(
+    row: &PgRow,
+    column: &'static str,
+    from: fn(&str) -> Option<T>,
+) -> Result<T, PgError> {
     let text: &str = get(row, column)?;
     from(text).ok_or_else(|| PgError::decode(column, format!("unknown value {text:?}")))
 }
@@ -312,7 +342,10 @@ pub(crate) fn campaign_from_row(row: &PgRow) -> Result<Campaign, PgError> {
 }
 
 /// Binds the columns of `campaign` in the order of `campaign_columns!`.
-pub(crate) fn bind_campaign<'q>(query: PgQuery<'q>, campaign: &Campaign) -> Result<PgQuery<'q>, PgError> {
+pub(crate) fn bind_campaign<'q>(
+    query: PgQuery<'q>,
+    campaign: &Campaign,
+) -> Result<PgQuery<'q>, PgError> {
     Ok(query
         .bind(campaign.org_id.as_uuid())
         .bind(campaign.id.as_uuid())
@@ -414,7 +447,10 @@ pub(crate) fn message_from_row(row: &PgRow) -> Result<Message, PgError> {
 }
 
 /// Binds the columns of `message` in the order of `message_columns!`.
-pub(crate) fn bind_message<'q>(query: PgQuery<'q>, message: &Message) -> Result<PgQuery<'q>, PgError> {
+pub(crate) fn bind_message<'q>(
+    query: PgQuery<'q>,
+    message: &Message,
+) -> Result<PgQuery<'q>, PgError> {
     Ok(query
         .bind(message.org_id.as_uuid())
         .bind(message.id.as_uuid())
@@ -482,7 +518,8 @@ pub(crate) use outbox_columns;
 pub(crate) fn outbox_from_row(row: &PgRow) -> Result<OutboxEntry, PgError> {
     let recipient_kind: &str = get(row, "recipient_kind")?;
     let recipient: &str = get(row, "recipient")?;
-    let to = contact_from(recipient_kind, recipient).map_err(|error| PgError::decode("recipient", error))?;
+    let to = contact_from(recipient_kind, recipient)
+        .map_err(|error| PgError::decode("recipient", error))?;
     Ok(OutboxEntry {
         org_id: get_id(row, "org_id")?,
         id: get_id(row, "id")?,
@@ -505,7 +542,10 @@ pub(crate) fn outbox_from_row(row: &PgRow) -> Result<OutboxEntry, PgError> {
 }
 
 /// Binds the columns of `entry` in the order of `outbox_columns!`.
-pub(crate) fn bind_outbox<'q>(query: PgQuery<'q>, entry: &OutboxEntry) -> Result<PgQuery<'q>, PgError> {
+pub(crate) fn bind_outbox<'q>(
+    query: PgQuery<'q>,
+    entry: &OutboxEntry,
+) -> Result<PgQuery<'q>, PgError> {
     Ok(query
         .bind(entry.org_id.as_uuid())
         .bind(entry.id.as_uuid())
@@ -550,7 +590,10 @@ pub(crate) fn audit_from_row(row: &PgRow) -> Result<AuditEvent, PgError> {
 }
 
 /// Binds the columns of `event` in the order of `audit_columns!`.
-pub(crate) fn bind_audit<'q>(query: PgQuery<'q>, event: &AuditEvent) -> Result<PgQuery<'q>, PgError> {
+pub(crate) fn bind_audit<'q>(
+    query: PgQuery<'q>,
+    event: &AuditEvent,
+) -> Result<PgQuery<'q>, PgError> {
     Ok(query
         .bind(event.org_id.as_uuid())
         .bind(event.prospect_id.map(|id| id.as_uuid()))
@@ -602,13 +645,21 @@ mod tests {
     fn nanos_rejects_times_out_of_range() {
         let far = DateTime::<Utc>::from_timestamp(i64::from(i32::MAX) * 10, 0).unwrap_or_default();
         let error = Error::from(nanos(far).unwrap_err());
-        assert_eq!(error.kind(), kalify_core::ErrorKind::InvalidInput, "{error}");
+        assert_eq!(
+            error.kind(),
+            kalify_core::ErrorKind::InvalidInput,
+            "{error}"
+        );
     }
 
     #[test]
     fn version_param_rejects_values_past_bigint() {
         let error = Error::from(version_param(Version(u64::MAX)).unwrap_err());
-        assert_eq!(error.kind(), kalify_core::ErrorKind::InvalidInput, "{error}");
+        assert_eq!(
+            error.kind(),
+            kalify_core::ErrorKind::InvalidInput,
+            "{error}"
+        );
         assert_eq!(version_param(Version(7)).ok(), Some(7));
     }
 }

@@ -26,7 +26,9 @@ struct MigrationSet {
 
 impl MigrationSet {
     fn latest(&self) -> i64 {
-        self.migrations.last().map_or(0, |migration| migration.version)
+        self.migrations
+            .last()
+            .map_or(0, |migration| migration.version)
     }
 }
 
@@ -64,8 +66,10 @@ pub(crate) const RECORD_TABLES: &[&str] = &[
 ];
 
 /// The claim functions, with their argument types as `GRANT` names them.
-const CLAIM_FUNCTIONS: &[&str] =
-    &["claim_jobs(bigint, bigint, bigint, text)", "claim_outbox(bigint, bigint, bigint, text)"];
+const CLAIM_FUNCTIONS: &[&str] = &[
+    "claim_jobs(bigint, bigint, bigint, text)",
+    "claim_outbox(bigint, bigint, bigint, text)",
+];
 
 /// The first key of the advisory lock that serialises migrations. The second
 /// key is a hash of the schema name.
@@ -74,15 +78,20 @@ const MIGRATION_LOCK_KEY: i32 = 0x6b61_6c69; // "kali"
 /// Returns the sets a store applies: the base set, and the row-level
 /// security set when it is on.
 fn sets(row_level_security: bool) -> Vec<&'static MigrationSet> {
-    if row_level_security { vec![&BASE, &ROW_LEVEL_SECURITY] } else { vec![&BASE] }
+    if row_level_security {
+        vec![&BASE, &ROW_LEVEL_SECURITY]
+    } else {
+        vec![&BASE]
+    }
 }
 
 /// Returns the latest applied version of each set, or an empty list when
 /// the migrations table does not exist yet.
 async fn applied_versions(connection: &mut PgConnection) -> Result<Vec<(String, i64)>, PgError> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('kalify_schema_migrations') IS NOT NULL")
-        .fetch_one(&mut *connection)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('kalify_schema_migrations') IS NOT NULL")
+            .fetch_one(&mut *connection)
+            .await?;
     if !exists {
         return Ok(Vec::new());
     }
@@ -95,7 +104,10 @@ async fn applied_versions(connection: &mut PgConnection) -> Result<Vec<(String, 
 }
 
 fn version_of(applied: &[(String, i64)], set: &MigrationSet) -> i64 {
-    applied.iter().find(|(name, _)| name == set.name).map_or(0, |(_, version)| *version)
+    applied
+        .iter()
+        .find(|(name, _)| name == set.name)
+        .map_or(0, |(_, version)| *version)
 }
 
 /// Checks that no set is ahead of this kalify, and returns whether any set lacks a migration.
@@ -104,7 +116,11 @@ fn needs_migration(applied: &[(String, i64)], sets: &[&MigrationSet]) -> Result<
     for set in sets {
         let found = version_of(applied, set);
         if found > set.latest() {
-            return Err(PgError::SchemaTooNew { set: set.name, found, latest: set.latest() });
+            return Err(PgError::SchemaTooNew {
+                set: set.name,
+                found,
+                latest: set.latest(),
+            });
         }
         behind |= found < set.latest();
     }
@@ -118,7 +134,11 @@ fn needs_migration(applied: &[(String, i64)], sets: &[&MigrationSet]) -> Result<
 /// migrations run in one transaction under an advisory lock keyed by the
 /// schema, so concurrent builds migrate once and a failure leaves the schema
 /// as it was. `schema`, when set, is created if missing.
-pub(crate) async fn migrate(pool: &PgPool, schema: Option<&str>, row_level_security: bool) -> Result<usize, PgError> {
+pub(crate) async fn migrate(
+    pool: &PgPool,
+    schema: Option<&str>,
+    row_level_security: bool,
+) -> Result<usize, PgError> {
     let sets = sets(row_level_security);
     let mut connection = pool.acquire().await?;
     let applied = applied_versions(&mut connection).await?;
@@ -141,9 +161,11 @@ pub(crate) async fn migrate(pool: &PgPool, schema: Option<&str>, row_level_secur
         .await?;
     if let Some(schema) = schema {
         // The name was checked to be a plain lowercase identifier, so it needs no quoting.
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-            .execute(&mut *transaction)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
+        .execute(&mut *transaction)
+        .await?;
     }
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS kalify_schema_migrations (
@@ -163,8 +185,14 @@ pub(crate) async fn migrate(pool: &PgPool, schema: Option<&str>, row_level_secur
     let mut count = 0;
     for set in &sets {
         let current = version_of(&applied, set);
-        for migration in set.migrations.iter().filter(|migration| migration.version > current) {
-            sqlx::raw_sql(migration.sql).execute(&mut *transaction).await?;
+        for migration in set
+            .migrations
+            .iter()
+            .filter(|migration| migration.version > current)
+        {
+            sqlx::raw_sql(migration.sql)
+                .execute(&mut *transaction)
+                .await?;
             sqlx::query(
                 "INSERT INTO kalify_schema_migrations (migration_set, version, description) VALUES ($1, $2, $3)",
             )
@@ -208,21 +236,31 @@ pub(crate) async fn grant_application_role(pool: &PgPool, role: &str) -> Result<
         .fetch_one(&mut *transaction)
         .await?
         .ok_or_else(|| {
-            PgError::Config("no schema on the search_path exists: build the store before granting a role".into())
+            PgError::Config(
+                "no schema on the search_path exists: build the store before granting a role"
+                    .into(),
+            )
         })?;
     let role = quote_identifier(role);
     let schema = quote_identifier(&schema);
 
     let mut statements = vec![
         format!("GRANT USAGE ON SCHEMA {schema} TO {role}"),
-        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {role}", qualified(&schema, RECORD_TABLES)),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {role}",
+            qualified(&schema, RECORD_TABLES)
+        ),
         format!("GRANT SELECT ON {schema}.kalify_schema_migrations TO {role}"),
     ];
     for function in CLAIM_FUNCTIONS {
-        statements.push(format!("GRANT EXECUTE ON FUNCTION {schema}.{function} TO {role}"));
+        statements.push(format!(
+            "GRANT EXECUTE ON FUNCTION {schema}.{function} TO {role}"
+        ));
     }
     for statement in statements {
-        sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut *transaction).await?;
+        sqlx::raw_sql(AssertSqlSafe(statement))
+            .execute(&mut *transaction)
+            .await?;
     }
     transaction.commit().await?;
     Ok(())
@@ -230,7 +268,11 @@ pub(crate) async fn grant_application_role(pool: &PgPool, role: &str) -> Result<
 
 /// Returns the tables as a comma-separated list qualified by `schema`.
 fn qualified(schema: &str, tables: &[&str]) -> String {
-    tables.iter().map(|table| format!("{schema}.{table}")).collect::<Vec<_>>().join(", ")
+    tables
+        .iter()
+        .map(|table| format!("{schema}.{table}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -241,15 +283,27 @@ mod tests {
     fn versions_ahead_are_rejected() {
         let applied = vec![("base".to_owned(), BASE.latest() + 1)];
         let error = needs_migration(&applied, &[&BASE]).unwrap_err();
-        assert!(matches!(error, PgError::SchemaTooNew { set: "base", .. }), "{error:?}");
+        assert!(
+            matches!(error, PgError::SchemaTooNew { set: "base", .. }),
+            "{error:?}"
+        );
     }
 
     #[test]
     fn missing_sets_need_migration() {
         let applied = vec![("base".to_owned(), BASE.latest())];
-        assert!(!needs_migration(&applied, &[&BASE]).unwrap(), "an up-to-date base needs nothing");
-        assert!(needs_migration(&applied, &[&BASE, &ROW_LEVEL_SECURITY]).unwrap(), "row-level security is missing");
-        assert!(needs_migration(&[], &[&BASE]).unwrap(), "a new schema needs the base set");
+        assert!(
+            !needs_migration(&applied, &[&BASE]).unwrap(),
+            "an up-to-date base needs nothing"
+        );
+        assert!(
+            needs_migration(&applied, &[&BASE, &ROW_LEVEL_SECURITY]).unwrap(),
+            "row-level security is missing"
+        );
+        assert!(
+            needs_migration(&[], &[&BASE]).unwrap(),
+            "a new schema needs the base set"
+        );
     }
 
     #[test]
@@ -261,9 +315,17 @@ mod tests {
     #[test]
     fn migration_versions_increase() {
         for set in [&BASE, &ROW_LEVEL_SECURITY] {
-            let versions: Vec<i64> = set.migrations.iter().map(|migration| migration.version).collect();
+            let versions: Vec<i64> = set
+                .migrations
+                .iter()
+                .map(|migration| migration.version)
+                .collect();
             let expected: Vec<i64> = (1..=versions.len() as i64).collect();
-            assert_eq!(versions, expected, "the {} migrations must be numbered 1, 2, ...", set.name);
+            assert_eq!(
+                versions, expected,
+                "the {} migrations must be numbered 1, 2, ...",
+                set.name
+            );
         }
     }
 }

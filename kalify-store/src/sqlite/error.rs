@@ -39,7 +39,9 @@ pub(crate) enum SqliteError {
     Open(#[source] rusqlite::Error),
 
     /// The file was migrated by a newer kalify.
-    #[error("the database schema version {found} is newer than the latest this kalify knows ({latest}); upgrade kalify")]
+    #[error(
+        "the database schema version {found} is newer than the latest this kalify knows ({latest}); upgrade kalify"
+    )]
     SchemaTooNew { found: i64, latest: i64 },
 
     /// The blocking task that ran the query panicked or was cancelled.
@@ -55,7 +57,9 @@ impl From<rusqlite::Error> for SqliteError {
     fn from(error: rusqlite::Error) -> Self {
         match &error {
             rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
-                ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked => SqliteError::Busy(error),
+                ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked => {
+                    SqliteError::Busy(error)
+                }
                 ffi::ErrorCode::ConstraintViolation
                     if failure.extended_code == ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
                 {
@@ -109,7 +113,11 @@ mod tests {
 
     #[test]
     fn busy_and_locked_are_retryable() {
-        for code in [ffi::SQLITE_BUSY, ffi::SQLITE_LOCKED, ffi::SQLITE_BUSY_SNAPSHOT] {
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_LOCKED,
+            ffi::SQLITE_BUSY_SNAPSHOT,
+        ] {
             let error = Error::from(SqliteError::from(failure(code)));
             assert_eq!(error.kind(), ErrorKind::Unavailable, "code {code}");
             assert!(error.is_retryable(), "code {code} must be retryable");
@@ -120,9 +128,13 @@ mod tests {
     fn constraints_are_conflicts_except_foreign_keys() {
         let unique = Error::from(SqliteError::from(failure(ffi::SQLITE_CONSTRAINT_UNIQUE)));
         assert_eq!(unique.kind(), ErrorKind::Conflict);
-        let primary_key = Error::from(SqliteError::from(failure(ffi::SQLITE_CONSTRAINT_PRIMARYKEY)));
+        let primary_key = Error::from(SqliteError::from(failure(
+            ffi::SQLITE_CONSTRAINT_PRIMARYKEY,
+        )));
         assert_eq!(primary_key.kind(), ErrorKind::Conflict);
-        let foreign_key = Error::from(SqliteError::from(failure(ffi::SQLITE_CONSTRAINT_FOREIGNKEY)));
+        let foreign_key = Error::from(SqliteError::from(failure(
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+        )));
         assert_eq!(foreign_key.kind(), ErrorKind::NotFound);
         assert!(!foreign_key.is_retryable());
     }
@@ -132,7 +144,10 @@ mod tests {
         let error = Error::from(SqliteError::from(failure(ffi::SQLITE_IOERR)));
         assert_eq!(error.kind(), ErrorKind::Unexpected);
         assert_eq!(error.message(), "the database call failed");
-        assert!(std::error::Error::source(&error).is_some(), "the rusqlite error must stay the source");
+        assert!(
+            std::error::Error::source(&error).is_some(),
+            "the rusqlite error must stay the source"
+        );
     }
 
     #[test]
@@ -144,9 +159,18 @@ mod tests {
 
     #[test]
     fn newer_schema_names_both_versions() {
-        let error = Error::from(SqliteError::SchemaTooNew { found: 9, latest: 1 });
+        let error = Error::from(SqliteError::SchemaTooNew {
+            found: 9,
+            latest: 1,
+        });
         assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
-        assert!(error.message().contains("version 9"), "the message must name the file's version: {error}");
-        assert!(error.message().contains("(1)"), "the message must name the latest version: {error}");
+        assert!(
+            error.message().contains("version 9"),
+            "the message must name the file's version: {error}"
+        );
+        assert!(
+            error.message().contains("(1)"),
+            "the message must name the latest version: {error}"
+        );
     }
 }

@@ -16,12 +16,13 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
 use kalify_core::ports::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome, Store, Suppression,
-    TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
+    Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, JobId, MemberId, OrgId, OutboxId, ProspectId, Result, Timestamp,
+    CampaignId, ConversationId, Error, JobId, MemberId, OrgId, OutboxId, ProspectId, Result,
+    Timestamp,
 };
 use rusqlite::Connection;
 use tokio::sync::Mutex;
@@ -123,7 +124,10 @@ impl SqliteStoreBuilder {
     pub fn build(self) -> Result<SqliteStore> {
         let display_path = self.display_path();
         let fail = |error: SqliteError| {
-            Error::from(error).with_adapter(ADAPTER).with_operation("open").with_context("path", &display_path)
+            Error::from(error)
+                .with_adapter(ADAPTER)
+                .with_operation("open")
+                .with_context("path", &display_path)
         };
 
         let connection = match &self.location {
@@ -135,7 +139,9 @@ impl SqliteStoreBuilder {
         schema::configure(&connection, self.synchronous, self.busy_timeout).map_err(fail)?;
         if let Some(kib) = self.cache_size_kib {
             // A negative cache_size is a size in KiB rather than in pages.
-            connection.pragma_update(None, "cache_size", -i64::from(kib)).map_err(|error| fail(error.into()))?;
+            connection
+                .pragma_update(None, "cache_size", -i64::from(kib))
+                .map_err(|error| fail(error.into()))?;
         }
         let applied = schema::migrate(&mut connection).map_err(fail)?;
 
@@ -158,7 +164,9 @@ impl SqliteStoreBuilder {
     async fn build_async(self) -> Result<SqliteStore> {
         match tokio::task::spawn_blocking(move || self.build()).await {
             Ok(result) => result,
-            Err(error) => Err(Error::from(SqliteError::Task(error)).with_adapter(ADAPTER).with_operation("open")),
+            Err(error) => Err(Error::from(SqliteError::Task(error))
+                .with_adapter(ADAPTER)
+                .with_operation("open")),
         }
     }
 
@@ -252,7 +260,10 @@ impl SqliteStore {
     /// # Errors
     /// `Unexpected` when the database cannot be read.
     pub async fn schema_version(&self) -> Result<i64> {
-        self.run("schema_version", |connection| schema::schema_version(connection)).await
+        self.run("schema_version", |connection| {
+            schema::schema_version(connection)
+        })
+        .await
     }
 
     /// Runs `work` on the connection in the blocking pool, and tags its
@@ -267,7 +278,11 @@ impl SqliteStore {
             Ok(result) => result,
             Err(error) => Err(SqliteError::Task(error)),
         };
-        result.map_err(|error| Error::from(error).with_adapter(ADAPTER).with_operation(operation))
+        result.map_err(|error| {
+            Error::from(error)
+                .with_adapter(ADAPTER)
+                .with_operation(operation)
+        })
     }
 }
 
@@ -290,35 +305,58 @@ impl fmt::Display for SqliteStore {
 impl Store for SqliteStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
         let prospects = prospects.to_vec();
-        self.run("insert_prospects", move |connection| queries::insert_prospects(connection, &prospects)).await
+        self.run("insert_prospects", move |connection| {
+            queries::insert_prospects(connection, &prospects)
+        })
+        .await
     }
 
     async fn get_prospect(&self, org: OrgId, id: ProspectId) -> Result<Prospect> {
-        self.run("get_prospect", move |connection| queries::get_prospect(connection, org, id))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", id))
+        self.run("get_prospect", move |connection| {
+            queries::get_prospect(connection, org, id)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("prospect_id", id)
+        })
     }
 
     async fn update_prospect(&self, prospect: &Prospect) -> Result<Version> {
         let (org, id) = (prospect.org_id, prospect.id);
         let prospect = prospect.clone();
-        self.run("update_prospect", move |connection| queries::update_prospect(connection, &prospect))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", id))
+        self.run("update_prospect", move |connection| {
+            queries::update_prospect(connection, &prospect)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("prospect_id", id)
+        })
     }
 
     async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
         let contact = contact.clone();
         let channel = contact.channel();
-        self.run("find_prospect", move |connection| queries::find_prospect(connection, org, &contact))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("channel", channel))
+        self.run("find_prospect", move |connection| {
+            queries::find_prospect(connection, org, &contact)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("channel", channel)
+        })
     }
 
     async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
-        self.run("list_prospects", move |connection| queries::list_prospects(connection, org, options))
-            .await
-            .map_err(|error| error.with_context("org_id", org))
+        self.run("list_prospects", move |connection| {
+            queries::list_prospects(connection, org, options)
+        })
+        .await
+        .map_err(|error| error.with_context("org_id", org))
     }
 
     async fn find_prospects_by_contacts(
@@ -337,143 +375,293 @@ impl Store for SqliteStore {
     async fn put_campaign(&self, campaign: &Campaign) -> Result<()> {
         let (org, id) = (campaign.org_id, campaign.id);
         let campaign = campaign.clone();
-        self.run("put_campaign", move |connection| queries::put_campaign(connection, &campaign))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("campaign_id", id))
+        self.run("put_campaign", move |connection| {
+            queries::put_campaign(connection, &campaign)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("campaign_id", id)
+        })
     }
 
     async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
-        self.run("get_campaign", move |connection| queries::get_campaign(connection, org, id))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("campaign_id", id))
+        self.run("get_campaign", move |connection| {
+            queries::get_campaign(connection, org, id)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("campaign_id", id)
+        })
     }
 
     async fn insert_conversation(&self, conversation: &Conversation, jobs: &[Job]) -> Result<bool> {
         let (org, id) = (conversation.org_id, conversation.id);
-        check_job_orgs(conversation, jobs).map_err(|error| error.with_adapter(ADAPTER).with_operation("insert_conversation"))?;
+        check_job_orgs(conversation, jobs).map_err(|error| {
+            error
+                .with_adapter(ADAPTER)
+                .with_operation("insert_conversation")
+        })?;
         let conversation = conversation.clone();
         let jobs = jobs.to_vec();
         self.run("insert_conversation", move |connection| {
             queries::insert_conversation(connection, &conversation, &jobs)
         })
         .await
-        .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", id))
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("conversation_id", id)
+        })
     }
 
     async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
-        self.run("get_conversation", move |connection| queries::get_conversation(connection, org, id))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", id))
+        self.run("get_conversation", move |connection| {
+            queries::get_conversation(connection, org, id)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("conversation_id", id)
+        })
     }
 
-    async fn conversations_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<Conversation>> {
-        self.run("conversations_of", move |connection| queries::conversations_of(connection, org, prospect))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", prospect))
+    async fn conversations_of(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+    ) -> Result<Vec<Conversation>> {
+        self.run("conversations_of", move |connection| {
+            queries::conversations_of(connection, org, prospect)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("prospect_id", prospect)
+        })
     }
 
-    async fn list_messages(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
-        self.run("list_messages", move |connection| queries::list_messages(connection, org, conversation))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", conversation))
+    async fn list_messages(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
+        self.run("list_messages", move |connection| {
+            queries::list_messages(connection, org, conversation)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("conversation_id", conversation)
+        })
     }
 
     async fn insert_inbound(&self, message: &Message) -> Result<InsertOutcome> {
         let (org, id) = (message.org_id, message.id);
-        check_inbound(message).map_err(|error| error.with_adapter(ADAPTER).with_operation("insert_inbound"))?;
+        check_inbound(message)
+            .map_err(|error| error.with_adapter(ADAPTER).with_operation("insert_inbound"))?;
         let message = message.clone();
-        self.run("insert_inbound", move |connection| queries::insert_inbound(connection, &message))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("message_id", id))
+        self.run("insert_inbound", move |connection| {
+            queries::insert_inbound(connection, &message)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("message_id", id)
+        })
     }
 
-    async fn pending_inbound(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Message>> {
-        self.run("pending_inbound", move |connection| queries::pending_inbound(connection, org, conversation))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", conversation))
+    async fn pending_inbound(
+        &self,
+        org: OrgId,
+        conversation: ConversationId,
+    ) -> Result<Vec<Message>> {
+        self.run("pending_inbound", move |connection| {
+            queries::pending_inbound(connection, org, conversation)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("conversation_id", conversation)
+        })
     }
 
     async fn commit_turn(&self, turn: &TurnCommit) -> Result<Version> {
         let (org, id) = (turn.conversation.org_id, turn.conversation.id);
-        let tag = move |error: Error| error.with_context("org_id", org).with_context("conversation_id", id);
-        check_turn_orgs(turn).map_err(|error| tag(error.with_adapter(ADAPTER).with_operation("commit_turn")))?;
+        let tag = move |error: Error| {
+            error
+                .with_context("org_id", org)
+                .with_context("conversation_id", id)
+        };
+        check_turn_orgs(turn)
+            .map_err(|error| tag(error.with_adapter(ADAPTER).with_operation("commit_turn")))?;
         let turn = turn.clone();
-        self.run("commit_turn", move |connection| queries::commit_turn(connection, &turn)).await.map_err(tag)
+        self.run("commit_turn", move |connection| {
+            queries::commit_turn(connection, &turn)
+        })
+        .await
+        .map_err(tag)
     }
 
-    async fn claim_jobs(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<Job>> {
-        let until = lease_end(now, lease).map_err(|error| error.with_adapter(ADAPTER).with_operation("claim_jobs"))?;
+    async fn claim_jobs(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<Job>> {
+        let until = lease_end(now, lease)
+            .map_err(|error| error.with_adapter(ADAPTER).with_operation("claim_jobs"))?;
         let worker = worker.to_owned();
-        self.run("claim_jobs", move |connection| queries::claim_jobs(connection, now, limit, until, &worker)).await
+        self.run("claim_jobs", move |connection| {
+            queries::claim_jobs(connection, now, limit, until, &worker)
+        })
+        .await
     }
 
     async fn finish_job(&self, org: OrgId, job: JobId, outcome: JobOutcome) -> Result<()> {
-        self.run("finish_job", move |connection| queries::finish_job(connection, org, job, &outcome))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("job_id", job))
+        self.run("finish_job", move |connection| {
+            queries::finish_job(connection, org, job, &outcome)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("job_id", job)
+        })
     }
 
-    async fn claim_outbox(&self, now: Timestamp, limit: usize, lease: Duration, worker: &str) -> Result<Vec<OutboxEntry>> {
-        let until = lease_end(now, lease).map_err(|error| error.with_adapter(ADAPTER).with_operation("claim_outbox"))?;
+    async fn claim_outbox(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        lease: Duration,
+        worker: &str,
+    ) -> Result<Vec<OutboxEntry>> {
+        let until = lease_end(now, lease)
+            .map_err(|error| error.with_adapter(ADAPTER).with_operation("claim_outbox"))?;
         let worker = worker.to_owned();
-        self.run("claim_outbox", move |connection| queries::claim_outbox(connection, now, limit, until, &worker)).await
+        self.run("claim_outbox", move |connection| {
+            queries::claim_outbox(connection, now, limit, until, &worker)
+        })
+        .await
     }
 
-    async fn finish_outbox(&self, org: OrgId, entry: OutboxId, outcome: OutboxOutcome) -> Result<()> {
-        self.run("finish_outbox", move |connection| queries::finish_outbox(connection, org, entry, &outcome))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("outbox_id", entry))
+    async fn finish_outbox(
+        &self,
+        org: OrgId,
+        entry: OutboxId,
+        outcome: OutboxOutcome,
+    ) -> Result<()> {
+        self.run("finish_outbox", move |connection| {
+            queries::finish_outbox(connection, org, entry, &outcome)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("outbox_id", entry)
+        })
     }
 
     async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>> {
-        self.run("pending_jobs", move |connection| queries::pending_jobs(connection, org, conversation))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("conversation_id", conversation))
+        self.run("pending_jobs", move |connection| {
+            queries::pending_jobs(connection, org, conversation)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("conversation_id", conversation)
+        })
     }
 
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let contact = contact.clone();
         let channel = contact.channel();
-        self.run("is_suppressed", move |connection| queries::is_suppressed(connection, org, &contact))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("channel", channel))
+        self.run("is_suppressed", move |connection| {
+            queries::is_suppressed(connection, org, &contact)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("channel", channel)
+        })
     }
 
-    async fn suppressed_among(&self, org: OrgId, contacts: &[ContactPoint]) -> Result<HashSet<ContactPoint>> {
+    async fn suppressed_among(
+        &self,
+        org: OrgId,
+        contacts: &[ContactPoint],
+    ) -> Result<HashSet<ContactPoint>> {
         let contacts = contacts.to_vec();
-        self.run("suppressed_among", move |connection| queries::suppressed_among(connection, org, &contacts))
-            .await
-            .map_err(|error| error.with_context("org_id", org))
+        self.run("suppressed_among", move |connection| {
+            queries::suppressed_among(connection, org, &contacts)
+        })
+        .await
+        .map_err(|error| error.with_context("org_id", org))
     }
 
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
         let entries = entries.to_vec();
-        self.run("suppress", move |connection| queries::suppress(connection, &entries)).await
+        self.run("suppress", move |connection| {
+            queries::suppress(connection, &entries)
+        })
+        .await
     }
 
     async fn audit_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<AuditEvent>> {
-        self.run("audit_of", move |connection| queries::audit_of(connection, org, prospect))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("prospect_id", prospect))
+        self.run("audit_of", move |connection| {
+            queries::audit_of(connection, org, prospect)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("prospect_id", prospect)
+        })
     }
 
     async fn put_member(&self, member: &Member) -> Result<()> {
         let (org, id) = (member.org_id, member.id);
         let member = member.clone();
-        self.run("put_member", move |connection| queries::put_member(connection, &member))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("member_id", id))
+        self.run("put_member", move |connection| {
+            queries::put_member(connection, &member)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("member_id", id)
+        })
     }
 
     async fn get_member(&self, org: OrgId, id: MemberId) -> Result<Member> {
-        self.run("get_member", move |connection| queries::get_member(connection, org, id))
-            .await
-            .map_err(|error| error.with_context("org_id", org).with_context("member_id", id))
+        self.run("get_member", move |connection| {
+            queries::get_member(connection, org, id)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("member_id", id)
+        })
     }
 
     async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
-        self.run("list_members", move |connection| queries::list_members(connection, org))
-            .await
-            .map_err(|error| error.with_context("org_id", org))
+        self.run("list_members", move |connection| {
+            queries::list_members(connection, org)
+        })
+        .await
+        .map_err(|error| error.with_context("org_id", org))
     }
 }

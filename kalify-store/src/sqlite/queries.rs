@@ -12,17 +12,19 @@ use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
 use kalify_core::ports::{
-    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
-    OutboxStatus, Suppression, TurnCommit,
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry,
+    OutboxOutcome, OutboxStatus, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
-use kalify_core::{CampaignId, ConversationId, Error, JobId, MemberId, OrgId, OutboxId, ProspectId, Timestamp};
+use kalify_core::{
+    CampaignId, ConversationId, Error, JobId, MemberId, OrgId, OutboxId, ProspectId, Timestamp,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::error::SqliteError;
 use super::rows::{
-    self, Key, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns, message_columns,
-    nanos, outbox_columns, prospect_columns,
+    self, Key, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns,
+    message_columns, nanos, outbox_columns, prospect_columns,
 };
 
 fn immediate(connection: &mut Connection) -> Result<Transaction<'_>, SqliteError> {
@@ -30,15 +32,29 @@ fn immediate(connection: &mut Connection) -> Result<Transaction<'_>, SqliteError
 }
 
 /// Returns the stored version of a prospect, or `None` when it does not exist.
-fn prospect_version(connection: &Connection, org: OrgId, id: ProspectId) -> Result<Option<i64>, SqliteError> {
-    let mut statement = connection.prepare_cached("SELECT version FROM prospects WHERE org_id = ?1 AND id = ?2")?;
-    Ok(statement.query_row(params![org.key(), id.key()], |row| row.get(0)).optional()?)
+fn prospect_version(
+    connection: &Connection,
+    org: OrgId,
+    id: ProspectId,
+) -> Result<Option<i64>, SqliteError> {
+    let mut statement =
+        connection.prepare_cached("SELECT version FROM prospects WHERE org_id = ?1 AND id = ?2")?;
+    Ok(statement
+        .query_row(params![org.key(), id.key()], |row| row.get(0))
+        .optional()?)
 }
 
 /// Returns the stored version of a conversation, or `None` when it does not exist.
-fn conversation_version(connection: &Connection, org: OrgId, id: ConversationId) -> Result<Option<i64>, SqliteError> {
-    let mut statement = connection.prepare_cached("SELECT version FROM conversations WHERE org_id = ?1 AND id = ?2")?;
-    Ok(statement.query_row(params![org.key(), id.key()], |row| row.get(0)).optional()?)
+fn conversation_version(
+    connection: &Connection,
+    org: OrgId,
+    id: ConversationId,
+) -> Result<Option<i64>, SqliteError> {
+    let mut statement = connection
+        .prepare_cached("SELECT version FROM conversations WHERE org_id = ?1 AND id = ?2")?;
+    Ok(statement
+        .query_row(params![org.key(), id.key()], |row| row.get(0))
+        .optional()?)
 }
 
 /// Returns the error for a versioned write that changed no row: `NotFound`
@@ -55,7 +71,10 @@ fn version_mismatch(record: &str, stored: Option<i64>, read: Version) -> SqliteE
 
 // ---------------------------------------------------------------- prospects
 
-pub(crate) fn insert_prospects(connection: &mut Connection, prospects: &[Prospect]) -> Result<(), SqliteError> {
+pub(crate) fn insert_prospects(
+    connection: &mut Connection,
+    prospects: &[Prospect],
+) -> Result<(), SqliteError> {
     let transaction = immediate(connection)?;
     let mut statement = transaction.prepare_cached(rows::INSERT_PROSPECT)?;
     for prospect in prospects {
@@ -72,16 +91,26 @@ pub(crate) fn insert_prospects(connection: &mut Connection, prospects: &[Prospec
     Ok(())
 }
 
-pub(crate) fn get_prospect(connection: &mut Connection, org: OrgId, id: ProspectId) -> Result<Prospect, SqliteError> {
-    let mut statement = connection
-        .prepare_cached(concat!("SELECT ", prospect_columns!(), " FROM prospects WHERE org_id = ?1 AND id = ?2"))?;
+pub(crate) fn get_prospect(
+    connection: &mut Connection,
+    org: OrgId,
+    id: ProspectId,
+) -> Result<Prospect, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        prospect_columns!(),
+        " FROM prospects WHERE org_id = ?1 AND id = ?2"
+    ))?;
     statement
         .query_row(params![org.key(), id.key()], rows::prospect_from_row)
         .optional()?
         .ok_or_else(|| Error::not_found("prospect not found").into())
 }
 
-pub(crate) fn update_prospect(connection: &mut Connection, prospect: &Prospect) -> Result<Version, SqliteError> {
+pub(crate) fn update_prospect(
+    connection: &mut Connection,
+    prospect: &Prospect,
+) -> Result<Version, SqliteError> {
     let transaction = immediate(connection)?;
     if rows::update_prospect_if_version(&transaction, prospect)? == 0 {
         let stored = prospect_version(&transaction, prospect.org_id, prospect.id)?;
@@ -97,7 +126,9 @@ pub(crate) fn find_prospect(
     contact: &ContactPoint,
 ) -> Result<Option<Prospect>, SqliteError> {
     let mut statement = connection.prepare_cached(find_prospect_sql(contact))?;
-    Ok(statement.query_row(params![org.key(), contact.key()], rows::prospect_from_row).optional()?)
+    Ok(statement
+        .query_row(params![org.key(), contact.key()], rows::prospect_from_row)
+        .optional()?)
 }
 
 /// Returns the query that finds the prospect with a contact point.
@@ -149,8 +180,9 @@ pub(crate) fn find_prospects_by_contacts(
     let transaction = connection.transaction()?;
     for contact in distinct_sorted(contacts) {
         let mut statement = transaction.prepare_cached(find_prospect_sql(contact))?;
-        if let Some(prospect) =
-            statement.query_row(params![org.key(), contact.key()], rows::prospect_from_row).optional()?
+        if let Some(prospect) = statement
+            .query_row(params![org.key(), contact.key()], rows::prospect_from_row)
+            .optional()?
         {
             found.insert(contact.clone(), prospect);
         }
@@ -165,7 +197,11 @@ pub(crate) fn list_prospects(
     options: ListOptions,
 ) -> Result<Vec<Prospect>, SqliteError> {
     // SQLite reads a negative LIMIT as "no limit".
-    let limit = if options.limit == 0 { -1 } else { i64::try_from(options.limit).unwrap_or(i64::MAX) };
+    let limit = if options.limit == 0 {
+        -1
+    } else {
+        i64::try_from(options.limit).unwrap_or(i64::MAX)
+    };
     let prospects = match options.after {
         Some(after) => {
             let mut statement = connection.prepare_cached(concat!(
@@ -174,7 +210,10 @@ pub(crate) fn list_prospects(
                 " FROM prospects WHERE org_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
             ))?;
             statement
-                .query_map(params![org.key(), after.key(), limit], rows::prospect_from_row)?
+                .query_map(
+                    params![org.key(), after.key(), limit],
+                    rows::prospect_from_row,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?
         }
         None => {
@@ -193,13 +232,23 @@ pub(crate) fn list_prospects(
 
 // ---------------------------------------------------------------- campaigns
 
-pub(crate) fn put_campaign(connection: &mut Connection, campaign: &Campaign) -> Result<(), SqliteError> {
+pub(crate) fn put_campaign(
+    connection: &mut Connection,
+    campaign: &Campaign,
+) -> Result<(), SqliteError> {
     rows::upsert_campaign(connection, campaign)
 }
 
-pub(crate) fn get_campaign(connection: &mut Connection, org: OrgId, id: CampaignId) -> Result<Campaign, SqliteError> {
-    let mut statement = connection
-        .prepare_cached(concat!("SELECT ", campaign_columns!(), " FROM campaigns WHERE org_id = ?1 AND id = ?2"))?;
+pub(crate) fn get_campaign(
+    connection: &mut Connection,
+    org: OrgId,
+    id: CampaignId,
+) -> Result<Campaign, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        campaign_columns!(),
+        " FROM campaigns WHERE org_id = ?1 AND id = ?2"
+    ))?;
     statement
         .query_row(params![org.key(), id.key()], rows::campaign_from_row)
         .optional()?
@@ -215,7 +264,9 @@ pub(crate) fn insert_conversation(
 ) -> Result<bool, SqliteError> {
     let transaction = immediate(connection)?;
     if prospect_version(&transaction, conversation.org_id, conversation.prospect_id)?.is_none() {
-        return Err(Error::not_found("prospect not found").with_context("prospect_id", conversation.prospect_id).into());
+        return Err(Error::not_found("prospect not found")
+            .with_context("prospect_id", conversation.prospect_id)
+            .into());
     }
     if rows::insert_conversation_unless_exists(&transaction, conversation)? == 0 {
         return Ok(false);
@@ -254,7 +305,10 @@ pub(crate) fn conversations_of(
         " FROM conversations WHERE org_id = ?1 AND prospect_id = ?2 ORDER BY updated_at DESC, id DESC"
     ))?;
     let conversations = statement
-        .query_map(params![org.key(), prospect.key()], rows::conversation_from_row)?
+        .query_map(
+            params![org.key(), prospect.key()],
+            rows::conversation_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(conversations)
 }
@@ -272,20 +326,31 @@ pub(crate) fn list_messages(
         " FROM messages WHERE org_id = ?1 AND conversation_id = ?2 ORDER BY at, id"
     ))?;
     let messages = statement
-        .query_map(params![org.key(), conversation.key()], rows::message_from_row)?
+        .query_map(
+            params![org.key(), conversation.key()],
+            rows::message_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(messages)
 }
 
-pub(crate) fn insert_inbound(connection: &mut Connection, message: &Message) -> Result<InsertOutcome, SqliteError> {
-    let inserted = rows::insert_message(connection, message, true).map_err(|error| match error {
-        SqliteError::MissingReference(source) => Error::not_found("conversation not found")
-            .with_context("conversation_id", message.conversation_id)
-            .with_source(source)
-            .into(),
-        other => other,
-    })?;
-    Ok(if inserted == 0 { InsertOutcome::Duplicate } else { InsertOutcome::Inserted })
+pub(crate) fn insert_inbound(
+    connection: &mut Connection,
+    message: &Message,
+) -> Result<InsertOutcome, SqliteError> {
+    let inserted =
+        rows::insert_message(connection, message, true).map_err(|error| match error {
+            SqliteError::MissingReference(source) => Error::not_found("conversation not found")
+                .with_context("conversation_id", message.conversation_id)
+                .with_source(source)
+                .into(),
+            other => other,
+        })?;
+    Ok(if inserted == 0 {
+        InsertOutcome::Duplicate
+    } else {
+        InsertOutcome::Inserted
+    })
 }
 
 pub(crate) fn pending_inbound(
@@ -300,7 +365,10 @@ pub(crate) fn pending_inbound(
          ORDER BY at, id"
     ))?;
     let messages = statement
-        .query_map(params![org.key(), conversation.key()], rows::message_from_row)?
+        .query_map(
+            params![org.key(), conversation.key()],
+            rows::message_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(messages)
 }
@@ -336,7 +404,9 @@ fn cancel(transaction: &Transaction<'_>, turn: &TurnCommit) -> Result<(), Sqlite
         _ => turn.conversation.id.key(),
     };
     for sql in statements {
-        transaction.prepare_cached(sql)?.execute(params![org, target])?;
+        transaction
+            .prepare_cached(sql)?
+            .execute(params![org, target])?;
     }
     Ok(())
 }
@@ -349,14 +419,21 @@ fn cancel(transaction: &Transaction<'_>, turn: &TurnCommit) -> Result<(), Sqlite
 /// - the cancellation runs before the turn's own jobs and entries are
 ///   written, so it never touches them;
 /// - lifts run before additions, so a contact point named in both stays suppressed.
-pub(crate) fn commit_turn(connection: &mut Connection, turn: &TurnCommit) -> Result<Version, SqliteError> {
+pub(crate) fn commit_turn(
+    connection: &mut Connection,
+    turn: &TurnCommit,
+) -> Result<Version, SqliteError> {
     let transaction = immediate(connection)?;
     let conversation = &turn.conversation;
     let org = conversation.org_id;
 
     if rows::update_conversation_if_version(&transaction, conversation)? == 0 {
         let stored = conversation_version(&transaction, org, conversation.id)?;
-        return Err(version_mismatch("conversation", stored, conversation.version));
+        return Err(version_mismatch(
+            "conversation",
+            stored,
+            conversation.version,
+        ));
     }
     if let Some(prospect) = &turn.prospect
         && rows::update_prospect_if_version(&transaction, prospect)? == 0
@@ -397,7 +474,13 @@ pub(crate) fn commit_turn(connection: &mut Connection, turn: &TurnCommit) -> Res
         rows::delete_suppression(&transaction, org, contact)?;
     }
     for entry in &turn.suppress {
-        rows::insert_suppression(&transaction, entry.org_id, &entry.contact, &entry.reason, entry.at)?;
+        rows::insert_suppression(
+            &transaction,
+            entry.org_id,
+            &entry.contact,
+            &entry.reason,
+            entry.at,
+        )?;
     }
     for event in &turn.audit {
         rows::insert_audit(&transaction, event)?;
@@ -430,7 +513,10 @@ pub(crate) fn claim_jobs(
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut jobs = statement
-        .query_map(params![nanos(lease_until)?, worker, nanos(now)?, limit], rows::job_from_row)?
+        .query_map(
+            params![nanos(lease_until)?, worker, nanos(now)?, limit],
+            rows::job_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // RETURNING yields rows in no defined order.
     jobs.sort_by(|a, b| a.due_at.cmp(&b.due_at).then(a.id.cmp(&b.id)));
@@ -439,15 +525,25 @@ pub(crate) fn claim_jobs(
 
 /// Returns whether the org has a job with this id.
 fn job_exists(connection: &Connection, org: OrgId, id: JobId) -> Result<bool, SqliteError> {
-    let mut statement = connection.prepare_cached("SELECT 1 FROM jobs WHERE org_id = ?1 AND id = ?2")?;
+    let mut statement =
+        connection.prepare_cached("SELECT 1 FROM jobs WHERE org_id = ?1 AND id = ?2")?;
     Ok(statement.exists(params![org.key(), id.key()])?)
 }
 
-pub(crate) fn finish_job(connection: &mut Connection, org: OrgId, id: JobId, outcome: &JobOutcome) -> Result<(), SqliteError> {
+pub(crate) fn finish_job(
+    connection: &mut Connection,
+    org: OrgId,
+    id: JobId,
+    outcome: &JobOutcome,
+) -> Result<(), SqliteError> {
     let transaction = immediate(connection)?;
     let changed = match outcome {
         JobOutcome::Done | JobOutcome::Cancelled => {
-            let status = if matches!(outcome, JobOutcome::Done) { "done" } else { "cancelled" };
+            let status = if matches!(outcome, JobOutcome::Done) {
+                "done"
+            } else {
+                "cancelled"
+            };
             transaction
                 .prepare_cached(
                     "UPDATE jobs SET status = ?3, lease_until = NULL, lease_owner = NULL \
@@ -508,15 +604,23 @@ pub(crate) fn claim_outbox(
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut entries = statement
-        .query_map(params![nanos(lease_until)?, worker, nanos(now)?, limit], rows::outbox_from_row)?
+        .query_map(
+            params![nanos(lease_until)?, worker, nanos(now)?, limit],
+            rows::outbox_from_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    entries.sort_by(|a, b| a.next_attempt_at.cmp(&b.next_attempt_at).then(a.id.cmp(&b.id)));
+    entries.sort_by(|a, b| {
+        a.next_attempt_at
+            .cmp(&b.next_attempt_at)
+            .then(a.id.cmp(&b.id))
+    });
     Ok(entries)
 }
 
 /// Returns whether the org has an outbox entry with this id.
 fn outbox_exists(connection: &Connection, org: OrgId, id: OutboxId) -> Result<bool, SqliteError> {
-    let mut statement = connection.prepare_cached("SELECT 1 FROM outbox WHERE org_id = ?1 AND id = ?2")?;
+    let mut statement =
+        connection.prepare_cached("SELECT 1 FROM outbox WHERE org_id = ?1 AND id = ?2")?;
     Ok(statement.exists(params![org.key(), id.key()])?)
 }
 
@@ -532,7 +636,10 @@ pub(crate) fn finish_outbox(
 ) -> Result<(), SqliteError> {
     let transaction = immediate(connection)?;
     match outcome {
-        OutboxOutcome::Sent { provider, provider_message_id } => {
+        OutboxOutcome::Sent {
+            provider,
+            provider_message_id,
+        } => {
             let message: Option<[u8; 16]> = transaction
                 .prepare_cached(
                     "UPDATE outbox SET status = 'sent', lease_until = NULL, lease_owner = NULL \
@@ -578,7 +685,9 @@ pub(crate) fn finish_outbox(
             match message {
                 Some(message) => {
                     transaction
-                        .prepare_cached("UPDATE messages SET status = ?3 WHERE org_id = ?1 AND id = ?2")?
+                        .prepare_cached(
+                            "UPDATE messages SET status = ?3 WHERE org_id = ?1 AND id = ?2",
+                        )?
                         .execute(params![org.key(), message, message_status])?;
                 }
                 None if !outbox_exists(&transaction, org, id)? => {
@@ -594,10 +703,19 @@ pub(crate) fn finish_outbox(
 
 // ------------------------------------------------- suppressions and audit
 
-pub(crate) fn is_suppressed(connection: &Connection, org: OrgId, contact: &ContactPoint) -> Result<bool, SqliteError> {
-    let mut statement = connection
-        .prepare_cached("SELECT 1 FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3")?;
-    Ok(statement.exists(params![org.key(), contact.channel().as_str(), contact.key()])?)
+pub(crate) fn is_suppressed(
+    connection: &Connection,
+    org: OrgId,
+    contact: &ContactPoint,
+) -> Result<bool, SqliteError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT 1 FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3",
+    )?;
+    Ok(statement.exists(params![
+        org.key(),
+        contact.channel().as_str(),
+        contact.key()
+    ])?)
 }
 
 /// Returns the distinct contact points of `contacts` that are on the org's
@@ -618,16 +736,29 @@ pub(crate) fn suppressed_among(
     Ok(suppressed)
 }
 
-pub(crate) fn suppress(connection: &mut Connection, entries: &[Suppression]) -> Result<(), SqliteError> {
+pub(crate) fn suppress(
+    connection: &mut Connection,
+    entries: &[Suppression],
+) -> Result<(), SqliteError> {
     let transaction = immediate(connection)?;
     for entry in entries {
-        rows::insert_suppression(&transaction, entry.org_id, &entry.contact, &entry.reason, entry.at)?;
+        rows::insert_suppression(
+            &transaction,
+            entry.org_id,
+            &entry.contact,
+            &entry.reason,
+            entry.at,
+        )?;
     }
     transaction.commit()?;
     Ok(())
 }
 
-pub(crate) fn audit_of(connection: &mut Connection, org: OrgId, prospect: ProspectId) -> Result<Vec<AuditEvent>, SqliteError> {
+pub(crate) fn audit_of(
+    connection: &mut Connection,
+    org: OrgId,
+    prospect: ProspectId,
+) -> Result<Vec<AuditEvent>, SqliteError> {
     let mut statement = connection.prepare_cached(concat!(
         "SELECT ",
         audit_columns!(),
@@ -645,19 +776,34 @@ pub(crate) fn put_member(connection: &mut Connection, member: &Member) -> Result
     rows::upsert_member(connection, member)
 }
 
-pub(crate) fn get_member(connection: &mut Connection, org: OrgId, id: MemberId) -> Result<Member, SqliteError> {
-    let mut statement = connection
-        .prepare_cached(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = ?1 AND id = ?2"))?;
+pub(crate) fn get_member(
+    connection: &mut Connection,
+    org: OrgId,
+    id: MemberId,
+) -> Result<Member, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        member_columns!(),
+        " FROM members WHERE org_id = ?1 AND id = ?2"
+    ))?;
     statement
         .query_row(params![org.key(), id.key()], rows::member_from_row)
         .optional()?
         .ok_or_else(|| Error::not_found("member not found").into())
 }
 
-pub(crate) fn list_members(connection: &mut Connection, org: OrgId) -> Result<Vec<Member>, SqliteError> {
-    let mut statement =
-        connection.prepare_cached(concat!("SELECT ", member_columns!(), " FROM members WHERE org_id = ?1 ORDER BY id"))?;
-    let members = statement.query_map(params![org.key()], rows::member_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+pub(crate) fn list_members(
+    connection: &mut Connection,
+    org: OrgId,
+) -> Result<Vec<Member>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        member_columns!(),
+        " FROM members WHERE org_id = ?1 ORDER BY id"
+    ))?;
+    let members = statement
+        .query_map(params![org.key()], rows::member_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(members)
 }
 
@@ -696,14 +842,25 @@ mod tests {
         for contact in contacts() {
             let sql = format!("EXPLAIN QUERY PLAN {}", find_prospect_sql(&contact));
             let mut statement = connection.prepare(&sql).unwrap();
-            let plan: Vec<String> =
-                statement.query_map(params![org_key(), contact.key()], |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
-            let index = format!("USING INDEX prospects_by_{}", match contact {
-                ContactPoint::Phone(_) => "phone",
-                ContactPoint::Email(_) => "email",
-                ContactPoint::Messenger(_) => "messenger",
-            });
-            assert!(plan.iter().any(|step| step.contains(&index)), "{contact:?}: {plan:?}");
+            let plan: Vec<String> = statement
+                .query_map(params![org_key(), contact.key()], |row| {
+                    row.get::<_, String>(3)
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let index = format!(
+                "USING INDEX prospects_by_{}",
+                match contact {
+                    ContactPoint::Phone(_) => "phone",
+                    ContactPoint::Email(_) => "email",
+                    ContactPoint::Messenger(_) => "messenger",
+                }
+            );
+            assert!(
+                plan.iter().any(|step| step.contains(&index)),
+                "{contact:?}: {plan:?}"
+            );
         }
     }
 
@@ -715,7 +872,9 @@ mod tests {
             let email = EmailAddress::parse(&format!("person{index}@example.fr")).unwrap();
             find_prospect(&mut connection, org, &ContactPoint::Email(email)).unwrap();
         }
-        let statement = connection.prepare_cached(find_prospect_sql(&contacts()[1])).unwrap();
+        let statement = connection
+            .prepare_cached(find_prospect_sql(&contacts()[1]))
+            .unwrap();
         assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
     }
 }

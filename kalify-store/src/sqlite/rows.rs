@@ -10,11 +10,14 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use kalify_core::campaign::{Campaign, CampaignStatus};
 use kalify_core::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsid, PhoneNumber};
-use kalify_core::conversation::{Conversation, ConversationState, DeliveryStatus, Direction, Message, Sender};
+use kalify_core::conversation::{
+    Conversation, ConversationState, DeliveryStatus, Direction, Message, Sender,
+};
 use kalify_core::ports::{AuditEvent, Job, Member, OutboxEntry, OutboxStatus, Role};
 use kalify_core::prospect::{Locale, Prospect, Version};
 use kalify_core::{
-    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId, Timestamp,
+    CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
+    Timestamp,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, Row, Statement, params};
@@ -47,7 +50,16 @@ macro_rules! impl_key {
     };
 }
 
-impl_key!(OrgId, ProspectId, ConversationId, MessageId, CampaignId, MemberId, JobId, OutboxId);
+impl_key!(
+    OrgId,
+    ProspectId,
+    ConversationId,
+    MessageId,
+    CampaignId,
+    MemberId,
+    JobId,
+    OutboxId
+);
 
 /// Returns the blob of an optional id.
 pub(crate) fn opt_key<T: Key>(id: Option<T>) -> Option<[u8; 16]> {
@@ -72,16 +84,25 @@ fn opt_nanos(at: Option<Timestamp>) -> Result<Option<i64>, SqliteError> {
 }
 
 /// Returns `value` as JSON text for `column`.
-pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T, column: &'static str) -> Result<String, SqliteError> {
+pub(crate) fn to_json<T: Serialize + ?Sized>(
+    value: &T,
+    column: &'static str,
+) -> Result<String, SqliteError> {
     serde_json::to_string(value).map_err(|source| SqliteError::Encode { column, source })
 }
 
-fn opt_json<T: Serialize>(value: Option<&T>, column: &'static str) -> Result<Option<String>, SqliteError> {
+fn opt_json<T: Serialize>(
+    value: Option<&T>,
+    column: &'static str,
+) -> Result<Option<String>, SqliteError> {
     value.map(|value| to_json(value, column)).transpose()
 }
 
 /// Returns the conversion error for column `index`.
-fn decode_error(index: usize, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> rusqlite::Error {
+fn decode_error(
+    index: usize,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, error.into())
 }
 
@@ -90,15 +111,18 @@ fn get_id<T: Key>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
 }
 
 fn get_opt_id<T: Key>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
-    row.get::<_, Option<[u8; 16]>>(index).map(|bytes| bytes.map(T::from_key))
+    row.get::<_, Option<[u8; 16]>>(index)
+        .map(|bytes| bytes.map(T::from_key))
 }
 
 fn get_time(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
-    row.get::<_, i64>(index).map(DateTime::<Utc>::from_timestamp_nanos)
+    row.get::<_, i64>(index)
+        .map(DateTime::<Utc>::from_timestamp_nanos)
 }
 
 fn get_opt_time(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
-    row.get::<_, Option<i64>>(index).map(|value| value.map(DateTime::<Utc>::from_timestamp_nanos))
+    row.get::<_, Option<i64>>(index)
+        .map(|value| value.map(DateTime::<Utc>::from_timestamp_nanos))
 }
 
 fn get_json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
@@ -108,7 +132,9 @@ fn get_json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Resul
 
 fn get_opt_json<T: DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
     match row.get_ref(index)?.as_str_or_null()? {
-        Some(text) => serde_json::from_str(text).map(Some).map_err(|error| decode_error(index, error)),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|error| decode_error(index, error)),
         None => Ok(None),
     }
 }
@@ -119,7 +145,10 @@ where
     T: FromStr,
     T::Err: std::error::Error + Send + Sync + 'static,
 {
-    row.get_ref(index)?.as_str()?.parse().map_err(|error| decode_error(index, error))
+    row.get_ref(index)?
+        .as_str()?
+        .parse()
+        .map_err(|error| decode_error(index, error))
 }
 
 fn get_opt_parsed<T>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>>
@@ -128,20 +157,29 @@ where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     match row.get_ref(index)?.as_str_or_null()? {
-        Some(text) => text.parse().map(Some).map_err(|error| decode_error(index, error)),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|error| decode_error(index, error)),
         None => Ok(None),
     }
 }
 
 fn get_version(row: &Row<'_>, index: usize) -> rusqlite::Result<Version> {
     let value: i64 = row.get(index)?;
-    u64::try_from(value).map(Version).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
+    u64::try_from(value)
+        .map(Version)
+        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
 }
 
 /// Returns `version` as a column value.
 pub(crate) fn version_param(version: Version) -> Result<i64, SqliteError> {
-    i64::try_from(version.0)
-        .map_err(|_| Error::invalid_input(format!("invalid version {version}: it exceeds the SQLite integer range")).into())
+    i64::try_from(version.0).map_err(|_| {
+        Error::invalid_input(format!(
+            "invalid version {version}: it exceeds the SQLite integer range"
+        ))
+        .into()
+    })
 }
 
 /// Reads a contact point from its channel and normalised text.
@@ -257,7 +295,9 @@ fn get_opt_parsed_with<T>(
     parse: fn(&str) -> kalify_core::Result<T>,
 ) -> rusqlite::Result<Option<T>> {
     match row.get_ref(index)?.as_str_or_null()? {
-        Some(text) => parse(text).map(Some).map_err(|error| decode_error(index, error)),
+        Some(text) => parse(text)
+            .map(Some)
+            .map_err(|error| decode_error(index, error)),
         None => Ok(None),
     }
 }
@@ -291,7 +331,10 @@ pub(crate) const INSERT_PROSPECT: &str = "INSERT INTO prospects (org_id, id, fir
 
 /// Inserts `prospect` as it is, version included, with `statement`
 /// prepared from [`INSERT_PROSPECT`].
-pub(crate) fn insert_prospect(statement: &mut Statement<'_>, prospect: &Prospect) -> Result<(), SqliteError> {
+pub(crate) fn insert_prospect(
+    statement: &mut Statement<'_>,
+    prospect: &Prospect,
+) -> Result<(), SqliteError> {
     let encoded = encode_prospect(prospect)?;
     statement.execute(params![
         prospect.org_id.key(),
@@ -323,7 +366,10 @@ pub(crate) fn insert_prospect(statement: &mut Statement<'_>, prospect: &Prospect
 
 /// Writes `prospect` with version `prospect.version + 1` when the stored
 /// version is `prospect.version`, and returns the number of rows changed.
-pub(crate) fn update_prospect_if_version(connection: &Connection, prospect: &Prospect) -> Result<usize, SqliteError> {
+pub(crate) fn update_prospect_if_version(
+    connection: &Connection,
+    prospect: &Prospect,
+) -> Result<usize, SqliteError> {
     let encoded = encode_prospect(prospect)?;
     let mut statement = connection.prepare_cached(
         "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, phone = ?7, \
@@ -388,7 +434,10 @@ pub(crate) fn campaign_from_row(row: &Row<'_>) -> rusqlite::Result<Campaign> {
 }
 
 /// Inserts `campaign`, or replaces the org's campaign with the same id.
-pub(crate) fn upsert_campaign(connection: &Connection, campaign: &Campaign) -> Result<(), SqliteError> {
+pub(crate) fn upsert_campaign(
+    connection: &Connection,
+    campaign: &Campaign,
+) -> Result<(), SqliteError> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO campaigns (org_id, id, name, persona, goal, channels, steps, allow_links, status, created_at, settings) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
@@ -541,7 +590,11 @@ pub(crate) fn message_from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
 
 /// Inserts `message`. With `unless_exists`, a message whose id or inbound
 /// provider id exists is skipped. Returns the number of rows inserted.
-pub(crate) fn insert_message(connection: &Connection, message: &Message, unless_exists: bool) -> Result<usize, SqliteError> {
+pub(crate) fn insert_message(
+    connection: &Connection,
+    message: &Message,
+    unless_exists: bool,
+) -> Result<usize, SqliteError> {
     let sql = if unless_exists {
         "INSERT INTO messages (org_id, id, conversation_id, prospect_id, direction, channel, sender, text, subject, \
          at, provider, provider_message_id, status, processed) \
@@ -651,7 +704,10 @@ pub(crate) fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
 }
 
 /// Inserts `entry` as it is.
-pub(crate) fn insert_outbox(connection: &Connection, entry: &OutboxEntry) -> Result<(), SqliteError> {
+pub(crate) fn insert_outbox(
+    connection: &Connection,
+    entry: &OutboxEntry,
+) -> Result<(), SqliteError> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO outbox (org_id, id, conversation_id, prospect_id, message_id, channel, recipient_kind, \
          recipient, text, subject, purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, \
@@ -695,15 +751,30 @@ pub(crate) fn insert_suppression(
         "INSERT INTO suppressions (org_id, channel, contact, reason, at) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT DO NOTHING",
     )?;
-    statement.execute(params![org.key(), contact.channel().as_str(), contact.key(), reason, nanos(at)?])?;
+    statement.execute(params![
+        org.key(),
+        contact.channel().as_str(),
+        contact.key(),
+        reason,
+        nanos(at)?
+    ])?;
     Ok(())
 }
 
 /// Removes a contact point from the org's suppression list.
-pub(crate) fn delete_suppression(connection: &Connection, org: OrgId, contact: &ContactPoint) -> Result<(), SqliteError> {
-    let mut statement =
-        connection.prepare_cached("DELETE FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3")?;
-    statement.execute(params![org.key(), contact.channel().as_str(), contact.key()])?;
+pub(crate) fn delete_suppression(
+    connection: &Connection,
+    org: OrgId,
+    contact: &ContactPoint,
+) -> Result<(), SqliteError> {
+    let mut statement = connection.prepare_cached(
+        "DELETE FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3",
+    )?;
+    statement.execute(params![
+        org.key(),
+        contact.channel().as_str(),
+        contact.key()
+    ])?;
     Ok(())
 }
 
@@ -784,4 +855,3 @@ pub(crate) fn upsert_member(connection: &Connection, member: &Member) -> Result<
     ])?;
     Ok(())
 }
-

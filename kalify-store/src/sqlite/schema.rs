@@ -57,7 +57,8 @@ pub(crate) fn configure(
 ) -> Result<(), SqliteError> {
     connection.busy_timeout(busy_timeout)?;
     // An in-memory database reports journal mode "memory" and keeps it. Only files use WAL.
-    let _mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let _mode: String =
+        connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     connection.pragma_update(None, "synchronous", synchronous.as_str())?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     // The query planner stability guarantee keeps a cached statement's plan
@@ -91,11 +92,18 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<usize, SqliteError>
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let current = schema_version(&transaction)?;
     if current > LATEST_VERSION {
-        return Err(SqliteError::SchemaTooNew { found: current, latest: LATEST_VERSION });
+        return Err(SqliteError::SchemaTooNew {
+            found: current,
+            latest: LATEST_VERSION,
+        });
     }
 
     let mut applied = 0;
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
+    for (index, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
         let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
         transaction.execute_batch(sql)?;
         transaction.pragma_update(None, "user_version", version)?;
@@ -116,13 +124,19 @@ mod tests {
         configure(&connection, SqliteSynchronous::Full, Duration::from_secs(1)).unwrap();
         assert_eq!(migrate(&mut connection).unwrap(), MIGRATIONS.len());
         assert_eq!(schema_version(&connection).unwrap(), LATEST_VERSION);
-        assert_eq!(migrate(&mut connection).unwrap(), 0, "a migrated database must not be migrated again");
+        assert_eq!(
+            migrate(&mut connection).unwrap(),
+            0,
+            "a migrated database must not be migrated again"
+        );
     }
 
     #[test]
     fn newer_schema_is_rejected() {
         let mut connection = Connection::open_in_memory().unwrap();
-        connection.pragma_update(None, "user_version", LATEST_VERSION + 1).unwrap();
+        connection
+            .pragma_update(None, "user_version", LATEST_VERSION + 1)
+            .unwrap();
         let error = migrate(&mut connection).unwrap_err();
         assert!(matches!(error, SqliteError::SchemaTooNew { .. }), "{error}");
     }
@@ -130,10 +144,19 @@ mod tests {
     #[test]
     fn settings_apply() {
         let connection = Connection::open_in_memory().unwrap();
-        configure(&connection, SqliteSynchronous::Normal, Duration::from_secs(1)).unwrap();
-        let synchronous: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
+        configure(
+            &connection,
+            SqliteSynchronous::Normal,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let synchronous: i64 = connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(synchronous, 1, "NORMAL is 1");
-        let foreign_keys: i64 = connection.query_row("PRAGMA foreign_keys", [], |row| row.get(0)).unwrap();
+        let foreign_keys: i64 = connection
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap();
         assert_eq!(foreign_keys, 1, "foreign keys must be on");
     }
 }

@@ -36,7 +36,9 @@ pub fn test_url() -> Option<String> {
     match std::env::var(URL_VARIABLE) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("{URL_VARIABLE} is not set, and CI is set: CI must run the PostgreSQL tests against a server")
+            panic!(
+                "{URL_VARIABLE} is not set, and CI is set: CI must run the PostgreSQL tests against a server"
+            )
         }
         _ => {
             say(&format!("skipping: {URL_VARIABLE} is not set"));
@@ -52,7 +54,8 @@ pub fn unique_name(prefix: &str) -> String {
 
 /// Opens an administrative connection to the test server.
 pub async fn admin(url: &str) -> PgConnection {
-    let options = PgConnectOptions::from_str(url).expect("KALIFY_TEST_POSTGRES_URL is not a valid PostgreSQL URL");
+    let options = PgConnectOptions::from_str(url)
+        .expect("KALIFY_TEST_POSTGRES_URL is not a valid PostgreSQL URL");
     options.connect().await.unwrap_or_else(|error| {
         panic!("cannot connect to the PostgreSQL server of {URL_VARIABLE}: {error}; start it or fix the URL")
     })
@@ -73,11 +76,21 @@ pub fn role_url(url: &str, role: &str, password: &str) -> String {
 
 /// Returns a URL for `role` with `password` on the test server's host, with
 /// the database and port replaced when given.
-pub fn url_with(url: &str, role: &str, password: &str, database: Option<&str>, port: Option<u16>) -> String {
-    let options = PgConnectOptions::from_str(url).expect("KALIFY_TEST_POSTGRES_URL is not a valid PostgreSQL URL");
+pub fn url_with(
+    url: &str,
+    role: &str,
+    password: &str,
+    database: Option<&str>,
+    port: Option<u16>,
+) -> String {
+    let options = PgConnectOptions::from_str(url)
+        .expect("KALIFY_TEST_POSTGRES_URL is not a valid PostgreSQL URL");
     let database = database.or(options.get_database()).unwrap_or("postgres");
     let port = port.unwrap_or(options.get_port());
-    format!("postgres://{role}:{password}@{}:{port}/{database}", options.get_host())
+    format!(
+        "postgres://{role}:{password}@{}:{port}/{database}",
+        options.get_host()
+    )
 }
 
 /// A schema, and optionally a role, that exist as long as this value.
@@ -90,7 +103,11 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Reserves a new schema name. The store creates the schema when it is built.
     pub fn new(url: &str) -> Self {
-        TestDatabase { url: url.to_owned(), schema: unique_name("kalify_test"), role: None }
+        TestDatabase {
+            url: url.to_owned(),
+            schema: unique_name("kalify_test"),
+            role: None,
+        }
     }
 
     /// Returns a builder for the schema as the test URL's role, with a
@@ -108,7 +125,11 @@ impl TestDatabase {
         let role = unique_name("kalify_test_app");
         let password = Uuid::now_v7().simple().to_string();
         let mut admin = admin(&self.url).await;
-        execute(&mut admin, format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'")).await;
+        execute(
+            &mut admin,
+            format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'"),
+        )
+        .await;
         self.role = Some(role.clone());
         role_url(&self.url, &role, &password)
     }
@@ -121,7 +142,9 @@ impl Drop for TestDatabase {
         let role = self.role.clone();
         // Drop may run inside a runtime, so the cleanup gets a thread and runtime of its own.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let mut admin = PgConnectOptions::from_str(&url)
                     .map_err(std::io::Error::other)?
@@ -134,15 +157,24 @@ impl Drop for TestDatabase {
                     statements.push(format!("DROP ROLE IF EXISTS {role}"));
                 }
                 for statement in statements {
-                    sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut admin).await.map_err(std::io::Error::other)?;
+                    sqlx::raw_sql(AssertSqlSafe(statement))
+                        .execute(&mut admin)
+                        .await
+                        .map_err(std::io::Error::other)?;
                 }
                 Ok::<(), std::io::Error>(())
             })
         });
         match cleanup.join() {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => say(&format!("failed to drop the test schema {}: {error}", self.schema)),
-            Err(_) => say(&format!("the cleanup of the test schema {} panicked", self.schema)),
+            Ok(Err(error)) => say(&format!(
+                "failed to drop the test schema {}: {error}",
+                self.schema
+            )),
+            Err(_) => say(&format!(
+                "the cleanup of the test schema {} panicked",
+                self.schema
+            )),
         }
     }
 }
@@ -150,7 +182,11 @@ impl Drop for TestDatabase {
 /// Builds a store on a new schema as the test URL's role.
 pub async fn owner_store(url: &str) -> (PostgresStore, TestDatabase) {
     let database = TestDatabase::new(url);
-    let store = database.owner_builder().build().await.expect("failed to build a PostgreSQL store on a new schema");
+    let store = database
+        .owner_builder()
+        .build()
+        .await
+        .expect("failed to build a PostgreSQL store on a new schema");
     (store, database)
 }
 
@@ -166,8 +202,14 @@ pub async fn application_store(url: &str) -> (PostgresStore, TestDatabase) {
         .await
         .expect("failed to build the owner's store with row-level security");
     let application_url = database.create_application_role().await;
-    let role = database.role.clone().expect("the application role was just created");
-    owner.grant_application_role(&role).await.expect("failed to grant the application role");
+    let role = database
+        .role
+        .clone()
+        .expect("the application role was just created");
+    owner
+        .grant_application_role(&role)
+        .await
+        .expect("failed to grant the application role");
     owner.close().await;
 
     let store = PostgresStoreBuilder::new(application_url)
