@@ -17,6 +17,7 @@ pub mod engine;
 mod error;
 pub mod export;
 pub mod gate;
+pub mod gdpr;
 mod id;
 pub mod import;
 pub mod keywords;

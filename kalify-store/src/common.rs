@@ -40,6 +40,13 @@ pub(crate) fn check_turn_orgs(turn: &TurnCommit) -> Result<()> {
     if turn.audit.iter().any(|event| event.org_id != org) {
         return Err(other_org("audit event"));
     }
+    if turn
+        .model_exchanges
+        .iter()
+        .any(|exchange| exchange.org_id != org)
+    {
+        return Err(other_org("model exchange"));
+    }
     Ok(())
 }
 

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, DeliveryStatus, Direction, Message};
+use kalify_core::gdpr::{ErasureReport, RequestOutcome, SubjectRequest, SuppressionKey};
 use kalify_core::ports::{
-    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry,
-    OutboxOutcome, OutboxStatus, Store, Suppression, TurnCommit,
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, ModelExchange,
+    OutboxEntry, OutboxOutcome, OutboxStatus, Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
@@ -107,7 +108,14 @@ struct State {
     outbox: HashMap<(OrgId, OutboxId), StoredEntry>,
     /// Outbox ids of each conversation, in insertion order.
     conversation_outbox: HashMap<(OrgId, ConversationId), Vec<OutboxId>>,
-    suppressions: HashMap<(OrgId, ContactPoint), Suppression>,
+    /// Suppression digests and their reason and time.
+    suppressions: HashMap<(OrgId, String), (String, Timestamp)>,
+    /// The suppression-list key of each org that has suppressed a contact point.
+    suppression_keys: HashMap<OrgId, SuppressionKey>,
+    /// Model exchanges in insertion order.
+    model_exchanges: Vec<ModelExchange>,
+    /// Data-subject requests by org and id.
+    requests: BTreeMap<(OrgId, Uuid), SubjectRequest>,
     /// Audit events in insertion order.
     audit: Vec<AuditEvent>,
     members: BTreeMap<(OrgId, MemberId), Member>,
@@ -125,6 +133,97 @@ fn inbound_key(message: &Message) -> Option<(OrgId, String, String)> {
 }
 
 impl State {
+    /// The digest of `contact` in `org`'s suppression list, or `None` when
+    /// the org has no key yet and so nothing suppressed.
+    fn digest(&self, org: OrgId, contact: &ContactPoint) -> Option<String> {
+        self.suppression_keys
+            .get(&org)
+            .map(|key| key.digest(contact))
+    }
+
+    /// Creates `org`'s suppression key when it has none.
+    fn ensure_key(&mut self, org: OrgId) -> Result<()> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.suppression_keys.entry(org) {
+            slot.insert(SuppressionKey::generate()?);
+        }
+        Ok(())
+    }
+
+    /// Adds `entry`, keeping an existing entry's reason and time. The
+    /// caller has created the org's key.
+    fn add_suppression(&mut self, entry: &Suppression) {
+        if let Some(digest) = self.digest(entry.org_id, &entry.contact) {
+            self.suppressions
+                .entry((entry.org_id, digest))
+                .or_insert_with(|| (entry.reason.clone(), entry.at));
+        }
+    }
+
+    fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> bool {
+        self.digest(org, contact)
+            .is_some_and(|digest| self.suppressions.contains_key(&(org, digest)))
+    }
+
+    /// Deletes a prospect and every record about it; returns the rows deleted per table.
+    fn erase(&mut self, org: OrgId, prospect: ProspectId) -> ErasureReport {
+        let mut report = ErasureReport::default();
+        if self.prospects.remove(&(org, prospect)).is_none() {
+            return report;
+        }
+        report.add("prospects", 1);
+        let conversations = self
+            .prospect_conversations
+            .remove(&(org, prospect))
+            .unwrap_or_default();
+        for conversation in &conversations {
+            self.conversations.remove(&(org, *conversation));
+            report.add("conversations", 1);
+            for id in self
+                .conversation_messages
+                .remove(&(org, *conversation))
+                .unwrap_or_default()
+            {
+                if let Some(message) = self.messages.remove(&(org, id)) {
+                    if let Some(key) = inbound_key(&message) {
+                        self.inbound_keys.remove(&key);
+                    }
+                    report.add("messages", 1);
+                }
+            }
+            for id in self
+                .conversation_jobs
+                .remove(&(org, *conversation))
+                .unwrap_or_default()
+            {
+                if let Some(stored) = self.jobs.remove(&(org, id)) {
+                    self.job_keys.remove(&(org, stored.job.dedupe_key));
+                    report.add("jobs", 1);
+                }
+            }
+            for id in self
+                .conversation_outbox
+                .remove(&(org, *conversation))
+                .unwrap_or_default()
+            {
+                if self.outbox.remove(&(org, id)).is_some() {
+                    report.add("outbox", 1);
+                }
+            }
+        }
+        let before = self.audit.len();
+        self.audit
+            .retain(|event| !(event.org_id == org && event.prospect_id == Some(prospect)));
+        report.add("audit_events", (before - self.audit.len()) as u64);
+        let before = self.model_exchanges.len();
+        self.model_exchanges
+            .retain(|exchange| !(exchange.org_id == org && exchange.prospect_id == prospect));
+        report.add(
+            "model_exchanges",
+            (before - self.model_exchanges.len()) as u64,
+        );
+        report
+    }
+
     fn has_conversation(&self, org: OrgId, id: ConversationId) -> bool {
         self.conversations.contains_key(&(org, id))
     }
@@ -275,6 +374,15 @@ impl State {
             }
         }
 
+        if let Some(id) = turn.completed_job
+            && !self.jobs.get(&(org, id)).is_some_and(|stored| stored.status == JobStatus::Pending)
+        {
+            return Err(Error::conflict(
+                "the job the turn completes is no longer pending; another worker finished it",
+            )
+            .with_context("job_id", id));
+        }
+
         if let Some(job) = turn
             .jobs
             .iter()
@@ -352,15 +460,17 @@ impl State {
 
         // Lifts come before additions, so a contact point named in both stays suppressed.
         for contact in &turn.unsuppress {
-            self.suppressions.remove(&(org, contact.clone()));
+            if let Some(digest) = self.digest(org, contact) {
+                self.suppressions.remove(&(org, digest));
+            }
         }
         for entry in &turn.suppress {
-            self.suppressions
-                .entry((entry.org_id, entry.contact.clone()))
-                .or_insert_with(|| entry.clone());
+            self.add_suppression(entry);
         }
 
         self.audit.extend(turn.audit.iter().cloned());
+        self.model_exchanges
+            .extend(turn.model_exchanges.iter().cloned());
         version
     }
 }
@@ -646,6 +756,11 @@ impl Store for MemoryStore {
                 .with_operation("commit_turn")
                 .with_context("conversation_id", turn.conversation.id)
         })?;
+        if !turn.suppress.is_empty() {
+            state
+                .ensure_key(turn.conversation.org_id)
+                .map_err(tag("commit_turn"))?;
+        }
         Ok(state.apply_turn(turn))
     }
 
@@ -804,7 +919,7 @@ impl Store for MemoryStore {
 
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let state = self.state.read().await;
-        Ok(state.suppressions.contains_key(&(org, contact.clone())))
+        Ok(state.is_suppressed(org, contact))
     }
 
     async fn suppressed_among(
@@ -815,7 +930,7 @@ impl Store for MemoryStore {
         let state = self.state.read().await;
         Ok(contacts
             .iter()
-            .filter(|contact| state.suppressions.contains_key(&(org, (*contact).clone())))
+            .filter(|contact| state.is_suppressed(org, contact))
             .cloned()
             .collect())
     }
@@ -823,10 +938,10 @@ impl Store for MemoryStore {
     async fn suppress(&self, entries: &[Suppression]) -> Result<()> {
         let mut state = self.state.write().await;
         for entry in entries {
-            state
-                .suppressions
-                .entry((entry.org_id, entry.contact.clone()))
-                .or_insert_with(|| entry.clone());
+            state.ensure_key(entry.org_id).map_err(tag("suppress"))?;
+        }
+        for entry in entries {
+            state.add_suppression(entry);
         }
         Ok(())
     }
@@ -871,5 +986,207 @@ impl Store for MemoryStore {
             .take_while(|((member_org, _), _)| *member_org == org)
             .map(|(_, member)| member.clone())
             .collect())
+    }
+
+    async fn erase_prospect(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+        suppress: &[Suppression],
+    ) -> Result<ErasureReport> {
+        let mut state = self.state.write().await;
+        if !state.prospects.contains_key(&(org, prospect)) {
+            return Err(not_found("prospect", org).with_context("prospect_id", prospect))
+                .map_err(tag("erase_prospect"));
+        }
+        if suppress.iter().any(|entry| entry.org_id != org) {
+            return Err(Error::invalid_input(
+                "a suppression entry belongs to another org than the erased prospect",
+            ))
+            .map_err(tag("erase_prospect"));
+        }
+        if !suppress.is_empty() {
+            state.ensure_key(org).map_err(tag("erase_prospect"))?;
+        }
+        let report = state.erase(org, prospect);
+        for entry in suppress {
+            state.add_suppression(entry);
+        }
+        Ok(report)
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let mut state = self.state.write().await;
+        state.audit.extend(events.iter().cloned());
+        Ok(())
+    }
+
+    async fn model_exchanges_of(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+    ) -> Result<Vec<ModelExchange>> {
+        let state = self.state.read().await;
+        Ok(state
+            .model_exchanges
+            .iter()
+            .filter(|exchange| exchange.org_id == org && exchange.prospect_id == prospect)
+            .cloned()
+            .collect())
+    }
+
+    async fn put_subject_request(&self, request: &SubjectRequest) -> Result<()> {
+        let mut state = self.state.write().await;
+        state
+            .requests
+            .insert((request.org_id, request.id), request.clone());
+        Ok(())
+    }
+
+    async fn list_subject_requests(&self, org: OrgId) -> Result<Vec<SubjectRequest>> {
+        let state = self.state.read().await;
+        let mut requests: Vec<SubjectRequest> = state
+            .requests
+            .iter()
+            .filter(|((request_org, _), _)| *request_org == org)
+            .map(|(_, r)| r.clone())
+            .collect();
+        requests.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
+        Ok(requests)
+    }
+
+    async fn open_subject_requests(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SubjectRequest>> {
+        let state = self.state.read().await;
+        let mut requests: Vec<SubjectRequest> = state
+            .requests
+            .values()
+            .filter(|request| request.outcome == RequestOutcome::Open && request.due_at < before)
+            .cloned()
+            .collect();
+        requests.sort_by(|a, b| a.due_at.cmp(&b.due_at).then(a.id.cmp(&b.id)));
+        requests.truncate(limit);
+        Ok(requests)
+    }
+
+    async fn expired_prospects(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(OrgId, ProspectId)>> {
+        let state = self.state.read().await;
+        let mut last_inbound: HashMap<(OrgId, ProspectId), Timestamp> = HashMap::new();
+        for message in state
+            .messages
+            .values()
+            .filter(|message| message.direction == Direction::Inbound)
+        {
+            let latest = last_inbound
+                .entry((message.org_id, message.prospect_id))
+                .or_insert(message.at);
+            *latest = (*latest).max(message.at);
+        }
+        Ok(state
+            .prospects
+            .iter()
+            .filter(|(key, prospect)| {
+                prospect.created_at < before
+                    && last_inbound.get(*key).is_none_or(|latest| *latest < before)
+            })
+            .map(|(key, _)| *key)
+            .take(limit)
+            .collect())
+    }
+
+    async fn purge_messages(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        let mut state = self.state.write().await;
+        let old: Vec<(OrgId, MessageId, ConversationId)> = state
+            .messages
+            .values()
+            .filter(|message| message.at < before)
+            .map(|message| (message.org_id, message.id, message.conversation_id))
+            .take(limit)
+            .collect();
+        for (org, id, conversation) in &old {
+            if let Some(message) = state.messages.remove(&(*org, *id))
+                && let Some(key) = inbound_key(&message)
+            {
+                state.inbound_keys.remove(&key);
+            }
+            if let Some(ids) = state.conversation_messages.get_mut(&(*org, *conversation)) {
+                ids.retain(|kept| kept != id);
+            }
+            let entries: Vec<OutboxId> = state
+                .outbox
+                .iter()
+                .filter(|((entry_org, _), stored)| {
+                    entry_org == org && stored.entry.message_id == *id
+                })
+                .map(|((_, entry), _)| *entry)
+                .collect();
+            for entry in entries {
+                state.outbox.remove(&(*org, entry));
+                if let Some(ids) = state.conversation_outbox.get_mut(&(*org, *conversation)) {
+                    ids.retain(|kept| *kept != entry);
+                }
+            }
+        }
+        Ok(old.len() as u64)
+    }
+
+    async fn delete_member(&self, org: OrgId, id: MemberId) -> Result<()> {
+        let mut state = self.state.write().await;
+        match state.members.remove(&(org, id)) {
+            Some(_) => Ok(()),
+            None => Err(not_found("member", org).with_context("member_id", id))
+                .map_err(tag("delete_member")),
+        }
+    }
+
+    async fn delete_org(&self, org: OrgId) -> Result<ErasureReport> {
+        let mut state = self.state.write().await;
+        let prospects: Vec<ProspectId> = state
+            .prospects
+            .keys()
+            .filter(|(prospect_org, _)| *prospect_org == org)
+            .map(|(_, id)| *id)
+            .collect();
+        let mut report = ErasureReport::default();
+        for prospect in prospects {
+            for (table, rows) in state.erase(org, prospect).deleted {
+                report.add(&table, rows);
+            }
+        }
+        let before = state.campaigns.len();
+        state
+            .campaigns
+            .retain(|(campaign_org, _), _| *campaign_org != org);
+        report.add("campaigns", (before - state.campaigns.len()) as u64);
+        let before = state.members.len();
+        state
+            .members
+            .retain(|(member_org, _), _| *member_org != org);
+        report.add("members", (before - state.members.len()) as u64);
+        let before = state.suppressions.len();
+        state
+            .suppressions
+            .retain(|(entry_org, _), _| *entry_org != org);
+        report.add("suppressions", (before - state.suppressions.len()) as u64);
+        report.add(
+            "suppression_keys",
+            u64::from(state.suppression_keys.remove(&org).is_some()),
+        );
+        let before = state.requests.len();
+        state
+            .requests
+            .retain(|(request_org, _), _| *request_org != org);
+        report.add("subject_requests", (before - state.requests.len()) as u64);
+        let before = state.audit.len();
+        state.audit.retain(|event| event.org_id != org);
+        report.add("audit_events", (before - state.audit.len()) as u64);
+        Ok(report)
     }
 }

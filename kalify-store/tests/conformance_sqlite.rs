@@ -16,7 +16,7 @@ kalify_core::store_conformance!(sqlite_memory, || async {
 kalify_core::store_conformance!(sqlite_file, || async { open_temp() });
 
 /// The number of migrations the store ships.
-const LATEST: i64 = 2;
+const LATEST: i64 = 3;
 
 /// Opens a new database file in a new temporary directory.
 // Clippy allows `expect` in test functions only, and this helper fails a test the same way.
@@ -232,4 +232,44 @@ async fn write_behind_another_writer_is_unavailable() {
         .insert_prospects(&[fakes::prospect(org)])
         .await
         .expect("the write must succeed once the lock is free");
+}
+
+/// Many tasks writing through several stores on one file, as several
+/// processes would, all succeed: each write waits for the file's lock
+/// within the busy timeout instead of failing with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_writers_never_see_a_locked_database() {
+    let (first, dir) = open_temp();
+    let path = dir.path().join("kalify.db");
+    let mut stores = vec![std::sync::Arc::new(first)];
+    for _ in 0..3 {
+        stores.push(std::sync::Arc::new(SqliteStore::open(&path).await.expect("open the same file again")));
+    }
+    let org = fakes::org();
+
+    let mut tasks: tokio::task::JoinSet<kalify_core::Result<()>> = tokio::task::JoinSet::new();
+    for task in 0..32 {
+        let store = stores[task % stores.len()].clone();
+        tasks.spawn(async move {
+            for _ in 0..10 {
+                let prospect = fakes::prospect(org);
+                store.insert_prospects(std::slice::from_ref(&prospect)).await?;
+                let conversation = fakes::conversation(&prospect, None);
+                store.insert_conversation(&conversation, &[]).await?;
+                let mut turn = kalify_core::ports::TurnCommit::new(conversation.clone());
+                turn.messages.push(fakes::outbound(&conversation, fakes::time(1)));
+                store.commit_turn(&turn).await?;
+            }
+            kalify_core::Result::Ok(())
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(error) = joined.expect("writer task panicked") {
+            failures.push(error.to_string());
+        }
+    }
+    assert!(failures.is_empty(), "writes failed: {failures:?}");
+    let stored = stores[0].list_prospects(org, Default::default()).await.expect("list_prospects");
+    assert_eq!(stored.len(), 320, "every write is stored");
 }

@@ -1,6 +1,7 @@
 //! Checks what only the PostgreSQL store does: password redaction, error
 //! kinds of an unreachable server, reconnection, migrations, row-level
-//! security, and claims and enrollments under concurrency.
+//! security, claims and enrollments under concurrency, and erasure down to
+//! the table files.
 //!
 //! Tests that need the server read `KALIFY_TEST_POSTGRES_URL` and skip
 //! without it, unless `CI` is set. Each uses schemas and roles of its own.
@@ -16,10 +17,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kalify_core::contact::ContactPoint;
-use kalify_core::ports::{Job, JobOutcome, ListOptions, Store, TurnCommit};
+use kalify_core::contact::{ContactPoint, EmailAddress, PhoneNumber};
+use kalify_core::conversation::Conversation;
+use kalify_core::gdpr::{DIGEST_PREFIX, RequestKind, SubjectRequest};
+use kalify_core::ports::{
+    Actor, Job, JobKind, JobOutcome, ListOptions, ModelExchange, Store, TurnCommit,
+};
 use kalify_core::testkit::fakes::{self, time};
-use kalify_core::{CampaignId, ErrorKind, JobId, OrgId};
+use kalify_core::{CampaignId, ErrorKind, JobId, MemberId, OrgId, Timestamp};
 use kalify_store::{PostgresStore, PostgresStoreBuilder};
 use postgres_support::{
     TestDatabase, admin, execute, owner_store, test_url, unique_name, url_with,
@@ -28,6 +33,9 @@ use sqlx::Row;
 use sqlx::postgres::PgConnection;
 
 const LEASE: Duration = Duration::from_secs(60);
+
+/// The latest version of the base migrations.
+const BASE_VERSION: i64 = 2;
 
 /// Returns a port on 127.0.0.1 that nothing listens on: one the system
 /// just assigned and released.
@@ -337,10 +345,10 @@ async fn migrations_apply_once_even_when_concurrent() {
     let builds = (0..4).map(|_| database.owner_builder().build());
     let stores: Vec<PostgresStore> = futures_all(builds.collect()).await;
     for store in &stores {
+        let version = store.schema_version().await.expect("schema_version");
         assert_eq!(
-            store.schema_version().await.expect("schema_version"),
-            1,
-            "the schema must be at version 1"
+            version, BASE_VERSION,
+            "the schema must be at the latest base version"
         );
     }
     let again = database
@@ -348,7 +356,10 @@ async fn migrations_apply_once_even_when_concurrent() {
         .build()
         .await
         .expect("rebuilding on a migrated schema must succeed");
-    assert_eq!(again.schema_version().await.expect("schema_version"), 1);
+    assert_eq!(
+        again.schema_version().await.expect("schema_version"),
+        BASE_VERSION
+    );
 
     let mut admin = admin(&url).await;
     let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -359,8 +370,8 @@ async fn migrations_apply_once_even_when_concurrent() {
     .await
     .expect("failed to count migrations");
     assert_eq!(
-        rows, 1,
-        "concurrent builds must record the base migration once"
+        rows, BASE_VERSION,
+        "concurrent builds must record each base migration once"
     );
 
     execute(
@@ -560,8 +571,9 @@ async fn concurrent_identical_enrollments_create_one_conversation() {
 }
 
 /// Seeds, through `store`, a prospect, a conversation, a campaign, a member,
-/// an inbound message and a turn that writes a message, an outbox entry, a
-/// job, a suppression and an audit event, so that every table contains a row of `org`.
+/// an inbound message, a data-subject request and a turn that writes a
+/// message, an outbox entry, a job, a suppression with its key, an audit
+/// event and a model exchange, so that every table contains a row of `org`.
 async fn seed_every_table(
     store: &PostgresStore,
     org: OrgId,
@@ -603,7 +615,20 @@ async fn seed_every_table(
         .push(fakes::suppression(org, contact, time(3)));
     turn.audit
         .push(fakes::audit(&conversation, "transition", time(3)));
+    turn.model_exchanges
+        .push(model_exchange(&conversation, "{}", time(3)));
     store.commit_turn(&turn).await.expect("commit_turn");
+    let request = SubjectRequest::open(
+        org,
+        prospect.id,
+        RequestKind::Access,
+        Actor::System,
+        time(4),
+    );
+    store
+        .put_subject_request(&request)
+        .await
+        .expect("put_subject_request");
     (prospect, job.id)
 }
 
@@ -716,6 +741,9 @@ async fn row_level_security_isolates_orgs() {
         "suppressions",
         "audit_events",
         "members",
+        "suppression_keys",
+        "model_exchanges",
+        "subject_requests",
     ];
     for table in tables {
         let seen = visible_orgs(&mut connection, table).await;
@@ -817,6 +845,61 @@ async fn row_level_security_isolates_orgs() {
         .await
         .expect_err("the insert must be refused");
     assert_eq!(error.kind(), ErrorKind::PermissionDenied, "{error}");
+}
+
+#[tokio::test]
+async fn row_level_security_cross_org_functions() {
+    let Some(url) = test_url() else { return };
+    let (store, database) = postgres_support::application_store(&url).await;
+    let (org_a, org_b) = (fakes::org(), fakes::org());
+    let (prospect_a, _) = seed_every_table(&store, org_a).await;
+    let (prospect_b, _) = seed_every_table(&store, org_b).await;
+    let far = time(1_000_000);
+
+    // The application role reaches both orgs only through the functions.
+    let open = store
+        .open_subject_requests(far, 10)
+        .await
+        .expect("open_subject_requests");
+    let orgs: HashSet<OrgId> = open.iter().map(|request| request.org_id).collect();
+    assert_eq!(
+        orgs,
+        HashSet::from([org_a, org_b]),
+        "open_subject_requests must list the requests of both orgs"
+    );
+
+    let mut expired = store
+        .expired_prospects(far, 10)
+        .await
+        .expect("expired_prospects");
+    expired.sort();
+    let mut expected = vec![(org_a, prospect_a.id), (org_b, prospect_b.id)];
+    expected.sort();
+    assert_eq!(
+        expired, expected,
+        "expired_prospects must find the silent prospects of both orgs"
+    );
+
+    let deleted = store
+        .purge_messages(far, 100)
+        .await
+        .expect("purge_messages");
+    assert_eq!(
+        deleted, 4,
+        "purge_messages must delete the inbound and outbound message of both orgs"
+    );
+
+    let mut admin = admin(&url).await;
+    for table in ["messages", "outbox"] {
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}.{table}",
+            database.schema
+        )))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("failed to count {table}: {error}"));
+        assert_eq!(left, 0, "purge_messages must leave no row in {table}");
+    }
 }
 
 #[tokio::test]
@@ -987,4 +1070,576 @@ async fn grant_to_missing_role_is_config_invalid() {
         .await
         .expect_err("granting a missing role must fail");
     assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{error}");
+}
+
+/// Builds a model exchange about `conversation` with `request` as its request text.
+fn model_exchange(conversation: &Conversation, request: &str, at: Timestamp) -> ModelExchange {
+    ModelExchange {
+        org_id: conversation.org_id,
+        prospect_id: conversation.prospect_id,
+        conversation_id: conversation.id,
+        model: "rules".into(),
+        operation: "analyse".into(),
+        request: request.to_owned(),
+        response: r#"{"intent":"gives_info"}"#.into(),
+        at,
+    }
+}
+
+#[tokio::test]
+async fn migration_rewrites_clear_suppressions_as_digests() {
+    let Some(url) = test_url() else { return };
+    let database = TestDatabase::new(&url);
+    let schema = database.schema.clone();
+
+    // A schema at base version 1, with suppressions written in clear as version 1 wrote them.
+    let mut admin = admin(&url).await;
+    execute(&mut admin, format!("CREATE SCHEMA {schema}")).await;
+    execute(&mut admin, format!("SET search_path TO {schema}")).await;
+    execute(
+        &mut admin,
+        include_str!("../migrations/postgres/0001_init.sql").to_owned(),
+    )
+    .await;
+    execute(
+        &mut admin,
+        "CREATE TABLE kalify_schema_migrations (
+             migration_set text        NOT NULL,
+             version       bigint      NOT NULL,
+             description   text        NOT NULL,
+             applied_at    timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (migration_set, version)
+         );
+         INSERT INTO kalify_schema_migrations (migration_set, version, description)
+             VALUES ('base', 1, 'tables, indexes and claim functions')"
+            .to_owned(),
+    )
+    .await;
+    let (org_a, org_b) = (fakes::org(), fakes::org());
+    let phone = ContactPoint::Phone(fakes::phone(fakes::next_number()));
+    let email = ContactPoint::Email(fakes::email(fakes::next_number()));
+    let clear_rows = [
+        (org_a, "sms", phone.key().to_owned(), "opt_out"),
+        (org_a, "email", email.key().to_owned(), "bounced"),
+        (org_b, "email", email.key().to_owned(), "opt_out"),
+        (org_b, "sms", "not a phone number".to_owned(), "opt_out"),
+    ];
+    for (org, channel, contact, reason) in &clear_rows {
+        sqlx::query("INSERT INTO suppressions (org_id, channel, contact, reason, at) VALUES ($1, $2, $3, $4, 42)")
+            .bind(org.as_uuid())
+            .bind(*channel)
+            .bind(contact.as_str())
+            .bind(*reason)
+            .execute(&mut admin)
+            .await
+            .expect("failed to insert a clear suppression");
+    }
+
+    let store = database
+        .owner_builder()
+        .build()
+        .await
+        .expect("failed to migrate the version 1 schema");
+    assert_eq!(
+        store.schema_version().await.expect("schema_version"),
+        BASE_VERSION
+    );
+
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT contact, reason, at FROM suppressions ORDER BY reason")
+            .fetch_all(&mut admin)
+            .await
+            .expect("failed to read the suppressions");
+    assert_eq!(
+        rows.len(),
+        3,
+        "the three parseable rows must be kept and the unparseable one dropped: {rows:?}"
+    );
+    for (contact, _, at) in &rows {
+        assert!(
+            contact.starts_with(DIGEST_PREFIX),
+            "every kept row must hold a digest, found {contact:?}"
+        );
+        assert_eq!(*at, 42, "the rewrite must keep the time of the entry");
+    }
+    assert_eq!(
+        rows[0].1, "bounced",
+        "the rewrite must keep the reason of the entry"
+    );
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM suppression_keys")
+        .fetch_one(&mut admin)
+        .await
+        .expect("failed to count the suppression keys");
+    assert_eq!(keys, 2, "each org with a suppression must get one key");
+
+    assert!(
+        store
+            .is_suppressed(org_a, &phone)
+            .await
+            .expect("is_suppressed"),
+        "org A's phone must stay suppressed"
+    );
+    assert!(
+        store
+            .is_suppressed(org_a, &email)
+            .await
+            .expect("is_suppressed"),
+        "org A's e-mail must stay suppressed"
+    );
+    assert!(
+        store
+            .is_suppressed(org_b, &email)
+            .await
+            .expect("is_suppressed"),
+        "org B's e-mail must stay suppressed"
+    );
+    assert!(
+        !store
+            .is_suppressed(org_b, &phone)
+            .await
+            .expect("is_suppressed"),
+        "org B never suppressed the phone"
+    );
+}
+
+/// The values an erasure must remove, written into every kind of row.
+struct Needles {
+    name: String,
+    email: EmailAddress,
+    phone: PhoneNumber,
+}
+
+impl Needles {
+    /// Returns values no other test writes: a first name and an address
+    /// with 12 random hex digits, and a phone number above those of the fakes.
+    fn new() -> Self {
+        let random = uuid::Uuid::now_v7().simple().to_string();
+        let tail = &random[random.len() - 12..];
+        let digits = 5_000_000 + (uuid::Uuid::now_v7().as_u128() % 5_000_000);
+        Needles {
+            name: format!("Zephyrine{tail}"),
+            email: EmailAddress::parse(&format!("zephyrine.{tail}@example.org"))
+                .expect("the test address is valid"),
+            phone: PhoneNumber::from_e164(&format!("+3361{digits:07}"))
+                .expect("the test phone number is valid"),
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &str); 3] {
+        [
+            ("first name", self.name.as_str()),
+            ("e-mail", self.email.as_str()),
+            ("phone", self.phone.as_str()),
+        ]
+    }
+}
+
+/// Returns the tables of `schema`.
+async fn schema_tables(admin: &mut PgConnection, schema: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY table_name",
+    )
+    .bind(schema)
+    .fetch_all(admin)
+    .await
+    .expect("failed to list the schema's tables")
+}
+
+/// Returns the tables of `schema` with a row whose JSON text contains `needle`.
+async fn tables_containing(
+    admin: &mut PgConnection,
+    schema: &str,
+    tables: &[String],
+    needle: &str,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for table in tables {
+        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {schema}.{table} AS t WHERE strpos(row_to_json(t)::text, $1) > 0"
+        )))
+        .bind(needle)
+        .fetch_one(&mut *admin)
+        .await
+        .unwrap_or_else(|error| panic!("failed to search {table}: {error}"));
+        if rows > 0 {
+            found.push(table.clone());
+        }
+    }
+    found
+}
+
+/// Returns the data files of the tables of `schema` and of their TOAST
+/// tables and indexes, as absolute paths, or the reason this process
+/// cannot read them.
+async fn relation_files(
+    admin: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<RelationFile>, String> {
+    let data_directory: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(&mut *admin)
+        .await
+        .map_err(|error| format!("SHOW data_directory failed: {error}"))?;
+    let relative: Vec<(String, String)> = sqlx::query_as(
+        "WITH tables AS ( \
+             SELECT c.oid, c.reltoastrelid FROM pg_class AS c \
+             JOIN pg_namespace AS n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r'), \
+         relations AS ( \
+             SELECT oid FROM tables \
+             UNION SELECT reltoastrelid FROM tables WHERE reltoastrelid <> 0 \
+             UNION SELECT i.indexrelid FROM pg_index AS i \
+                 WHERE i.indrelid IN (SELECT oid FROM tables UNION SELECT reltoastrelid FROM tables)) \
+         SELECT oid::regclass::text, pg_relation_filepath(oid) FROM relations \
+         WHERE pg_relation_filepath(oid) IS NOT NULL",
+    )
+    .bind(schema)
+    .fetch_all(&mut *admin)
+    .await
+    .map_err(|error| format!("listing the relation files failed: {error}"))?;
+
+    let mut files = Vec::new();
+    for (relation, path) in relative {
+        let main = std::path::Path::new(&data_directory).join(&path);
+        // Relations past 1 GB continue in segment files named path.1, path.2, ...
+        let mut segment = 0;
+        loop {
+            let file = if segment == 0 {
+                main.clone()
+            } else {
+                main.with_extension(segment.to_string())
+            };
+            match std::fs::metadata(&file) {
+                Ok(_) => files.push(RelationFile {
+                    relation: relation.clone(),
+                    path: file,
+                }),
+                Err(error) if segment == 0 => {
+                    return Err(format!("cannot read {}: {error}", file.display()));
+                }
+                Err(_) => break,
+            }
+            segment += 1;
+        }
+    }
+    for file in &files {
+        std::fs::File::open(&file.path)
+            .map_err(|error| format!("cannot read {}: {error}", file.path.display()))?;
+    }
+    Ok(files)
+}
+
+/// A data file and the relation it belongs to.
+struct RelationFile {
+    relation: String,
+    path: std::path::PathBuf,
+}
+
+/// Returns the relation and path of each file among `files` whose bytes contain `needle`.
+fn files_containing(files: &[RelationFile], needle: &str) -> Vec<String> {
+    files
+        .iter()
+        .filter(|file| {
+            let bytes = std::fs::read(&file.path)
+                .unwrap_or_else(|error| panic!("failed to read {}: {error}", file.path.display()));
+            bytes
+                .windows(needle.len())
+                .any(|window| window == needle.as_bytes())
+        })
+        .map(|file| format!("{} ({})", file.relation, file.path.display()))
+        .collect()
+}
+
+/// Writes the buffers of every table to disk, so that the files show the rows.
+/// Returns the error when the role may not.
+async fn checkpoint(admin: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("CHECKPOINT").execute(admin).await.map(|_| ())
+}
+
+/// Waits until no other transaction of the database, prepared transaction
+/// or replication slot holds back the removal of rows deleted before
+/// transaction `marker`. Returns how many still do after `timeout`.
+async fn wait_for_transactions_before(
+    admin: &mut PgConnection,
+    marker: &str,
+    timeout: Duration,
+) -> Result<(), i64> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let older: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND (age(backend_xmin) > age($1::xid) OR age(backend_xid) > age($1::xid))) \
+                  + (SELECT count(*) FROM pg_prepared_xacts \
+                     WHERE database = current_database() AND age(transaction) > age($1::xid)) \
+                  + (SELECT count(*) FROM pg_replication_slots \
+                     WHERE age(xmin) > age($1::xid) OR age(catalog_xmin) > age($1::xid))",
+        )
+        .bind(marker)
+        .fetch_one(&mut *admin)
+        .await
+        .expect("failed to list the running transactions");
+        if older == 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(older);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn erasure_leaves_no_trace() {
+    let Some(url) = test_url() else { return };
+    let (store, database) = owner_store(&url).await;
+    let schema = database.schema.clone();
+    let org = fakes::org();
+    let needles = Needles::new();
+    let name = needles.name.clone();
+
+    // The prospect to erase, with its name in every kind of row, and a neighbour that stays.
+    let mut prospect = fakes::prospect(org);
+    prospect.first_name = Some(name.clone());
+    prospect.email = Some(needles.email.clone());
+    prospect.phone = Some(needles.phone.clone());
+    let neighbour = fakes::prospect(org);
+    store
+        .insert_prospects(&[prospect.clone(), neighbour.clone()])
+        .await
+        .expect("insert_prospects");
+
+    let mut conversations = Vec::new();
+    for (who, label) in [(&prospect, name.as_str()), (&neighbour, "the neighbour")] {
+        let conversation = fakes::conversation(who, Some(CampaignId::new()));
+        assert!(
+            store
+                .insert_conversation(&conversation, &[])
+                .await
+                .expect("insert_conversation")
+        );
+        let mut inbound = fakes::inbound(&conversation, &unique_name("SM"), time(1));
+        inbound.text = format!("Bonjour, c'est {label}, rappelez-moi.");
+        store
+            .insert_inbound(&inbound)
+            .await
+            .expect("insert_inbound");
+
+        let mut outbound = fakes::outbound(&conversation, time(2));
+        outbound.text = format!("Merci {label} ! Qui d'autre participe à la décision ?");
+        let recipient = ContactPoint::Email(
+            who.email
+                .clone()
+                .expect("the fake prospects have an e-mail address"),
+        );
+        let entry = fakes::outbox_entry(&outbound, recipient);
+        let mut job = fakes::job(&conversation, 1, time(60));
+        job.kind = JobKind::Reminder {
+            member: MemberId::new(),
+            note: format!("call {label} back about the quote"),
+        };
+        let mut audit = fakes::audit(&conversation, "rectification", time(3));
+        audit.detail = format!("first name set to {label}");
+
+        let mut turn = TurnCommit::new(
+            store
+                .get_conversation(org, conversation.id)
+                .await
+                .expect("get_conversation"),
+        );
+        turn.messages.push(outbound);
+        turn.outbox.push(entry);
+        turn.jobs.push(job);
+        turn.audit.push(audit);
+        turn.model_exchanges.push(model_exchange(
+            &conversation,
+            &format!(r#"{{"new_messages":["c'est {label}"]}}"#),
+            time(3),
+        ));
+        store.commit_turn(&turn).await.expect("commit_turn");
+        conversations.push(conversation);
+    }
+    let request = SubjectRequest::open(
+        org,
+        prospect.id,
+        RequestKind::Erasure,
+        Actor::Prospect,
+        time(4),
+    );
+    store
+        .put_subject_request(&request)
+        .await
+        .expect("put_subject_request");
+
+    // The SQL check must find every value before the erasure, or it could not detect a leak.
+    let mut admin = admin(&url).await;
+    let tables = schema_tables(&mut admin, &schema).await;
+    let found = tables_containing(&mut admin, &schema, &tables, &name).await;
+    for table in [
+        "prospects",
+        "messages",
+        "outbox",
+        "jobs",
+        "audit_events",
+        "model_exchanges",
+    ] {
+        assert!(
+            found.iter().any(|found| found == table),
+            "before the erasure, {table} must contain the first name"
+        );
+    }
+    for (what, needle) in needles.all() {
+        let found = tables_containing(&mut admin, &schema, &tables, needle).await;
+        assert!(
+            !found.is_empty(),
+            "before the erasure, the SQL check must find the {what}"
+        );
+    }
+
+    // The same for the files, when this process can read them.
+    let files = match relation_files(&mut admin, &schema).await {
+        Ok(files) => match checkpoint(&mut admin).await {
+            Ok(()) => Some(files),
+            Err(error) => {
+                postgres_support::say(&format!(
+                    "the relation files are not checked: CHECKPOINT failed ({error}); the SQL check still runs"
+                ));
+                None
+            }
+        },
+        Err(reason) => {
+            postgres_support::say(&format!(
+                "the relation files are not checked, because this process cannot read them ({reason}); \
+                 the SQL check still runs"
+            ));
+            None
+        }
+    };
+    if let Some(files) = &files {
+        for (what, needle) in needles.all() {
+            assert!(
+                !files_containing(files, needle).is_empty(),
+                "before the erasure, the files must contain the {what}"
+            );
+        }
+    }
+
+    let suppress: Vec<_> = [
+        ContactPoint::Email(needles.email.clone()),
+        ContactPoint::Phone(needles.phone.clone()),
+    ]
+    .into_iter()
+    .map(|contact| fakes::suppression(org, contact, time(5)))
+    .collect();
+    let report = store
+        .erase_prospect(org, prospect.id, &suppress)
+        .await
+        .expect("erase_prospect");
+    for (table, expected) in [
+        ("prospects", 1),
+        ("conversations", 1),
+        ("messages", 2),
+        ("outbox", 1),
+        ("jobs", 1),
+        ("audit_events", 1),
+    ] {
+        assert_eq!(
+            report.deleted.get(table).copied(),
+            Some(expected),
+            "erase_prospect must report {table}"
+        );
+    }
+    assert_eq!(
+        report.deleted.get("model_exchanges").copied(),
+        Some(1),
+        "erase_prospect must report model_exchanges"
+    );
+
+    // No row of any table may contain the values any more.
+    for (what, needle) in needles.all() {
+        let found = tables_containing(&mut admin, &schema, &tables, needle).await;
+        assert!(
+            found.is_empty(),
+            "after the erasure, the {what} must be in no row, found in {found:?}"
+        );
+    }
+    for contact in [
+        ContactPoint::Email(needles.email.clone()),
+        ContactPoint::Phone(needles.phone.clone()),
+    ] {
+        assert!(
+            store
+                .is_suppressed(org, &contact)
+                .await
+                .expect("is_suppressed"),
+            "the erased {} must stay suppressed",
+            contact.channel()
+        );
+    }
+    assert_eq!(
+        store
+            .list_subject_requests(org)
+            .await
+            .expect("list_subject_requests"),
+        vec![request]
+    );
+    assert_eq!(
+        store
+            .get_prospect(org, neighbour.id)
+            .await
+            .expect("the neighbour must stay")
+            .id,
+        neighbour.id
+    );
+    let kept = store
+        .list_messages(org, conversations[1].id)
+        .await
+        .expect("list_messages");
+    assert_eq!(kept.len(), 2, "the neighbour must keep its messages");
+
+    // Rewrite every table, so that the deleted tuples leave the files too.
+    // VACUUM FULL copies the deleted tuples that a running transaction may
+    // still see, so it runs once every transaction older than the erasure
+    // has ended.
+    let marker: String = sqlx::query_scalar("SELECT pg_current_xact_id()::xid::text")
+        .fetch_one(&mut admin)
+        .await
+        .expect("failed to read a transaction id newer than the erasure");
+    if let Err(older) =
+        wait_for_transactions_before(&mut admin, &marker, Duration::from_secs(60)).await
+    {
+        postgres_support::say(&format!(
+            "the relation files are not checked: {older} transactions of this database older than the erasure \
+             still run after 60 seconds, so VACUUM FULL must keep the deleted rows; the SQL check passed"
+        ));
+        return;
+    }
+    for table in &tables {
+        execute(&mut admin, format!("VACUUM FULL {schema}.{table}")).await;
+    }
+    if files.is_none() {
+        return;
+    }
+    checkpoint(&mut admin)
+        .await
+        .expect("CHECKPOINT must succeed again after VACUUM FULL");
+    // VACUUM FULL writes new files, so they are listed again.
+    let files = relation_files(&mut admin, &schema)
+        .await
+        .expect("the relation files were readable before the erasure");
+    for (what, needle) in needles.all() {
+        let found = files_containing(&files, needle);
+        assert!(
+            found.is_empty(),
+            "after VACUUM FULL, the {what} must be in no relation file, found in {found:?}"
+        );
+    }
+    let neighbour_email = neighbour
+        .email
+        .as_ref()
+        .expect("the fake prospects have an e-mail address");
+    assert!(
+        !files_containing(&files, neighbour_email.as_str()).is_empty(),
+        "the neighbour's e-mail must still be in the files, or the file check cannot find anything"
+    );
 }

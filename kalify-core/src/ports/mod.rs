@@ -15,10 +15,12 @@ pub use channel::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::LanguageModel;
-pub use notifier::{NoopNotifier, Notification, Notifier};
+pub use notifier::{
+    FanOutNotifier, MemoryNotifier, NoopNotifier, Notification, Notifier, NotifyRetry, RetryingNotifier,
+};
 pub use records::{
     Actor, AuditEvent, CancelScope, InsertOutcome, Job, JobKind, JobOutcome, ListOptions, Member,
-    OutboxEntry, OutboxOutcome, OutboxStatus, Role, Suppression, TurnCommit,
+    ModelExchange, OutboxEntry, OutboxOutcome, OutboxStatus, Role, Suppression, TurnCommit,
 };
 pub use store::Store;
 

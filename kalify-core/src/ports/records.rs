@@ -14,7 +14,7 @@ use crate::id::{
 use crate::prospect::Prospect;
 
 /// The work a job does when it fires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum JobKind {
     /// Send campaign attempt `attempt` of a conversation (0 is the first message).
@@ -22,6 +22,28 @@ pub enum JobKind {
         /// The attempt number.
         attempt: u32,
     },
+    /// Remind a member of something about the conversation's prospect.
+    Reminder {
+        /// The member to notify.
+        member: MemberId,
+        /// What the member wrote, such as "call back about the quote".
+        note: String,
+    },
+}
+
+impl fmt::Debug for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobKind::FollowUp { attempt } => f
+                .debug_struct("FollowUp")
+                .field("attempt", attempt)
+                .finish(),
+            JobKind::Reminder { member, .. } => f
+                .debug_struct("Reminder")
+                .field("member", member)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 /// A scheduled job.
@@ -277,7 +299,9 @@ pub struct TurnCommit {
     pub outbox: Vec<OutboxEntry>,
     /// Jobs to schedule (ignored when their dedupe key exists).
     pub jobs: Vec<Job>,
-    /// A claimed job this turn completes.
+    /// A claimed job this turn completes. The commit fails with `Conflict`
+    /// when the job is no longer pending, because another worker that
+    /// claimed it after its lease ran out has completed it.
     pub completed_job: Option<JobId>,
     /// Contact points to suppress.
     pub suppress: Vec<Suppression>,
@@ -285,6 +309,8 @@ pub struct TurnCommit {
     pub unsuppress: Vec<ContactPoint>,
     /// Audit records.
     pub audit: Vec<AuditEvent>,
+    /// Model calls made while computing the turn.
+    pub model_exchanges: Vec<ModelExchange>,
 }
 
 impl TurnCommit {
@@ -302,6 +328,7 @@ impl TurnCommit {
             suppress: Vec::new(),
             unsuppress: Vec::new(),
             audit: Vec::new(),
+            model_exchanges: Vec::new(),
         }
     }
 }
@@ -322,4 +349,38 @@ pub struct ListOptions {
     pub after: Option<ProspectId>,
     /// At most this many; 0 means no limit.
     pub limit: usize,
+}
+
+/// One call to a language model about a prospect: what was sent and what
+/// came back, kept so that an access request can show them. `Debug` omits
+/// both texts.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelExchange {
+    /// The org.
+    pub org_id: OrgId,
+    /// The prospect.
+    pub prospect_id: ProspectId,
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The model's name, such as `openai:gpt-4o-mini` or `rules`.
+    pub model: String,
+    /// The operation, `analyse` or `write_reply`.
+    pub operation: String,
+    /// The request as JSON.
+    pub request: String,
+    /// The answer as JSON, or the error when the call failed.
+    pub response: String,
+    /// When the call returned.
+    pub at: Timestamp,
+}
+
+impl fmt::Debug for ModelExchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelExchange")
+            .field("conversation_id", &self.conversation_id)
+            .field("model", &self.model)
+            .field("operation", &self.operation)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
 }

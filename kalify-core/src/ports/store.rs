@@ -11,10 +11,11 @@ use crate::campaign::Campaign;
 use crate::contact::ContactPoint;
 use crate::conversation::{Conversation, Message};
 use crate::error::Result;
+use crate::gdpr::{ErasureReport, SubjectRequest};
 use crate::id::{CampaignId, ConversationId, JobId, MemberId, OrgId, OutboxId, ProspectId};
 use crate::ports::records::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
-    Suppression, TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, ModelExchange, OutboxEntry,
+    OutboxOutcome, Suppression, TurnCommit,
 };
 use crate::prospect::{Prospect, Version};
 
@@ -29,6 +30,9 @@ use crate::prospect::{Prospect, Version};
 /// - Inbound messages are unique on (org, provider, provider message id).
 /// - Claims take a lease: a claimed job or outbox entry is invisible to
 ///   other claims until the lease expires or the claim is finished.
+/// - The suppression list holds no contact point in clear: backends store
+///   [`SuppressionKey::digest`](crate::gdpr::SuppressionKey::digest) under a
+///   per-org key they create on first use and delete with the org.
 ///
 /// # Errors
 /// Backends return `Unavailable` (retryable) when the database cannot be
@@ -201,6 +205,101 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Lists an org's members.
     async fn list_members(&self, org: OrgId) -> Result<Vec<Member>>;
+
+    // The data-subject methods below have default bodies that fail with
+    // `Unexpected`, so that a backend written against an earlier version of
+    // this trait still compiles; the conformance suite fails until it
+    // implements them.
+
+    /// Deletes every row about a prospect: the prospect, its conversations,
+    /// messages, pending and finished jobs, outbox entries, model exchanges
+    /// and audit events; then adds `suppress` to the suppression list, all
+    /// in one transaction. Suppression entries and data-subject requests are
+    /// kept. Returns the rows deleted per table.
+    ///
+    /// # Errors
+    /// `NotFound` when the prospect does not exist in `org`; nothing is written then.
+    async fn erase_prospect(
+        &self,
+        _org: OrgId,
+        _prospect: ProspectId,
+        _suppress: &[Suppression],
+    ) -> Result<ErasureReport> {
+        Err(unsupported("erase_prospect"))
+    }
+
+    /// Appends audit events outside a turn.
+    async fn append_audit(&self, _events: &[AuditEvent]) -> Result<()> {
+        Err(unsupported("append_audit"))
+    }
+
+    /// Lists the model exchanges about a prospect, oldest first.
+    async fn model_exchanges_of(
+        &self,
+        _org: OrgId,
+        _prospect: ProspectId,
+    ) -> Result<Vec<ModelExchange>> {
+        Err(unsupported("model_exchanges_of"))
+    }
+
+    /// Creates or replaces a data-subject request.
+    async fn put_subject_request(&self, _request: &SubjectRequest) -> Result<()> {
+        Err(unsupported("put_subject_request"))
+    }
+
+    /// Lists an org's data-subject requests, oldest received first.
+    async fn list_subject_requests(&self, _org: OrgId) -> Result<Vec<SubjectRequest>> {
+        Err(unsupported("list_subject_requests"))
+    }
+
+    /// Lists open data-subject requests due before `before`, across orgs,
+    /// soonest due first, at most `limit`.
+    async fn open_subject_requests(
+        &self,
+        _before: Timestamp,
+        _limit: usize,
+    ) -> Result<Vec<SubjectRequest>> {
+        Err(unsupported("open_subject_requests"))
+    }
+
+    /// Lists prospects, across orgs, collected before `before` and with no
+    /// inbound message at or after `before`, at most `limit`: those a
+    /// retention period ending at `before` has expired.
+    async fn expired_prospects(
+        &self,
+        _before: Timestamp,
+        _limit: usize,
+    ) -> Result<Vec<(OrgId, ProspectId)>> {
+        Err(unsupported("expired_prospects"))
+    }
+
+    /// Deletes up to `limit` messages, across orgs, received or written
+    /// before `before`, with their outbox entries. Returns how many were deleted.
+    async fn purge_messages(&self, _before: Timestamp, _limit: usize) -> Result<u64> {
+        Err(unsupported("purge_messages"))
+    }
+
+    /// Removes a member. Conversations assigned to them keep the id until reassigned.
+    ///
+    /// # Errors
+    /// `NotFound` when the member does not exist in `org`.
+    async fn delete_member(&self, _org: OrgId, _id: MemberId) -> Result<()> {
+        Err(unsupported("delete_member"))
+    }
+
+    /// Deletes every row of an org: prospects and everything about them,
+    /// campaigns, members, suppressions and their key, requests and audit events.
+    async fn delete_org(&self, _org: OrgId) -> Result<ErasureReport> {
+        Err(unsupported("delete_org"))
+    }
+}
+
+/// The error of a data-subject method a backend does not implement.
+fn unsupported(operation: &'static str) -> crate::error::Error {
+    crate::error::Error::unexpected(format!(
+        "this store backend does not implement {operation}; upgrade it or implement the method"
+    ))
+    .with_operation(operation)
 }
 
 macro_rules! forward_store {
@@ -344,6 +443,53 @@ macro_rules! forward_store {
             }
             async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
                 (**self).list_members(org).await
+            }
+            async fn erase_prospect(
+                &self,
+                org: OrgId,
+                prospect: ProspectId,
+                suppress: &[Suppression],
+            ) -> Result<ErasureReport> {
+                (**self).erase_prospect(org, prospect, suppress).await
+            }
+            async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+                (**self).append_audit(events).await
+            }
+            async fn model_exchanges_of(
+                &self,
+                org: OrgId,
+                prospect: ProspectId,
+            ) -> Result<Vec<ModelExchange>> {
+                (**self).model_exchanges_of(org, prospect).await
+            }
+            async fn put_subject_request(&self, request: &SubjectRequest) -> Result<()> {
+                (**self).put_subject_request(request).await
+            }
+            async fn list_subject_requests(&self, org: OrgId) -> Result<Vec<SubjectRequest>> {
+                (**self).list_subject_requests(org).await
+            }
+            async fn open_subject_requests(
+                &self,
+                before: Timestamp,
+                limit: usize,
+            ) -> Result<Vec<SubjectRequest>> {
+                (**self).open_subject_requests(before, limit).await
+            }
+            async fn expired_prospects(
+                &self,
+                before: Timestamp,
+                limit: usize,
+            ) -> Result<Vec<(OrgId, ProspectId)>> {
+                (**self).expired_prospects(before, limit).await
+            }
+            async fn purge_messages(&self, before: Timestamp, limit: usize) -> Result<u64> {
+                (**self).purge_messages(before, limit).await
+            }
+            async fn delete_member(&self, org: OrgId, id: MemberId) -> Result<()> {
+                (**self).delete_member(org, id).await
+            }
+            async fn delete_org(&self, org: OrgId) -> Result<ErasureReport> {
+                (**self).delete_org(org).await
             }
         }
     };

@@ -121,6 +121,15 @@ macro_rules! store_conformance {
                 audit_of_order,
                 members_put_get_list,
                 debug_omits_stored_data,
+                erase_prospect_leaves_no_row_behind,
+                model_exchanges_roundtrip,
+                append_audit_outside_turn,
+                subject_requests_put_list_open,
+                expired_prospects_by_collection_and_last_message,
+                purge_messages_before,
+                delete_org_removes_every_row,
+                delete_member_removes_it,
+                commit_turn_finished_job_conflicts,
             );
         }
     };

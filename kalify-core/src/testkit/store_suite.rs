@@ -2856,3 +2856,635 @@ pub async fn debug_omits_stored_data(store: &dyn Store) {
         debug.len()
     );
 }
+
+// ------------------------------------------------------------ data subjects
+
+fn exchange(conversation: &Conversation, at: crate::Timestamp) -> crate::ports::ModelExchange {
+    crate::ports::ModelExchange {
+        org_id: conversation.org_id,
+        prospect_id: conversation.prospect_id,
+        conversation_id: conversation.id,
+        model: "rules".into(),
+        operation: "analyse".into(),
+        request: r#"{"new_messages":["Notre budget est de 30k€"]}"#.into(),
+        response: r#"{"intent":"gives_info"}"#.into(),
+        at,
+    }
+}
+
+/// Seeds a prospect with one record of every kind that names it: an
+/// inbound and an outbound message, an outbox entry, a job, an audit event,
+/// a model exchange. Returns the prospect and its conversation.
+async fn seed_everything(store: &dyn Store, org: OrgId) -> (Prospect, Conversation) {
+    let (prospect, conversation) = seed(store, org).await;
+    let inbound = fakes::inbound(
+        &conversation,
+        &format!("SM{}", fakes::next_number()),
+        time(1),
+    );
+    ok(store.insert_inbound(&inbound).await, "insert_inbound");
+    let (_, _) = commit_outbound(store, &conversation, time(2)).await;
+    let mut turn = TurnCommit::new(reload(store, &conversation).await);
+    turn.jobs.push(fakes::job(&conversation, 1, time(60)));
+    turn.audit
+        .push(fakes::audit(&conversation, "transition", time(3)));
+    turn.model_exchanges.push(exchange(&conversation, time(3)));
+    ok(store.commit_turn(&turn).await, "commit_turn");
+    (prospect, conversation)
+}
+
+/// Checks that `erase_prospect` deletes every row about the prospect, keeps
+/// its contact points suppressed, keeps its requests, and touches no other prospect.
+pub async fn erase_prospect_leaves_no_row_behind(store: &dyn Store) {
+    let org = fakes::org();
+    let (prospect, conversation) = seed_everything(store, org).await;
+    let (neighbour, neighbour_conversation) = seed_everything(store, org).await;
+    let request = crate::gdpr::SubjectRequest::open(
+        org,
+        prospect.id,
+        crate::gdpr::RequestKind::Erasure,
+        crate::ports::Actor::System,
+        time(4),
+    );
+    ok(
+        store.put_subject_request(&request).await,
+        "put_subject_request",
+    );
+
+    let suppress: Vec<_> = prospect
+        .contact_points()
+        .into_iter()
+        .map(|contact| fakes::suppression(org, contact, time(5)))
+        .collect();
+    assert_eq!(
+        suppress.len(),
+        3,
+        "the fake prospect has a phone, an address and a PSID"
+    );
+    let report = ok(
+        store.erase_prospect(org, prospect.id, &suppress).await,
+        "erase_prospect",
+    );
+    for (table, at_least) in [
+        ("prospects", 1),
+        ("conversations", 1),
+        ("messages", 2),
+        ("outbox", 1),
+        ("jobs", 1),
+        ("audit_events", 1),
+        ("model_exchanges", 1),
+    ] {
+        let deleted = report.deleted.get(table).copied().unwrap_or(0);
+        assert!(
+            deleted >= at_least,
+            "erase_prospect must report {at_least} or more {table} rows deleted, reported {deleted}"
+        );
+    }
+
+    assert_eq!(
+        error_kind(store.get_prospect(org, prospect.id).await, "get_prospect"),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        error_kind(
+            store.get_conversation(org, conversation.id).await,
+            "get_conversation"
+        ),
+        ErrorKind::NotFound
+    );
+    assert!(
+        ok(
+            store.conversations_of(org, prospect.id).await,
+            "conversations_of"
+        )
+        .is_empty(),
+        "no conversation may remain"
+    );
+    assert!(
+        ok(
+            store.list_messages(org, conversation.id).await,
+            "list_messages"
+        )
+        .is_empty(),
+        "no message may remain"
+    );
+    assert!(
+        ok(
+            store.pending_jobs(org, conversation.id).await,
+            "pending_jobs"
+        )
+        .is_empty(),
+        "no job may remain"
+    );
+    assert!(
+        ok(store.audit_of(org, prospect.id).await, "audit_of").is_empty(),
+        "no audit event may remain"
+    );
+    assert!(
+        ok(
+            store.model_exchanges_of(org, prospect.id).await,
+            "model_exchanges_of"
+        )
+        .is_empty(),
+        "no model exchange may remain"
+    );
+    let jobs = ok(
+        store
+            .claim_jobs(time(1_000_000), 10_000, LEASE, "probe")
+            .await,
+        "claim_jobs",
+    );
+    assert!(
+        jobs.iter().all(|job| job.prospect_id != prospect.id),
+        "no job of the erased prospect may be claimable"
+    );
+    let entries = ok(
+        store
+            .claim_outbox(time(1_000_000), 10_000, LEASE, "probe")
+            .await,
+        "claim_outbox",
+    );
+    assert!(
+        entries.iter().all(|entry| entry.prospect_id != prospect.id),
+        "no outbox entry of the erased prospect may be claimable"
+    );
+    for contact in prospect.contact_points() {
+        assert!(
+            ok(store.find_prospect(org, &contact).await, "find_prospect").is_none(),
+            "the erased {} must find no one",
+            contact.channel()
+        );
+        assert!(
+            ok(store.is_suppressed(org, &contact).await, "is_suppressed"),
+            "the erased {} must stay suppressed",
+            contact.channel()
+        );
+    }
+    let requests = ok(
+        store.list_subject_requests(org).await,
+        "list_subject_requests",
+    );
+    assert_eq!(
+        requests,
+        vec![request],
+        "the erasure request record must be kept"
+    );
+
+    assert_eq!(
+        ok(store.get_prospect(org, neighbour.id).await, "get_prospect").id,
+        neighbour.id
+    );
+    assert_eq!(
+        ok(
+            store.list_messages(org, neighbour_conversation.id).await,
+            "list_messages"
+        )
+        .len(),
+        2,
+        "the neighbour keeps its messages"
+    );
+    assert_eq!(
+        ok(store.audit_of(org, neighbour.id).await, "audit_of").len(),
+        1,
+        "the neighbour keeps its audit"
+    );
+    assert_eq!(
+        ok(
+            store.model_exchanges_of(org, neighbour.id).await,
+            "model_exchanges_of"
+        )
+        .len(),
+        1
+    );
+
+    assert_eq!(
+        error_kind(
+            store.erase_prospect(org, prospect.id, &[]).await,
+            "erase_prospect again"
+        ),
+        ErrorKind::NotFound,
+        "erasing an erased prospect must be NotFound"
+    );
+    assert_eq!(
+        error_kind(
+            store.erase_prospect(fakes::org(), neighbour.id, &[]).await,
+            "erase_prospect in another org"
+        ),
+        ErrorKind::NotFound,
+        "another org's prospect must be NotFound"
+    );
+}
+
+/// Checks that model exchanges written with a turn read back equal, oldest first, per prospect.
+pub async fn model_exchanges_roundtrip(store: &dyn Store) {
+    let org = fakes::org();
+    let (prospect, conversation) = seed(store, org).await;
+    let first = exchange(&conversation, time(1));
+    let mut second = exchange(&conversation, time(2));
+    second.operation = "write_reply".into();
+    second.response = "model refused: the request was unclear".into();
+    let mut turn = TurnCommit::new(conversation.clone());
+    turn.model_exchanges = vec![first.clone(), second.clone()];
+    ok(store.commit_turn(&turn).await, "commit_turn");
+    assert_eq!(
+        ok(
+            store.model_exchanges_of(org, prospect.id).await,
+            "model_exchanges_of"
+        ),
+        vec![first, second]
+    );
+    assert!(
+        ok(
+            store.model_exchanges_of(fakes::org(), prospect.id).await,
+            "model_exchanges_of"
+        )
+        .is_empty(),
+        "another org sees none"
+    );
+}
+
+/// Checks `append_audit` outside a turn.
+pub async fn append_audit_outside_turn(store: &dyn Store) {
+    let org = fakes::org();
+    let (prospect, conversation) = seed(store, org).await;
+    let mut event = fakes::audit(&conversation, "rectification", time(3));
+    event.conversation_id = None;
+    ok(
+        store.append_audit(std::slice::from_ref(&event)).await,
+        "append_audit",
+    );
+    assert_eq!(
+        ok(store.audit_of(org, prospect.id).await, "audit_of"),
+        vec![event]
+    );
+}
+
+/// Checks that requests read back equal, are replaced by id, listed per org,
+/// and that only open ones due before the cut-off are listed as open.
+pub async fn subject_requests_put_list_open(store: &dyn Store) {
+    use crate::gdpr::{RequestKind, SubjectRequest};
+    let org = fakes::org();
+    let other = fakes::org();
+    let prospect = ProspectId::new();
+    let mut access = SubjectRequest::open(
+        org,
+        prospect,
+        RequestKind::Access,
+        crate::ports::Actor::System,
+        time(0),
+    );
+    let objection = SubjectRequest::open(
+        org,
+        prospect,
+        RequestKind::Objection,
+        crate::ports::Actor::Member(MemberId::new()),
+        time(10),
+    );
+    let foreign = SubjectRequest::open(
+        other,
+        ProspectId::new(),
+        RequestKind::Erasure,
+        crate::ports::Actor::Prospect,
+        time(5),
+    );
+    for request in [&access, &objection, &foreign] {
+        ok(
+            store.put_subject_request(request).await,
+            "put_subject_request",
+        );
+    }
+    assert_eq!(
+        ok(
+            store.list_subject_requests(org).await,
+            "list_subject_requests"
+        ),
+        vec![access.clone(), objection.clone()]
+    );
+
+    let far = time(60 * 24 * 60);
+    let open = ok(
+        store.open_subject_requests(far, 10).await,
+        "open_subject_requests",
+    );
+    assert_eq!(
+        open,
+        vec![access.clone(), foreign.clone(), objection.clone()],
+        "open requests across orgs, soonest due first"
+    );
+    let open = ok(
+        store.open_subject_requests(far, 1).await,
+        "open_subject_requests",
+    );
+    assert_eq!(open.len(), 1, "the limit applies");
+    assert!(
+        ok(
+            store.open_subject_requests(access.due_at, 10).await,
+            "open_subject_requests"
+        )
+        .is_empty(),
+        "the cut-off is exclusive"
+    );
+
+    access.complete(time(20), "export produced");
+    ok(
+        store.put_subject_request(&access).await,
+        "put_subject_request again",
+    );
+    let listed = ok(
+        store.list_subject_requests(org).await,
+        "list_subject_requests",
+    );
+    assert_eq!(
+        listed[0], access,
+        "put_subject_request must replace the request with the same id"
+    );
+    assert_eq!(listed.len(), 2);
+    let open = ok(
+        store.open_subject_requests(far, 10).await,
+        "open_subject_requests",
+    );
+    assert!(!open.contains(&access), "a completed request is not open");
+}
+
+/// Checks that `expired_prospects` finds prospects collected and silent
+/// since before the cut-off, across orgs, and no others.
+pub async fn expired_prospects_by_collection_and_last_message(store: &dyn Store) {
+    let org = fakes::org();
+    let mut silent = fakes::prospect(org);
+    silent.created_at = time(-10_000);
+    let mut answered = fakes::prospect(org);
+    answered.created_at = time(-10_000);
+    let mut answered_long_ago = fakes::prospect(org);
+    answered_long_ago.created_at = time(-10_000);
+    let recent = fakes::prospect(org);
+    let mut elsewhere = fakes::prospect(fakes::org());
+    elsewhere.created_at = time(-10_000);
+    ok(
+        store
+            .insert_prospects(&[
+                silent.clone(),
+                answered.clone(),
+                answered_long_ago.clone(),
+                recent.clone(),
+                elsewhere.clone(),
+            ])
+            .await,
+        "insert_prospects",
+    );
+
+    let conversation = fakes::conversation(&answered, None);
+    ok(
+        store.insert_conversation(&conversation, &[]).await,
+        "insert_conversation",
+    );
+    ok(
+        store
+            .insert_inbound(&fakes::inbound(&conversation, "late-reply", time(-10)))
+            .await,
+        "insert_inbound",
+    );
+    let old_conversation = fakes::conversation(&answered_long_ago, None);
+    ok(
+        store.insert_conversation(&old_conversation, &[]).await,
+        "insert_conversation",
+    );
+    ok(
+        store
+            .insert_inbound(&fakes::inbound(
+                &old_conversation,
+                "old-reply",
+                time(-9_000),
+            ))
+            .await,
+        "insert_inbound",
+    );
+
+    let mut expired = ok(
+        store.expired_prospects(time(-100), 100).await,
+        "expired_prospects",
+    );
+    expired.sort();
+    let mut expected = vec![
+        (org, silent.id),
+        (org, answered_long_ago.id),
+        (elsewhere.org_id, elsewhere.id),
+    ];
+    expected.sort();
+    assert_eq!(
+        expired, expected,
+        "silent prospects collected before the cut-off, in every org"
+    );
+    assert_eq!(
+        ok(
+            store.expired_prospects(time(-100), 1).await,
+            "expired_prospects"
+        )
+        .len(),
+        1,
+        "the limit applies"
+    );
+}
+
+/// Checks that `purge_messages` deletes messages before the cut-off with their outbox entries, and keeps later ones.
+pub async fn purge_messages_before(store: &dyn Store) {
+    let org = fakes::org();
+    let (_, conversation) = seed(store, org).await;
+    ok(
+        store
+            .insert_inbound(&fakes::inbound(&conversation, "old", time(-500)))
+            .await,
+        "insert_inbound",
+    );
+    ok(
+        store
+            .insert_inbound(&fakes::inbound(&conversation, "new", time(10)))
+            .await,
+        "insert_inbound",
+    );
+    let (old_outbound, old_entry) = commit_outbound(store, &conversation, time(-400)).await;
+    let (new_outbound, _) = commit_outbound(store, &conversation, time(20)).await;
+
+    let deleted = ok(store.purge_messages(time(0), 100).await, "purge_messages");
+    assert_eq!(
+        deleted, 2,
+        "the two messages before the cut-off are deleted"
+    );
+    let kept: Vec<MessageId> = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    )
+    .iter()
+    .map(|m| m.id)
+    .collect();
+    assert_eq!(kept.len(), 2);
+    assert!(!kept.contains(&old_outbound.id) && kept.contains(&new_outbound.id));
+    let entries = ok(
+        store
+            .claim_outbox(time(1_000_000), 100, LEASE, "probe")
+            .await,
+        "claim_outbox",
+    );
+    assert!(
+        entries.iter().all(|entry| entry.id != old_entry.id),
+        "the old message's outbox entry goes with it"
+    );
+    assert_eq!(
+        ok(
+            store.purge_messages(time(0), 100).await,
+            "purge_messages again"
+        ),
+        0
+    );
+}
+
+/// Checks that `delete_org` deletes every row of the org, its suppression
+/// list included, and nothing of another org.
+pub async fn delete_org_removes_every_row(store: &dyn Store) {
+    let org = fakes::org();
+    let (prospect, conversation) = seed_everything(store, org).await;
+    let campaign = fakes::campaign(org);
+    ok(store.put_campaign(&campaign).await, "put_campaign");
+    ok(store.put_member(&fakes::member(org)).await, "put_member");
+    let contact = prospect.contact_points().remove(0);
+    ok(
+        store
+            .suppress(&[fakes::suppression(org, contact.clone(), time(1))])
+            .await,
+        "suppress",
+    );
+    let request = crate::gdpr::SubjectRequest::open(
+        org,
+        prospect.id,
+        crate::gdpr::RequestKind::Access,
+        crate::ports::Actor::System,
+        time(1),
+    );
+    ok(
+        store.put_subject_request(&request).await,
+        "put_subject_request",
+    );
+
+    let other = fakes::org();
+    let (other_prospect, _) = seed_everything(store, other).await;
+    ok(
+        store
+            .suppress(&[fakes::suppression(other, contact.clone(), time(1))])
+            .await,
+        "suppress",
+    );
+
+    let report = ok(store.delete_org(org).await, "delete_org");
+    assert!(
+        report.total() >= 10,
+        "delete_org must report the rows it deleted, reported {}",
+        report.total()
+    );
+    assert!(
+        ok(
+            store.list_prospects(org, ListOptions::default()).await,
+            "list_prospects"
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        error_kind(
+            store.get_conversation(org, conversation.id).await,
+            "get_conversation"
+        ),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        error_kind(store.get_campaign(org, campaign.id).await, "get_campaign"),
+        ErrorKind::NotFound
+    );
+    assert!(ok(store.list_members(org).await, "list_members").is_empty());
+    assert!(
+        ok(
+            store.list_subject_requests(org).await,
+            "list_subject_requests"
+        )
+        .is_empty()
+    );
+    assert!(ok(store.audit_of(org, prospect.id).await, "audit_of").is_empty());
+    assert!(
+        !ok(store.is_suppressed(org, &contact).await, "is_suppressed"),
+        "the org's suppression list goes with it"
+    );
+
+    assert_eq!(
+        ok(
+            store.get_prospect(other, other_prospect.id).await,
+            "get_prospect"
+        )
+        .id,
+        other_prospect.id
+    );
+    assert!(
+        ok(store.is_suppressed(other, &contact).await, "is_suppressed"),
+        "another org keeps its suppression list"
+    );
+}
+
+/// Checks that `delete_member` removes the member of its org only, and that an unknown one is `NotFound`.
+pub async fn delete_member_removes_it(store: &dyn Store) {
+    let org = fakes::org();
+    let first = fakes::member(org);
+    let second = fakes::member(org);
+    ok(store.put_member(&first).await, "put_member");
+    ok(store.put_member(&second).await, "put_member");
+    assert_eq!(
+        error_kind(
+            store.delete_member(fakes::org(), first.id).await,
+            "delete_member in another org"
+        ),
+        ErrorKind::NotFound,
+        "another org's member must be NotFound"
+    );
+    ok(store.delete_member(org, first.id).await, "delete_member");
+    assert_eq!(
+        error_kind(store.get_member(org, first.id).await, "get_member"),
+        ErrorKind::NotFound
+    );
+    let left: Vec<MemberId> = ok(store.list_members(org).await, "list_members")
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(left, vec![second.id], "only the deleted member goes");
+    assert_eq!(
+        error_kind(
+            store.delete_member(org, first.id).await,
+            "delete_member again"
+        ),
+        ErrorKind::NotFound
+    );
+}
+
+/// Checks that a turn completing a job that is no longer pending fails with
+/// `Conflict` and writes nothing, so that two workers holding the same job
+/// after a lease expiry cannot both send its message.
+pub async fn commit_turn_finished_job_conflicts(store: &dyn Store) {
+    let org = fakes::org();
+    let (_, conversation) = seed(store, org).await;
+    let job = fakes::job(&conversation, 1, time(0));
+    let mut turn = TurnCommit::new(conversation.clone());
+    turn.jobs.push(job.clone());
+    ok(store.commit_turn(&turn).await, "commit_turn");
+
+    let mut first = TurnCommit::new(reload(store, &conversation).await);
+    first.completed_job = Some(job.id);
+    ok(store.commit_turn(&first).await, "commit_turn completing the job");
+
+    let current = reload(store, &conversation).await;
+    let mut second = TurnCommit::new(current.clone());
+    second.completed_job = Some(job.id);
+    let message = fakes::outbound(&current, time(5));
+    second.messages.push(message.clone());
+    assert_eq!(
+        error_kind(store.commit_turn(&second).await, "commit_turn completing a finished job"),
+        ErrorKind::Conflict,
+        "completing a job that is no longer pending must conflict"
+    );
+    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
+    assert!(messages.iter().all(|stored| stored.id != message.id), "a rejected turn writes nothing");
+    assert_eq!(reload(store, &conversation).await.version, current.version, "a rejected turn keeps the version");
+}

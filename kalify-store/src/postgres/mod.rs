@@ -16,9 +16,10 @@ use async_trait::async_trait;
 use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
+use kalify_core::gdpr::{ErasureReport, SubjectRequest};
 use kalify_core::ports::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
-    Store, Suppression, TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, ModelExchange, OutboxEntry,
+    OutboxOutcome, Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
@@ -392,18 +393,31 @@ impl Session {
 /// conversations and prospects are written with optimistic versions.
 ///
 /// # Transactions
-/// `commit_turn`, `insert_prospects`, `insert_conversation` and `suppress`
-/// each run in one transaction at the server's default isolation level,
-/// READ COMMITTED unless configured otherwise. Other calls are single
-/// statements. A serialization failure or deadlock is a `Conflict` that is
+/// `commit_turn`, `insert_prospects`, `insert_conversation`, `suppress`,
+/// `append_audit`, `erase_prospect` and `delete_org` each run in one
+/// transaction at the server's default isolation level, READ COMMITTED
+/// unless configured otherwise. Other calls are single statements, except
+/// that `is_suppressed` and `suppressed_among` read the org's suppression
+/// key first. A serialization failure or deadlock is a `Conflict` that is
 /// retryable.
+///
+/// # Suppression list
+/// The `suppressions` table contains `hmac-sha256:<hex>` digests of contact
+/// points under a random 32-byte key per org in `suppression_keys`, created
+/// with the org's first suppression and deleted by `delete_org`. Anyone who
+/// can read both tables can test a guessed contact point against the list,
+/// but cannot list the contact points. Base migration 2 rewrites the clear
+/// rows of older versions as digests.
 ///
 /// # Row-level security
 /// With [`PostgresStoreBuilder::with_row_level_security`], every call that
 /// names an org runs in a transaction whose `BEGIN` also sets
 /// `kalify.org_id`, so a single-statement call costs three round trips
-/// instead of one. `claim_jobs` and `claim_outbox` work across orgs, so they
-/// call functions that run as the table owner.
+/// instead of one. `claim_jobs`, `claim_outbox`, `open_subject_requests`,
+/// `expired_prospects` and `purge_messages` work across orgs, so they call
+/// functions of the same names, which run as the table owner
+/// (`SECURITY DEFINER`) and are the application role's only access to
+/// rows of more than one org.
 ///
 /// # Schema
 /// Migrations are embedded in the binary and applied by
@@ -458,7 +472,7 @@ impl PostgresStore {
 
     /// Grants `role` what the store needs in its schema: use of the schema,
     /// reads and writes of the record tables, reads of the migrations table
-    /// and the claim functions. Call it on a store connected as the table
+    /// and the cross-org functions. Call it on a store connected as the table
     /// owner, after every upgrade that adds tables.
     ///
     /// # Errors
@@ -960,6 +974,138 @@ impl Store for PostgresStore {
             Ok(members)
         };
         self.run("list_members", &[("org_id", &org)], work).await
+    }
+
+    async fn erase_prospect(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+        suppress: &[Suppression],
+    ) -> Result<ErasureReport> {
+        let work = async {
+            let mut session = self.transaction(Some(org)).await?;
+            let report =
+                queries::erase_prospect(session.connection(), org, prospect, suppress).await?;
+            session.commit().await?;
+            Ok(report)
+        };
+        self.run(
+            "erase_prospect",
+            &[("org_id", &org), ("prospect_id", &prospect)],
+            work,
+        )
+        .await
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let work = async {
+            let mut session = self.transaction(None).await?;
+            queries::append_audit(session.connection(), events, self.row_level_security).await?;
+            session.commit().await
+        };
+        self.run("append_audit", &[], work).await
+    }
+
+    async fn model_exchanges_of(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+    ) -> Result<Vec<ModelExchange>> {
+        let work = async {
+            let mut session = self.session(org).await?;
+            let exchanges =
+                queries::model_exchanges_of(session.connection(), org, prospect).await?;
+            session.commit().await?;
+            Ok(exchanges)
+        };
+        self.run(
+            "model_exchanges_of",
+            &[("org_id", &org), ("prospect_id", &prospect)],
+            work,
+        )
+        .await
+    }
+
+    async fn put_subject_request(&self, request: &SubjectRequest) -> Result<()> {
+        let (org, id) = (request.org_id, request.id);
+        let work = async {
+            let mut session = self.session(org).await?;
+            queries::put_subject_request(session.connection(), request).await?;
+            session.commit().await
+        };
+        self.run(
+            "put_subject_request",
+            &[("org_id", &org), ("request_id", &id)],
+            work,
+        )
+        .await
+    }
+
+    async fn list_subject_requests(&self, org: OrgId) -> Result<Vec<SubjectRequest>> {
+        let work = async {
+            let mut session = self.session(org).await?;
+            let requests = queries::list_subject_requests(session.connection(), org).await?;
+            session.commit().await?;
+            Ok(requests)
+        };
+        self.run("list_subject_requests", &[("org_id", &org)], work)
+            .await
+    }
+
+    async fn open_subject_requests(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SubjectRequest>> {
+        let work = async {
+            let mut connection = self.pool.acquire().await?;
+            queries::open_subject_requests(&mut connection, before, limit).await
+        };
+        self.run("open_subject_requests", &[], work).await
+    }
+
+    async fn expired_prospects(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(OrgId, ProspectId)>> {
+        let work = async {
+            let mut connection = self.pool.acquire().await?;
+            queries::expired_prospects(&mut connection, before, limit).await
+        };
+        self.run("expired_prospects", &[], work).await
+    }
+
+    async fn purge_messages(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        let work = async {
+            let mut connection = self.pool.acquire().await?;
+            queries::purge_messages(&mut connection, before, limit).await
+        };
+        self.run("purge_messages", &[], work).await
+    }
+
+    async fn delete_member(&self, org: OrgId, id: MemberId) -> Result<()> {
+        let work = async {
+            let mut session = self.session(org).await?;
+            queries::delete_member(session.connection(), org, id).await?;
+            session.commit().await
+        };
+        self.run(
+            "delete_member",
+            &[("org_id", &org), ("member_id", &id)],
+            work,
+        )
+        .await
+    }
+
+    async fn delete_org(&self, org: OrgId) -> Result<ErasureReport> {
+        let work = async {
+            let mut session = self.transaction(Some(org)).await?;
+            let report = queries::delete_org(session.connection(), org).await?;
+            session.commit().await?;
+            Ok(report)
+        };
+        self.run("delete_org", &[("org_id", &org)], work).await
     }
 }
 

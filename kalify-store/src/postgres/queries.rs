@@ -11,9 +11,10 @@ use std::collections::{HashMap, HashSet};
 use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
+use kalify_core::gdpr::{DIGEST_PREFIX, ErasureReport, SubjectRequest, SuppressionKey};
 use kalify_core::ports::{
-    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry,
-    OutboxOutcome, OutboxStatus, Suppression, TurnCommit,
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, ModelExchange,
+    OutboxEntry, OutboxOutcome, OutboxStatus, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
@@ -25,8 +26,8 @@ use uuid::Uuid;
 
 use super::error::PgError;
 use super::rows::{
-    self, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns,
-    message_columns, nanos, outbox_columns, prospect_columns,
+    self, audit_columns, campaign_columns, conversation_columns, exchange_columns, job_columns,
+    member_columns, message_columns, nanos, outbox_columns, prospect_columns, request_columns,
 };
 
 /// Sets `kalify.org_id` to `org` until the end of the current transaction.
@@ -536,7 +537,8 @@ async fn cancel(connection: &mut PgConnection, turn: &TurnCommit) -> Result<(), 
 /// The order matters:
 /// - versions are checked first, so a conflict writes nothing once the
 ///   caller drops the transaction;
-/// - the completed job is finished before the cancellation, so it ends as done;
+/// - the completed job is finished before the cancellation, so it ends as
+///   done. A completed job that is no longer pending fails the turn with `Conflict`;
 /// - the cancellation runs before the turn's own jobs and entries are
 ///   written, so it never touches them;
 /// - lifts run before additions, so a contact point named in both stays suppressed.
@@ -586,7 +588,7 @@ pub(crate) async fn commit_turn(
     }
 
     if let Some(job) = turn.completed_job {
-        sqlx::query(
+        let result = sqlx::query(
             "UPDATE jobs SET status = 'done', lease_until = NULL, lease_owner = NULL \
              WHERE org_id = $1 AND id = $2 AND status = 'pending'",
         )
@@ -594,6 +596,13 @@ pub(crate) async fn commit_turn(
         .bind(job.as_uuid())
         .execute(&mut *connection)
         .await?;
+        if result.rows_affected() == 0 {
+            return Err(Error::conflict(
+                "the job the turn completes is no longer pending: another worker finished it",
+            )
+            .with_context("job_id", job)
+            .into());
+        }
     }
     cancel(connection, turn).await?;
 
@@ -620,28 +629,13 @@ pub(crate) async fn commit_turn(
     for job in &turn.jobs {
         insert_job(connection, job).await?;
     }
-    for contact in &turn.unsuppress {
-        sqlx::query("DELETE FROM suppressions WHERE org_id = $1 AND channel = $2 AND contact = $3")
-            .bind(org.as_uuid())
-            .bind(contact.channel().as_str())
-            .bind(contact.key())
-            .execute(&mut *connection)
-            .await?;
-    }
-    for entry in &turn.suppress {
-        insert_suppression(connection, entry).await?;
-    }
+    delete_suppressions(connection, org, &turn.unsuppress).await?;
+    suppress(connection, &turn.suppress, false).await?;
     for event in &turn.audit {
-        rows::bind_audit(
-            sqlx::query(concat!(
-                "INSERT INTO audit_events (",
-                audit_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            )),
-            event,
-        )?
-        .execute(&mut *connection)
-        .await?;
+        insert_audit(connection, event).await?;
+    }
+    for exchange in &turn.model_exchanges {
+        insert_exchange(connection, exchange).await?;
     }
     Ok(conversation.version.next())
 }
@@ -909,20 +903,97 @@ pub(crate) async fn finish_outbox(
 
 // ------------------------------------------------- suppressions and audit
 
-/// Adds a suppression unless the org already lists the contact point.
-async fn insert_suppression(
+/// Returns `org`'s suppression key, or `None` when the org has none yet
+/// and so has suppressed nothing.
+async fn suppression_key(
     connection: &mut PgConnection,
-    entry: &Suppression,
+    org: OrgId,
+) -> Result<Option<SuppressionKey>, PgError> {
+    let bytes: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT key FROM suppression_keys WHERE org_id = $1")
+            .bind(org.as_uuid())
+            .fetch_optional(connection)
+            .await?;
+    Ok(bytes
+        .map(|bytes| SuppressionKey::from_slice(&bytes))
+        .transpose()?)
+}
+
+/// Returns `org`'s suppression key, creating it first when missing.
+///
+/// When a concurrent transaction creates the org's key first, the insert
+/// waits for it and then does nothing. Under READ COMMITTED the next read
+/// takes a new snapshot and returns that key. Under REPEATABLE READ or
+/// SERIALIZABLE the insert fails with a serialization failure instead,
+/// which is a retryable `Conflict`.
+async fn ensure_suppression_key(
+    connection: &mut PgConnection,
+    org: OrgId,
+) -> Result<SuppressionKey, PgError> {
+    if let Some(key) = suppression_key(connection, org).await? {
+        return Ok(key);
+    }
+    let generated = SuppressionKey::generate()?;
+    sqlx::query(
+        "INSERT INTO suppression_keys (org_id, key) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(org.as_uuid())
+    .bind(generated.as_bytes().as_slice())
+    .execute(&mut *connection)
+    .await?;
+    suppression_key(connection, org).await?.ok_or_else(|| {
+        Error::unexpected("the suppression key just created for the org cannot be read back").into()
+    })
+}
+
+/// Adds the digest of a contact point to the org's list unless it is listed.
+async fn insert_digest(
+    connection: &mut PgConnection,
+    org: OrgId,
+    channel: &str,
+    digest: &str,
+    reason: &str,
+    at: i64,
 ) -> Result<(), PgError> {
     sqlx::query(
         "INSERT INTO suppressions (org_id, channel, contact, reason, at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(entry.org_id.as_uuid())
-    .bind(entry.contact.channel().as_str())
-    .bind(entry.contact.key())
-    .bind(entry.reason.as_str())
-    .bind(nanos(entry.at)?)
+    .bind(org.as_uuid())
+    .bind(channel)
+    .bind(digest)
+    .bind(reason)
+    .bind(at)
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Removes contact points from the org's suppression list. An org without
+/// a key has an empty list, so there is nothing to remove then.
+async fn delete_suppressions(
+    connection: &mut PgConnection,
+    org: OrgId,
+    contacts: &[ContactPoint],
+) -> Result<(), PgError> {
+    if contacts.is_empty() {
+        return Ok(());
+    }
+    let Some(key) = suppression_key(connection, org).await? else {
+        return Ok(());
+    };
+    let channels: Vec<&str> = contacts
+        .iter()
+        .map(|contact| contact.channel().as_str())
+        .collect();
+    let digests: Vec<String> = contacts.iter().map(|contact| key.digest(contact)).collect();
+    sqlx::query(
+        "DELETE FROM suppressions \
+         WHERE org_id = $1 AND (channel, contact) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+    )
+    .bind(org.as_uuid())
+    .bind(channels)
+    .bind(digests)
     .execute(connection)
     .await?;
     Ok(())
@@ -933,60 +1004,181 @@ pub(crate) async fn is_suppressed(
     org: OrgId,
     contact: &ContactPoint,
 ) -> Result<bool, PgError> {
+    let Some(key) = suppression_key(connection, org).await? else {
+        return Ok(false);
+    };
     let suppressed = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM suppressions WHERE org_id = $1 AND channel = $2 AND contact = $3)",
     )
     .bind(org.as_uuid())
     .bind(contact.channel().as_str())
-    .bind(contact.key())
+    .bind(key.digest(contact))
     .fetch_one(connection)
     .await?;
     Ok(suppressed)
 }
 
-/// Returns the distinct contact points of `contacts` on the org's suppression list, in one query.
+/// Returns the distinct contact points of `contacts` on the org's
+/// suppression list: one query for the key and one for the digests.
 pub(crate) async fn suppressed_among(
     connection: &mut PgConnection,
     org: OrgId,
     contacts: &[ContactPoint],
 ) -> Result<HashSet<ContactPoint>, PgError> {
-    let wanted = contact_keys(contacts);
-    if wanted.is_empty() {
+    if contacts.is_empty() {
         return Ok(HashSet::new());
     }
-    let (channels, keys): (Vec<&str>, Vec<&str>) = wanted.keys().copied().unzip();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT channel, contact FROM suppressions \
+    let Some(key) = suppression_key(connection, org).await? else {
+        return Ok(HashSet::new());
+    };
+    // The digest covers the channel, so it identifies the contact point alone.
+    let by_digest: HashMap<String, &ContactPoint> = contacts
+        .iter()
+        .map(|contact| (key.digest(contact), contact))
+        .collect();
+    let (channels, digests): (Vec<&str>, Vec<&str>) = by_digest
+        .iter()
+        .map(|(digest, contact)| (contact.channel().as_str(), digest.as_str()))
+        .unzip();
+    let listed: Vec<String> = sqlx::query_scalar(
+        "SELECT contact FROM suppressions \
          WHERE org_id = $1 AND (channel, contact) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
     )
     .bind(org.as_uuid())
     .bind(channels)
-    .bind(keys)
+    .bind(digests)
     .fetch_all(connection)
     .await?;
 
-    let suppressed = rows
+    let suppressed = listed
         .iter()
-        .filter_map(|(channel, contact)| wanted.get(&(channel.as_str(), contact.as_str())))
+        .filter_map(|digest| by_digest.get(digest))
         .map(|contact| (*contact).clone())
         .collect();
     Ok(suppressed)
 }
 
-/// Adds suppressions in the caller's transaction. With `scoped`, each entry
-/// is written under its own org's `kalify.org_id`.
+/// Adds suppressions in the caller's transaction, creating each org's key
+/// on its first suppression. With `scoped`, each entry is written under its
+/// own org's `kalify.org_id`.
 pub(crate) async fn suppress(
     connection: &mut PgConnection,
     entries: &[Suppression],
     scoped: bool,
 ) -> Result<(), PgError> {
-    let mut current_org = None;
+    let mut current: Option<(OrgId, SuppressionKey)> = None;
     for entry in entries {
-        if scoped && current_org != Some(entry.org_id) {
-            set_org(connection, entry.org_id).await?;
-            current_org = Some(entry.org_id);
+        let key = match &current {
+            Some((org, key)) if *org == entry.org_id => key.clone(),
+            _ => {
+                if scoped {
+                    set_org(connection, entry.org_id).await?;
+                }
+                let key = ensure_suppression_key(connection, entry.org_id).await?;
+                current = Some((entry.org_id, key.clone()));
+                key
+            }
+        };
+        let digest = key.digest(&entry.contact);
+        insert_digest(
+            connection,
+            entry.org_id,
+            entry.contact.channel().as_str(),
+            &digest,
+            &entry.reason,
+            nanos(entry.at)?,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Counts of [`hash_clear_suppressions`].
+#[derive(Debug, Default)]
+pub(crate) struct ClearSuppressions {
+    /// Rows replaced by their digest.
+    pub(crate) rewritten: u64,
+    /// Rows deleted because their contact point no longer parses.
+    pub(crate) dropped: u64,
+}
+
+/// Replaces the suppression rows that hold a contact point in clear,
+/// written before base version 2, with keyed digests, creating the orgs'
+/// keys as needed. The rows are deleted and read back in one statement, so
+/// a clear row inserted meanwhile by an older kalify is either rewritten
+/// here or left for a later run.
+///
+/// Runs as part of the migration, as the table owner.
+pub(crate) async fn hash_clear_suppressions(
+    connection: &mut PgConnection,
+) -> Result<ClearSuppressions, PgError> {
+    let clear: Vec<(Uuid, String, String, String, i64)> = sqlx::query_as(
+        "DELETE FROM suppressions WHERE contact NOT LIKE $1 RETURNING org_id, channel, contact, reason, at",
+    )
+    .bind(format!("{DIGEST_PREFIX}%"))
+    .fetch_all(&mut *connection)
+    .await?;
+
+    let mut counts = ClearSuppressions::default();
+    let mut keys: HashMap<Uuid, SuppressionKey> = HashMap::new();
+    for (org, channel, contact, reason, at) in clear {
+        // A row that no longer parses could not match a normalised contact
+        // point, so it is dropped rather than kept in clear.
+        let Ok(point) = rows::contact_from(&channel, &contact) else {
+            counts.dropped += 1;
+            continue;
+        };
+        let org_id = OrgId::from_uuid(org);
+        let key = match keys.get(&org) {
+            Some(key) => key.clone(),
+            None => {
+                let key = ensure_suppression_key(connection, org_id).await?;
+                keys.insert(org, key.clone());
+                key
+            }
+        };
+        insert_digest(
+            connection,
+            org_id,
+            &channel,
+            &key.digest(&point),
+            &reason,
+            at,
+        )
+        .await?;
+        counts.rewritten += 1;
+    }
+    Ok(counts)
+}
+
+async fn insert_audit(connection: &mut PgConnection, event: &AuditEvent) -> Result<(), PgError> {
+    rows::bind_audit(
+        sqlx::query(concat!(
+            "INSERT INTO audit_events (",
+            audit_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )),
+        event,
+    )?
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Appends audit events in the caller's transaction. With `scoped`, each
+/// event is written under its own org's `kalify.org_id`.
+pub(crate) async fn append_audit(
+    connection: &mut PgConnection,
+    events: &[AuditEvent],
+    scoped: bool,
+) -> Result<(), PgError> {
+    let mut current_org = None;
+    for event in events {
+        if scoped && current_org != Some(event.org_id) {
+            set_org(connection, event.org_id).await?;
+            current_org = Some(event.org_id);
         }
-        insert_suppression(connection, entry).await?;
+        insert_audit(connection, event).await?;
     }
     Ok(())
 }
@@ -1062,4 +1254,288 @@ pub(crate) async fn list_members(
     .fetch_all(connection)
     .await?;
     rows.iter().map(rows::member_from_row).collect()
+}
+
+pub(crate) async fn delete_member(
+    connection: &mut PgConnection,
+    org: OrgId,
+    id: MemberId,
+) -> Result<(), PgError> {
+    let result = sqlx::query("DELETE FROM members WHERE org_id = $1 AND id = $2")
+        .bind(org.as_uuid())
+        .bind(id.as_uuid())
+        .execute(connection)
+        .await?;
+    if result.rows_affected() == 0 {
+        return Err(Error::not_found("member not found").into());
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ data subjects
+
+async fn insert_exchange(
+    connection: &mut PgConnection,
+    exchange: &ModelExchange,
+) -> Result<(), PgError> {
+    rows::bind_exchange(
+        sqlx::query(concat!(
+            "INSERT INTO model_exchanges (",
+            exchange_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        )),
+        exchange,
+    )?
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn model_exchanges_of(
+    connection: &mut PgConnection,
+    org: OrgId,
+    prospect: ProspectId,
+) -> Result<Vec<ModelExchange>, PgError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        exchange_columns!(),
+        " FROM model_exchanges WHERE org_id = $1 AND prospect_id = $2 ORDER BY seq"
+    ))
+    .bind(org.as_uuid())
+    .bind(prospect.as_uuid())
+    .fetch_all(connection)
+    .await?;
+    rows.iter().map(rows::exchange_from_row).collect()
+}
+
+/// The deletions of an erasure, children first, so that each table's count
+/// is its own rather than hidden in a cascade. `$1` is the org, `$2` the
+/// prospect and `$3` the ids of its conversations.
+const ERASE_STEPS: [(&str, &str); 6] = [
+    (
+        "outbox",
+        "DELETE FROM outbox WHERE org_id = $1 AND (prospect_id = $2 OR conversation_id = ANY($3))",
+    ),
+    (
+        "jobs",
+        "DELETE FROM jobs WHERE org_id = $1 AND (prospect_id = $2 OR conversation_id = ANY($3))",
+    ),
+    (
+        "messages",
+        "DELETE FROM messages WHERE org_id = $1 AND (prospect_id = $2 OR conversation_id = ANY($3))",
+    ),
+    (
+        "conversations",
+        "DELETE FROM conversations WHERE org_id = $1 AND (prospect_id = $2 OR id = ANY($3))",
+    ),
+    (
+        "model_exchanges",
+        "DELETE FROM model_exchanges WHERE org_id = $1 AND (prospect_id = $2 OR conversation_id = ANY($3))",
+    ),
+    (
+        "audit_events",
+        "DELETE FROM audit_events WHERE org_id = $1 AND (prospect_id = $2 OR conversation_id = ANY($3))",
+    ),
+];
+
+/// Deletes a prospect and every row about it in the caller's transaction,
+/// then adds `suppress_entries` to the org's suppression list.
+///
+/// The prospect's conversations and row are locked first, so a concurrent
+/// turn, inbound message or enrollment waits for the erasure and then
+/// fails with `NotFound`. Rows written by a transaction that committed
+/// between the two locks are still deleted, because every deletion also
+/// matches on the prospect id.
+pub(crate) async fn erase_prospect(
+    connection: &mut PgConnection,
+    org: OrgId,
+    prospect: ProspectId,
+    suppress_entries: &[Suppression],
+) -> Result<ErasureReport, PgError> {
+    if suppress_entries.iter().any(|entry| entry.org_id != org) {
+        return Err(Error::invalid_input(
+            "a suppression entry belongs to another org than the erased prospect",
+        )
+        .into());
+    }
+    // Conversations are locked before the prospect, in the order
+    // `commit_turn` updates them, so a concurrent turn waits instead of
+    // deadlocking.
+    let conversations: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE org_id = $1 AND prospect_id = $2 FOR UPDATE",
+    )
+    .bind(org.as_uuid())
+    .bind(prospect.as_uuid())
+    .fetch_all(&mut *connection)
+    .await?;
+    let locked: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM prospects WHERE org_id = $1 AND id = $2 FOR UPDATE")
+            .bind(org.as_uuid())
+            .bind(prospect.as_uuid())
+            .fetch_optional(&mut *connection)
+            .await?;
+    if locked.is_none() {
+        return Err(Error::not_found("prospect not found").into());
+    }
+
+    let mut report = ErasureReport::default();
+    for (table, sql) in ERASE_STEPS {
+        let result = sqlx::query(sql)
+            .bind(org.as_uuid())
+            .bind(prospect.as_uuid())
+            .bind(&conversations)
+            .execute(&mut *connection)
+            .await?;
+        report.add(table, result.rows_affected());
+    }
+    let result = sqlx::query("DELETE FROM prospects WHERE org_id = $1 AND id = $2")
+        .bind(org.as_uuid())
+        .bind(prospect.as_uuid())
+        .execute(&mut *connection)
+        .await?;
+    report.add("prospects", result.rows_affected());
+
+    suppress(connection, suppress_entries, false).await?;
+    Ok(report)
+}
+
+/// The deletions of [`delete_org`], children first. `$1` is the org.
+const DELETE_ORG_STEPS: [(&str, &str); 12] = [
+    ("outbox", "DELETE FROM outbox WHERE org_id = $1"),
+    ("jobs", "DELETE FROM jobs WHERE org_id = $1"),
+    ("messages", "DELETE FROM messages WHERE org_id = $1"),
+    (
+        "conversations",
+        "DELETE FROM conversations WHERE org_id = $1",
+    ),
+    (
+        "model_exchanges",
+        "DELETE FROM model_exchanges WHERE org_id = $1",
+    ),
+    ("audit_events", "DELETE FROM audit_events WHERE org_id = $1"),
+    ("prospects", "DELETE FROM prospects WHERE org_id = $1"),
+    ("campaigns", "DELETE FROM campaigns WHERE org_id = $1"),
+    ("members", "DELETE FROM members WHERE org_id = $1"),
+    ("suppressions", "DELETE FROM suppressions WHERE org_id = $1"),
+    (
+        "suppression_keys",
+        "DELETE FROM suppression_keys WHERE org_id = $1",
+    ),
+    (
+        "subject_requests",
+        "DELETE FROM subject_requests WHERE org_id = $1",
+    ),
+];
+
+/// Deletes every row of an org in the caller's transaction.
+pub(crate) async fn delete_org(
+    connection: &mut PgConnection,
+    org: OrgId,
+) -> Result<ErasureReport, PgError> {
+    let mut report = ErasureReport::default();
+    for (table, sql) in DELETE_ORG_STEPS {
+        let result = sqlx::query(sql)
+            .bind(org.as_uuid())
+            .execute(&mut *connection)
+            .await?;
+        report.add(table, result.rows_affected());
+    }
+    Ok(report)
+}
+
+pub(crate) async fn put_subject_request(
+    connection: &mut PgConnection,
+    request: &SubjectRequest,
+) -> Result<(), PgError> {
+    rows::bind_request(
+        sqlx::query(concat!(
+            "INSERT INTO subject_requests (",
+            request_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (org_id, id) DO UPDATE SET prospect_id = excluded.prospect_id, kind = excluded.kind, \
+             actor = excluded.actor, received_at = excluded.received_at, due_at = excluded.due_at, \
+             completed_at = excluded.completed_at, outcome = excluded.outcome"
+        )),
+        request,
+    )?
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn list_subject_requests(
+    connection: &mut PgConnection,
+    org: OrgId,
+) -> Result<Vec<SubjectRequest>, PgError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM subject_requests WHERE org_id = $1 ORDER BY received_at, id"
+    ))
+    .bind(org.as_uuid())
+    .fetch_all(connection)
+    .await?;
+    rows.iter().map(rows::request_from_row).collect()
+}
+
+/// Lists open requests of every org due before `before`, through the
+/// function of the same name.
+pub(crate) async fn open_subject_requests(
+    connection: &mut PgConnection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<Vec<SubjectRequest>, PgError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM open_subject_requests($1, $2) ORDER BY due_at, id"
+    ))
+    .bind(nanos(before)?)
+    .bind(limit_param(limit))
+    .fetch_all(connection)
+    .await?;
+    rows.iter().map(rows::request_from_row).collect()
+}
+
+/// Lists prospects of every org whose retention ended at `before`, through
+/// the function of the same name.
+pub(crate) async fn expired_prospects(
+    connection: &mut PgConnection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<Vec<(OrgId, ProspectId)>, PgError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let found: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT prospect_org_id, prospect_id FROM expired_prospects($1, $2)")
+            .bind(nanos(before)?)
+            .bind(limit_param(limit))
+            .fetch_all(connection)
+            .await?;
+    Ok(found
+        .into_iter()
+        .map(|(org, id)| (OrgId::from_uuid(org), ProspectId::from_uuid(id)))
+        .collect())
+}
+
+/// Deletes messages of every org older than `before`, with their outbox
+/// entries, through the function of the same name.
+pub(crate) async fn purge_messages(
+    connection: &mut PgConnection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<u64, PgError> {
+    if limit == 0 {
+        return Ok(0);
+    }
+    let deleted: i64 = sqlx::query_scalar("SELECT purge_messages($1, $2)")
+        .bind(nanos(before)?)
+        .bind(limit_param(limit))
+        .fetch_one(connection)
+        .await?;
+    Ok(u64::try_from(deleted).unwrap_or_default())
 }

@@ -13,7 +13,8 @@ use kalify_core::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsi
 use kalify_core::conversation::{
     Conversation, ConversationState, DeliveryStatus, Direction, Message, Sender,
 };
-use kalify_core::ports::{AuditEvent, Job, Member, OutboxEntry, OutboxStatus, Role};
+use kalify_core::gdpr::{RequestKind, SubjectRequest};
+use kalify_core::ports::{AuditEvent, Job, Member, ModelExchange, OutboxEntry, OutboxStatus, Role};
 use kalify_core::prospect::{Locale, Prospect, Version};
 use kalify_core::{
     CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
@@ -184,7 +185,7 @@ fn get_named<T>(
 }
 
 /// Reads a contact point from its channel and normalised text.
-fn contact_from(channel: &str, key: &str) -> kalify_core::Result<ContactPoint> {
+pub(crate) fn contact_from(channel: &str, key: &str) -> kalify_core::Result<ContactPoint> {
     match ChannelKind::from_str(channel)? {
         ChannelKind::Sms => PhoneNumber::from_e164(key).map(ContactPoint::Phone),
         ChannelKind::Email => EmailAddress::parse(key).map(ContactPoint::Email),
@@ -602,6 +603,86 @@ pub(crate) fn bind_audit<'q>(
         .bind(Json(&event.actor))
         .bind(event.detail.as_str())
         .bind(nanos(event.at)?))
+}
+
+// --------------------------------------------------------- model exchanges
+
+/// The columns read by `exchange_from_row`, for `concat!`.
+macro_rules! exchange_columns {
+    () => {
+        "org_id, prospect_id, conversation_id, model, operation, request, response, at"
+    };
+}
+pub(crate) use exchange_columns;
+
+pub(crate) fn exchange_from_row(row: &PgRow) -> Result<ModelExchange, PgError> {
+    Ok(ModelExchange {
+        org_id: get_id(row, "org_id")?,
+        prospect_id: get_id(row, "prospect_id")?,
+        conversation_id: get_id(row, "conversation_id")?,
+        model: get(row, "model")?,
+        operation: get(row, "operation")?,
+        request: get(row, "request")?,
+        response: get(row, "response")?,
+        at: get_time(row, "at")?,
+    })
+}
+
+/// Binds the columns of `exchange` in the order of `exchange_columns!`.
+pub(crate) fn bind_exchange<'q>(
+    query: PgQuery<'q>,
+    exchange: &ModelExchange,
+) -> Result<PgQuery<'q>, PgError> {
+    Ok(query
+        .bind(exchange.org_id.as_uuid())
+        .bind(exchange.prospect_id.as_uuid())
+        .bind(exchange.conversation_id.as_uuid())
+        .bind(exchange.model.as_str())
+        .bind(exchange.operation.as_str())
+        .bind(exchange.request.as_str())
+        .bind(exchange.response.as_str())
+        .bind(nanos(exchange.at)?))
+}
+
+// -------------------------------------------------------- subject requests
+
+/// The columns read by `request_from_row`, for `concat!`.
+macro_rules! request_columns {
+    () => {
+        "org_id, id, prospect_id, kind, actor, received_at, due_at, completed_at, outcome"
+    };
+}
+pub(crate) use request_columns;
+
+pub(crate) fn request_from_row(row: &PgRow) -> Result<SubjectRequest, PgError> {
+    Ok(SubjectRequest {
+        org_id: get_id(row, "org_id")?,
+        id: get(row, "id")?,
+        prospect_id: get_id(row, "prospect_id")?,
+        kind: get_named(row, "kind", RequestKind::parse)?,
+        actor: get_json(row, "actor")?,
+        received_at: get_time(row, "received_at")?,
+        due_at: get_time(row, "due_at")?,
+        completed_at: get_opt_time(row, "completed_at")?,
+        outcome: get_json(row, "outcome")?,
+    })
+}
+
+/// Binds the columns of `request` in the order of `request_columns!`.
+pub(crate) fn bind_request<'q>(
+    query: PgQuery<'q>,
+    request: &SubjectRequest,
+) -> Result<PgQuery<'q>, PgError> {
+    Ok(query
+        .bind(request.org_id.as_uuid())
+        .bind(request.id)
+        .bind(request.prospect_id.as_uuid())
+        .bind(request.kind.as_str())
+        .bind(Json(&request.actor))
+        .bind(nanos(request.received_at)?)
+        .bind(nanos(request.due_at)?)
+        .bind(opt_nanos(request.completed_at)?)
+        .bind(Json(&request.outcome)))
 }
 
 // ------------------------------------------------------------------ members

@@ -32,24 +32,42 @@ impl MigrationSet {
     }
 }
 
-/// The tables, indexes and claim functions.
+/// The tables, indexes and cross-org functions.
 const BASE: MigrationSet = MigrationSet {
     name: "base",
-    migrations: &[Migration {
-        version: 1,
-        description: "tables, indexes and claim functions",
-        sql: include_str!("../../migrations/postgres/0001_init.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "tables, indexes and claim functions",
+            sql: include_str!("../../migrations/postgres/0001_init.sql"),
+        },
+        Migration {
+            version: DIGEST_VERSION,
+            description: "suppression keys, model exchanges, subject requests, retention functions",
+            sql: include_str!("../../migrations/postgres/0002_gdpr.sql"),
+        },
+    ],
 };
 
-/// The row-level security policies and the owner-run claim functions.
+/// The base version from which the suppression list contains keyed digests.
+/// [`migrate`] rewrites the clear rows of older versions when it applies it.
+const DIGEST_VERSION: i64 = 2;
+
+/// The row-level security policies and the owner-run cross-org functions.
 const ROW_LEVEL_SECURITY: MigrationSet = MigrationSet {
     name: "row_level_security",
-    migrations: &[Migration {
-        version: 1,
-        description: "org isolation policies, claim functions as security definer",
-        sql: include_str!("../../migrations/postgres/row_level_security/0001_policies.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            description: "org isolation policies, claim functions as security definer",
+            sql: include_str!("../../migrations/postgres/row_level_security/0001_policies.sql"),
+        },
+        Migration {
+            version: 2,
+            description: "policies of the data-subject tables, retention functions as security definer",
+            sql: include_str!("../../migrations/postgres/row_level_security/0002_gdpr.sql"),
+        },
+    ],
 };
 
 /// The tables an application role reads and writes.
@@ -63,12 +81,18 @@ pub(crate) const RECORD_TABLES: &[&str] = &[
     "suppressions",
     "audit_events",
     "members",
+    "suppression_keys",
+    "model_exchanges",
+    "subject_requests",
 ];
 
-/// The claim functions, with their argument types as `GRANT` names them.
-const CLAIM_FUNCTIONS: &[&str] = &[
+/// The functions that work across orgs, with their argument types as `GRANT` names them.
+const CROSS_ORG_FUNCTIONS: &[&str] = &[
     "claim_jobs(bigint, bigint, bigint, text)",
     "claim_outbox(bigint, bigint, bigint, text)",
+    "open_subject_requests(bigint, bigint)",
+    "expired_prospects(bigint, bigint)",
+    "purge_messages(bigint, bigint)",
 ];
 
 /// The first key of the advisory lock that serialises migrations. The second
@@ -193,6 +217,23 @@ pub(crate) async fn migrate(
             sqlx::raw_sql(migration.sql)
                 .execute(&mut *transaction)
                 .await?;
+            if set.name == BASE.name && migration.version == DIGEST_VERSION {
+                let counts = super::queries::hash_clear_suppressions(&mut transaction).await?;
+                tracing::info!(
+                    target: "kalify::store",
+                    adapter = "postgres",
+                    rewritten = counts.rewritten,
+                    "replaced clear suppression entries with keyed digests"
+                );
+                if counts.dropped > 0 {
+                    tracing::warn!(
+                        target: "kalify::store",
+                        adapter = "postgres",
+                        dropped = counts.dropped,
+                        "deleted clear suppression entries whose contact point no longer parses"
+                    );
+                }
+            }
             sqlx::query(
                 "INSERT INTO kalify_schema_migrations (migration_set, version, description) VALUES ($1, $2, $3)",
             )
@@ -229,7 +270,7 @@ pub(crate) fn quote_identifier(name: &str) -> String {
 
 /// Grants `role` what the store needs in the current schema: the schema,
 /// reads and writes of the record tables, reads of the migrations table and
-/// the claim functions. It grants nothing on the schema's other objects.
+/// the cross-org functions. It grants nothing on the schema's other objects.
 pub(crate) async fn grant_application_role(pool: &PgPool, role: &str) -> Result<(), PgError> {
     let mut transaction = pool.begin().await?;
     let schema = sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
@@ -252,7 +293,7 @@ pub(crate) async fn grant_application_role(pool: &PgPool, role: &str) -> Result<
         ),
         format!("GRANT SELECT ON {schema}.kalify_schema_migrations TO {role}"),
     ];
-    for function in CLAIM_FUNCTIONS {
+    for function in CROSS_ORG_FUNCTIONS {
         statements.push(format!(
             "GRANT EXECUTE ON FUNCTION {schema}.{function} TO {role}"
         ));

@@ -15,9 +15,10 @@ use async_trait::async_trait;
 use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
+use kalify_core::gdpr::{ErasureReport, SubjectRequest};
 use kalify_core::ports::{
-    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry, OutboxOutcome,
-    Store, Suppression, TurnCommit,
+    AuditEvent, InsertOutcome, Job, JobOutcome, ListOptions, Member, ModelExchange, OutboxEntry,
+    OutboxOutcome, Store, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
@@ -264,6 +265,20 @@ impl SqliteStore {
             schema::schema_version(connection)
         })
         .await
+    }
+
+    /// Rebuilds the database file (`VACUUM`) and truncates the write-ahead
+    /// log, so that rows deleted by an erasure leave no bytes in either.
+    /// Deleted content is already zeroed in place (`secure_delete`); this
+    /// also drops the old page images the log still holds.
+    ///
+    /// It rewrites the whole file and blocks every other call meanwhile:
+    /// run it after erasures, off-peak.
+    ///
+    /// # Errors
+    /// `Unavailable` when another process holds the database.
+    pub async fn vacuum(&self) -> Result<()> {
+        self.run("vacuum", queries::vacuum).await
     }
 
     /// Runs `work` on the connection in the blocking pool, and tags its
@@ -660,6 +675,107 @@ impl Store for SqliteStore {
     async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
         self.run("list_members", move |connection| {
             queries::list_members(connection, org)
+        })
+        .await
+        .map_err(|error| error.with_context("org_id", org))
+    }
+
+    async fn erase_prospect(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+        suppress: &[Suppression],
+    ) -> Result<ErasureReport> {
+        let suppress = suppress.to_vec();
+        self.run("erase_prospect", move |connection| {
+            queries::erase_prospect(connection, org, prospect, &suppress)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("prospect_id", prospect)
+        })
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
+        let events = events.to_vec();
+        self.run("append_audit", move |connection| {
+            queries::append_audit(connection, &events)
+        })
+        .await
+    }
+
+    async fn model_exchanges_of(
+        &self,
+        org: OrgId,
+        prospect: ProspectId,
+    ) -> Result<Vec<ModelExchange>> {
+        self.run("model_exchanges_of", move |connection| {
+            queries::model_exchanges_of(connection, org, prospect)
+        })
+        .await
+    }
+
+    async fn put_subject_request(&self, request: &SubjectRequest) -> Result<()> {
+        let request = request.clone();
+        self.run("put_subject_request", move |connection| {
+            queries::put_subject_request(connection, &request)
+        })
+        .await
+    }
+
+    async fn list_subject_requests(&self, org: OrgId) -> Result<Vec<SubjectRequest>> {
+        self.run("list_subject_requests", move |connection| {
+            queries::list_subject_requests(connection, org)
+        })
+        .await
+    }
+
+    async fn open_subject_requests(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<SubjectRequest>> {
+        self.run("open_subject_requests", move |connection| {
+            queries::open_subject_requests(connection, before, limit)
+        })
+        .await
+    }
+
+    async fn expired_prospects(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(OrgId, ProspectId)>> {
+        self.run("expired_prospects", move |connection| {
+            queries::expired_prospects(connection, before, limit)
+        })
+        .await
+    }
+
+    async fn purge_messages(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        self.run("purge_messages", move |connection| {
+            queries::purge_messages(connection, before, limit)
+        })
+        .await
+    }
+
+    async fn delete_member(&self, org: OrgId, id: MemberId) -> Result<()> {
+        self.run("delete_member", move |connection| {
+            queries::delete_member(connection, org, id)
+        })
+        .await
+        .map_err(|error| {
+            error
+                .with_context("org_id", org)
+                .with_context("member_id", id)
+        })
+    }
+
+    async fn delete_org(&self, org: OrgId) -> Result<ErasureReport> {
+        self.run("delete_org", move |connection| {
+            queries::delete_org(connection, org)
         })
         .await
         .map_err(|error| error.with_context("org_id", org))

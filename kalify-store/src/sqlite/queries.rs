@@ -11,9 +11,10 @@ use std::collections::{HashMap, HashSet};
 use kalify_core::campaign::Campaign;
 use kalify_core::contact::ContactPoint;
 use kalify_core::conversation::{Conversation, Message};
+use kalify_core::gdpr::{ErasureReport, SubjectRequest};
 use kalify_core::ports::{
-    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, OutboxEntry,
-    OutboxOutcome, OutboxStatus, Suppression, TurnCommit,
+    AuditEvent, CancelScope, InsertOutcome, Job, JobOutcome, ListOptions, Member, ModelExchange,
+    OutboxEntry, OutboxOutcome, OutboxStatus, Suppression, TurnCommit,
 };
 use kalify_core::prospect::{Prospect, Version};
 use kalify_core::{
@@ -23,8 +24,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 
 use super::error::SqliteError;
 use super::rows::{
-    self, Key, audit_columns, campaign_columns, conversation_columns, job_columns, member_columns,
-    message_columns, nanos, outbox_columns, prospect_columns,
+    self, Key, audit_columns, campaign_columns, conversation_columns, exchange_columns,
+    job_columns, member_columns, message_columns, nanos, outbox_columns, prospect_columns,
+    request_columns,
 };
 
 fn immediate(connection: &mut Connection) -> Result<Transaction<'_>, SqliteError> {
@@ -447,12 +449,18 @@ pub(crate) fn commit_turn(
     }
 
     if let Some(job) = turn.completed_job {
-        transaction
+        let updated = transaction
             .prepare_cached(
                 "UPDATE jobs SET status = 'done', lease_until = NULL, lease_owner = NULL \
                  WHERE org_id = ?1 AND id = ?2 AND status = 'pending'",
             )?
             .execute(params![org.key(), job.key()])?;
+        if updated == 0 {
+            return Err(Error::conflict(
+                "the job the turn completes is no longer pending; another worker finished it",
+            )
+            .into());
+        }
     }
     cancel(&transaction, turn)?;
 
@@ -484,6 +492,9 @@ pub(crate) fn commit_turn(
     }
     for event in &turn.audit {
         rows::insert_audit(&transaction, event)?;
+    }
+    for exchange in &turn.model_exchanges {
+        rows::insert_exchange(&transaction, exchange)?;
     }
 
     transaction.commit()?;
@@ -708,14 +719,10 @@ pub(crate) fn is_suppressed(
     org: OrgId,
     contact: &ContactPoint,
 ) -> Result<bool, SqliteError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT 1 FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3",
-    )?;
-    Ok(statement.exists(params![
-        org.key(),
-        contact.channel().as_str(),
-        contact.key()
-    ])?)
+    match rows::suppression_key(connection, org)? {
+        Some(key) => rows::digest_listed(connection, org, &key, contact),
+        None => Ok(false),
+    }
 }
 
 /// Returns the distinct contact points of `contacts` that are on the org's
@@ -727,9 +734,11 @@ pub(crate) fn suppressed_among(
 ) -> Result<HashSet<ContactPoint>, SqliteError> {
     let mut suppressed = HashSet::new();
     let transaction = connection.transaction()?;
-    for contact in distinct_sorted(contacts) {
-        if is_suppressed(&transaction, org, contact)? {
-            suppressed.insert(contact.clone());
+    if let Some(key) = rows::suppression_key(&transaction, org)? {
+        for contact in distinct_sorted(contacts) {
+            if rows::digest_listed(&transaction, org, &key, contact)? {
+                suppressed.insert(contact.clone());
+            }
         }
     }
     transaction.commit()?;
@@ -749,6 +758,18 @@ pub(crate) fn suppress(
             &entry.reason,
             entry.at,
         )?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
+
+pub(crate) fn append_audit(
+    connection: &mut Connection,
+    events: &[AuditEvent],
+) -> Result<(), SqliteError> {
+    let transaction = immediate(connection)?;
+    for event in events {
+        rows::insert_audit(&transaction, event)?;
     }
     transaction.commit()?;
     Ok(())
@@ -805,6 +826,248 @@ pub(crate) fn list_members(
         .query_map(params![org.key()], rows::member_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(members)
+}
+
+// --------------------------------------------------------- data subjects
+
+/// Deletes `sql` rows bound to (org, prospect) and records the count under `table`.
+fn delete_counted(
+    transaction: &Transaction<'_>,
+    report: &mut ErasureReport,
+    table: &str,
+    sql: &str,
+    org: OrgId,
+    prospect: ProspectId,
+) -> Result<(), SqliteError> {
+    let rows = transaction
+        .prepare_cached(sql)?
+        .execute(params![org.key(), prospect.key()])?;
+    report.add(table, rows as u64);
+    Ok(())
+}
+
+fn erase_rows(
+    transaction: &Transaction<'_>,
+    org: OrgId,
+    prospect: ProspectId,
+) -> Result<ErasureReport, SqliteError> {
+    let mut report = ErasureReport::default();
+    // Children first, so that the counts are per table rather than hidden in cascades.
+    let steps: [(&str, &str); 7] = [
+        (
+            "outbox",
+            "DELETE FROM outbox WHERE org_id = ?1 AND prospect_id = ?2",
+        ),
+        (
+            "jobs",
+            "DELETE FROM jobs WHERE org_id = ?1 AND prospect_id = ?2",
+        ),
+        (
+            "messages",
+            "DELETE FROM messages WHERE org_id = ?1 AND conversation_id IN \
+             (SELECT id FROM conversations WHERE org_id = ?1 AND prospect_id = ?2)",
+        ),
+        (
+            "conversations",
+            "DELETE FROM conversations WHERE org_id = ?1 AND prospect_id = ?2",
+        ),
+        (
+            "model_exchanges",
+            "DELETE FROM model_exchanges WHERE org_id = ?1 AND prospect_id = ?2",
+        ),
+        (
+            "audit_events",
+            "DELETE FROM audit_events WHERE org_id = ?1 AND prospect_id = ?2",
+        ),
+        (
+            "prospects",
+            "DELETE FROM prospects WHERE org_id = ?1 AND id = ?2",
+        ),
+    ];
+    for (table, sql) in steps {
+        delete_counted(transaction, &mut report, table, sql, org, prospect)?;
+    }
+    Ok(report)
+}
+
+pub(crate) fn erase_prospect(
+    connection: &mut Connection,
+    org: OrgId,
+    prospect: ProspectId,
+    suppress: &[Suppression],
+) -> Result<ErasureReport, SqliteError> {
+    if suppress.iter().any(|entry| entry.org_id != org) {
+        return Err(Error::invalid_input(
+            "a suppression entry belongs to another org than the erased prospect",
+        )
+        .into());
+    }
+    let transaction = immediate(connection)?;
+    if prospect_version(&transaction, org, prospect)?.is_none() {
+        return Err(Error::not_found("prospect not found").into());
+    }
+    let report = erase_rows(&transaction, org, prospect)?;
+    for entry in suppress {
+        rows::insert_suppression(&transaction, org, &entry.contact, &entry.reason, entry.at)?;
+    }
+    transaction.commit()?;
+    Ok(report)
+}
+
+pub(crate) fn model_exchanges_of(
+    connection: &mut Connection,
+    org: OrgId,
+    prospect: ProspectId,
+) -> Result<Vec<ModelExchange>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        exchange_columns!(),
+        " FROM model_exchanges WHERE org_id = ?1 AND prospect_id = ?2 ORDER BY seq"
+    ))?;
+    let exchanges = statement
+        .query_map(params![org.key(), prospect.key()], rows::exchange_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(exchanges)
+}
+
+pub(crate) fn put_subject_request(
+    connection: &mut Connection,
+    request: &SubjectRequest,
+) -> Result<(), SqliteError> {
+    rows::upsert_request(connection, request)
+}
+
+pub(crate) fn list_subject_requests(
+    connection: &mut Connection,
+    org: OrgId,
+) -> Result<Vec<SubjectRequest>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM subject_requests WHERE org_id = ?1 ORDER BY received_at, id"
+    ))?;
+    let requests = statement
+        .query_map(params![org.key()], rows::request_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(requests)
+}
+
+pub(crate) fn open_subject_requests(
+    connection: &mut Connection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<Vec<SubjectRequest>, SqliteError> {
+    let mut statement = connection.prepare_cached(concat!(
+        "SELECT ",
+        request_columns!(),
+        " FROM subject_requests WHERE completed_at IS NULL AND due_at < ?1 ORDER BY due_at, id LIMIT ?2"
+    ))?;
+    let requests = statement
+        .query_map(
+            params![rows::nanos(before)?, limit_param(limit)],
+            rows::request_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(requests)
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn expired_prospects(
+    connection: &mut Connection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<Vec<(OrgId, ProspectId)>, SqliteError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT org_id, id FROM prospects p WHERE created_at < ?1 AND NOT EXISTS \
+         (SELECT 1 FROM messages m WHERE m.org_id = p.org_id AND m.prospect_id = p.id \
+          AND m.direction = 'inbound' AND m.at >= ?1) \
+         ORDER BY created_at LIMIT ?2",
+    )?;
+    let found = statement
+        .query_map(params![rows::nanos(before)?, limit_param(limit)], |row| {
+            Ok((
+                OrgId::from_key(row.get(0)?),
+                ProspectId::from_key(row.get(1)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(found)
+}
+
+pub(crate) fn purge_messages(
+    connection: &mut Connection,
+    before: Timestamp,
+    limit: usize,
+) -> Result<u64, SqliteError> {
+    let transaction = immediate(connection)?;
+    let at = rows::nanos(before)?;
+    // Outbox entries go with their message (the foreign key cascades too).
+    transaction
+        .prepare_cached(
+            "DELETE FROM outbox WHERE (org_id, message_id) IN \
+             (SELECT org_id, id FROM messages WHERE at < ?1 ORDER BY at LIMIT ?2)",
+        )?
+        .execute(params![at, limit_param(limit)])?;
+    let deleted = transaction
+        .prepare_cached("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE at < ?1 ORDER BY at LIMIT ?2)")?
+        .execute(params![at, limit_param(limit)])?;
+    transaction.commit()?;
+    Ok(deleted as u64)
+}
+
+pub(crate) fn delete_member(
+    connection: &mut Connection,
+    org: OrgId,
+    id: MemberId,
+) -> Result<(), SqliteError> {
+    let deleted = connection
+        .prepare_cached("DELETE FROM members WHERE org_id = ?1 AND id = ?2")?
+        .execute(params![org.key(), id.key()])?;
+    if deleted == 0 {
+        return Err(Error::not_found("member not found").into());
+    }
+    Ok(())
+}
+
+pub(crate) fn delete_org(
+    connection: &mut Connection,
+    org: OrgId,
+) -> Result<ErasureReport, SqliteError> {
+    let transaction = immediate(connection)?;
+    let mut report = ErasureReport::default();
+    for table in [
+        "outbox",
+        "jobs",
+        "messages",
+        "conversations",
+        "model_exchanges",
+        "audit_events",
+        "prospects",
+        "campaigns",
+        "members",
+        "suppressions",
+        "suppression_keys",
+        "subject_requests",
+    ] {
+        let rows = transaction.execute(
+            &format!("DELETE FROM {table} WHERE org_id = ?1"),
+            params![org.key()],
+        )?;
+        report.add(table, rows as u64);
+    }
+    transaction.commit()?;
+    Ok(report)
+}
+
+/// Rebuilds the database file so that deleted rows leave no bytes behind,
+/// then truncates the write-ahead log.
+pub(crate) fn vacuum(connection: &mut Connection) -> Result<(), SqliteError> {
+    connection.execute_batch("VACUUM")?;
+    connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
 }
 
 #[cfg(test)]

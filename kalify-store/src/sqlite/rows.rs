@@ -13,14 +13,15 @@ use kalify_core::contact::{ChannelKind, ContactPoint, EmailAddress, MessengerPsi
 use kalify_core::conversation::{
     Conversation, ConversationState, DeliveryStatus, Direction, Message, Sender,
 };
-use kalify_core::ports::{AuditEvent, Job, Member, OutboxEntry, OutboxStatus, Role};
+use kalify_core::gdpr::{RequestKind, SubjectRequest, SuppressionKey};
+use kalify_core::ports::{AuditEvent, Job, Member, ModelExchange, OutboxEntry, OutboxStatus, Role};
 use kalify_core::prospect::{Locale, Prospect, Version};
 use kalify_core::{
     CampaignId, ConversationId, Error, JobId, MemberId, MessageId, OrgId, OutboxId, ProspectId,
     Timestamp,
 };
 use rusqlite::types::Type;
-use rusqlite::{Connection, Row, Statement, params};
+use rusqlite::{Connection, OptionalExtension, Row, Statement, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -739,7 +740,39 @@ pub(crate) fn insert_outbox(
 
 // ------------------------------------------------- suppressions and audit
 
+/// Returns `org`'s suppression key, or `None` when the org has none yet
+/// and so has suppressed nothing.
+pub(crate) fn suppression_key(
+    connection: &Connection,
+    org: OrgId,
+) -> Result<Option<SuppressionKey>, SqliteError> {
+    let mut statement =
+        connection.prepare_cached("SELECT key FROM suppression_keys WHERE org_id = ?1")?;
+    let bytes: Option<Vec<u8>> = statement
+        .query_row(params![org.key()], |row| row.get(0))
+        .optional()?;
+    Ok(bytes
+        .map(|bytes| SuppressionKey::from_slice(&bytes))
+        .transpose()?)
+}
+
+/// Returns `org`'s suppression key, creating it first when missing.
+pub(crate) fn ensure_suppression_key(
+    connection: &Connection,
+    org: OrgId,
+) -> Result<SuppressionKey, SqliteError> {
+    if let Some(key) = suppression_key(connection, org)? {
+        return Ok(key);
+    }
+    let key = SuppressionKey::generate()?;
+    connection
+        .prepare_cached("INSERT INTO suppression_keys (org_id, key) VALUES (?1, ?2)")?
+        .execute(params![org.key(), key.as_bytes().as_slice()])?;
+    Ok(key)
+}
+
 /// Adds a suppression unless the org already lists the contact point.
+/// Only the keyed digest of the contact point is written.
 pub(crate) fn insert_suppression(
     connection: &Connection,
     org: OrgId,
@@ -747,18 +780,48 @@ pub(crate) fn insert_suppression(
     reason: &str,
     at: Timestamp,
 ) -> Result<(), SqliteError> {
+    let key = ensure_suppression_key(connection, org)?;
+    insert_digest(
+        connection,
+        org,
+        contact.channel().as_str(),
+        &key.digest(contact),
+        reason,
+        nanos(at)?,
+    )
+}
+
+fn insert_digest(
+    connection: &Connection,
+    org: OrgId,
+    channel: &str,
+    digest: &str,
+    reason: &str,
+    at: i64,
+) -> Result<(), SqliteError> {
     let mut statement = connection.prepare_cached(
         "INSERT INTO suppressions (org_id, channel, contact, reason, at) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT DO NOTHING",
     )?;
-    statement.execute(params![
+    statement.execute(params![org.key(), channel, digest, reason, at])?;
+    Ok(())
+}
+
+/// Whether `contact` is on the org's list, given the org's key.
+pub(crate) fn digest_listed(
+    connection: &Connection,
+    org: OrgId,
+    key: &SuppressionKey,
+    contact: &ContactPoint,
+) -> Result<bool, SqliteError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT 1 FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3",
+    )?;
+    Ok(statement.exists(params![
         org.key(),
         contact.channel().as_str(),
-        contact.key(),
-        reason,
-        nanos(at)?
-    ])?;
-    Ok(())
+        key.digest(contact)
+    ])?)
 }
 
 /// Removes a contact point from the org's suppression list.
@@ -767,14 +830,140 @@ pub(crate) fn delete_suppression(
     org: OrgId,
     contact: &ContactPoint,
 ) -> Result<(), SqliteError> {
+    let Some(key) = suppression_key(connection, org)? else {
+        return Ok(());
+    };
     let mut statement = connection.prepare_cached(
         "DELETE FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3",
     )?;
     statement.execute(params![
         org.key(),
         contact.channel().as_str(),
-        contact.key()
+        key.digest(contact)
     ])?;
+    Ok(())
+}
+
+/// Rewrites suppression rows that hold a contact point in clear, written
+/// before the list held digests, as digests. Returns how many it rewrote.
+pub(crate) fn hash_clear_suppressions(connection: &Connection) -> Result<usize, SqliteError> {
+    let clear: Vec<([u8; 16], String, String, String, i64)> = connection
+        .prepare("SELECT org_id, channel, contact, reason, at FROM suppressions WHERE contact NOT LIKE 'hmac-sha256:%'")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (org, channel, contact, reason, at) in &clear {
+        let org = OrgId::from_key(*org);
+        connection
+            .prepare_cached(
+                "DELETE FROM suppressions WHERE org_id = ?1 AND channel = ?2 AND contact = ?3",
+            )?
+            .execute(params![org.key(), channel, contact])?;
+        // A row that no longer parses is dropped rather than kept in clear;
+        // it could not match a normalised contact point anyway.
+        let Ok(point) = contact_from(channel, contact) else {
+            continue;
+        };
+        let key = ensure_suppression_key(connection, org)?;
+        insert_digest(connection, org, channel, &key.digest(&point), reason, *at)?;
+    }
+    Ok(clear.len())
+}
+
+// ------------------------------------------------------- model exchanges
+
+macro_rules! exchange_columns {
+    () => {
+        "org_id, prospect_id, conversation_id, model, operation, request, response, at"
+    };
+}
+pub(crate) use exchange_columns;
+
+pub(crate) fn exchange_from_row(row: &Row<'_>) -> rusqlite::Result<ModelExchange> {
+    Ok(ModelExchange {
+        org_id: get_id(row, 0)?,
+        prospect_id: get_id(row, 1)?,
+        conversation_id: get_id(row, 2)?,
+        model: row.get(3)?,
+        operation: row.get(4)?,
+        request: row.get(5)?,
+        response: row.get(6)?,
+        at: get_time(row, 7)?,
+    })
+}
+
+pub(crate) fn insert_exchange(
+    connection: &Connection,
+    exchange: &ModelExchange,
+) -> Result<(), SqliteError> {
+    connection
+        .prepare_cached(concat!(
+            "INSERT INTO model_exchanges (",
+            exchange_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))?
+        .execute(params![
+            exchange.org_id.key(),
+            exchange.prospect_id.key(),
+            exchange.conversation_id.key(),
+            exchange.model,
+            exchange.operation,
+            exchange.request,
+            exchange.response,
+            nanos(exchange.at)?,
+        ])?;
+    Ok(())
+}
+
+// ------------------------------------------------------ subject requests
+
+macro_rules! request_columns {
+    () => {
+        "org_id, id, prospect_id, kind, actor, received_at, due_at, completed_at, outcome"
+    };
+}
+pub(crate) use request_columns;
+
+pub(crate) fn request_from_row(row: &Row<'_>) -> rusqlite::Result<SubjectRequest> {
+    let kind: String = row.get(3)?;
+    Ok(SubjectRequest {
+        org_id: get_id(row, 0)?,
+        id: Uuid::from_bytes(row.get::<_, [u8; 16]>(1)?),
+        prospect_id: get_id(row, 2)?,
+        kind: RequestKind::parse(&kind).ok_or_else(|| {
+            decode_error(3, Error::unexpected(format!("unknown request kind {kind}")))
+        })?,
+        actor: get_json(row, 4)?,
+        received_at: get_time(row, 5)?,
+        due_at: get_time(row, 6)?,
+        completed_at: get_opt_time(row, 7)?,
+        outcome: get_json(row, 8)?,
+    })
+}
+
+pub(crate) fn upsert_request(
+    connection: &Connection,
+    request: &SubjectRequest,
+) -> Result<(), SqliteError> {
+    connection
+        .prepare_cached(concat!(
+            "INSERT INTO subject_requests (",
+            request_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (org_id, id) DO UPDATE SET prospect_id = excluded.prospect_id, kind = excluded.kind, \
+             actor = excluded.actor, received_at = excluded.received_at, due_at = excluded.due_at, \
+             completed_at = excluded.completed_at, outcome = excluded.outcome"
+        ))?
+        .execute(params![
+            request.org_id.key(),
+            request.id.as_bytes(),
+            request.prospect_id.key(),
+            request.kind.as_str(),
+            to_json(&request.actor, "actor")?,
+            nanos(request.received_at)?,
+            nanos(request.due_at)?,
+            request.completed_at.map(nanos).transpose()?,
+            to_json(&request.outcome, "outcome")?,
+        ])?;
     Ok(())
 }
 

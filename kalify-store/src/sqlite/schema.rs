@@ -12,7 +12,11 @@ use super::error::SqliteError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_campaign_settings.sql"),
+    include_str!("../../migrations/sqlite/0003_gdpr.sql"),
 ];
+
+/// The schema version from which the suppression list holds keyed digests.
+const DIGEST_VERSION: i64 = 3;
 
 /// The schema version a fully migrated database has.
 pub(crate) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -61,6 +65,9 @@ pub(crate) fn configure(
         connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     connection.pragma_update(None, "synchronous", synchronous.as_str())?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted content is overwritten with zeros, so an erased person's data
+    // does not linger in free space of the file.
+    connection.pragma_update(None, "secure_delete", "ON")?;
     // The query planner stability guarantee keeps a cached statement's plan
     // when new values are bound. Without it, SQLite 3.54 (bundled by
     // rusqlite 0.43) prepares a prospect lookup by contact point again on
@@ -106,6 +113,10 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<usize, SqliteError>
     {
         let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
         transaction.execute_batch(sql)?;
+        if version == DIGEST_VERSION {
+            let rewritten = super::rows::hash_clear_suppressions(&transaction)?;
+            tracing::info!(target: "kalify::store", adapter = "sqlite", rewritten, "replaced clear suppression entries with keyed digests");
+        }
         transaction.pragma_update(None, "user_version", version)?;
         tracing::info!(target: "kalify::store", adapter = "sqlite", version, "applied schema migration");
         applied += 1;
