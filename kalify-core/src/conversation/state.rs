@@ -263,6 +263,36 @@ pub enum NotificationKind {
     ProspectReplied,
     /// The prospect opted out.
     OptedOut,
+    /// A reminder a member scheduled on the prospect is due.
+    ReminderDue,
+    /// A data-subject request about the prospect is due soon and not answered.
+    SubjectRequestDueSoon,
+}
+
+impl NotificationKind {
+    /// The snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::HotLead => "hot_lead",
+            NotificationKind::HandoffRequested => "handoff_requested",
+            NotificationKind::ProspectReplied => "prospect_replied",
+            NotificationKind::OptedOut => "opted_out",
+            NotificationKind::ReminderDue => "reminder_due",
+            NotificationKind::SubjectRequestDueSoon => "subject_request_due_soon",
+        }
+    }
+
+    /// A one-line English summary, without personal data.
+    pub fn summary(self) -> &'static str {
+        match self {
+            NotificationKind::HotLead => "A prospect is qualified",
+            NotificationKind::HandoffRequested => "A prospect asks for a person",
+            NotificationKind::ProspectReplied => "Your prospect replied",
+            NotificationKind::OptedOut => "A prospect opted out",
+            NotificationKind::ReminderDue => "Reminder",
+            NotificationKind::SubjectRequestDueSoon => "A data-subject request is due soon",
+        }
+    }
 }
 
 /// A side effect the engine carries out after a transition.
@@ -301,6 +331,16 @@ pub struct Policy {
     pub handoff_when_qualified: bool,
     /// Hand the conversation to a member when a reply is negative.
     pub handoff_on_negative: bool,
+    /// Keep a conversation in `Disqualified` or `Closed` when the prospect
+    /// replies again: the reply's facts still update the score, but the state
+    /// stays and nothing is sent. When false, such a reply is qualified anew.
+    pub final_disqualification: bool,
+    /// Analyse opt-out messages and the later replies of an opted-out
+    /// prospect too, so that facts, score and language stay current. The
+    /// opt-out confirmation is then written in the language of the opt-out
+    /// message, and nothing else is sent. When false, no model sees these
+    /// messages.
+    pub analyse_opt_outs: bool,
 }
 
 impl Default for Policy {
@@ -309,6 +349,8 @@ impl Default for Policy {
             max_follow_ups: 2,
             handoff_when_qualified: false,
             handoff_on_negative: false,
+            final_disqualification: false,
+            analyse_opt_outs: false,
         }
     }
 }
@@ -329,6 +371,19 @@ impl Policy {
     /// Hands negative replies to a member.
     pub fn with_handoff_on_negative(mut self, enabled: bool) -> Self {
         self.handoff_on_negative = enabled;
+        self
+    }
+
+    /// Keeps disqualified and closed conversations in their state when the
+    /// prospect replies again.
+    pub fn with_final_disqualification(mut self, enabled: bool) -> Self {
+        self.final_disqualification = enabled;
+        self
+    }
+
+    /// Analyses opt-out messages and the replies that follow an opt-out.
+    pub fn with_analyse_opt_outs(mut self, enabled: bool) -> Self {
+        self.analyse_opt_outs = enabled;
         self
     }
 }

@@ -100,6 +100,9 @@ pub fn transition(state: ConversationState, event: Event, policy: &Policy) -> Re
         (S::Closed, Event::ClosedByMember) => Ok((S::Closed, vec![])),
         (_, Event::ClosedByMember) => Ok((S::Closed, vec![Effect::CancelFollowUps])),
 
+        (S::Disqualified | S::Closed, Event::ReplyAnalysed(_)) if policy.final_disqualification => {
+            Ok((state, vec![]))
+        }
         (_, Event::ReplyAnalysed(outcome)) => Ok(reply_transition(outcome, policy)),
     }
 }
@@ -233,12 +236,15 @@ mod tests {
     }
 
     fn policy_strategy() -> impl Strategy<Value = Policy> {
-        (0u32..4, any::<bool>(), any::<bool>()).prop_map(|(max, on_qualified, on_negative)| {
-            Policy::default()
-                .with_max_follow_ups(max)
-                .with_handoff_when_qualified(on_qualified)
-                .with_handoff_on_negative(on_negative)
-        })
+        (0u32..4, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+            |(max, on_qualified, on_negative, final_disqualification)| {
+                Policy::default()
+                    .with_max_follow_ups(max)
+                    .with_handoff_when_qualified(on_qualified)
+                    .with_handoff_on_negative(on_negative)
+                    .with_final_disqualification(final_disqualification)
+            },
+        )
     }
 
     fn sends(effects: &[Effect]) -> Vec<(SendPurpose, Sender)> {
@@ -375,6 +381,29 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.kind(), ErrorKind::InvalidTransition);
         assert!(error.to_string().contains("qualified"), "{error}");
+    }
+
+    #[test]
+    fn final_disqualification_keeps_state() {
+        let policy = Policy::default().with_final_disqualification(true);
+        let outcome = ReplyOutcome {
+            band: ScoreBand::Qualified,
+            disqualified: false,
+            wants_human: true,
+            not_interested: false,
+            negative: false,
+        };
+        for state in [S::Disqualified, S::Closed] {
+            let (next, effects) =
+                transition(state, Event::ReplyAnalysed(outcome), &policy).unwrap();
+            assert_eq!(next, state);
+            assert!(effects.is_empty(), "{effects:?}");
+            let (next, _) =
+                transition(state, Event::ReplyAnalysed(outcome), &Policy::default()).unwrap();
+            assert_eq!(next, S::HandedOff);
+            let (next, _) = transition(state, Event::OptOutReceived, &policy).unwrap();
+            assert_eq!(next, S::OptedOut);
+        }
     }
 
     #[test]

@@ -7,7 +7,11 @@ use crate::conversation::Policy;
 use crate::engine::{Engine, EngineSettings, Inner};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gate::{Gate, GatePolicy};
-use crate::ports::{Channel, Clock, LanguageModel, NoopNotifier, Notifier, Store, SystemClock};
+use crate::gdpr::{ProcessingInfo, RetentionPolicy};
+use crate::ports::{
+    Channel, Clock, LanguageModel, NoopNotifier, Notifier, NotifyRetry, RetryingNotifier, Store,
+    SystemClock,
+};
 use crate::qualification::Framework;
 
 /// Builds an [`Engine`]. A store and a model are required; the rest has defaults:
@@ -19,6 +23,9 @@ pub struct EngineBuilder {
     fallback_model: Option<Arc<dyn LanguageModel>>,
     channels: Vec<Arc<dyn Channel>>,
     notifier: Option<Arc<dyn Notifier>>,
+    notify_retry: Option<NotifyRetry>,
+    retention: Option<RetentionPolicy>,
+    processing_info: Option<ProcessingInfo>,
     clock: Option<Arc<dyn Clock>>,
     framework: Option<Framework>,
     policy: Option<Policy>,
@@ -53,9 +60,33 @@ impl EngineBuilder {
         self
     }
 
-    /// Sets the notifier.
+    /// Sets the notifier. The engine delivers through it in the background
+    /// and retries failures, as [`RetryingNotifier`] describes.
     pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
         self.notifier = Some(notifier);
+        self
+    }
+
+    /// Sets how failed notifications are retried. The default is
+    /// [`NotifyRetry::default`]: 5 attempts from a 1-second backoff.
+    pub fn with_notify_retry(mut self, retry: NotifyRetry) -> Self {
+        self.notify_retry = Some(retry);
+        self
+    }
+
+    /// Sets how long personal data is kept; [`Engine::purge_expired`] applies it.
+    /// The default is [`RetentionPolicy::default`].
+    pub fn with_retention(mut self, retention: RetentionPolicy) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// Sets the processing information that access requests report
+    /// (purposes, sources, recipients, automated decisions). The default
+    /// describes kalify's own processing and names the configured channels
+    /// and models as recipients.
+    pub fn with_processing_info(mut self, info: ProcessingInfo) -> Self {
+        self.processing_info = Some(info);
         self
     }
 
@@ -133,6 +164,20 @@ impl EngineBuilder {
             .into_iter()
             .map(|channel| (channel.kind(), channel))
             .collect();
+        let retention = self.retention.unwrap_or_default();
+        let processing_info = self.processing_info.unwrap_or_else(|| {
+            let mut providers: Vec<String> = channels
+                .values()
+                .map(|channel| format!("{} ({})", channel.provider(), channel.kind().as_str()))
+                .collect();
+            providers.sort();
+            providers.push(model.name().to_owned());
+            if let Some(fallback) = &self.fallback_model {
+                providers.push(fallback.name().to_owned());
+            }
+            ProcessingInfo::kalify_default(&providers, &retention)
+        });
+        let notifier = self.notifier.unwrap_or_else(|| Arc::new(NoopNotifier));
 
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -140,7 +185,9 @@ impl EngineBuilder {
                 model,
                 fallback_model: self.fallback_model,
                 channels,
-                notifier: self.notifier.unwrap_or_else(|| Arc::new(NoopNotifier)),
+                notifier: RetryingNotifier::new(notifier, self.notify_retry.unwrap_or_default()),
+                retention,
+                processing_info,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 framework,
                 policy: self.policy.unwrap_or_default(),

@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::id::{ConversationId, MessageId, OrgId, ProspectId};
 use crate::keywords::{self, Keyword};
 use crate::ports::{InboundMessage, InsertOutcome, Notification};
+use crate::prospect::Prospect;
 use crate::qualification::{Evidence, Fact, Framework, Score, merge_facts, score};
 
 /// What handling an inbound message did.
@@ -58,43 +59,7 @@ impl Engine {
                 "inbound message has an empty provider message id; the provider's id is required for de-duplication",
             ));
         }
-        let prospect = store
-            .find_prospect(org, &inbound.from)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "no prospect of this org has the sender's {} contact point",
-                    inbound.channel
-                ))
-                .with_operation("handle_inbound")
-                .with_context("org_id", org)
-                .with_context("provider_message_id", &inbound.provider_message_id)
-            })?;
-
-        // The most recently updated conversation that has sent something
-        // receives the reply; a prospect who writes first gets a
-        // conversation of their own.
-        let conversations = store.conversations_of(org, prospect.id).await?;
-        let active = conversations
-            .iter()
-            .position(|conversation| conversation.state != ConversationState::New)
-            .unwrap_or(0);
-        let conversation = match conversations.into_iter().nth(active) {
-            Some(conversation) => conversation,
-            None => {
-                let mut conversation =
-                    Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
-                conversation.state = ConversationState::Contacted;
-                store.insert_conversation(&conversation, &[]).await?;
-                // Another worker may have created one at the same time; use whichever won.
-                store
-                    .conversations_of(org, prospect.id)
-                    .await?
-                    .into_iter()
-                    .next()
-                    .unwrap_or(conversation)
-            }
-        };
+        let (prospect, conversation) = self.inbound_conversation(org, &inbound).await?;
 
         let message = Message {
             id: MessageId::new(),
@@ -139,6 +104,179 @@ impl Engine {
             state: conversation.state,
             score: conversation.score.as_ref().map(|score| score.value),
         })
+    }
+
+    /// Handles a message from a prospect as [`Engine::handle_inbound`] does,
+    /// but writes the message in the same transaction as its turn, so that
+    /// a turn costs one commit, and leaves the replies in the outbox for
+    /// [`Engine::deliver_outbox`] or the worker.
+    ///
+    /// A message whose provider id is already in the conversation is
+    /// reported as a duplicate. When the commit fails with `Conflict` (a
+    /// concurrent turn, or a duplicate the store rejects), the message is
+    /// stored and processed as [`Engine::handle_inbound`] does.
+    ///
+    /// # Errors
+    /// As [`Engine::handle_inbound`].
+    pub async fn answer_inbound(
+        &self,
+        org: OrgId,
+        inbound: InboundMessage,
+    ) -> Result<InboundReport> {
+        let store = &self.inner.store;
+        if inbound.provider_message_id.trim().is_empty() {
+            return Err(Error::invalid_input(
+                "inbound message has an empty provider message id; the provider's id is required for de-duplication",
+            ));
+        }
+        let (prospect, conversation) = self.inbound_conversation(org, &inbound).await?;
+        let (prospect_id, conversation_id) = (prospect.id, conversation.id);
+        let guard = self.inner.locks.lock(prospect_id).await;
+
+        let stored = store.list_messages(org, conversation_id).await?;
+        let duplicate = stored.iter().any(|message| {
+            message.direction == Direction::Inbound
+                && message.provider.as_deref() == Some(inbound.provider.as_str())
+                && message.provider_message_id.as_deref()
+                    == Some(inbound.provider_message_id.as_str())
+        });
+        if duplicate {
+            tracing::debug!(target: "kalify::engine", conversation_id = %conversation_id, "duplicate inbound message ignored");
+            return Ok(InboundReport {
+                prospect_id,
+                conversation_id,
+                message_id: None,
+                duplicate: true,
+                state: conversation.state,
+                score: conversation.score.as_ref().map(|score| score.value),
+            });
+        }
+
+        // The turn stores the message as processed, together with any
+        // earlier message that is stored but not processed yet.
+        let message = Message {
+            id: MessageId::new(),
+            org_id: org,
+            conversation_id,
+            prospect_id,
+            direction: Direction::Inbound,
+            channel: inbound.channel,
+            sender: None,
+            text: inbound.text.clone(),
+            subject: None,
+            at: inbound.at,
+            provider: Some(inbound.provider.clone()),
+            provider_message_id: Some(inbound.provider_message_id.clone()),
+            status: DeliveryStatus::Received,
+            processed: true,
+        };
+        let (history, mut pending): (Vec<Message>, Vec<Message>) = stored
+            .into_iter()
+            .partition(|stored| stored.direction == Direction::Outbound || stored.processed);
+        pending.push(message.clone());
+        let campaign = match conversation.campaign_id {
+            Some(id) => Some(store.get_campaign(org, id).await?),
+            None => None,
+        };
+        let now = self.inner.clock.now();
+        let turn = Turn::new(&self.inner, now, conversation, prospect, campaign, history);
+        let (mut commit, notifications) = self.answer_messages(turn, &pending, now).await?;
+        commit.processed_inbound.retain(|id| *id != message.id);
+        commit.messages.insert(0, message.clone());
+
+        match store.commit_turn(&commit).await {
+            Ok(_) => {
+                drop(guard);
+                self.notify_all(notifications).await;
+                Ok(InboundReport {
+                    prospect_id,
+                    conversation_id,
+                    message_id: Some(message.id),
+                    duplicate: false,
+                    state: commit.conversation.state,
+                    score: commit.conversation.score.as_ref().map(|score| score.value),
+                })
+            }
+            Err(error) if error.kind() == ErrorKind::Conflict => {
+                tracing::debug!(target: "kalify::engine", conversation_id = %conversation_id, "one-commit turn conflicted; storing the message first");
+                drop(guard);
+                let message = Message {
+                    processed: false,
+                    ..message
+                };
+                if store.insert_inbound(&message).await? == InsertOutcome::Duplicate {
+                    let conversation = store.get_conversation(org, conversation_id).await?;
+                    return Ok(InboundReport {
+                        prospect_id,
+                        conversation_id,
+                        message_id: None,
+                        duplicate: true,
+                        state: conversation.state,
+                        score: conversation.score.as_ref().map(|score| score.value),
+                    });
+                }
+                let conversation = self.process_pending(org, conversation_id).await?;
+                Ok(InboundReport {
+                    prospect_id,
+                    conversation_id,
+                    message_id: Some(message.id),
+                    duplicate: false,
+                    state: conversation.state,
+                    score: conversation.score.as_ref().map(|score| score.value),
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Finds the prospect who sent `inbound` and the conversation that
+    /// receives it: the most recently updated one that has sent something,
+    /// else a new conversation of the prospect's own.
+    async fn inbound_conversation(
+        &self,
+        org: OrgId,
+        inbound: &InboundMessage,
+    ) -> Result<(Prospect, Conversation)> {
+        let store = &self.inner.store;
+        let prospect = store
+            .find_prospect(org, &inbound.from)
+            .await?
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "no prospect of this org has the sender's {} contact point",
+                    inbound.channel
+                ))
+                .with_operation("handle_inbound")
+                .with_context("org_id", org)
+                .with_context("provider_message_id", &inbound.provider_message_id)
+            })?;
+
+        // The most recently updated conversation that has sent something
+        // receives the reply; a prospect who writes first gets a
+        // conversation of their own.
+        let conversations = store.conversations_of(org, prospect.id).await?;
+        let active = conversations
+            .iter()
+            .position(|conversation| conversation.state != ConversationState::New)
+            .unwrap_or(0);
+        let conversation = match conversations.into_iter().nth(active) {
+            Some(conversation) => conversation,
+            None => {
+                let mut conversation =
+                    Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
+                conversation.state = ConversationState::Contacted;
+                store.insert_conversation(&conversation, &[]).await?;
+                // Another worker may have created one at the same time; use whichever won.
+                store
+                    .conversations_of(org, prospect.id)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .unwrap_or(conversation)
+            }
+        };
+
+        Ok((prospect, conversation))
     }
 
     /// Processes every unprocessed inbound message of a conversation in one
@@ -189,14 +327,32 @@ impl Engine {
         pending: Vec<Message>,
         now: Timestamp,
     ) -> Result<(crate::ports::TurnCommit, Vec<Notification>)> {
-        let mut turn = self.load_turn(conversation, now).await?;
-        turn.answers_prospect = true;
+        let turn = self.load_turn(conversation, now).await?;
+        self.answer_messages(turn, &pending, now).await
+    }
 
-        // Keywords first: no model sees a message that is an opt-out.
+    /// Applies `pending`, the prospect's new messages, to a loaded turn:
+    /// keywords, then the analysis of the rest, and the transition it leads to.
+    async fn answer_messages(
+        &self,
+        mut turn: Turn<'_>,
+        pending: &[Message],
+        now: Timestamp,
+    ) -> Result<(crate::ports::TurnCommit, Vec<Notification>)> {
+        turn.answers_prospect = true;
+        let analyse_opt_outs = self.inner.policy.analyse_opt_outs;
+
+        // Keywords first: unless the policy asks for opt-outs to be
+        // analysed, no model sees a message that is an opt-out.
+        let mut keyword_opt_out = false;
         let mut to_analyse = Vec::new();
-        for message in &pending {
+        for message in pending {
             turn.mark_processed(message);
             match keywords::classify(&message.text) {
+                Some(Keyword::OptOut) if analyse_opt_outs => {
+                    keyword_opt_out = true;
+                    to_analyse.push(message.clone());
+                }
                 Some(Keyword::OptOut) => turn.apply(Event::OptOutReceived).await?,
                 Some(Keyword::OptIn) => turn.apply(Event::OptInReceived).await?,
                 Some(Keyword::Help) => turn.apply(Event::HelpRequested).await?,
@@ -205,10 +361,15 @@ impl Engine {
         }
 
         let analysable = !to_analyse.is_empty()
-            && turn.conversation.state != ConversationState::OptedOut
+            && (turn.conversation.state != ConversationState::OptedOut || analyse_opt_outs)
             && !turn.prospect.restricted;
         if analysable {
-            self.analyse_into(&mut turn, &to_analyse, now).await?;
+            self.analyse_into(&mut turn, &to_analyse, now, keyword_opt_out)
+                .await?;
+        }
+        // The keyword stands whatever the analysis found, or when none ran.
+        if keyword_opt_out && turn.conversation.state != ConversationState::OptedOut {
+            turn.apply(Event::OptOutReceived).await?;
         }
         Ok(turn.finish())
     }
@@ -218,9 +379,15 @@ impl Engine {
         turn: &mut Turn<'_>,
         messages: &[Message],
         now: Timestamp,
+        keyword_opt_out: bool,
     ) -> Result<()> {
+        let analyse_opt_outs = self.inner.policy.analyse_opt_outs;
         let request = self.analysis_request(turn, messages);
-        let Some(analysis) = self.call_analyse(&request, turn.conversation.id).await else {
+        let Some(analysis) = self.call_analyse(&request, turn).await else {
+            if keyword_opt_out || turn.conversation.state == ConversationState::OptedOut {
+                // The opt-out stands without an analysis, and nobody needs to take over.
+                return Ok(());
+            }
             // Every model failed: a person takes over rather than the AI guessing.
             turn.audit(
                 "analysis_failed",
@@ -231,7 +398,9 @@ impl Engine {
         };
         turn.intent = analysis.intent;
 
-        if analysis.objection == Objection::Clear || analysis.intent == Intent::ObjectsToMessages {
+        let objects =
+            analysis.objection == Objection::Clear || analysis.intent == Intent::ObjectsToMessages;
+        if objects && !analyse_opt_outs {
             return turn.apply(Event::OptOutReceived).await;
         }
         if let Some(language) = analysis.language
@@ -245,7 +414,11 @@ impl Engine {
         let score: Score = score(&self.inner.framework, &turn.conversation.facts);
         turn.conversation.score = Some(score.clone());
 
-        if analysis.objection == Objection::Doubtful {
+        let opted_out = turn.conversation.state == ConversationState::OptedOut;
+        if (objects || keyword_opt_out) && !opted_out {
+            return turn.apply(Event::OptOutReceived).await;
+        }
+        if analysis.objection == Objection::Doubtful && !opted_out {
             turn.audit(
                 "objection_review",
                 "doubtful objection; a member reviews it".to_owned(),
@@ -264,16 +437,28 @@ impl Engine {
         turn.apply(Event::ReplyAnalysed(outcome)).await
     }
 
+    /// Asks each model in turn for an analysis, records every call in the
+    /// turn, and returns the first answer.
     async fn call_analyse(
         &self,
         request: &AnalysisRequest,
-        conversation_id: ConversationId,
+        turn: &mut Turn<'_>,
     ) -> Option<Analysis> {
+        let conversation_id = turn.conversation.id;
         let models = std::iter::once(&self.inner.model).chain(self.inner.fallback_model.as_ref());
         for model in models {
             match model.analyse(request).await {
-                Ok(analysis) => return Some(analysis),
+                Ok(analysis) => {
+                    turn.record_exchange(model.name(), "analyse", request, Ok(&analysis));
+                    return Some(analysis);
+                }
                 Err(error) => {
+                    turn.record_exchange(
+                        model.name(),
+                        "analyse",
+                        request,
+                        Err::<&Analysis, _>(&error),
+                    );
                     tracing::warn!(target: "kalify::ai", model = model.name(), conversation_id = %conversation_id, error = %error, "analysis failed");
                 }
             }
@@ -309,7 +494,9 @@ impl Engine {
 
     pub(crate) async fn notify_all(&self, notifications: Vec<Notification>) {
         for notification in notifications {
-            if let Err(error) = self.inner.notifier.notify(&notification).await {
+            if let Err(error) =
+                crate::ports::Notifier::notify(&self.inner.notifier, &notification).await
+            {
                 tracing::warn!(target: "kalify::engine", kind = ?notification.kind, prospect_id = %notification.prospect_id, error = %error, "notification failed");
             }
         }

@@ -197,7 +197,10 @@ impl Engine {
 
     async fn run_job(&self, job: &Job, now: Timestamp) -> Result<JobOutcome> {
         let store = &self.inner.store;
-        let JobKind::FollowUp { attempt } = job.kind;
+        let attempt = match &job.kind {
+            JobKind::FollowUp { attempt } => *attempt,
+            JobKind::Reminder { member, note } => return self.remind(job, *member, note).await,
+        };
         for _ in 0..=self.inner.settings.max_turn_retries {
             let conversation = match store
                 .get_conversation(job.org_id, job.conversation_id)
@@ -209,6 +212,14 @@ impl Engine {
                 }
                 Err(error) => return Err(error),
             };
+            // A worker whose lease ran out may find the job re-claimed and
+            // finished by another; the store then rejects this turn's commit,
+            // and this check stops the retry from running the job again.
+            let pending = store.pending_jobs(job.org_id, conversation.id).await?;
+            if !pending.iter().any(|pending| pending.id == job.id) {
+                tracing::info!(target: "kalify::engine", job_id = %job.id, conversation_id = %conversation.id, "job no longer pending; another worker finished it");
+                return Ok(JobOutcome::Done);
+            }
             let prospect = store
                 .get_prospect(job.org_id, conversation.prospect_id)
                 .await?;
@@ -251,5 +262,28 @@ impl Engine {
             }
         }
         Ok(JobOutcome::RetryAt(now))
+    }
+
+    /// Fires a reminder: one notification to its member, delivered in the background.
+    async fn remind(
+        &self,
+        job: &Job,
+        member: crate::id::MemberId,
+        note: &str,
+    ) -> Result<JobOutcome> {
+        let mut notification = crate::ports::Notification::new(
+            job.org_id,
+            crate::conversation::NotificationKind::ReminderDue,
+            job.prospect_id,
+        );
+        notification.conversation_id = Some(job.conversation_id);
+        notification.member = Some(member);
+        notification.note = Some(note.to_owned());
+        crate::ports::Notifier::notify(&self.inner.notifier, &notification).await?;
+        self.inner
+            .store
+            .finish_job(job.org_id, job.id, JobOutcome::Done)
+            .await?;
+        Ok(JobOutcome::Done)
     }
 }

@@ -5,6 +5,7 @@ mod builder;
 mod campaigns;
 mod delivery;
 mod events;
+mod gdpr;
 mod inbound;
 mod jobs;
 mod team;
@@ -27,7 +28,7 @@ pub use worker::{WorkerOptions, WorkerReport};
 use crate::contact::ChannelKind;
 use crate::conversation::Policy;
 use crate::gate::Gate;
-use crate::ports::{Channel, Clock, LanguageModel, Notifier, Store};
+use crate::ports::{Channel, Clock, LanguageModel, Store};
 use crate::qualification::Framework;
 
 /// Tuning of the engine's loops.
@@ -48,6 +49,9 @@ pub struct EngineSettings {
     pub max_sms_chars: usize,
     /// The maximum length of an AI reply by e-mail or Messenger, in characters.
     pub max_text_chars: usize,
+    /// Whether each turn stores what it sent to the model and what came
+    /// back, so that an access request can show it (GDPR Art. 15). On by default.
+    pub record_model_exchanges: bool,
 }
 
 impl Default for EngineSettings {
@@ -60,6 +64,7 @@ impl Default for EngineSettings {
             max_delivery_attempts: 8,
             max_sms_chars: 306,
             max_text_chars: 2000,
+            record_model_exchanges: true,
         }
     }
 }
@@ -105,7 +110,9 @@ pub(crate) struct Inner {
     model: Arc<dyn LanguageModel>,
     fallback_model: Option<Arc<dyn LanguageModel>>,
     channels: HashMap<ChannelKind, Arc<dyn Channel>>,
-    notifier: Arc<dyn Notifier>,
+    notifier: crate::ports::RetryingNotifier,
+    retention: crate::gdpr::RetentionPolicy,
+    processing_info: crate::gdpr::ProcessingInfo,
     clock: Arc<dyn Clock>,
     framework: Framework,
     policy: Policy,
@@ -136,5 +143,11 @@ impl Engine {
     /// The clock in use.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+
+    /// Waits until every notification handed to the notifier so far is
+    /// delivered or given up. Call it before a graceful shutdown.
+    pub async fn notifications_idle(&self) {
+        self.inner.notifier.idle().await;
     }
 }

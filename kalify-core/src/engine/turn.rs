@@ -249,12 +249,23 @@ impl<'a> Turn<'a> {
                     text
                 }
             }
-            SendPurpose::OptOutConfirmation => reply::opt_out_confirmation(locale, &sender_name),
+            SendPurpose::OptOutConfirmation => {
+                match &self.engine.framework.replies.opt_out_confirmation {
+                    Some(text) => self.fit_channel(text.get(locale)),
+                    None => reply::opt_out_confirmation(locale, &sender_name),
+                }
+            }
             SendPurpose::OptInConfirmation => reply::opt_in_confirmation(locale, &sender_name),
             SendPurpose::Help => reply::help_text(locale, &sender_name),
-            SendPurpose::HandoffAck => reply::handoff_ack(locale, &sender_name),
+            SendPurpose::HandoffAck => match &self.engine.framework.replies.handoff_ack {
+                Some(text) => self.fit_channel(text.get(locale)),
+                None => reply::handoff_ack(locale, &sender_name),
+            },
             SendPurpose::Reply | SendPurpose::Closing | SendPurpose::Qualified => {
-                self.write_ai_reply(purpose).await
+                match self.fixed_reply(purpose) {
+                    Some(text) => text,
+                    None => self.write_ai_reply(purpose).await,
+                }
             }
             SendPurpose::MemberMessage => match self.member_text.take() {
                 Some(text) => text,
@@ -364,6 +375,44 @@ impl<'a> Turn<'a> {
             .find_map(|channel| self.prospect.contact_for(channel))
     }
 
+    /// Chooses the framework's fixed reply for `purpose`, or `None` when the
+    /// framework has no fixed replies and the model writes them.
+    fn fixed_reply(&self, purpose: SendPurpose) -> Option<String> {
+        let fixed = self.engine.framework.replies.fixed.as_ref()?;
+        let locale = self.prospect.locale;
+        let asked_question = self.intent == Intent::Question;
+        let text = match purpose {
+            SendPurpose::Closing => &fixed.closing,
+            SendPurpose::Qualified if asked_question => &fixed.qualified_after_question,
+            SendPurpose::Qualified => &fixed.qualified,
+            _ => {
+                let first_unknown = self
+                    .engine
+                    .framework
+                    .criteria
+                    .iter()
+                    .find(|criterion| self.conversation.fact(&criterion.key).is_none());
+                match first_unknown {
+                    Some(criterion) if asked_question => {
+                        criterion.answer.as_ref().unwrap_or(&criterion.question)
+                    }
+                    Some(criterion) => &criterion.question,
+                    None => &fixed.nurture,
+                }
+            }
+        };
+        Some(self.fit_channel(text.get(locale)))
+    }
+
+    /// Cuts a configured text to the conversation channel's maximum length.
+    fn fit_channel(&self, text: &str) -> String {
+        let max_chars = match self.conversation.channel {
+            ChannelKind::Sms => self.engine.settings.max_sms_chars,
+            _ => self.engine.settings.max_text_chars,
+        };
+        reply::truncate_chars(text, max_chars)
+    }
+
     /// Asks the model for a reply, falling back to the fixed templates when
     /// it fails or its text fails the checks.
     async fn write_ai_reply(&mut self, purpose: SendPurpose) -> String {
@@ -371,7 +420,9 @@ impl<'a> Turn<'a> {
         let mut text = None;
         let models = std::iter::once(&self.engine.model).chain(self.engine.fallback_model.as_ref());
         for model in models {
-            match model.write_reply(&request).await {
+            let answer = model.write_reply(&request).await;
+            self.record_exchange(model.name(), "write_reply", &request, answer.as_ref());
+            match answer {
                 Ok(draft) => match check_reply(&draft.text, &request) {
                     Ok(()) => {
                         text = Some(draft.text.trim().to_owned());
@@ -436,6 +487,36 @@ impl<'a> Turn<'a> {
         }
     }
 
+    /// Records a model call in the turn, for access requests. Does nothing
+    /// when the engine's settings turn the record off.
+    pub(crate) fn record_exchange<Q: serde::Serialize, A: serde::Serialize>(
+        &mut self,
+        model: &str,
+        operation: &str,
+        request: &Q,
+        answer: std::result::Result<&A, &crate::error::Error>,
+    ) {
+        if !self.engine.settings.record_model_exchanges {
+            return;
+        }
+        let response = match answer {
+            Ok(answer) => serde_json::to_string(answer).unwrap_or_default(),
+            Err(error) => format!("error: {}", error.message()),
+        };
+        self.commit
+            .model_exchanges
+            .push(crate::ports::ModelExchange {
+                org_id: self.conversation.org_id,
+                prospect_id: self.prospect.id,
+                conversation_id: self.conversation.id,
+                model: model.to_owned(),
+                operation: operation.to_owned(),
+                request: serde_json::to_string(request).unwrap_or_default(),
+                response,
+                at: self.now,
+            });
+    }
+
     pub(crate) fn audit(&mut self, action: &str, detail: String, actor: Actor) {
         self.commit.audit.push(AuditEvent {
             org_id: self.conversation.org_id,
@@ -469,9 +550,11 @@ impl<'a> Turn<'a> {
                 org_id: self.conversation.org_id,
                 kind: *kind,
                 prospect_id: self.prospect.id,
-                conversation_id: self.conversation.id,
+                conversation_id: Some(self.conversation.id),
                 member: self.conversation.assigned_to,
                 score: self.conversation.score.as_ref().map(|score| score.value),
+                note: None,
+                due_at: None,
             })
             .collect();
         (self.commit, notifications)

@@ -142,12 +142,19 @@ impl Engine {
             )
             .await?;
         let claimed_jobs = jobs.len();
+        let deadline = lease_deadline(now, settings.lease);
         let mut tasks = JoinSet::new();
         for job in jobs {
             let engine = self.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                if engine.inner.clock.now() >= deadline {
+                    // Another worker may claim the job once the lease ends, so
+                    // this one leaves it rather than risk running it twice.
+                    tracing::info!(target: "kalify::engine", job_id = %job.id, "lease nearly over before the job started; leaving it");
+                    return Ok(JobOutcome::RetryAt(deadline));
+                }
                 engine.execute_job(&job, now).await
             });
         }
@@ -176,12 +183,19 @@ impl Engine {
             )
             .await?;
         let claimed_entries = entries.len();
+        let deadline = lease_deadline(now, settings.lease);
         let mut tasks = JoinSet::new();
         for entry in entries {
             let engine = self.clone();
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
+                if engine.inner.clock.now() >= deadline {
+                    // The entry stays leased until the lease ends; then any
+                    // worker claims it again. Sending now could race that claim.
+                    tracing::info!(target: "kalify::engine", outbox_id = %entry.id, "lease nearly over before the delivery started; leaving it");
+                    return Ok(DeliveryResult::Deferred);
+                }
                 engine.deliver_entry(entry).await
             });
         }
@@ -201,4 +215,12 @@ impl Engine {
 
         Ok(claimed_jobs + claimed_entries > 0)
     }
+}
+
+/// The time after which a claimed job or outbox entry is no longer started:
+/// three quarters of the lease after the claim, so that a started job or
+/// send has a quarter of the lease to finish before another worker may claim it.
+fn lease_deadline(claimed_at: crate::Timestamp, lease: std::time::Duration) -> crate::Timestamp {
+    let margin = chrono::Duration::from_std(lease.mul_f64(0.75)).unwrap_or(chrono::Duration::MAX);
+    claimed_at.checked_add_signed(margin).unwrap_or(claimed_at)
 }

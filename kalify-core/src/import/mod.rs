@@ -83,6 +83,7 @@ pub(crate) use mapping::header_key;
 pub use mapping::{CustomType, Field, Mapping, preview_columns};
 pub(crate) use report::spreadsheet_safe;
 pub use report::{ImportReport, MappedColumn, RejectedRow};
+pub(crate) use values::to_nfc;
 
 use std::io::Read;
 

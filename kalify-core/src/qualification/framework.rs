@@ -132,6 +132,12 @@ pub struct Criterion {
     pub requirement: Option<Requirement>,
     /// The question that requests this fact.
     pub question: Localized,
+    /// The fixed reply to a prospect's question while this is the first
+    /// unknown criterion, such as "Good question! ... What budget did you
+    /// have in mind?". Used only with [`ReplyTemplates::fixed`]; when `None`,
+    /// `question` is sent.
+    #[serde(default)]
+    pub answer: Option<Localized>,
 }
 
 impl Criterion {
@@ -162,6 +168,45 @@ pub struct Framework {
     pub qualifying_at: u32,
     /// The minimum confidence for a fact to count.
     pub min_confidence: f32,
+    /// Reply texts that replace the built-in texts and the model's replies.
+    #[serde(default)]
+    pub replies: ReplyTemplates,
+}
+
+/// Reply texts the engine sends as written, in place of its built-in
+/// confirmations or of replies written by the language model.
+///
+/// The texts are not rendered and get no automation notice, so a text must
+/// itself name the sender or say that it is automated where the law or the
+/// carrier requires it. A text longer than the channel's limit is cut.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplyTemplates {
+    /// Replaces the built-in opt-out confirmation.
+    pub opt_out_confirmation: Option<Localized>,
+    /// Replaces the built-in acknowledgement sent when a member takes over.
+    pub handoff_ack: Option<Localized>,
+    /// Replies chosen from fixed texts instead of written by the model.
+    /// When `None`, the model writes them.
+    pub fixed: Option<FixedReplies>,
+}
+
+/// The fixed texts of the replies the model would otherwise write.
+///
+/// A reply that moves qualification on asks for the first unknown
+/// criterion in framework order with its [`Criterion::question`], or with
+/// its [`Criterion::answer`] when the prospect's latest message asked a
+/// question. When every criterion is known, `nurture` is sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FixedReplies {
+    /// The last message after a decline or a disqualification.
+    pub closing: Localized,
+    /// The message to a prospect who is qualified.
+    pub qualified: Localized,
+    /// The message to a qualified prospect whose latest message asked a question.
+    pub qualified_after_question: Localized,
+    /// The reply when every criterion is known and the prospect is not qualified.
+    pub nurture: Localized,
 }
 
 impl Framework {
@@ -254,6 +299,7 @@ impl Framework {
                         "What budget have you set aside for this project?",
                         "Quel budget avez-vous prévu pour ce projet ?",
                     ),
+                    answer: None,
                 },
                 Criterion {
                     key: "authority".into(),
@@ -269,6 +315,7 @@ impl Framework {
                         "Who else takes part in the decision on your side?",
                         "Qui d'autre participe à la décision de votre côté ?",
                     ),
+                    answer: None,
                 },
                 Criterion {
                     key: "need".into(),
@@ -284,6 +331,7 @@ impl Framework {
                         "What would you like to improve first?",
                         "Qu'aimeriez-vous améliorer en priorité ?",
                     ),
+                    answer: None,
                 },
                 Criterion {
                     key: "timeline".into(),
@@ -300,11 +348,13 @@ impl Framework {
                         "When would you like to get started?",
                         "Quand souhaiteriez-vous démarrer ?",
                     ),
+                    answer: None,
                 },
             ],
             qualified_at: 70,
             qualifying_at: 25,
             min_confidence: 0.5,
+            replies: ReplyTemplates::default(),
         }
     }
 }
