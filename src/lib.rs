@@ -18,6 +18,7 @@
 //! | `twilio` | `channels::twilio`, SMS through Twilio | no |
 //! | `smtp` | `channels::email`, e-mail over SMTP and inbound MIME parsing | no |
 //! | `messenger` | `channels::messenger`, Facebook Messenger | no |
+//! | `notify` | `channels::notify`, team notifications by signed webhook (Slack, Microsoft Teams) and e-mail | no |
 //! | `testkit` | conformance suites and fakes for adapter authors | no |
 //! | `mock` | mockall mocks of every port | no |
 

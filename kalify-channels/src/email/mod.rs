@@ -46,7 +46,7 @@ mod html;
 mod inbound;
 mod reply_text;
 mod signature;
-mod smtp;
+pub(crate) mod smtp;
 mod unsubscribe;
 
 use std::collections::{HashMap, VecDeque};
