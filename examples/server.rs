@@ -1,5 +1,7 @@
 //! An HTTP service that receives the providers' webhooks and runs the
-//! scheduler worker beside them, on a SQLite store with the offline `rules` model.
+//! scheduler worker beside them, with the offline `rules` model, on
+//! PostgreSQL when `DATABASE_URL` is set and on a SQLite file otherwise.
+//! Several copies of it on one PostgreSQL database share the jobs and the outbox.
 //!
 //! Each verified webhook is parsed by its channel and every event goes to
 //! `Engine::handle_event` for one fixed org. SIGINT or SIGTERM stops both
@@ -8,6 +10,8 @@
 //!
 //! ```text
 //! cargo run --example server --features twilio,smtp,messenger
+//! DATABASE_URL=postgres://kalify@127.0.0.1/kalify \
+//!     cargo run --example server --features twilio,smtp,messenger,postgres
 //! ```
 //!
 //! Environment:
@@ -16,7 +20,9 @@
 //! |---|---|
 //! | `KALIFY_LISTEN` | the address to listen on (default `127.0.0.1:8080`) |
 //! | `KALIFY_PUBLIC_URL` | the external base URL the providers call, such as `https://kalify.example.com`; Twilio signs this URL plus the path and query (default `http://` + `KALIFY_LISTEN`) |
-//! | `KALIFY_DB` | the SQLite database path (default `kalify.db`) |
+//! | `DATABASE_URL` | a PostgreSQL URL; when set, the service uses PostgreSQL instead of SQLite (needs the `postgres` feature) |
+//! | `KALIFY_DB_SCHEMA` | the PostgreSQL schema of the tables (default: the URL's or role's `search_path`) |
+//! | `KALIFY_DB` | the SQLite database path when `DATABASE_URL` is not set (default `kalify.db`) |
 //! | `KALIFY_ORG_ID` | the org every event belongs to (default `01900000-0000-7000-8000-00000000beef`) |
 //! | `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`, `TWILIO_FROM`, `TWILIO_MESSAGING_SERVICE_SID`, `TWILIO_STATUS_CALLBACK` | the Twilio SMS channel, as `TwilioSmsChannelBuilder::from_env` reads them |
 //! | `KALIFY_TWILIO_AUTH_TOKEN` | the Twilio auth token; it replaces `TWILIO_AUTH_TOKEN` when set |
@@ -121,16 +127,12 @@ async fn run() -> Result<(), String> {
     let public_url = env_or("KALIFY_PUBLIC_URL", &format!("http://{listen}"))
         .trim_end_matches('/')
         .to_owned();
-    let db_path = env_or("KALIFY_DB", "kalify.db");
     let org_text = env_or("KALIFY_ORG_ID", DEFAULT_ORG_ID);
     let org: OrgId = org_text
         .parse()
         .map_err(|_| format!("invalid KALIFY_ORG_ID {org_text:?}: expected a UUID"))?;
 
-    let store = SqliteStore::open(&db_path)
-        .await
-        .map_err(|error| format!("failed to open the database {db_path}: {error}"))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let (store, database) = open_store().await?;
 
     let twilio = build_twilio();
     let messenger = build_messenger(store.clone());
@@ -200,7 +202,7 @@ async fn run() -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("failed to listen on {listen}: {error}"))?;
-    eprintln!("server: listening on {listen}, org {org}, database {db_path}");
+    eprintln!("server: listening on {listen}, org {org}, database {database}");
 
     let (stop_sender, stop_receiver) = watch::channel(false);
     tokio::spawn(async move {
@@ -221,6 +223,41 @@ async fn run() -> Result<(), String> {
     served.map_err(|error| format!("HTTP server failed: {error}"))?;
     eprintln!("server: stopped");
     Ok(())
+}
+
+/// Opens the PostgreSQL store when `DATABASE_URL` is set, the SQLite file
+/// of `KALIFY_DB` otherwise, and returns it with a description that contains no password.
+async fn open_store() -> Result<(Arc<dyn Store>, String), String> {
+    match env_optional("DATABASE_URL") {
+        Some(url) => open_postgres(url).await,
+        None => {
+            let path = env_or("KALIFY_DB", "kalify.db");
+            let store = SqliteStore::open(&path)
+                .await
+                .map_err(|error| format!("failed to open the database {path}: {error}"))?;
+            Ok((Arc::new(store), format!("SQLite {path}")))
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: String) -> Result<(Arc<dyn Store>, String), String> {
+    let mut builder = kalify::store::PostgresStoreBuilder::new(Secret::new(url));
+    if let Some(schema) = env_optional("KALIFY_DB_SCHEMA") {
+        builder = builder.with_schema(schema);
+    }
+    // The store's errors and Display name the server but never the password.
+    let store = builder
+        .build()
+        .await
+        .map_err(|error| format!("failed to open the PostgreSQL database: {error}"))?;
+    let description = store.to_string();
+    Ok((Arc::new(store), description))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: String) -> Result<(Arc<dyn Store>, String), String> {
+    Err("DATABASE_URL is set, but this build has no PostgreSQL support: rebuild with --features postgres, or unset DATABASE_URL to use SQLite".to_owned())
 }
 
 /// Returns the variable's value, or `default` when it is unset or blank.
