@@ -2,11 +2,15 @@
 //!
 //! ```sh
 //! cargo bench --bench workloads -- import --data DIR
+//! cargo bench --bench workloads -- turns --data DIR [--stored N]
+//! cargo bench --bench workloads -- score --data DIR
 //! ```
 //!
-//! `DIR` contains `prospects.csv`. Without `--data`, the folder named by
-//! `KALIFY_BENCH_DATA` is read. Each workload prints a figure line and a
-//! check line, such as
+//! `DIR` contains the generated files (`prospects.csv`, `turns.jsonl`,
+//! `messages.json`, `score_input.bin`, `score_criteria.json`). Without
+//! `--data`, the folder named by `KALIFY_BENCH_DATA` is read. `--stored N`
+//! fills the store with N prospects before the turns, 2,000 by default.
+//! Each workload prints a figure line and a check line, such as
 //!
 //! ```text
 //! kalify import_rows_per_s=NNNN rss_mb=NN
@@ -28,6 +32,11 @@ use kalify::ports::{ListOptions, Store};
 use kalify::prospect::{CustomValue, Prospect};
 use kalify::store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
 use kalify::{OrgId, Result};
+
+#[path = "workloads/score.rs"]
+mod score;
+#[path = "workloads/turns.rs"]
+mod turns;
 
 /// Columns of the workload's CSV that are stored in their own table columns;
 /// every other column is a custom field.
@@ -70,10 +79,20 @@ fn main() -> ExitCode {
     };
     match workload.as_str() {
         "import" => run_import(&data),
-        "turns" | "score" => {
-            eprintln!("the {workload} workload is not implemented yet");
-            ExitCode::FAILURE
-        }
+        "turns" => match stored_prospects(&arguments[1..]) {
+            Ok(stored) => run_turns(&data, stored),
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(2)
+            }
+        },
+        "score" => match score::run(&data) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("the score workload failed: {error}");
+                ExitCode::FAILURE
+            }
+        },
         other => {
             eprintln!("unknown workload {other:?}: use import, turns or score");
             ExitCode::from(2)
@@ -98,6 +117,51 @@ fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
     std::env::var_os("KALIFY_BENCH_DATA")
         .map(PathBuf::from)
         .ok_or_else(|| "missing data folder: pass --data DIR or set KALIFY_BENCH_DATA".to_owned())
+}
+
+/// Returns the number of prospects to store before the turns, from `--stored N`.
+fn stored_prospects(arguments: &[String]) -> std::result::Result<usize, String> {
+    let mut iter = arguments.iter();
+    while let Some(argument) = iter.next() {
+        let value = match argument.strip_prefix("--stored=") {
+            Some(value) => value,
+            None if argument == "--stored" => iter
+                .next()
+                .ok_or_else(|| "--stored needs a number of prospects".to_owned())?,
+            None => continue,
+        };
+        return value
+            .parse()
+            .map_err(|_| format!("--stored expects a number of prospects, got {value:?}"));
+    }
+    Ok(2_000)
+}
+
+fn run_turns(data: &Path, stored: usize) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("failed to start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("failed to create a temporary directory: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(turns::run(data, dir.path(), stored)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("the turns workload failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run_import(data: &Path) -> ExitCode {
@@ -356,6 +420,32 @@ fn import_limit(csv_path: &Path, dir: &Path) -> std::result::Result<Option<f64>,
         return Err(format!("{SQLITE3_CLI} .import failed with {status}"));
     }
     Ok(Some(rows as f64 / elapsed))
+}
+
+/// Returns the first 16 hex digits of the SHA-256 of `bytes`, computed by
+/// the `sha256sum` command.
+fn sha256_prefix(bytes: &[u8]) -> Result<String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|error| {
+            kalify::Error::unexpected("failed to start sha256sum").with_source(error)
+        })?;
+    let Some(mut input) = child.stdin.take() else {
+        return Err(kalify::Error::unexpected("sha256sum has no standard input"));
+    };
+    input.write_all(bytes).map_err(|error| {
+        kalify::Error::unexpected("failed to write to sha256sum").with_source(error)
+    })?;
+    drop(input);
+    let output = child
+        .wait_with_output()
+        .map_err(|error| kalify::Error::unexpected("sha256sum failed").with_source(error))?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .chars()
+        .take(16)
+        .collect())
 }
 
 /// Peak resident memory of this process in KiB, from /proc (Linux only).
