@@ -376,7 +376,16 @@ pub async fn run(options: &Options, out: &mut dyn Write) -> Result<Report, Error
                 text: reply.text.clone(),
                 at: reply.at,
             };
+            let known = store.find_prospect(org, &inbound.from).await?.is_some();
             match engine.handle_inbound(org, inbound).await {
+                Ok(_) if !known => {
+                    writeln!(
+                        out,
+                        "  replies line {}: no prospect had the sender {:?}; stored as a new prospect for a member to review",
+                        reply.line, reply.from
+                    )
+                    .map_err(io)?;
+                }
                 Ok(_) => {}
                 Err(error) if error.kind() == kalify::ErrorKind::NotFound => {
                     writeln!(

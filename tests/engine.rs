@@ -508,17 +508,56 @@ async fn gate_blocks_without_consent() {
 }
 
 #[tokio::test]
-async fn unknown_sender_is_not_found() {
+async fn unknown_sender_is_kept_for_review() {
     let h = harness();
     let (prospect, _) = enrolled(&h).await;
-    let mut message = inbound(&prospect, "m1", "hello", start());
-    message.from = ContactPoint::Phone(PhoneNumber::parse("06 99 99 99 99", Region::FR).unwrap());
-    let error = h.engine.handle_inbound(h.org, message).await.unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::NotFound);
-    assert!(
-        !error.to_string().contains("+336"),
-        "the error names no phone number: {error}"
+    let stranger = PhoneNumber::parse("06 99 99 99 99", Region::FR).unwrap();
+    let mut message = inbound(&prospect, "m1", "Bonjour, vous faites des devis ?", start());
+    message.from = ContactPoint::Phone(stranger.clone());
+    let report = h
+        .engine
+        .handle_inbound(h.org, message.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.state,
+        ConversationState::HandedOff,
+        "a member reviews the message"
     );
+    assert_ne!(report.prospect_id, prospect.id);
+
+    let created = h
+        .store
+        .get_prospect(h.org, report.prospect_id)
+        .await
+        .unwrap();
+    assert_eq!(created.phone.as_ref(), Some(&stranger));
+    assert_eq!(created.source.as_deref(), Some("inbound:test"));
+    assert!(created.consents.is_empty(), "no consent is invented");
+    let messages = h
+        .store
+        .list_messages(h.org, report.conversation_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages.len(),
+        1,
+        "the message is stored, and the AI does not answer"
+    );
+    assert_eq!(messages[0].text, "Bonjour, vous faites des devis ?");
+    let audit = h.store.audit_of(h.org, report.prospect_id).await.unwrap();
+    assert!(audit.iter().any(|event| event.action == "unknown_sender"));
+    assert_eq!(
+        h.sms.sent().len(),
+        1,
+        "only the campaign's first message to the other prospect"
+    );
+
+    // The same sender again joins the same prospect and conversation.
+    message.provider_message_id = "m2".to_owned();
+    let again = h.engine.handle_inbound(h.org, message).await.unwrap();
+    assert_eq!(again.prospect_id, report.prospect_id);
+    assert_eq!(again.conversation_id, report.conversation_id);
 }
 
 #[tokio::test]

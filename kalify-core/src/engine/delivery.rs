@@ -117,6 +117,7 @@ impl Engine {
         let suppressed = store.is_suppressed(entry.org_id, &entry.to).await?;
         let attempts = entry.attempts;
         let channel_kind = entry.channel;
+        let entry_id = entry.id;
         let last_inbound_at = match store
             .get_conversation(entry.org_id, entry.conversation_id)
             .await
@@ -160,9 +161,13 @@ impl Engine {
             }
         };
         let Some(channel) = self.inner.channels.get(&channel_kind) else {
+            // A worker started without this channel (a configuration error,
+            // or a worker meant for other channels) leaves the message for
+            // one that has it, rather than failing it for good.
+            tracing::warn!(target: "kalify::engine", outbox_id = %entry_id, channel = %channel_kind, "no channel of this kind is configured in this worker; the message waits an hour");
             return Ok((
-                OutboxOutcome::Failed(format!("no {channel_kind} channel is configured")),
-                DeliveryResult::Failed,
+                OutboxOutcome::RetryAt(now + ChronoDuration::hours(1)),
+                DeliveryResult::Deferred,
             ));
         };
         match channel.send(&permit).await {

@@ -238,18 +238,10 @@ impl Engine {
         inbound: &InboundMessage,
     ) -> Result<(Prospect, Conversation)> {
         let store = &self.inner.store;
-        let prospect = store
-            .find_prospect(org, &inbound.from)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "no prospect of this org has the sender's {} contact point",
-                    inbound.channel
-                ))
-                .with_operation("handle_inbound")
-                .with_context("org_id", org)
-                .with_context("provider_message_id", &inbound.provider_message_id)
-            })?;
+        let prospect = match store.find_prospect(org, &inbound.from).await? {
+            Some(prospect) => prospect,
+            None => return self.unknown_sender_conversation(org, inbound).await,
+        };
 
         // The most recently updated conversation that has sent something
         // receives the reply; a prospect who writes first gets a
@@ -276,6 +268,62 @@ impl Engine {
             }
         };
 
+        Ok((prospect, conversation))
+    }
+
+    /// Creates a prospect for a sender no prospect of `org` has, with a
+    /// conversation handed to the team, so that the message is stored for a
+    /// member to review instead of being lost. The AI does not answer: the
+    /// person gave no consent the engine knows of, and a member decides.
+    ///
+    /// The prospect id is derived from the org and the contact point, so two
+    /// messages of the same new sender handled at once create one prospect.
+    async fn unknown_sender_conversation(
+        &self,
+        org: OrgId,
+        inbound: &InboundMessage,
+    ) -> Result<(Prospect, Conversation)> {
+        let store = &self.inner.store;
+        let mut prospect = Prospect::new(org, inbound.at);
+        prospect.id = unknown_sender_id(org, &inbound.from);
+        match &inbound.from {
+            crate::contact::ContactPoint::Phone(phone) => prospect.phone = Some(phone.clone()),
+            crate::contact::ContactPoint::Email(email) => prospect.email = Some(email.clone()),
+            crate::contact::ContactPoint::Messenger(psid) => prospect.messenger = Some(psid.clone()),
+        }
+        prospect.source = Some(format!("inbound:{}", inbound.provider));
+        prospect.status = ConversationState::HandedOff;
+        match store.insert_prospects(std::slice::from_ref(&prospect)).await {
+            Ok(()) => {
+                tracing::info!(target: "kalify::engine", org_id = %org, prospect_id = %prospect.id, channel = %inbound.channel, "message from an unknown sender; created a prospect for review");
+            }
+            // Another message of the same sender created it first.
+            Err(error) if error.kind() == ErrorKind::Conflict => {}
+            Err(error) => return Err(error),
+        }
+        let prospect = store.get_prospect(org, prospect.id).await?;
+
+        let mut conversation = Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
+        conversation.state = ConversationState::HandedOff;
+        if store.insert_conversation(&conversation, &[]).await? {
+            let mut commit = crate::ports::TurnCommit::new(conversation.clone());
+            commit.audit.push(crate::ports::AuditEvent {
+                org_id: org,
+                prospect_id: Some(prospect.id),
+                conversation_id: Some(conversation.id),
+                action: "unknown_sender".to_owned(),
+                actor: crate::ports::Actor::System,
+                detail: "message from a sender no prospect had; stored for a member to review".to_owned(),
+                at: inbound.at,
+            });
+            store.commit_turn(&commit).await?;
+        }
+        let conversation = store
+            .conversations_of(org, prospect.id)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or(conversation);
         Ok((prospect, conversation))
     }
 
@@ -575,4 +623,19 @@ impl Engine {
             history,
         ))
     }
+}
+
+/// The id of the prospect created for an unknown sender: a version 8 UUID
+/// from the SHA-256 of the org and the normalised contact point.
+fn unknown_sender_id(org: OrgId, contact: &crate::contact::ContactPoint) -> ProspectId {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(org.as_uuid().as_bytes());
+    hasher.update(contact.channel().as_str().as_bytes());
+    hasher.update(b":");
+    hasher.update(contact.key().as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0_u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    ProspectId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
