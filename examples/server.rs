@@ -18,6 +18,7 @@
 //!
 //! | variable | meaning |
 //! |---|---|
+//! | `RUST_LOG` | the log filter, such as `debug` or `info,kalify::channel=debug` (default `info`); logs go to stderr |
 //! | `KALIFY_LISTEN` | the address to listen on (default `127.0.0.1:8080`) |
 //! | `KALIFY_PUBLIC_URL` | the external base URL the providers call, such as `https://kalify.example.com`; Twilio signs this URL plus the path and query (default `http://` + `KALIFY_LISTEN`) |
 //! | `DATABASE_URL` | a PostgreSQL URL; when set, the service uses PostgreSQL instead of SQLite (needs the `postgres` feature) |
@@ -28,11 +29,16 @@
 //! | `KALIFY_TWILIO_AUTH_TOKEN` | the Twilio auth token; it replaces `TWILIO_AUTH_TOKEN` when set |
 //! | `MESSENGER_PAGE_ACCESS_TOKEN`, `MESSENGER_APP_SECRET`, `MESSENGER_VERIFY_TOKEN`, `MESSENGER_PAGE_ID`, `MESSENGER_GRAPH_API_VERSION` | the Messenger channel, as `MessengerChannelBuilder::from_env` reads them |
 //! | `KALIFY_META_APP_SECRET`, `KALIFY_META_VERIFY_TOKEN` | the Meta app secret and webhook verify token; they replace `MESSENGER_APP_SECRET` and `MESSENGER_VERIFY_TOKEN` when set |
-//! | `KALIFY_SMTP_*`, `KALIFY_UNSUBSCRIBE_KEY`, `KALIFY_UNSUBSCRIBE_URL`, `KALIFY_UNSUBSCRIBE_MAILTO` | the SMTP e-mail channel, as `SmtpEmailChannelBuilder::from_env` reads them |
-//! | `KALIFY_EMAIL_INBOUND_SECRET` | the secret that signs inbound e-mail (`X-Kalify-Signature`); `/webhooks/email` answers 503 without it |
+//! | `KALIFY_SMTP_HOST`, `KALIFY_SMTP_PORT`, `KALIFY_SMTP_SECURITY` (`starttls` or `tls`), `KALIFY_SMTP_USERNAME`, `KALIFY_SMTP_PASSWORD`, `KALIFY_SMTP_FROM`, `KALIFY_SMTP_FROM_NAME`, `KALIFY_SMTP_TIMEOUT_SECS` | the SMTP e-mail channel, as `SmtpEmailChannelBuilder::from_env` reads them |
+//! | `KALIFY_SMTP_CA_FILE` | the path of a PEM file of extra root certificates, for an SMTP relay with a private CA |
+//! | `KALIFY_SMTP_PLAINTEXT_DANGEROUS` | `true` to send SMTP without TLS; accepted only when `KALIFY_SMTP_HOST` is `localhost`, in `127.0.0.0/8` or `::1` |
+//! | `KALIFY_UNSUBSCRIBE_KEY`, `KALIFY_UNSUBSCRIBE_URL`, `KALIFY_UNSUBSCRIBE_MAILTO` | the key of unsubscribe tokens, the `https` URL of `/unsubscribe` as people reach it, and the `mailto` mailbox; the e-mail channel needs all three |
+//! | `KALIFY_EMAIL_INBOUND_SECRET` | the secret that signs inbound e-mail (`X-Kalify-Signature`); without it `/webhooks/email` returns 503, while sending and `/unsubscribe` still work |
 //!
 //! A channel whose configuration is missing or invalid is not mounted: its
-//! routes answer 503 with the reason, and the other routes still work.
+//! routes answer 503 with the reason, and the other routes still work. The
+//! startup log names each channel, and for e-mail each part (sending,
+//! inbound e-mail, unsubscribe), that is not mounted, with the reason.
 //!
 //! Routes:
 //!
@@ -43,21 +49,53 @@
 //! | `GET /webhooks/messenger` | Meta's subscription handshake |
 //! | `POST /webhooks/messenger` | Messenger webhooks |
 //! | `POST /webhooks/email` | one raw RFC 5322 message per request |
-//! | `GET /unsubscribe?token=…` | a confirmation form; it unsubscribes nobody |
+//! | `GET /unsubscribe?token=…` | verifies the token and shows a confirmation form; it unsubscribes nobody |
 //! | `POST /unsubscribe?token=…` | RFC 8058 one-click unsubscribe, at once |
 //! | `GET /healthz` | 200 while the process runs |
 //!
-//! Responses: 403 for a missing or bad signature (nothing is written), 413
-//! for a body over 1 MiB, 400 for a malformed request, and 202 for a
-//! verified message from a sender the store does not know.
+//! Webhook responses: 200 when every event was handled, 403 for a missing
+//! or bad signature (nothing is written), 413 for a body over 1 MiB, 400
+//! for a malformed request, and 503 or 500 when the store failed (503
+//! asks the provider to retry). A verified message from a sender the store
+//! does not know is stored for review: the engine creates a prospect for the
+//! sender and hands the conversation to a team member, and the server
+//! answers 200. An engine that still rejects such a message with `NotFound`
+//! stores nothing, and the server answers 202.
+//!
+//! `/unsubscribe` answers people with short HTML pages in English and
+//! French: 200 for the form and for a recorded unsubscribe, 400 for a
+//! missing or malformed token or a POST without `List-Unsubscribe=One-Click`,
+//! 403 for a token that fails verification or belongs to another org, and
+//! 503 when unsubscribe is not configured. The URL to put in e-mails comes
+//! from `kalify::channels::email::unsubscribe_token`; the e-mail channel
+//! adds it to the `List-Unsubscribe` header of every marketing message.
+//!
+//! Logs: every rejected request (403, 413, 400) is logged at `warn` (403,
+//! 413) or `info` (400) with the route, the status and the reason, without
+//! the body, token, phone number or address. Provider message ids appear
+//! only as a short hash (`provider_message`), because e-mail Message-IDs
+//! contain the sender's domain, next to the stored message id when there is
+//! one. Deliveries, retries and job failures are logged by the engine
+//! under the `kalify::engine` and `kalify::channel` targets.
+//!
+//! On a quickstart database (`cargo run --example quickstart -- --db FILE`)
+//! the worker sends the due follow-ups at once, because the quickstart's
+//! dates are in the past. Start the server on a copy of such a database only
+//! with channels that send to test endpoints, such as an SMTP server on
+//! 127.0.0.1 with `KALIFY_SMTP_PLAINTEXT_DANGEROUS=true`, or with the
+//! sending channels left unconfigured, so that the sample prospects get no
+//! real messages.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -69,12 +107,14 @@ use kalify::channels::{
     MessengerChannel, MessengerChannelBuilder, SmtpEmailChannel, SmtpEmailChannelBuilder,
     TwilioSmsChannel, TwilioSmsChannelBuilder,
 };
-use kalify::contact::{ChannelKind, ContactPoint};
-use kalify::engine::{Engine, WorkerOptions};
+use kalify::contact::{ChannelKind, ContactPoint, EmailAddress};
+use kalify::engine::{Engine, EventOutcome, WorkerOptions};
 use kalify::ports::{Channel, InboundEvent, OptOutNotice, Store, WebhookRequest};
 use kalify::store::SqliteStore;
 use kalify::{Error, ErrorKind, OrgId, Secret};
 use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// The org of the quickstart, used when `KALIFY_ORG_ID` is not set.
 const DEFAULT_ORG_ID: &str = "01900000-0000-7000-8000-00000000beef";
@@ -87,6 +127,9 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The body RFC 8058 requires in a one-click unsubscribe POST.
 const ONE_CLICK_BODY: &str = "List-Unsubscribe=One-Click";
+
+const UNSUBSCRIBE_ROUTE: &str = "/unsubscribe";
+const EMAIL_ROUTE: &str = "/webhooks/email";
 
 /// The state shared by every handler.
 #[derive(Clone, Debug)]
@@ -106,15 +149,39 @@ struct AppState {
 /// A channel, or the reason it is not configured.
 type Mounted<T> = Result<Arc<T>, String>;
 
+/// The three parts of e-mail, which are mounted separately.
+#[derive(Debug)]
+struct EmailParts {
+    /// The channel that sends, registered with the engine.
+    sending: Mounted<SmtpEmailChannel>,
+    /// The same channel behind `/webhooks/email`.
+    inbound: Mounted<SmtpEmailChannel>,
+    /// The key of unsubscribe tokens and the e-mail provider name, for `/unsubscribe`.
+    unsubscribe: Result<(Secret, String), String>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    install_subscriber();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("server: {error}");
+            tracing::error!(error = %error, "server failed to start or stopped with an error");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes tracing events to stderr, filtered by `RUST_LOG` (default
+/// `info`). Invalid directives are skipped with a message on stderr.
+fn install_subscriber() {
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run() -> Result<(), String> {
@@ -136,7 +203,7 @@ async fn run() -> Result<(), String> {
 
     let twilio = build_twilio();
     let messenger = build_messenger(store.clone());
-    let smtp = build_smtp();
+    let email = build_email();
 
     let mut builder = Engine::builder()
         .with_store(store)
@@ -144,7 +211,7 @@ async fn run() -> Result<(), String> {
     for channel in [
         mounted_channel(&twilio),
         mounted_channel(&messenger),
-        mounted_channel(&smtp.0),
+        mounted_channel(&email.sending),
     ]
     .into_iter()
     .flatten()
@@ -155,32 +222,18 @@ async fn run() -> Result<(), String> {
         .build()
         .map_err(|error| format!("failed to build the engine: {error}"))?;
 
-    for (name, channel) in [
-        ("twilio", mounted_reason(&twilio)),
-        ("messenger", mounted_reason(&messenger)),
-        ("email", mounted_reason(&smtp.1)),
-    ] {
-        match channel {
-            None => eprintln!("server: channel {name} mounted"),
-            Some(reason) => eprintln!("server: channel {name} not mounted: {reason}"),
-        }
-    }
+    log_channel("twilio", &twilio);
+    log_channel("messenger", &messenger);
+    log_email_parts(&email);
 
-    let unsubscribe = match &smtp.0 {
-        Ok(channel) => match std::env::var("KALIFY_UNSUBSCRIBE_KEY") {
-            Ok(key) => Ok((Secret::new(key), channel.provider().to_owned())),
-            Err(_) => Err("unsubscribe is not configured: set KALIFY_UNSUBSCRIBE_KEY".to_owned()),
-        },
-        Err(reason) => Err(reason.clone()),
-    };
     let state = AppState {
         engine: engine.clone(),
         org,
         public_url,
         twilio,
         messenger,
-        email_inbound: smtp.1,
-        unsubscribe,
+        email_inbound: email.inbound,
+        unsubscribe: email.unsubscribe,
     };
 
     let app = Router::new()
@@ -194,20 +247,23 @@ async fn run() -> Result<(), String> {
             "/webhooks/messenger",
             get(messenger_subscribe).post(messenger_webhook),
         )
-        .route("/webhooks/email", axum::routing::post(email_webhook))
-        .route("/unsubscribe", get(unsubscribe_form).post(unsubscribe_now))
+        .route(EMAIL_ROUTE, axum::routing::post(email_webhook))
+        .route(
+            UNSUBSCRIBE_ROUTE,
+            get(unsubscribe_form).post(unsubscribe_now),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| format!("failed to listen on {listen}: {error}"))?;
-    eprintln!("server: listening on {listen}, org {org}, database {database}");
+    tracing::info!(listen = %listen, org_id = %org, database = %database, "server listening");
 
     let (stop_sender, stop_receiver) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("server: shutdown signal received; finishing in-flight requests and work");
+        tracing::info!("shutdown signal received; finishing in-flight requests and work");
         // Sending fails only once every receiver is dropped, when nothing waits for the signal any more.
         let _ = stop_sender.send(true);
     });
@@ -217,11 +273,18 @@ async fn run() -> Result<(), String> {
     let (served, worked) = tokio::join!(server.into_future(), worker);
 
     match worked {
-        Ok(report) => eprintln!("server: worker stopped: {report:?}"),
-        Err(error) => eprintln!("server: worker failed: {error}"),
+        Ok(report) => tracing::info!(
+            jobs_done = report.jobs_done,
+            jobs_other = report.jobs_other,
+            sent = report.sent,
+            not_sent = report.not_sent,
+            store_errors = report.store_errors,
+            "worker stopped"
+        ),
+        Err(error) => tracing::error!(error = %error, "worker failed"),
     }
     served.map_err(|error| format!("HTTP server failed: {error}"))?;
-    eprintln!("server: stopped");
+    tracing::info!("server stopped");
     Ok(())
 }
 
@@ -282,8 +345,45 @@ fn mounted_channel<T: Channel>(channel: &Mounted<T>) -> Option<Arc<dyn Channel>>
         .map(|channel| channel.clone() as Arc<dyn Channel>)
 }
 
-fn mounted_reason<T>(channel: &Mounted<T>) -> Option<&str> {
-    channel.as_ref().err().map(String::as_str)
+fn log_channel<T>(name: &'static str, channel: &Mounted<T>) {
+    match channel {
+        Ok(_) => tracing::info!(channel = name, "channel mounted"),
+        Err(reason) => tracing::warn!(
+            channel = name,
+            reason = %reason,
+            "channel not mounted; its routes return 503"
+        ),
+    }
+}
+
+/// Logs which parts of e-mail are mounted. Inbound e-mail and unsubscribe
+/// are reported only when sending is mounted, because they use its channel.
+fn log_email_parts(email: &EmailParts) {
+    if let Err(reason) = &email.sending {
+        tracing::warn!(
+            channel = "email",
+            reason = %reason,
+            "e-mail channel not mounted: no e-mail is sent, and /webhooks/email and /unsubscribe return 503"
+        );
+        return;
+    }
+    tracing::info!(channel = "email", "e-mail channel mounted for sending");
+    match &email.inbound {
+        Ok(_) => tracing::info!(route = EMAIL_ROUTE, "inbound e-mail mounted"),
+        Err(reason) => tracing::warn!(
+            route = EMAIL_ROUTE,
+            reason = %reason,
+            "inbound e-mail not mounted, so /webhooks/email returns 503; e-mail sending and /unsubscribe still work"
+        ),
+    }
+    match &email.unsubscribe {
+        Ok(_) => tracing::info!(route = UNSUBSCRIBE_ROUTE, "unsubscribe links mounted"),
+        Err(reason) => tracing::warn!(
+            route = UNSUBSCRIBE_ROUTE,
+            reason = %reason,
+            "unsubscribe links not mounted, so /unsubscribe returns 503"
+        ),
+    }
 }
 
 /// Builds the Twilio channel from `from_env`, with `KALIFY_TWILIO_AUTH_TOKEN`
@@ -352,13 +452,13 @@ fn build_messenger(store: Arc<dyn Store>) -> Mounted<MessengerChannel> {
         .map_err(|error| not_configured("Messenger", &error))
 }
 
-/// Builds the SMTP channel from `from_env`. Returns the channel for sending
-/// and the same channel for inbound e-mail, which is mounted only when
-/// `KALIFY_EMAIL_INBOUND_SECRET` is set, because without a secret the
-/// channel accepts e-mail from any caller.
-fn build_smtp() -> (Mounted<SmtpEmailChannel>, Mounted<SmtpEmailChannel>) {
+/// Builds the SMTP channel from `from_env`. The same channel sends, reads
+/// `/webhooks/email` and keys `/unsubscribe`. Inbound e-mail is mounted
+/// only when `KALIFY_EMAIL_INBOUND_SECRET` is set, because without a secret
+/// the channel accepts e-mail from any caller.
+fn build_email() -> EmailParts {
     let inbound_secret = env_optional("KALIFY_EMAIL_INBOUND_SECRET");
-    let built = SmtpEmailChannelBuilder::from_env()
+    let sending = SmtpEmailChannelBuilder::from_env()
         .map(|builder| match &inbound_secret {
             Some(secret) => builder.with_inbound_secret(Secret::new(secret.clone())),
             None => builder,
@@ -366,14 +466,28 @@ fn build_smtp() -> (Mounted<SmtpEmailChannel>, Mounted<SmtpEmailChannel>) {
         .and_then(SmtpEmailChannelBuilder::build)
         .map(Arc::new)
         .map_err(|error| not_configured("e-mail", &error));
-    let inbound = match (&built, inbound_secret) {
+    let inbound = match (&sending, inbound_secret) {
         (Ok(channel), Some(_)) => Ok(channel.clone()),
-        (Ok(_), None) => {
-            Err("inbound e-mail is not configured: set KALIFY_EMAIL_INBOUND_SECRET".to_owned())
-        }
+        (Ok(_), None) => Err(
+            "inbound e-mail is off: set KALIFY_EMAIL_INBOUND_SECRET to accept signed messages"
+                .to_owned(),
+        ),
         (Err(reason), _) => Err(reason.clone()),
     };
-    (built, inbound)
+    // `build` rejects a configuration without KALIFY_UNSUBSCRIBE_KEY, so a
+    // built channel implies the key is set.
+    let unsubscribe = match &sending {
+        Ok(channel) => match env_optional("KALIFY_UNSUBSCRIBE_KEY") {
+            Some(key) => Ok((Secret::new(key), channel.provider().to_owned())),
+            None => Err("unsubscribe is off: set KALIFY_UNSUBSCRIBE_KEY".to_owned()),
+        },
+        Err(reason) => Err(reason.clone()),
+    };
+    EmailParts {
+        sending,
+        inbound,
+        unsubscribe,
+    }
 }
 
 fn not_configured(name: &str, error: &Error) -> String {
@@ -384,7 +498,7 @@ fn not_configured(name: &str, error: &Error) -> String {
 async fn wait_for_signal() {
     let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
-            eprintln!("server: failed to listen for SIGINT: {error}");
+            tracing::error!(error = %error, "failed to listen for SIGINT");
             std::future::pending::<()>().await;
         }
     };
@@ -396,7 +510,7 @@ async fn wait_for_signal() {
                 signal.recv().await;
             }
             Err(error) => {
-                eprintln!("server: failed to listen for SIGTERM: {error}");
+                tracing::error!(error = %error, "failed to listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
         }
@@ -445,18 +559,51 @@ fn webhook_request(
     }
 }
 
-fn unavailable(reason: &str) -> Response {
+/// Logs a rejected request with its route, status and reason: 403, 413
+/// and 503 (a route that is not mounted) at `warn`, other 4xx at `info`,
+/// other 5xx at `error`. Callers pass a reason that contains no body,
+/// token, phone number or address.
+fn log_rejection(route: &str, status: StatusCode, reason: &str) {
+    let code = status.as_u16();
+    match status {
+        StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::warn!(route, status = code, reason, "request rejected");
+        }
+        status if status.is_server_error() => {
+            tracing::error!(route, status = code, reason, "request failed");
+        }
+        _ => tracing::info!(route, status = code, reason, "request rejected"),
+    }
+}
+
+/// Returns the body, or logs the extractor's rejection: 413 for a body
+/// over [`MAX_BODY_BYTES`], 400 for a body that could not be read.
+fn read_body(route: &str, body: Result<Bytes, BytesRejection>) -> Result<Bytes, BytesRejection> {
+    body.inspect_err(|rejection| {
+        log_rejection(route, rejection.status(), &rejection.body_text());
+    })
+}
+
+fn unavailable(route: &str, reason: &str) -> Response {
+    log_rejection(route, StatusCode::SERVICE_UNAVAILABLE, reason);
     (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response()
 }
 
-/// Maps an error of parsing or verifying a request to its response.
-fn rejection(route: &str, error: &Error) -> Response {
-    let status = match error.kind() {
+/// Returns the status of an error of parsing or verifying a request.
+fn rejection_status(error: &Error) -> StatusCode {
+    match error.kind() {
         ErrorKind::Unauthenticated => StatusCode::FORBIDDEN,
         ErrorKind::InvalidInput | ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    eprintln!("server: {route}: request rejected with {status}: {error}");
+    }
+}
+
+/// Logs an error of parsing or verifying a request and returns its response.
+fn rejection(route: &str, error: &Error) -> Response {
+    let status = rejection_status(error);
+    // The message alone: the channels' messages name the failed check, and
+    // the context could carry a provider message id.
+    log_rejection(route, status, error.message());
     let message = match status {
         StatusCode::FORBIDDEN => "missing or invalid signature or token".to_owned(),
         StatusCode::BAD_REQUEST => format!("malformed request: {}", error.message()),
@@ -467,7 +614,8 @@ fn rejection(route: &str, error: &Error) -> Response {
 
 /// Verifies and parses the webhook with `channel`, then hands every event
 /// to the engine. Returns the status to answer: 200 when every event was
-/// handled, 202 when a verified event came from an unknown sender.
+/// handled, 202 when the engine rejected a verified message as from an
+/// unknown sender.
 async fn dispatch(
     state: &AppState,
     route: &str,
@@ -477,19 +625,30 @@ async fn dispatch(
     let events = channel
         .parse_webhook(request)
         .map_err(|error| rejection(route, &error))?;
+    if events.is_empty() {
+        tracing::debug!(route, "verified webhook without events");
+    }
     let mut status = StatusCode::OK;
     for event in events {
-        let summary = event_summary(&event);
+        let summary = EventSummary::of(&event);
         match state.engine.handle_event(state.org, event).await {
-            Ok(outcome) => eprintln!("server: {route}: {summary} handled: {outcome:?}"),
-            // NOTE: a message from an unknown sender is dropped after this log
-            // line. Keeping it for review needs a store table that does not exist yet.
+            Ok(outcome) => log_outcome(route, &summary, &outcome),
+            // NOTE: an engine that stores messages from unknown senders for
+            // review returns a report instead, and the server returns 200. This arm
+            // remains for an engine that still rejects them, and then the
+            // message is lost.
             Err(error) if error.kind() == ErrorKind::NotFound => {
-                eprintln!("server: {route}: {summary} from an unknown sender, not stored: {error}");
+                tracing::warn!(
+                    route,
+                    event = summary.kind,
+                    provider = %summary.provider,
+                    provider_message = summary.provider_message.as_deref(),
+                    reason = error.message(),
+                    "message from an unknown sender not stored"
+                );
                 status = StatusCode::ACCEPTED;
             }
             Err(error) => {
-                eprintln!("server: {route}: {summary} failed: {error}");
                 // A 5xx makes the provider retry, and the store ignores a
                 // message id it already holds, so a retry adds no duplicate.
                 let status = if error.is_retryable() {
@@ -497,6 +656,17 @@ async fn dispatch(
                 } else {
                     StatusCode::INTERNAL_SERVER_ERROR
                 };
+                tracing::error!(
+                    route,
+                    status = status.as_u16(),
+                    event = summary.kind,
+                    provider = %summary.provider,
+                    provider_message = summary.provider_message.as_deref(),
+                    error_kind = %error.kind(),
+                    retryable = error.is_retryable(),
+                    error = %LoggedError(&error),
+                    "failed to handle the event"
+                );
                 return Err((status, "failed to handle the event\n").into_response());
             }
         }
@@ -504,27 +674,153 @@ async fn dispatch(
     Ok(status)
 }
 
-/// Names an event for the log without its text or sender.
-fn event_summary(event: &InboundEvent) -> String {
-    match event {
-        InboundEvent::Message(message) => format!(
-            "message {}:{}",
-            message.provider, message.provider_message_id
+/// Logs what the engine did with one event. Delivery reports and other
+/// ignored events are logged at `debug`, because providers send several
+/// per message.
+fn log_outcome(route: &str, summary: &EventSummary, outcome: &EventOutcome) {
+    let provider_message = summary.provider_message.as_deref();
+    match outcome {
+        EventOutcome::Message(report) => tracing::info!(
+            route,
+            event = summary.kind,
+            provider = %summary.provider,
+            provider_message,
+            message_id = report.message_id.map(display),
+            prospect_id = %report.prospect_id,
+            conversation_id = %report.conversation_id,
+            duplicate = report.duplicate,
+            state = %report.state,
+            score = report.score,
+            "message handled"
         ),
-        InboundEvent::Status(update) => {
-            format!("status {}:{}", update.provider, update.provider_message_id)
-        }
-        InboundEvent::Watermark(update) => format!("watermark {}", update.provider),
-        InboundEvent::OptOut(notice) => format!("opt-out {} ({})", notice.provider, notice.reason),
-        InboundEvent::Postback(postback) => format!("postback {}", postback.provider),
-        InboundEvent::Bounce(bounce) => {
-            format!("bounce {}:{}", bounce.provider, bounce.provider_message_id)
-        }
-        InboundEvent::AutoReply(reply) => format!(
-            "auto-reply {}:{}",
-            reply.provider, reply.provider_message_id
+        EventOutcome::Suppressed {
+            prospect_id,
+            reason,
+        } => tracing::info!(
+            route,
+            event = summary.kind,
+            provider = %summary.provider,
+            detail = summary.detail.as_deref(),
+            prospect_id = prospect_id.map(display),
+            reason = %reason,
+            "contact point suppressed"
         ),
-        _ => "event".to_owned(),
+        EventOutcome::Ignored(reason) => tracing::debug!(
+            route,
+            event = summary.kind,
+            provider = %summary.provider,
+            provider_message,
+            reason,
+            "event ignored"
+        ),
+        other => tracing::info!(
+            route,
+            event = summary.kind,
+            provider = %summary.provider,
+            provider_message,
+            outcome = ?other,
+            "event handled"
+        ),
+    }
+}
+
+/// The fields of an event that logs may show: no text, sender or address,
+/// and the provider message id only as [`short_hash`].
+#[derive(Debug)]
+struct EventSummary {
+    kind: &'static str,
+    provider: String,
+    /// The short hash of the provider message id, when the event has one.
+    provider_message: Option<String>,
+    /// The opt-out reason or bounce status, when the event has one.
+    detail: Option<String>,
+}
+
+impl EventSummary {
+    fn of(event: &InboundEvent) -> EventSummary {
+        let (kind, provider, provider_message_id, detail) = match event {
+            InboundEvent::Message(message) => (
+                "message",
+                message.provider.as_str(),
+                Some(message.provider_message_id.as_str()),
+                None,
+            ),
+            InboundEvent::Status(update) => (
+                "status",
+                update.provider.as_str(),
+                Some(update.provider_message_id.as_str()),
+                None,
+            ),
+            InboundEvent::Watermark(update) => ("watermark", update.provider.as_str(), None, None),
+            InboundEvent::OptOut(notice) => (
+                "opt_out",
+                notice.provider.as_str(),
+                None,
+                Some(notice.reason.clone()),
+            ),
+            InboundEvent::Postback(postback) => (
+                "postback",
+                postback.provider.as_str(),
+                postback.provider_message_id.as_deref(),
+                None,
+            ),
+            InboundEvent::Bounce(bounce) => (
+                "bounce",
+                bounce.provider.as_str(),
+                Some(bounce.provider_message_id.as_str()),
+                None,
+            ),
+            InboundEvent::AutoReply(reply) => (
+                "auto_reply",
+                reply.provider.as_str(),
+                Some(reply.provider_message_id.as_str()),
+                None,
+            ),
+            _ => ("other", "", None, None),
+        };
+        EventSummary {
+            kind,
+            provider: provider.to_owned(),
+            provider_message: provider_message_id.map(short_hash),
+            detail,
+        }
+    }
+}
+
+/// Returns 48 bits of a hash of `id` in hexadecimal. Log lines of one
+/// provider message share it, and it does not show the id, whose e-mail
+/// form contains the sender's domain.
+///
+/// NOTE: `DefaultHasher` may change between Rust releases, so a server
+/// built with another toolchain logs other hashes for the same id.
+fn short_hash(id: &str) -> String {
+    let mut hasher = DefaultHasher::new();
+    id.hash(&mut hasher);
+    format!("{:012x}", hasher.finish() >> 16)
+}
+
+/// Formats an error as its `Display` does, with each `provider_message_id`
+/// context value replaced by its [`short_hash`].
+struct LoggedError<'a>(&'a Error);
+
+impl fmt::Display for LoggedError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let error = self.0;
+        if let Some(adapter) = error.adapter() {
+            write!(f, "{adapter}: ")?;
+        }
+        if let Some(operation) = error.operation() {
+            write!(f, "{operation}: ")?;
+        }
+        f.write_str(error.message())?;
+        for (key, value) in error.context() {
+            if *key == "provider_message_id" {
+                write!(f, " [provider_message={}]", short_hash(value))?;
+            } else {
+                write!(f, " [{key}={value}]")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -535,14 +831,19 @@ async fn twilio_webhook(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let route = uri.path();
     let channel = match &state.twilio {
         Ok(channel) => channel.clone(),
-        Err(reason) => return unavailable(reason),
+        Err(reason) => return unavailable(route, reason),
+    };
+    let body = match read_body(route, body) {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
     };
     let request = webhook_request(&state, &method, &uri, &headers, body);
-    match dispatch(&state, uri.path(), channel.as_ref(), &request).await {
+    match dispatch(&state, route, channel.as_ref(), &request).await {
         Ok(status) => (
             status,
             [(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"))],
@@ -560,19 +861,23 @@ async fn messenger_subscribe(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let route = uri.path();
     let channel = match &state.messenger {
         Ok(channel) => channel.clone(),
-        Err(reason) => return unavailable(reason),
+        Err(reason) => return unavailable(route, reason),
     };
     let request = webhook_request(&state, &method, &uri, &headers, Bytes::new());
     match channel.verify_subscription(&request) {
-        Ok(challenge) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
-            challenge,
-        )
-            .into_response(),
-        Err(error) => rejection(uri.path(), &error),
+        Ok(challenge) => {
+            tracing::info!(route, "Messenger subscription verified");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+                challenge,
+            )
+                .into_response()
+        }
+        Err(error) => rejection(route, &error),
     }
 }
 
@@ -581,14 +886,19 @@ async fn messenger_webhook(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let route = uri.path();
     let channel = match &state.messenger {
         Ok(channel) => channel.clone(),
-        Err(reason) => return unavailable(reason),
+        Err(reason) => return unavailable(route, reason),
+    };
+    let body = match read_body(route, body) {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
     };
     let request = webhook_request(&state, &method, &uri, &headers, body);
-    match dispatch(&state, uri.path(), channel.as_ref(), &request).await {
+    match dispatch(&state, route, channel.as_ref(), &request).await {
         Ok(status) => status.into_response(),
         Err(response) => response,
     }
@@ -600,22 +910,121 @@ async fn email_webhook(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let channel = match &state.email_inbound {
         Ok(channel) => channel.clone(),
-        Err(reason) => return unavailable(reason),
+        Err(reason) => return unavailable(EMAIL_ROUTE, reason),
+    };
+    let body = match read_body(EMAIL_ROUTE, body) {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
     };
     let request = webhook_request(&state, &method, &uri, &headers, body);
-    match dispatch(&state, uri.path(), channel.as_ref(), &request).await {
+    match dispatch(&state, EMAIL_ROUTE, channel.as_ref(), &request).await {
         Ok(status) => status.into_response(),
         Err(response) => response,
     }
 }
 
+/// A page of `/unsubscribe` for people, in English and then in French.
+/// The texts are HTML-safe: they contain no `<` or `&`.
+#[derive(Debug)]
+struct Page {
+    title_en: &'static str,
+    text_en: &'static str,
+    title_fr: &'static str,
+    text_fr: &'static str,
+}
+
+const CONFIRM_PAGE: Page = Page {
+    title_en: "Unsubscribe",
+    text_en: "Do you want to stop receiving these e-mails? Confirm with the button below.",
+    title_fr: "Désabonnement",
+    text_fr: "Voulez-vous ne plus recevoir ces e-mails ? Confirmez avec le bouton ci-dessous.",
+};
+
+const NOT_CONFIRMED_PAGE: Page = Page {
+    title_en: "Please confirm",
+    text_en: "Your request did not include the confirmation. Use the button below to unsubscribe.",
+    title_fr: "Merci de confirmer",
+    text_fr: "Votre demande ne contenait pas la confirmation. Utilisez le bouton ci-dessous pour vous désabonner.",
+};
+
+const DONE_PAGE: Page = Page {
+    title_en: "You are unsubscribed",
+    text_en: "You will no longer receive these e-mails.",
+    title_fr: "Désabonnement enregistré",
+    text_fr: "Vous ne recevrez plus ces e-mails.",
+};
+
+const INVALID_LINK_PAGE: Page = Page {
+    title_en: "Invalid unsubscribe link",
+    text_en: "This unsubscribe link is not valid: it may be incomplete or changed. Open the link in the e-mail again, or reply to the e-mail and ask to be unsubscribed.",
+    title_fr: "Lien de désabonnement invalide",
+    text_fr: "Ce lien de désabonnement n’est pas valide : il est peut-être incomplet ou modifié. Ouvrez de nouveau le lien de l’e-mail, ou répondez à l’e-mail pour demander votre désabonnement.",
+};
+
+const FAILED_PAGE: Page = Page {
+    title_en: "Unsubscribe failed",
+    text_en: "Your request could not be recorded. Please try again in a few minutes.",
+    title_fr: "Échec du désabonnement",
+    text_fr: "Votre demande n’a pas pu être enregistrée. Merci de réessayer dans quelques minutes.",
+};
+
+const UNAVAILABLE_PAGE: Page = Page {
+    title_en: "Unsubscribe unavailable",
+    text_en: "Unsubscribing is not available at the moment. Please try again later, or reply to the e-mail and ask to be unsubscribed.",
+    title_fr: "Désabonnement indisponible",
+    text_fr: "Le désabonnement n’est pas disponible pour le moment. Merci de réessayer plus tard, ou répondez à l’e-mail pour demander votre désabonnement.",
+};
+
+/// Renders `page` with `status`. With `form_token`, the page ends with a
+/// form that posts the RFC 8058 body to this same URL, token included.
+///
+/// The response is not cached, and browsers send no `Referer` from it,
+/// because the URL carries the token.
+fn render_page(status: StatusCode, page: &Page, form_token: Option<&str>) -> Response {
+    let Page {
+        title_en,
+        text_en,
+        title_fr,
+        text_fr,
+    } = page;
+    let form = form_token.map_or_else(String::new, |token| {
+        format!(
+            "<form method=\"post\" action=\"?token={token}\">\n\
+             <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n\
+             <button type=\"submit\">Unsubscribe / Se désabonner</button>\n\
+             </form>\n"
+        )
+    });
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex\">\n\
+         <title>{title_en} / {title_fr}</title>\n</head>\n<body>\n\
+         <h1>{title_en}</h1>\n<p>{text_en}</p>\n\
+         <div lang=\"fr\">\n<h2>{title_fr}</h2>\n<p>{text_fr}</p>\n</div>\n\
+         {form}</body>\n</html>\n"
+    );
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
 /// Returns the `token` query parameter when it contains only base64url
 /// characters, so that it can be echoed into HTML unescaped.
-fn unsubscribe_token(query: &BTreeMap<String, String>) -> Option<&str> {
+fn token_parameter(query: &BTreeMap<String, String>) -> Option<&str> {
     let token = query.get("token")?;
     let well_formed = !token.is_empty()
         && token
@@ -624,75 +1033,111 @@ fn unsubscribe_token(query: &BTreeMap<String, String>) -> Option<&str> {
     well_formed.then_some(token.as_str())
 }
 
-fn malformed_token() -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        "missing or malformed token parameter\n",
-    )
-        .into_response()
+/// Checks the unsubscribe request's token: its characters, version and tag
+/// under `key`, and that it belongs to this server's org. Returns the token
+/// and its address, or logs the rejection and returns its status: 400 for
+/// a missing or malformed token, 403 for one that fails the tag check or
+/// belongs to another org.
+fn verify_request_token<'q>(
+    state: &AppState,
+    key: &Secret,
+    query: &'q Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<(&'q str, EmailAddress), StatusCode> {
+    let token = match query {
+        Ok(Query(query)) => token_parameter(query),
+        Err(_) => None,
+    };
+    let Some(token) = token else {
+        log_rejection(
+            UNSUBSCRIBE_ROUTE,
+            StatusCode::BAD_REQUEST,
+            "missing or malformed token parameter",
+        );
+        return Err(StatusCode::BAD_REQUEST);
+    };
+    let (org, address) = verify_unsubscribe_token(key, token).map_err(|error| {
+        let status = rejection_status(&error);
+        log_rejection(UNSUBSCRIBE_ROUTE, status, error.message());
+        status
+    })?;
+    if org != state.org {
+        tracing::warn!(
+            route = UNSUBSCRIBE_ROUTE,
+            status = StatusCode::FORBIDDEN.as_u16(),
+            token_org_id = %org,
+            org_id = %state.org,
+            reason = "the token belongs to another org",
+            "request rejected"
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok((token, address))
 }
 
-/// Shows a form that confirms the unsubscribe with a POST. A GET never
-/// unsubscribes, because link scanners and mail previews follow links.
+/// Renders the page of a token that [`verify_request_token`] rejected.
+fn token_rejected_page(status: StatusCode) -> Response {
+    let page = if status.is_server_error() {
+        &FAILED_PAGE
+    } else {
+        &INVALID_LINK_PAGE
+    };
+    render_page(status, page, None)
+}
+
+/// Returns the unsubscribe key and provider, or logs why unsubscribe is off.
+fn unsubscribe_settings(state: &AppState) -> Option<&(Secret, String)> {
+    if let Err(reason) = &state.unsubscribe {
+        log_rejection(UNSUBSCRIBE_ROUTE, StatusCode::SERVICE_UNAVAILABLE, reason);
+    }
+    state.unsubscribe.as_ref().ok()
+}
+
+/// Verifies the token, then shows a form that confirms the unsubscribe
+/// with a POST. A GET never unsubscribes, because link scanners and mail
+/// previews follow links.
 async fn unsubscribe_form(
     State(state): State<AppState>,
-    Query(query): Query<BTreeMap<String, String>>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Response {
-    if let Err(reason) = &state.unsubscribe {
-        return unavailable(reason);
-    }
-    let Some(token) = unsubscribe_token(&query) else {
-        return malformed_token();
+    let Some((key, _)) = unsubscribe_settings(&state) else {
+        return render_page(StatusCode::SERVICE_UNAVAILABLE, &UNAVAILABLE_PAGE, None);
     };
-    // The form posts to this same URL, token included, with the RFC 8058 body.
-    Html(format!(
-        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Unsubscribe</title>\n\
-         <form method=\"post\" action=\"?token={token}\">\n\
-         <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\n\
-         <p>Stop receiving these e-mails?</p>\n<button type=\"submit\">Unsubscribe</button>\n</form>\n"
-    ))
-    .into_response()
+    match verify_request_token(&state, key, &query) {
+        Ok((token, _)) => render_page(StatusCode::OK, &CONFIRM_PAGE, Some(token)),
+        Err(status) => token_rejected_page(status),
+    }
 }
 
 /// Unsubscribes the token's address at once (RFC 8058 one-click). The body
-/// must carry `List-Unsubscribe=One-Click`, as form data or as a multipart field.
+/// must carry `List-Unsubscribe=One-Click`, as form data or as a multipart
+/// field; without it the response is 400 with the confirmation form.
 async fn unsubscribe_now(
     State(state): State<AppState>,
-    Query(query): Query<BTreeMap<String, String>>,
-    body: Bytes,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (key, provider) = match &state.unsubscribe {
-        Ok(configured) => configured,
-        Err(reason) => return unavailable(reason),
+    let Some((key, provider)) = unsubscribe_settings(&state) else {
+        return render_page(StatusCode::SERVICE_UNAVAILABLE, &UNAVAILABLE_PAGE, None);
     };
-    let Some(token) = unsubscribe_token(&query) else {
-        return malformed_token();
+    let body = match read_body(UNSUBSCRIBE_ROUTE, body) {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
     };
+    let (token, address) = match verify_request_token(&state, key, &query) {
+        Ok(verified) => verified,
+        Err(status) => return token_rejected_page(status),
+    };
+
     let body = String::from_utf8_lossy(&body);
     let one_click = body.contains(ONE_CLICK_BODY)
         || (body.contains("name=\"List-Unsubscribe\"") && body.contains("One-Click"));
     if !one_click {
-        return (
+        log_rejection(
+            UNSUBSCRIBE_ROUTE,
             StatusCode::BAD_REQUEST,
-            format!("the body must contain {ONE_CLICK_BODY}\n"),
-        )
-            .into_response();
-    }
-
-    let (org, address) = match verify_unsubscribe_token(key, token) {
-        Ok(verified) => verified,
-        Err(error) => return rejection("/unsubscribe", &error),
-    };
-    if org != state.org {
-        eprintln!(
-            "server: /unsubscribe: token of org {org} rejected; this server serves org {}",
-            state.org
+            "the body does not contain List-Unsubscribe=One-Click",
         );
-        return (
-            StatusCode::FORBIDDEN,
-            "the token belongs to another organisation\n",
-        )
-            .into_response();
+        return render_page(StatusCode::BAD_REQUEST, &NOT_CONFIRMED_PAGE, Some(token));
     }
 
     let notice = OptOutNotice {
@@ -704,17 +1149,29 @@ async fn unsubscribe_now(
     };
     match state
         .engine
-        .handle_event(org, InboundEvent::OptOut(notice))
+        .handle_event(state.org, InboundEvent::OptOut(notice))
         .await
     {
-        Ok(_) => (StatusCode::OK, "You are unsubscribed.\n").into_response(),
+        Ok(outcome) => {
+            let prospect_id = match &outcome {
+                EventOutcome::Suppressed { prospect_id, .. } => *prospect_id,
+                _ => None,
+            };
+            tracing::info!(
+                route = UNSUBSCRIBE_ROUTE,
+                prospect_id = prospect_id.map(display),
+                "address unsubscribed"
+            );
+            render_page(StatusCode::OK, &DONE_PAGE, None)
+        }
         Err(error) => {
-            eprintln!("server: /unsubscribe: failed to record the opt-out: {error}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "failed to unsubscribe; try again later\n",
-            )
-                .into_response()
+            tracing::error!(
+                route = UNSUBSCRIBE_ROUTE,
+                error_kind = %error.kind(),
+                error = %LoggedError(&error),
+                "failed to record the opt-out"
+            );
+            render_page(StatusCode::INTERNAL_SERVER_ERROR, &FAILED_PAGE, None)
         }
     }
 }

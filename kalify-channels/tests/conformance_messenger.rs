@@ -638,6 +638,35 @@ fn webhook_signed_non_json_is_invalid() {
 }
 
 #[test]
+fn webhook_signed_json_without_envelope_is_invalid() {
+    let channel = parse_channel(APP_SECRET, None);
+    for body in [
+        r#"{"hello":"world"}"#,
+        r#"{"entry":[]}"#,
+        r#"{"object":"page"}"#,
+        r#"["page",[]]"#,
+    ] {
+        let error = channel
+            .parse_webhook(&signed(body.as_bytes(), APP_SECRET))
+            .unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::InvalidInput, "{body}");
+        assert!(!error.is_retryable(), "{body}");
+    }
+}
+
+#[test]
+fn webhook_of_another_object_gives_no_event() {
+    let body = br#"{"object":"instagram","entry":[]}"#;
+
+    let events = parse_channel(APP_SECRET, None)
+        .parse_webhook(&signed(body, APP_SECRET))
+        .unwrap();
+
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
 fn verify_subscription_through_channel() {
     let channel = parse_channel(APP_SECRET, None);
     let request = |token: &str| WebhookRequest {

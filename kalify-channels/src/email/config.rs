@@ -148,19 +148,28 @@ impl SmtpEmailChannelBuilder {
     /// | `KALIFY_SMTP_HOST` | the host |
     /// | `KALIFY_SMTP_PORT` | the port |
     /// | `KALIFY_SMTP_SECURITY` | `starttls` (default) or `tls` |
+    /// | `KALIFY_SMTP_PLAINTEXT_DANGEROUS` | `true` to send without TLS, as [`with_plaintext_dangerous`](Self::with_plaintext_dangerous) does; [`build`](Self::build) accepts it only for a loopback host |
+    /// | `KALIFY_SMTP_CA_FILE` | the path of a PEM file whose certificates are trusted as extra roots, as [`with_root_certificate_pem`](Self::with_root_certificate_pem) does |
     /// | `KALIFY_SMTP_USERNAME`, `KALIFY_SMTP_PASSWORD` | the AUTH credentials |
     /// | `KALIFY_SMTP_FROM`, `KALIFY_SMTP_FROM_NAME` | the `From` address and display name |
     /// | `KALIFY_SMTP_TIMEOUT_SECS` | the command time limit in seconds |
     /// | `KALIFY_UNSUBSCRIBE_KEY`, `KALIFY_UNSUBSCRIBE_URL`, `KALIFY_UNSUBSCRIBE_MAILTO` | the unsubscribe key, URL and mailbox |
     ///
+    /// Unset and blank variables keep the defaults of [`SmtpConfig`].
+    ///
     /// # Errors
-    /// `ConfigInvalid` when a number or the security mode cannot be read.
+    /// `ConfigInvalid` when a number, the security mode or the plaintext
+    /// flag cannot be read, when `KALIFY_SMTP_PLAINTEXT_DANGEROUS=true` is
+    /// set together with `KALIFY_SMTP_SECURITY`, or when the CA file cannot
+    /// be read or contains no PEM certificate.
     pub fn from_env() -> Result<Self> {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|value| !value.trim().is_empty())
-        };
+        SmtpEmailChannelBuilder::from_variables(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration as [`from_env`](Self::from_env) does, from
+    /// the variables that `lookup` returns.
+    fn from_variables(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let mut config = SmtpConfig::default();
         if let Some(host) = var("KALIFY_SMTP_HOST") {
             config.host = host;
@@ -172,16 +181,30 @@ impl SmtpEmailChannelBuilder {
                 ))
             })?);
         }
-        if let Some(security) = var("KALIFY_SMTP_SECURITY") {
+        let security = var("KALIFY_SMTP_SECURITY");
+        if let Some(security) = &security {
             config.security = match security.trim().to_ascii_lowercase().as_str() {
                 "starttls" => SmtpSecurity::StartTls,
                 "tls" | "implicit" | "implicit_tls" | "smtps" => SmtpSecurity::ImplicitTls,
                 _ => {
                     return Err(config_error(format!(
-                        "invalid KALIFY_SMTP_SECURITY {security:?}: expected starttls or tls"
+                        "invalid KALIFY_SMTP_SECURITY {security:?}: expected starttls or tls; for plaintext to a loopback host, set KALIFY_SMTP_PLAINTEXT_DANGEROUS=true instead"
                     )));
                 }
             };
+        }
+        if let Some(flag) = var("KALIFY_SMTP_PLAINTEXT_DANGEROUS") {
+            config.plaintext_dangerous = parse_flag("KALIFY_SMTP_PLAINTEXT_DANGEROUS", &flag)?;
+        }
+        if let (true, Some(security)) = (config.plaintext_dangerous, &security) {
+            return Err(config_error(format!(
+                "KALIFY_SMTP_PLAINTEXT_DANGEROUS=true conflicts with KALIFY_SMTP_SECURITY={security:?}: unset one of them"
+            )));
+        }
+        if let Some(path) = var("KALIFY_SMTP_CA_FILE") {
+            config
+                .root_certificates_pem
+                .push(read_ca_file(path.trim())?);
         }
         config.username = var("KALIFY_SMTP_USERNAME");
         config.password = var("KALIFY_SMTP_PASSWORD").map(Secret::new);
@@ -467,19 +490,7 @@ impl Settings {
         }
 
         for pem in &config.root_certificates_pem {
-            // lettre accepts PEM text without any certificate in it, so
-            // the marker is checked first.
-            if !pem
-                .windows(27)
-                .any(|window| window == b"-----BEGIN CERTIFICATE-----")
-            {
-                return Err(config_error(
-                    "invalid root certificate: expected a PEM CERTIFICATE block",
-                ));
-            }
-            lettre::transport::smtp::client::Certificate::from_pem(pem).map_err(|error| {
-                config_error("invalid root certificate: expected PEM").with_source(error)
-            })?;
+            check_root_certificate(pem)?;
         }
         if config.max_inbound_bytes == 0 {
             return Err(config_error(
@@ -503,6 +514,54 @@ impl Settings {
             inbound_secret: config.inbound_secret,
             max_inbound_bytes: config.max_inbound_bytes,
         })
+    }
+}
+
+/// Checks that `pem` contains at least one certificate that lettre can read.
+fn check_root_certificate(pem: &[u8]) -> Result<()> {
+    // lettre accepts PEM text without any certificate in it, so the marker
+    // is checked first.
+    if !pem
+        .windows(27)
+        .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(config_error(
+            "invalid root certificate: expected a PEM CERTIFICATE block",
+        ));
+    }
+    lettre::transport::smtp::client::Certificate::from_pem(pem).map_err(|error| {
+        config_error("invalid root certificate: expected PEM").with_source(error)
+    })?;
+    Ok(())
+}
+
+/// Reads the PEM file named by `KALIFY_SMTP_CA_FILE` and checks that it
+/// contains a certificate, so that the error names the file.
+fn read_ca_file(path: &str) -> Result<Vec<u8>> {
+    let pem = std::fs::read(path).map_err(|error| {
+        config_error(format!(
+            "failed to read KALIFY_SMTP_CA_FILE {path:?}: {error}"
+        ))
+        .with_source(error)
+    })?;
+    check_root_certificate(&pem).map_err(|error| {
+        config_error(format!(
+            "invalid KALIFY_SMTP_CA_FILE {path:?}: {}",
+            error.message()
+        ))
+    })?;
+    Ok(pem)
+}
+
+/// Reads a boolean environment variable: `true`, `1`, `yes` or `on`, and
+/// `false`, `0`, `no` or `off`, in any case.
+fn parse_flag(name: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(config_error(format!(
+            "invalid {name} {value:?}: expected true or false"
+        ))),
     }
 }
 
@@ -611,6 +670,208 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(error.message().contains("both"), "{error}");
+    }
+
+    /// Returns the variables of a valid configuration, for `from_variables`.
+    fn base_variables() -> Vec<(&'static str, String)> {
+        vec![
+            ("KALIFY_SMTP_HOST", "smtp.example.com".to_owned()),
+            ("KALIFY_SMTP_FROM", "sales@example.com".to_owned()),
+            ("KALIFY_UNSUBSCRIBE_KEY", "k".repeat(32)),
+            (
+                "KALIFY_UNSUBSCRIBE_URL",
+                "https://example.com/unsubscribe".to_owned(),
+            ),
+            (
+                "KALIFY_UNSUBSCRIBE_MAILTO",
+                "unsubscribe@example.com".to_owned(),
+            ),
+        ]
+    }
+
+    /// Runs `from_variables` on `base_variables` with `overrides` set on top.
+    fn from_variables(overrides: &[(&'static str, &str)]) -> Result<SmtpEmailChannelBuilder> {
+        let mut variables: std::collections::HashMap<&str, String> =
+            base_variables().into_iter().collect();
+        for (name, value) in overrides {
+            variables.insert(name, (*value).to_owned());
+        }
+        SmtpEmailChannelBuilder::from_variables(|name| variables.get(name).cloned())
+    }
+
+    /// A file under the temporary directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &[u8]) -> TempFile {
+            let path = std::env::temp_dir()
+                .join(format!("kalify-smtp-config-{}-{name}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn variables_set_every_setting() {
+        let builder = from_variables(&[
+            ("KALIFY_SMTP_PORT", " 2525 "),
+            ("KALIFY_SMTP_SECURITY", "TLS"),
+            ("KALIFY_SMTP_USERNAME", "mailer"),
+            ("KALIFY_SMTP_PASSWORD", "app-password"),
+            ("KALIFY_SMTP_FROM_NAME", "Sales"),
+            ("KALIFY_SMTP_TIMEOUT_SECS", "12"),
+        ])
+        .unwrap();
+
+        let config = &builder.config;
+        assert_eq!(config.host, "smtp.example.com");
+        assert_eq!(config.port, Some(2525));
+        assert_eq!(config.security, SmtpSecurity::ImplicitTls);
+        assert!(!config.plaintext_dangerous);
+        assert_eq!(config.username.as_deref(), Some("mailer"));
+        assert_eq!(
+            config.password.as_ref().map(Secret::expose),
+            Some("app-password")
+        );
+        assert_eq!(config.from_address, "sales@example.com");
+        assert_eq!(config.from_name.as_deref(), Some("Sales"));
+        assert_eq!(config.timeout, Duration::from_secs(12));
+        assert!(config.root_certificates_pem.is_empty());
+        assert!(builder.build().is_ok());
+    }
+
+    #[test]
+    fn blank_variables_keep_defaults() {
+        let builder = from_variables(&[
+            ("KALIFY_SMTP_PORT", " "),
+            ("KALIFY_SMTP_SECURITY", ""),
+            ("KALIFY_SMTP_PLAINTEXT_DANGEROUS", ""),
+            ("KALIFY_SMTP_CA_FILE", "  "),
+        ])
+        .unwrap();
+
+        assert_eq!(builder.config.port, None);
+        assert_eq!(builder.config.security, SmtpSecurity::StartTls);
+        assert!(!builder.config.plaintext_dangerous);
+        assert!(builder.config.root_certificates_pem.is_empty());
+    }
+
+    #[test]
+    fn plaintext_variable_on_loopback() {
+        for (host, flag) in [("127.0.0.1", "true"), ("localhost", "1"), ("::1", "YES")] {
+            let builder = from_variables(&[
+                ("KALIFY_SMTP_HOST", host),
+                ("KALIFY_SMTP_PLAINTEXT_DANGEROUS", flag),
+            ])
+            .unwrap();
+            assert!(builder.config.plaintext_dangerous, "{host}");
+
+            let settings = Settings::check(builder.config).unwrap();
+            assert_eq!(settings.security, Security::PlaintextDangerous, "{host}");
+            assert_eq!(settings.port, 25, "{host}");
+        }
+    }
+
+    #[test]
+    fn plaintext_variable_off_loopback_rejected() {
+        for host in ["smtp.example.com", "10.0.0.5", "127.0.0.1.example.com"] {
+            let builder = from_variables(&[
+                ("KALIFY_SMTP_HOST", host),
+                ("KALIFY_SMTP_PLAINTEXT_DANGEROUS", "true"),
+            ])
+            .unwrap();
+
+            let error = builder.build().unwrap_err();
+
+            assert_eq!(error.kind(), ErrorKind::ConfigInvalid, "{host}");
+            assert!(error.message().contains("loopback"), "{host}: {error}");
+        }
+    }
+
+    #[test]
+    fn plaintext_variable_false_keeps_tls() {
+        let builder = from_variables(&[
+            ("KALIFY_SMTP_HOST", "127.0.0.1"),
+            ("KALIFY_SMTP_PLAINTEXT_DANGEROUS", "off"),
+        ])
+        .unwrap();
+
+        let settings = Settings::check(builder.config).unwrap();
+        assert_eq!(settings.security, Security::StartTls);
+    }
+
+    #[test]
+    fn plaintext_variable_invalid_values() {
+        let error = from_variables(&[("KALIFY_SMTP_PLAINTEXT_DANGEROUS", "maybe")]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
+        assert!(
+            error.message().contains("KALIFY_SMTP_PLAINTEXT_DANGEROUS"),
+            "{error}"
+        );
+
+        let error = from_variables(&[
+            ("KALIFY_SMTP_HOST", "127.0.0.1"),
+            ("KALIFY_SMTP_PLAINTEXT_DANGEROUS", "true"),
+            ("KALIFY_SMTP_SECURITY", "starttls"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
+        assert!(error.message().contains("conflicts"), "{error}");
+
+        let error = from_variables(&[("KALIFY_SMTP_SECURITY", "plaintext")]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
+        assert!(
+            error.message().contains("KALIFY_SMTP_PLAINTEXT_DANGEROUS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn ca_file_variable_adds_root() {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let pem = certified.cert.pem();
+        let file = TempFile::new("root.pem", pem.as_bytes());
+
+        let builder = from_variables(&[("KALIFY_SMTP_CA_FILE", file.path())]).unwrap();
+
+        assert_eq!(builder.config.root_certificates_pem, vec![pem.into_bytes()]);
+        assert!(builder.build().is_ok());
+    }
+
+    #[test]
+    fn ca_file_variable_missing_file() {
+        let path = std::env::temp_dir().join(format!(
+            "kalify-smtp-config-{}-absent.pem",
+            std::process::id()
+        ));
+        let path = path.to_str().unwrap();
+
+        let error = from_variables(&[("KALIFY_SMTP_CA_FILE", path)]).unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
+        assert!(error.message().contains("failed to read"), "{error}");
+        assert!(error.message().contains(path), "{error}");
+    }
+
+    #[test]
+    fn ca_file_variable_without_certificate() {
+        let file = TempFile::new("not-a-certificate.pem", b"-----BEGIN PRIVATE KEY-----\n");
+
+        let error = from_variables(&[("KALIFY_SMTP_CA_FILE", file.path())]).unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::ConfigInvalid);
+        assert!(error.message().contains("KALIFY_SMTP_CA_FILE"), "{error}");
+        assert!(error.message().contains("CERTIFICATE"), "{error}");
     }
 
     #[test]

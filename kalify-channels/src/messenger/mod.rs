@@ -693,7 +693,8 @@ impl Channel for MessengerChannel {
     /// `Unauthenticated` for a missing or wrong signature, before the body
     /// is read; `InvalidInput` for a GET (use
     /// [`MessengerChannel::verify_subscription`]), a body over the size
-    /// limit, or a signed body that is not a webhook's JSON.
+    /// limit, or a signed body that is not a JSON object with an `object`
+    /// string and an `entry` array.
     fn parse_webhook(&self, request: &WebhookRequest) -> Result<Vec<InboundEvent>> {
         if request.method.eq_ignore_ascii_case("GET") {
             return Err(Error::invalid_input(

@@ -37,8 +37,7 @@ pub(crate) struct Parsed {
 
 #[derive(Debug, Deserialize)]
 struct Envelope {
-    object: Option<String>,
-    #[serde(default)]
+    object: String,
     entry: Vec<Entry>,
 }
 
@@ -107,16 +106,29 @@ struct ReadPart {
 /// missing event time.
 ///
 /// # Errors
-/// A message when the body is not a JSON object of the webhook's shape.
+/// A message when the body is not JSON, or not a JSON object with an
+/// `object` string and an `entry` array.
 pub(crate) fn parse(
     body: &[u8],
     page_id: Option<&str>,
     now: Timestamp,
 ) -> Result<Parsed, &'static str> {
-    let envelope: Envelope = serde_json::from_slice(body)
+    let value: Value = serde_json::from_slice(body).map_err(|_| "the webhook body is not JSON")?;
+    // serde also reads a struct from a JSON array, so the object is checked
+    // before the envelope is deserialized.
+    if !value.is_object() {
+        return Err("the webhook body is not a JSON object");
+    }
+    if !value.get("object").is_some_and(Value::is_string) {
+        return Err("the webhook body has no object field: it is not a Messenger webhook");
+    }
+    if !value.get("entry").is_some_and(Value::is_array) {
+        return Err("the webhook body has no entry array: it is not a Messenger webhook");
+    }
+    let envelope: Envelope = serde_json::from_value(value)
         .map_err(|_| "the webhook body is not the JSON of a webhook")?;
     let mut parsed = Parsed::default();
-    if envelope.object.as_deref() != Some("page") {
+    if envelope.object != "page" {
         tracing::debug!(target: "kalify::channel", adapter = ADAPTER, "webhook of another object than page ignored");
         return Ok(parsed);
     }
@@ -421,5 +433,36 @@ mod tests {
     #[test]
     fn not_json_is_an_error() {
         assert!(parse(b"hub.mode=subscribe", None, now()).is_err());
+    }
+
+    #[test]
+    fn json_without_envelope_is_an_error() {
+        let cases = [
+            r#"{}"#,
+            r#"{"hello":"world"}"#,
+            r#"{"entry":[]}"#,
+            r#"{"object":"page"}"#,
+            r#"{"object":"page","entry":null}"#,
+            r#"{"object":"page","entry":{}}"#,
+            r#"{"object":7,"entry":[]}"#,
+            r#"["page",[]]"#,
+            r#""page""#,
+            r#"null"#,
+            r#"42"#,
+        ];
+        for body in cases {
+            let result = parse(body.as_bytes(), None, now());
+            assert!(
+                result.is_err(),
+                "{body}: {:?}",
+                result.map(|parsed| parsed.events)
+            );
+        }
+    }
+
+    #[test]
+    fn empty_entry_array_is_not_an_error() {
+        let parsed = parse(br#"{"object":"page","entry":[]}"#, None, now()).unwrap();
+        assert!(parsed.events.is_empty());
     }
 }
