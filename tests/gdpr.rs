@@ -1012,3 +1012,111 @@ async fn a_hanging_notifier_never_blocks_message_processing() {
     .unwrap();
     assert_eq!(report.state, ConversationState::OptedOut);
 }
+
+/// The same rights through the engine on PostgreSQL, as the table owner and
+/// under row-level security.
+#[cfg(feature = "postgres")]
+#[path = "../kalify-store/tests/postgres_support/mod.rs"]
+#[allow(dead_code)]
+mod postgres_support;
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+
+    async fn rights_on(store: Arc<dyn Store>) {
+        let h = harness_on(store);
+        let prospect = converse(&h).await;
+
+        let export = h
+            .engine
+            .subject_access(h.org, prospect.id, Actor::System)
+            .await
+            .unwrap();
+        assert!(!export.model_exchanges.is_empty(), "model calls are kept");
+        assert!(export.conversations[0].messages.len() >= 2);
+
+        let mut change = Rectification::new();
+        change.facts.insert(
+            "budget".to_owned(),
+            Some(FactValue::Money {
+                amount: 500.0,
+                currency: "EUR".to_owned(),
+            }),
+        );
+        let rectified = h
+            .engine
+            .rectify(h.org, prospect.id, change, Actor::System)
+            .await
+            .unwrap();
+        assert!(rectified.score.is_some());
+
+        assert!(
+            h.engine
+                .restrict(h.org, prospect.id, Actor::System)
+                .await
+                .unwrap()
+                .restricted
+        );
+        assert!(
+            h.engine
+                .object(h.org, prospect.id, Actor::System)
+                .await
+                .unwrap()
+                .objected
+        );
+
+        let report = h
+            .engine
+            .erase(h.org, prospect.id, Actor::System)
+            .await
+            .unwrap();
+        assert!(report.total() >= 6, "{report:?}");
+        assert_eq!(
+            h.store
+                .get_prospect(h.org, prospect.id)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
+        let phone = ContactPoint::Phone(PhoneNumber::parse(PHONE, Region::FR).unwrap());
+        assert!(h.store.is_suppressed(h.org, &phone).await.unwrap());
+        let kinds: Vec<RequestKind> = h
+            .store
+            .list_subject_requests(h.org)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                RequestKind::Access,
+                RequestKind::Rectification,
+                RequestKind::Restriction,
+                RequestKind::Objection,
+                RequestKind::Erasure
+            ]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rights_on_postgres_as_owner() {
+        let Some(url) = postgres_support::test_url() else {
+            return;
+        };
+        let (store, _database) = postgres_support::owner_store(&url).await;
+        rights_on(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rights_on_postgres_under_row_level_security() {
+        let Some(url) = postgres_support::test_url() else {
+            return;
+        };
+        let (store, _database) = postgres_support::application_store(&url).await;
+        rights_on(Arc::new(store)).await;
+    }
+}

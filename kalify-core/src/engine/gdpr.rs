@@ -510,7 +510,7 @@ impl Engine {
     ///
     /// # Errors
     /// `PermissionDenied` unless `owner` is the org's owner;
-    /// `FailedPrecondition`-like `Conflict` while members other than the
+    /// `Conflict` while members other than the
     /// owner remain: remove them first, so nobody loses access unawares.
     pub async fn delete_org(&self, org: OrgId, owner: MemberId) -> Result<ErasureReport> {
         let members = self.inner.store.list_members(org).await?;
