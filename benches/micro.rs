@@ -6,19 +6,24 @@
 //! cargo bench --bench micro
 //! ```
 
-#![allow(missing_docs, reason = "criterion_group! defines an undocumented public function")]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented public function"
+)]
 
 use std::hint::black_box;
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
-use kalify::{CampaignId, MessageId};
 use kalify::OrgId;
 use kalify::ai::RulesModel;
 use kalify::analysis::{AnalysisRequest, TranscriptLine};
 use kalify::campaign::{Campaign, CampaignSettings, CampaignStatus, Step};
 use kalify::contact::ChannelKind;
-use kalify::conversation::{ConversationState, Direction, Event, Policy, ReplyOutcome, ScoreBand, transition};
+use kalify::conversation::{
+    ConversationState, Direction, Event, Policy, ReplyOutcome, ScoreBand, transition,
+};
+use kalify::{CampaignId, MessageId};
 
 use kalify::keywords;
 use kalify::ports::LanguageModel;
@@ -35,7 +40,13 @@ fn state_transition(c: &mut Criterion) {
         negative: false,
     });
     c.bench_function("transition_engaged_reply", |b| {
-        b.iter(|| transition(black_box(ConversationState::Engaged), black_box(event), &policy))
+        b.iter(|| {
+            transition(
+                black_box(ConversationState::Engaged),
+                black_box(event),
+                &policy,
+            )
+        })
     });
 }
 
@@ -43,7 +54,11 @@ fn fact(key: &str, value: FactValue) -> Fact {
     Fact {
         key: key.to_owned(),
         value,
-        evidence: Evidence { message_id: MessageId::new(), quote: "quote".to_owned(), confidence: 0.9 },
+        evidence: Evidence {
+            message_id: MessageId::new(),
+            quote: "quote".to_owned(),
+            confidence: 0.9,
+        },
         extracted_at: Utc::now(),
     }
 }
@@ -51,16 +66,26 @@ fn fact(key: &str, value: FactValue) -> Fact {
 fn score_one_prospect(c: &mut Criterion) {
     let framework = Framework::bant();
     let facts = vec![
-        fact("budget", FactValue::Money { amount: 20_000.0, currency: "EUR".to_owned() }),
+        fact(
+            "budget",
+            FactValue::Money {
+                amount: 20_000.0,
+                currency: "EUR".to_owned(),
+            },
+        ),
         fact("authority", FactValue::Authority(Authority::NeedsApproval)),
         fact("need", FactValue::Bool(true)),
         fact("timeline", FactValue::Months(4.0)),
     ];
-    c.bench_function("score_bant_four_facts", |b| b.iter(|| score(&framework, black_box(&facts))));
+    c.bench_function("score_bant_four_facts", |b| {
+        b.iter(|| score(&framework, black_box(&facts)))
+    });
 }
 
 fn opt_out_normalisation(c: &mut Criterion) {
-    c.bench_function("opt_out_classify_keyword", |b| b.iter(|| keywords::classify(black_box(" Désinscrire ! "))));
+    c.bench_function("opt_out_classify_keyword", |b| {
+        b.iter(|| keywords::classify(black_box(" Désinscrire ! ")))
+    });
     c.bench_function("opt_out_classify_sentence", |b| {
         b.iter(|| keywords::classify(black_box("Merci de ne plus me contacter.")))
     });
@@ -108,7 +133,8 @@ fn rules_extraction(c: &mut Criterion) {
         history: Vec::new(),
         new_messages: vec![TranscriptLine {
             direction: Direction::Inbound,
-            text: "I'm the CTO, budget is around 25k EUR and we want to start next quarter.".to_owned(),
+            text: "I'm the CTO, budget is around 25k EUR and we want to start next quarter."
+                .to_owned(),
             at: Utc::now(),
         }],
     };
@@ -124,5 +150,12 @@ fn rules_extraction(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, state_transition, score_one_prospect, opt_out_normalisation, template_rendering, rules_extraction);
+criterion_group!(
+    benches,
+    state_transition,
+    score_one_prospect,
+    opt_out_normalisation,
+    template_rendering,
+    rules_extraction
+);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 //! cargo bench --bench workloads -- import --data DIR
 //! cargo bench --bench workloads -- turns --data DIR [--stored N]
 //! cargo bench --bench workloads -- score --data DIR
+//! cargo bench --bench workloads --features openai -- model [--ai-replies]
 //! ```
 //!
 //! `DIR` contains the generated files (`prospects.csv`, `turns.jsonl`,
@@ -33,6 +34,9 @@ use kalify::prospect::{CustomValue, Prospect};
 use kalify::store::{SqliteStore, SqliteStoreBuilder, SqliteSynchronous};
 use kalify::{OrgId, Result};
 
+#[cfg(feature = "openai")]
+#[path = "workloads/model.rs"]
+mod model;
 #[path = "workloads/score.rs"]
 mod score;
 #[path = "workloads/turns.rs"]
@@ -67,9 +71,15 @@ fn main() -> ExitCode {
         .filter(|argument| argument != "--bench")
         .collect();
     let Some(workload) = arguments.first() else {
-        eprintln!("missing workload: use import, turns or score, such as `-- import --data DIR`");
+        eprintln!(
+            "missing workload: use import, turns, score or model, such as `-- import --data DIR`"
+        );
         return ExitCode::from(2);
     };
+    // The model workload generates its own prospects and reads no data folder.
+    if workload == "model" {
+        return run_model(&arguments[1..]);
+    }
     let data = match data_dir(&arguments[1..]) {
         Ok(dir) => dir,
         Err(message) => {
@@ -94,7 +104,7 @@ fn main() -> ExitCode {
             }
         },
         other => {
-            eprintln!("unknown workload {other:?}: use import, turns or score");
+            eprintln!("unknown workload {other:?}: use import, turns, score or model");
             ExitCode::from(2)
         }
     }
@@ -135,6 +145,17 @@ fn stored_prospects(arguments: &[String]) -> std::result::Result<usize, String> 
             .map_err(|_| format!("--stored expects a number of prospects, got {value:?}"));
     }
     Ok(2_000)
+}
+
+#[cfg(feature = "openai")]
+fn run_model(arguments: &[String]) -> ExitCode {
+    model::main(arguments)
+}
+
+#[cfg(not(feature = "openai"))]
+fn run_model(_arguments: &[String]) -> ExitCode {
+    eprintln!("the model workload needs the openai feature: add `--features openai`");
+    ExitCode::from(2)
 }
 
 fn run_turns(data: &Path, stored: usize) -> ExitCode {

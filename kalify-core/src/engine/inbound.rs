@@ -130,8 +130,16 @@ impl Engine {
             ));
         }
         let (prospect, conversation) = self.inbound_conversation(org, &inbound).await?;
+        let (guard, waited) = self.inner.locks.lock_noting_wait(prospect.id).await;
+        // A turn of the same prospect held the lock and may have committed,
+        // so the rows read before it are stale. A turn built on them would
+        // fail the version check after its model call and call again.
+        let (prospect, conversation) = if waited {
+            self.inbound_conversation(org, &inbound).await?
+        } else {
+            (prospect, conversation)
+        };
         let (prospect_id, conversation_id) = (prospect.id, conversation.id);
-        let guard = self.inner.locks.lock(prospect_id).await;
 
         let stored = store.list_messages(org, conversation_id).await?;
         let duplicate = stored.iter().any(|message| {

@@ -89,18 +89,32 @@ impl ProspectLocks {
         &self,
         prospect: crate::id::ProspectId,
     ) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = self
-                .locks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // Drop locks nobody holds so the map does not grow with every prospect ever seen.
-            if locks.len() > 10_000 {
-                locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-            }
-            locks.entry(prospect).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.mutex_of(prospect).lock_owned().await
+    }
+
+    /// Locks `prospect` as [`ProspectLocks::lock`] does, and also returns
+    /// true when another task held the lock, so the caller had to wait.
+    pub(crate) async fn lock_noting_wait(
+        &self,
+        prospect: crate::id::ProspectId,
+    ) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
+        let mutex = self.mutex_of(prospect);
+        match Arc::clone(&mutex).try_lock_owned() {
+            Ok(guard) => (guard, false),
+            Err(_) => (mutex.lock_owned().await, true),
+        }
+    }
+
+    fn mutex_of(&self, prospect: crate::id::ProspectId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Drop locks nobody holds so the map does not grow with every prospect ever seen.
+        if locks.len() > 10_000 {
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(prospect).or_default().clone()
     }
 }
 
