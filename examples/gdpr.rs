@@ -3,11 +3,11 @@
 //!
 //! ```sh
 //! cargo run --example quickstart -- --db kalify-demo.db
-//! cargo run --example gdpr -- --db kalify-demo.db export camille.martin@example.fr
+//! cargo run --example gdpr -- --db kalify-demo.db export camille.martin@boulangeries-martin.fr
 //! cargo run --example gdpr -- --db kalify-demo.db export "06 12 34 56 78" --csv export-dir
-//! cargo run --example gdpr -- --db kalify-demo.db restrict camille.martin@example.fr
+//! cargo run --example gdpr -- --db kalify-demo.db restrict camille.martin@boulangeries-martin.fr
 //! cargo run --example gdpr -- --db kalify-demo.db object "+33 6 12 34 56 78"
-//! cargo run --example gdpr -- --db kalify-demo.db erase camille.martin@example.fr
+//! cargo run --example gdpr -- --db kalify-demo.db erase camille.martin@boulangeries-martin.fr
 //! cargo run --example gdpr -- --db kalify-demo.db requests
 //! ```
 
@@ -163,6 +163,13 @@ async fn run(options: Options, out: &mut impl Write) -> Result<(), Error> {
     let actor = Actor::System;
     match options.command.as_str() {
         "export" => {
+            // The directory is made first, so that a path that cannot be
+            // written fails before the request is recorded as answered.
+            if let Some(dir) = &options.csv {
+                std::fs::create_dir_all(dir).map_err(|error| {
+                    Error::invalid_input(format!("cannot create {}: {error}", dir.display()))
+                })?;
+            }
             let export = engine.subject_access(org, prospect.id, actor).await?;
             writeln!(out, "{}", export.to_json()?).map_err(io)?;
             if let Some(dir) = &options.csv {

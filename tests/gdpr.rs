@@ -517,6 +517,91 @@ async fn erasure_removes_everything_and_keeps_the_person_suppressed() {
     );
 }
 
+#[tokio::test]
+async fn erased_person_writing_again_is_not_recreated() {
+    let h = harness_on(Arc::new(MemoryStore::new()));
+    let prospect = converse(&h).await;
+    h.engine
+        .erase(h.org, prospect.id, Actor::System)
+        .await
+        .unwrap();
+
+    let error = h
+        .engine
+        .handle_inbound(
+            h.org,
+            inbound(PHONE, "SM7", "Bonjour, c'est encore moi", h.clock_now()),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    let phone = ContactPoint::Phone(PhoneNumber::parse(PHONE, Region::FR).unwrap());
+    assert!(
+        h.store
+            .find_prospect(h.org, &phone)
+            .await
+            .unwrap()
+            .is_none(),
+        "no prospect holds the erased number again"
+    );
+}
+
+#[tokio::test]
+async fn answering_a_recorded_request_closes_it() {
+    let h = harness_on(Arc::new(MemoryStore::new()));
+    let prospect = converse(&h).await;
+    let access = h
+        .engine
+        .record_request(h.org, prospect.id, RequestKind::Access, Actor::System)
+        .await
+        .unwrap();
+    let objection = h
+        .engine
+        .record_request(h.org, prospect.id, RequestKind::Objection, Actor::System)
+        .await
+        .unwrap();
+
+    h.engine
+        .subject_access(h.org, prospect.id, Actor::System)
+        .await
+        .unwrap();
+    let requests = h.store.list_subject_requests(h.org).await.unwrap();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the export answers the recorded request instead of adding one"
+    );
+    let answered = requests.iter().find(|r| r.id == access.id).unwrap();
+    assert!(matches!(answered.outcome, RequestOutcome::Completed(_)));
+    assert_eq!(
+        answered.received_at, access.received_at,
+        "the receipt date stays the one recorded"
+    );
+
+    h.engine
+        .erase(h.org, prospect.id, Actor::System)
+        .await
+        .unwrap();
+    let requests = h.store.list_subject_requests(h.org).await.unwrap();
+    let closed = requests.iter().find(|r| r.id == objection.id).unwrap();
+    assert!(
+        matches!(&closed.outcome, RequestOutcome::Completed(detail) if detail.contains("erasure")),
+        "{:?}",
+        closed.outcome
+    );
+    assert!(
+        requests.iter().all(|r| r.outcome != RequestOutcome::Open),
+        "no request stays open after erasure"
+    );
+    assert_eq!(
+        h.engine
+            .notify_due_requests(StdDuration::from_secs(60 * 86_400))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 /// Returns where `needle` occurs in the database file, its log and its shared memory file.
 fn leaks(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
     let mut found = Vec::new();

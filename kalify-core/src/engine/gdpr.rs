@@ -7,6 +7,7 @@ use crate::contact::ContactPoint;
 use crate::conversation::NotificationKind;
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
+use crate::gdpr::RequestOutcome;
 use crate::gdpr::{
     ConversationRecord, EXPORT_SCHEMA_VERSION, Enrolment, ErasureReport, PurgeReport,
     Rectification, RequestKind, SubjectExport, SubjectRequest,
@@ -40,7 +41,11 @@ impl Engine {
         self.inner.store.find_prospect(org, contact).await?.ok_or_else(|| {
             Error::not_found(format!(
                 "no prospect has this {}; check the spelling, or the person was never imported or was already erased",
-                contact.channel().as_str()
+                match contact {
+                    ContactPoint::Phone(_) => "phone number",
+                    ContactPoint::Email(_) => "e-mail address",
+                    ContactPoint::Messenger(_) => "Messenger id",
+                }
             ))
             .with_operation("find_subject")
         })
@@ -84,7 +89,9 @@ impl Engine {
         let store = &self.inner.store;
         let now = self.inner.clock.now();
         let prospect = store.get_prospect(org, prospect_id).await?;
-        let mut request = SubjectRequest::open(org, prospect_id, RequestKind::Access, actor, now);
+        let mut request = self
+            .request_to_answer(org, prospect_id, RequestKind::Access, actor, now)
+            .await?;
 
         let mut conversations = store.conversations_of(org, prospect_id).await?;
         conversations.sort_by_key(|conversation| conversation.created_at);
@@ -205,13 +212,15 @@ impl Engine {
             }
         }
         let store = &self.inner.store;
-        let mut request = SubjectRequest::open(
-            org,
-            prospect_id,
-            RequestKind::Rectification,
-            actor,
-            self.inner.clock.now(),
-        );
+        let mut request = self
+            .request_to_answer(
+                org,
+                prospect_id,
+                RequestKind::Rectification,
+                actor,
+                self.inner.clock.now(),
+            )
+            .await?;
         for _ in 0..=self.inner.settings.max_turn_retries {
             let now = self.inner.clock.now();
             let _guard = self.inner.locks.lock(prospect_id).await;
@@ -311,10 +320,19 @@ impl Engine {
     ) -> Result<ErasureReport> {
         self.check_actor(org, actor, Right::Manage).await?;
         let now = self.inner.clock.now();
+        let mut request = self
+            .request_to_answer(org, prospect_id, RequestKind::Erasure, actor, now)
+            .await?;
         let report = self
             .erase_unchecked(org, prospect_id, "erasure", now)
             .await?;
-        let mut request = SubjectRequest::open(org, prospect_id, RequestKind::Erasure, actor, now);
+        // Other requests about the person can no longer be answered with data.
+        for mut open in self.open_requests_of(org, prospect_id).await? {
+            if open.id != request.id {
+                open.complete(now, "closed by the erasure of the person's data");
+                self.inner.store.put_subject_request(&open).await?;
+            }
+        }
         request.complete(
             now,
             format!(
@@ -446,7 +464,9 @@ impl Engine {
                     now,
                 )])
                 .await?;
-            let mut request = SubjectRequest::open(org, prospect_id, kind, actor, now);
+            let mut request = self
+                .request_to_answer(org, prospect_id, kind, actor, now)
+                .await?;
             request.complete(now, format!("{} applied", kind.as_str()));
             store.put_subject_request(&request).await?;
             tracing::info!(target: "kalify::gdpr", org_id = %org, prospect_id = %prospect_id, right = kind.as_str(), "request applied");
@@ -641,6 +661,52 @@ impl Engine {
         ));
         self.inner.store.commit_turn(&commit).await?;
         Ok(id)
+    }
+
+    /// Returns the oldest open request of `kind` about the prospect, recorded
+    /// earlier with [`Engine::record_request`], so that answering it closes
+    /// it; or a new request received now when there is none. An access
+    /// request also answers an open portability request, and the reverse.
+    async fn request_to_answer(
+        &self,
+        org: OrgId,
+        prospect_id: ProspectId,
+        kind: RequestKind,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<SubjectRequest> {
+        let same = |other: RequestKind| {
+            other == kind
+                || matches!(
+                    (kind, other),
+                    (RequestKind::Access, RequestKind::Portability)
+                        | (RequestKind::Portability, RequestKind::Access)
+                )
+        };
+        let open = self
+            .open_requests_of(org, prospect_id)
+            .await?
+            .into_iter()
+            .find(|request| same(request.kind));
+        Ok(open.unwrap_or_else(|| SubjectRequest::open(org, prospect_id, kind, actor, now)))
+    }
+
+    /// Lists the open requests about a prospect, oldest first.
+    async fn open_requests_of(
+        &self,
+        org: OrgId,
+        prospect_id: ProspectId,
+    ) -> Result<Vec<SubjectRequest>> {
+        Ok(self
+            .inner
+            .store
+            .list_subject_requests(org)
+            .await?
+            .into_iter()
+            .filter(|request| {
+                request.prospect_id == prospect_id && request.outcome == RequestOutcome::Open
+            })
+            .collect())
     }
 
     /// Checks that `actor` may exercise `right` in `org`.

@@ -292,16 +292,31 @@ impl Engine {
         inbound: &InboundMessage,
     ) -> Result<(Prospect, Conversation)> {
         let store = &self.inner.store;
+        // An erased or opted-out person stays off the books: their message is
+        // not stored, so an erasure cannot be undone by one reply.
+        if store.is_suppressed(org, &inbound.from).await? {
+            tracing::info!(target: "kalify::engine", org_id = %org, channel = %inbound.channel, "message from a suppressed sender no prospect has; not stored");
+            return Err(Error::not_found(
+                "the sender is on the suppression list (opted out or erased) and no prospect has them; the message is not stored",
+            )
+            .with_operation("handle_inbound")
+            .with_context("org_id", org));
+        }
         let mut prospect = Prospect::new(org, inbound.at);
         prospect.id = unknown_sender_id(org, &inbound.from);
         match &inbound.from {
             crate::contact::ContactPoint::Phone(phone) => prospect.phone = Some(phone.clone()),
             crate::contact::ContactPoint::Email(email) => prospect.email = Some(email.clone()),
-            crate::contact::ContactPoint::Messenger(psid) => prospect.messenger = Some(psid.clone()),
+            crate::contact::ContactPoint::Messenger(psid) => {
+                prospect.messenger = Some(psid.clone())
+            }
         }
         prospect.source = Some(format!("inbound:{}", inbound.provider));
         prospect.status = ConversationState::HandedOff;
-        match store.insert_prospects(std::slice::from_ref(&prospect)).await {
+        match store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await
+        {
             Ok(()) => {
                 tracing::info!(target: "kalify::engine", org_id = %org, prospect_id = %prospect.id, channel = %inbound.channel, "message from an unknown sender; created a prospect for review");
             }
@@ -311,7 +326,8 @@ impl Engine {
         }
         let prospect = store.get_prospect(org, prospect.id).await?;
 
-        let mut conversation = Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
+        let mut conversation =
+            Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
         conversation.state = ConversationState::HandedOff;
         if store.insert_conversation(&conversation, &[]).await? {
             let mut commit = crate::ports::TurnCommit::new(conversation.clone());
@@ -321,7 +337,8 @@ impl Engine {
                 conversation_id: Some(conversation.id),
                 action: "unknown_sender".to_owned(),
                 actor: crate::ports::Actor::System,
-                detail: "message from a sender no prospect had; stored for a member to review".to_owned(),
+                detail: "message from a sender no prospect had; stored for a member to review"
+                    .to_owned(),
                 at: inbound.at,
             });
             store.commit_turn(&commit).await?;
