@@ -65,7 +65,11 @@ pub struct SqliteStoreBuilder {
     synchronous: SqliteSynchronous,
     busy_timeout: Duration,
     cache_size_kib: Option<u32>,
+    read_connections: usize,
 }
+
+/// Read-only connections a file store opens beside its writer when none is set.
+const DEFAULT_READ_CONNECTIONS: usize = 2;
 
 impl SqliteStoreBuilder {
     /// Starts a builder for the database file at `path`, created when missing.
@@ -75,6 +79,7 @@ impl SqliteStoreBuilder {
             synchronous: SqliteSynchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             cache_size_kib: None,
+            read_connections: DEFAULT_READ_CONNECTIONS,
         }
     }
 
@@ -85,7 +90,18 @@ impl SqliteStoreBuilder {
             synchronous: SqliteSynchronous::default(),
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             cache_size_kib: None,
+            read_connections: DEFAULT_READ_CONNECTIONS,
         }
+    }
+
+    /// Sets how many read-only connections a file store opens beside its
+    /// one writer. Reads then run on them, so they do not queue behind
+    /// commits; WAL lets them read while the writer commits. The default is
+    /// 2; 0 runs everything on the writer. In-memory stores always use one
+    /// connection.
+    pub fn with_read_connections(mut self, connections: usize) -> Self {
+        self.read_connections = connections;
+        self
     }
 
     /// Sets `PRAGMA synchronous`. The default is [`SqliteSynchronous::Full`].
@@ -154,8 +170,27 @@ impl SqliteStoreBuilder {
             migrations_applied = applied,
             "opened the database"
         );
+        let mut readers = Vec::new();
+        if let Location::File(path) = &self.location {
+            for _ in 0..self.read_connections {
+                let reader =
+                    Connection::open(path).map_err(|error| fail(SqliteError::Open(error)))?;
+                schema::configure(&reader, self.synchronous, self.busy_timeout).map_err(fail)?;
+                if let Some(kib) = self.cache_size_kib {
+                    reader
+                        .pragma_update(None, "cache_size", -i64::from(kib))
+                        .map_err(|error| fail(error.into()))?;
+                }
+                reader
+                    .pragma_update(None, "query_only", "ON")
+                    .map_err(|error| fail(error.into()))?;
+                readers.push(Arc::new(Mutex::new(reader)));
+            }
+        }
         Ok(SqliteStore {
             connection: Arc::new(Mutex::new(connection)),
+            readers,
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             display_path,
             synchronous: self.synchronous,
         })
@@ -194,6 +229,7 @@ impl fmt::Debug for SqliteStoreBuilder {
             .field("synchronous", &self.synchronous)
             .field("busy_timeout", &self.busy_timeout)
             .field("cache_size_kib", &self.cache_size_kib)
+            .field("read_connections", &self.read_connections)
             .finish()
     }
 }
@@ -229,6 +265,9 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// `Debug` and `Display` show the path without URI parameters, never stored data.
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    /// Read-only connections of a file store; empty for an in-memory one.
+    readers: Vec<Arc<Mutex<Connection>>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     display_path: String,
     synchronous: SqliteSynchronous,
 }
@@ -281,6 +320,40 @@ impl SqliteStore {
         self.run("vacuum", queries::vacuum).await
     }
 
+    /// Runs the read-only `work` on a free read connection, or on the
+    /// writer when the store has none, in the blocking pool.
+    async fn run_read<T, F>(&self, operation: &'static str, work: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.readers.is_empty() {
+            return self.run(operation, work).await;
+        }
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = self.readers.len();
+        let free = (0..count).find_map(|offset| {
+            Arc::clone(&self.readers[(start + offset) % count])
+                .try_lock_owned()
+                .ok()
+        });
+        let mut connection = match free {
+            Some(connection) => connection,
+            None => Arc::clone(&self.readers[start % count]).lock_owned().await,
+        };
+        let result = match tokio::task::spawn_blocking(move || work(&mut connection)).await {
+            Ok(result) => result,
+            Err(error) => Err(SqliteError::Task(error)),
+        };
+        result.map_err(|error| {
+            Error::from(error)
+                .with_adapter(ADAPTER)
+                .with_operation(operation)
+        })
+    }
+
     /// Runs `work` on the connection in the blocking pool, and tags its
     /// error with the adapter and `operation`.
     async fn run<T, F>(&self, operation: &'static str, work: F) -> Result<T>
@@ -327,7 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_prospect(&self, org: OrgId, id: ProspectId) -> Result<Prospect> {
-        self.run("get_prospect", move |connection| {
+        self.run_read("get_prospect", move |connection| {
             queries::get_prospect(connection, org, id)
         })
         .await
@@ -355,7 +428,7 @@ impl Store for SqliteStore {
     async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
         let contact = contact.clone();
         let channel = contact.channel();
-        self.run("find_prospect", move |connection| {
+        self.run_read("find_prospect", move |connection| {
             queries::find_prospect(connection, org, &contact)
         })
         .await
@@ -367,7 +440,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_prospects(&self, org: OrgId, options: ListOptions) -> Result<Vec<Prospect>> {
-        self.run("list_prospects", move |connection| {
+        self.run_read("list_prospects", move |connection| {
             queries::list_prospects(connection, org, options)
         })
         .await
@@ -380,7 +453,7 @@ impl Store for SqliteStore {
         contacts: &[ContactPoint],
     ) -> Result<HashMap<ContactPoint, Prospect>> {
         let contacts = contacts.to_vec();
-        self.run("find_prospects_by_contacts", move |connection| {
+        self.run_read("find_prospects_by_contacts", move |connection| {
             queries::find_prospects_by_contacts(connection, org, &contacts)
         })
         .await
@@ -402,7 +475,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
-        self.run("get_campaign", move |connection| {
+        self.run_read("get_campaign", move |connection| {
             queries::get_campaign(connection, org, id)
         })
         .await
@@ -434,7 +507,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
-        self.run("get_conversation", move |connection| {
+        self.run_read("get_conversation", move |connection| {
             queries::get_conversation(connection, org, id)
         })
         .await
@@ -450,7 +523,7 @@ impl Store for SqliteStore {
         org: OrgId,
         prospect: ProspectId,
     ) -> Result<Vec<Conversation>> {
-        self.run("conversations_of", move |connection| {
+        self.run_read("conversations_of", move |connection| {
             queries::conversations_of(connection, org, prospect)
         })
         .await
@@ -466,7 +539,7 @@ impl Store for SqliteStore {
         org: OrgId,
         conversation: ConversationId,
     ) -> Result<Vec<Message>> {
-        self.run("list_messages", move |connection| {
+        self.run_read("list_messages", move |connection| {
             queries::list_messages(connection, org, conversation)
         })
         .await
@@ -498,7 +571,7 @@ impl Store for SqliteStore {
         org: OrgId,
         conversation: ConversationId,
     ) -> Result<Vec<Message>> {
-        self.run("pending_inbound", move |connection| {
+        self.run_read("pending_inbound", move |connection| {
             queries::pending_inbound(connection, org, conversation)
         })
         .await
@@ -588,7 +661,7 @@ impl Store for SqliteStore {
     }
 
     async fn pending_jobs(&self, org: OrgId, conversation: ConversationId) -> Result<Vec<Job>> {
-        self.run("pending_jobs", move |connection| {
+        self.run_read("pending_jobs", move |connection| {
             queries::pending_jobs(connection, org, conversation)
         })
         .await
@@ -602,7 +675,7 @@ impl Store for SqliteStore {
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let contact = contact.clone();
         let channel = contact.channel();
-        self.run("is_suppressed", move |connection| {
+        self.run_read("is_suppressed", move |connection| {
             queries::is_suppressed(connection, org, &contact)
         })
         .await
@@ -619,7 +692,7 @@ impl Store for SqliteStore {
         contacts: &[ContactPoint],
     ) -> Result<HashSet<ContactPoint>> {
         let contacts = contacts.to_vec();
-        self.run("suppressed_among", move |connection| {
+        self.run_read("suppressed_among", move |connection| {
             queries::suppressed_among(connection, org, &contacts)
         })
         .await
@@ -635,7 +708,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_of(&self, org: OrgId, prospect: ProspectId) -> Result<Vec<AuditEvent>> {
-        self.run("audit_of", move |connection| {
+        self.run_read("audit_of", move |connection| {
             queries::audit_of(connection, org, prospect)
         })
         .await
@@ -661,7 +734,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_member(&self, org: OrgId, id: MemberId) -> Result<Member> {
-        self.run("get_member", move |connection| {
+        self.run_read("get_member", move |connection| {
             queries::get_member(connection, org, id)
         })
         .await
@@ -673,7 +746,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_members(&self, org: OrgId) -> Result<Vec<Member>> {
-        self.run("list_members", move |connection| {
+        self.run_read("list_members", move |connection| {
             queries::list_members(connection, org)
         })
         .await
@@ -711,7 +784,7 @@ impl Store for SqliteStore {
         org: OrgId,
         prospect: ProspectId,
     ) -> Result<Vec<ModelExchange>> {
-        self.run("model_exchanges_of", move |connection| {
+        self.run_read("model_exchanges_of", move |connection| {
             queries::model_exchanges_of(connection, org, prospect)
         })
         .await
@@ -726,7 +799,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_subject_requests(&self, org: OrgId) -> Result<Vec<SubjectRequest>> {
-        self.run("list_subject_requests", move |connection| {
+        self.run_read("list_subject_requests", move |connection| {
             queries::list_subject_requests(connection, org)
         })
         .await
@@ -737,7 +810,7 @@ impl Store for SqliteStore {
         before: Timestamp,
         limit: usize,
     ) -> Result<Vec<SubjectRequest>> {
-        self.run("open_subject_requests", move |connection| {
+        self.run_read("open_subject_requests", move |connection| {
             queries::open_subject_requests(connection, before, limit)
         })
         .await
@@ -748,7 +821,7 @@ impl Store for SqliteStore {
         before: Timestamp,
         limit: usize,
     ) -> Result<Vec<(OrgId, ProspectId)>> {
-        self.run("expired_prospects", move |connection| {
+        self.run_read("expired_prospects", move |connection| {
             queries::expired_prospects(connection, before, limit)
         })
         .await

@@ -170,9 +170,31 @@ fn distinct_sorted(contacts: &[ContactPoint]) -> Vec<&ContactPoint> {
     sorted
 }
 
+/// Returns the query that checks whether any prospect of the org has a
+/// contact point. SQLite answers it from the contact point's index alone,
+/// whereas the `ORDER BY` of [`find_prospect_sql`] opens a temporary sorter
+/// on every run, even when no row matches.
+fn contact_exists_sql(contact: &ContactPoint) -> &'static str {
+    match contact {
+        ContactPoint::Phone(_) => {
+            "SELECT 1 FROM prospects WHERE org_id = ?1 AND phone = ?2 LIMIT 1"
+        }
+        ContactPoint::Email(_) => {
+            "SELECT 1 FROM prospects WHERE org_id = ?1 AND email = ?2 LIMIT 1"
+        }
+        ContactPoint::Messenger(_) => {
+            "SELECT 1 FROM prospects WHERE org_id = ?1 AND messenger = ?2 LIMIT 1"
+        }
+    }
+}
+
 /// Finds the prospect of each distinct contact point, as [`find_prospect`]
 /// does for one, in one read transaction: one snapshot, and one lock taken
 /// for all the lookups instead of one per lookup.
+///
+/// Most contact points of an import are new, so each one is first probed
+/// with [`contact_exists_sql`], and only those that exist are read with the
+/// sorted query.
 pub(crate) fn find_prospects_by_contacts(
     connection: &mut Connection,
     org: OrgId,
@@ -181,6 +203,12 @@ pub(crate) fn find_prospects_by_contacts(
     let mut found = HashMap::new();
     let transaction = connection.transaction()?;
     for contact in distinct_sorted(contacts) {
+        let exists = transaction
+            .prepare_cached(contact_exists_sql(contact))?
+            .exists(params![org.key(), contact.key()])?;
+        if !exists {
+            continue;
+        }
         let mut statement = transaction.prepare_cached(find_prospect_sql(contact))?;
         if let Some(prospect) = statement
             .query_row(params![org.key(), contact.key()], rows::prospect_from_row)
