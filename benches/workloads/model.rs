@@ -443,9 +443,7 @@ impl ServerStats {
             unmarked: self.unmarked.swap(0, Ordering::SeqCst),
             overlaps: self.overlaps.swap(0, Ordering::SeqCst),
             max_in_flight: self.max_in_flight.swap(0, Ordering::SeqCst),
-            calls: std::mem::take(
-                &mut *self.calls.lock().unwrap_or_else(PoisonError::into_inner),
-            ),
+            calls: std::mem::take(&mut *self.calls.lock().unwrap_or_else(PoisonError::into_inner)),
         }
     }
 

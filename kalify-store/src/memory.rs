@@ -375,7 +375,10 @@ impl State {
         }
 
         if let Some(id) = turn.completed_job
-            && !self.jobs.get(&(org, id)).is_some_and(|stored| stored.status == JobStatus::Pending)
+            && !self
+                .jobs
+                .get(&(org, id))
+                .is_some_and(|stored| stored.status == JobStatus::Pending)
         {
             return Err(Error::conflict(
                 "the job the turn completes is no longer pending; another worker finished it",

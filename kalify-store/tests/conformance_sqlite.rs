@@ -243,7 +243,11 @@ async fn many_writers_never_see_a_locked_database() {
     let path = dir.path().join("kalify.db");
     let mut stores = vec![std::sync::Arc::new(first)];
     for _ in 0..3 {
-        stores.push(std::sync::Arc::new(SqliteStore::open(&path).await.expect("open the same file again")));
+        stores.push(std::sync::Arc::new(
+            SqliteStore::open(&path)
+                .await
+                .expect("open the same file again"),
+        ));
     }
     let org = fakes::org();
 
@@ -253,11 +257,14 @@ async fn many_writers_never_see_a_locked_database() {
         tasks.spawn(async move {
             for _ in 0..10 {
                 let prospect = fakes::prospect(org);
-                store.insert_prospects(std::slice::from_ref(&prospect)).await?;
+                store
+                    .insert_prospects(std::slice::from_ref(&prospect))
+                    .await?;
                 let conversation = fakes::conversation(&prospect, None);
                 store.insert_conversation(&conversation, &[]).await?;
                 let mut turn = kalify_core::ports::TurnCommit::new(conversation.clone());
-                turn.messages.push(fakes::outbound(&conversation, fakes::time(1)));
+                turn.messages
+                    .push(fakes::outbound(&conversation, fakes::time(1)));
                 store.commit_turn(&turn).await?;
             }
             kalify_core::Result::Ok(())
@@ -270,6 +277,9 @@ async fn many_writers_never_see_a_locked_database() {
         }
     }
     assert!(failures.is_empty(), "writes failed: {failures:?}");
-    let stored = stores[0].list_prospects(org, Default::default()).await.expect("list_prospects");
+    let stored = stores[0]
+        .list_prospects(org, Default::default())
+        .await
+        .expect("list_prospects");
     assert_eq!(stored.len(), 320, "every write is stored");
 }

@@ -16,7 +16,8 @@ pub use channel::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::LanguageModel;
 pub use notifier::{
-    FanOutNotifier, MemoryNotifier, NoopNotifier, Notification, Notifier, NotifyRetry, RetryingNotifier,
+    FanOutNotifier, MemoryNotifier, NoopNotifier, Notification, Notifier, NotifyRetry,
+    RetryingNotifier,
 };
 pub use records::{
     Actor, AuditEvent, CancelScope, InsertOutcome, Job, JobKind, JobOutcome, ListOptions, Member,

@@ -154,7 +154,9 @@ impl Notifier for FanOutNotifier {
         let mut first_error: Option<crate::error::Error> = None;
         for notifier in &self.notifiers {
             if let Err(error) = notifier.notify(notification).await {
-                let replace = first_error.as_ref().is_none_or(|first| !first.is_retryable() && error.is_retryable());
+                let replace = first_error
+                    .as_ref()
+                    .is_none_or(|first| !first.is_retryable() && error.is_retryable());
                 if replace {
                     first_error = Some(error);
                 }

@@ -172,7 +172,11 @@ fn add_rule(rule: &ColumnRule, values: &[i32], totals: &mut [i32]) {
             let points = &mut points[..values.len()];
             for &(min, max, given) in bands.iter().rev() {
                 for (point, value) in points.iter_mut().zip(values) {
-                    *point = if *value >= min && *value <= max { given } else { *point };
+                    *point = if *value >= min && *value <= max {
+                        given
+                    } else {
+                        *point
+                    };
                 }
             }
             for (total, point) in totals.iter_mut().zip(points.iter()) {
@@ -187,7 +191,11 @@ fn add_bands<const N: usize>(bands: &[(i32, i32, i32); N], values: &[i32], total
     for (total, value) in totals.iter_mut().zip(values) {
         let mut points = 0;
         for &(min, max, given) in bands.iter().rev() {
-            points = if *value >= min && *value <= max { given } else { points };
+            points = if *value >= min && *value <= max {
+                given
+            } else {
+                points
+            };
         }
         *total += points;
     }

@@ -3472,7 +3472,10 @@ pub async fn commit_turn_finished_job_conflicts(store: &dyn Store) {
 
     let mut first = TurnCommit::new(reload(store, &conversation).await);
     first.completed_job = Some(job.id);
-    ok(store.commit_turn(&first).await, "commit_turn completing the job");
+    ok(
+        store.commit_turn(&first).await,
+        "commit_turn completing the job",
+    );
 
     let current = reload(store, &conversation).await;
     let mut second = TurnCommit::new(current.clone());
@@ -3480,11 +3483,24 @@ pub async fn commit_turn_finished_job_conflicts(store: &dyn Store) {
     let message = fakes::outbound(&current, time(5));
     second.messages.push(message.clone());
     assert_eq!(
-        error_kind(store.commit_turn(&second).await, "commit_turn completing a finished job"),
+        error_kind(
+            store.commit_turn(&second).await,
+            "commit_turn completing a finished job"
+        ),
         ErrorKind::Conflict,
         "completing a job that is no longer pending must conflict"
     );
-    let messages = ok(store.list_messages(org, conversation.id).await, "list_messages");
-    assert!(messages.iter().all(|stored| stored.id != message.id), "a rejected turn writes nothing");
-    assert_eq!(reload(store, &conversation).await.version, current.version, "a rejected turn keeps the version");
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
+    assert!(
+        messages.iter().all(|stored| stored.id != message.id),
+        "a rejected turn writes nothing"
+    );
+    assert_eq!(
+        reload(store, &conversation).await.version,
+        current.version,
+        "a rejected turn keeps the version"
+    );
 }
