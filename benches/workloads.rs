@@ -159,7 +159,7 @@ fn run_model(_arguments: &[String]) -> ExitCode {
 }
 
 fn run_turns(data: &Path, stored: usize) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {

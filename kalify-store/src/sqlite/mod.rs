@@ -176,11 +176,6 @@ impl SqliteStoreBuilder {
                 let reader =
                     Connection::open(path).map_err(|error| fail(SqliteError::Open(error)))?;
                 schema::configure(&reader, self.synchronous, self.busy_timeout).map_err(fail)?;
-                if let Some(kib) = self.cache_size_kib {
-                    reader
-                        .pragma_update(None, "cache_size", -i64::from(kib))
-                        .map_err(|error| fail(error.into()))?;
-                }
                 reader
                     .pragma_update(None, "query_only", "ON")
                     .map_err(|error| fail(error.into()))?;
@@ -343,10 +338,7 @@ impl SqliteStore {
             Some(connection) => connection,
             None => Arc::clone(&self.readers[start % count]).lock_owned().await,
         };
-        let result = match tokio::task::spawn_blocking(move || work(&mut connection)).await {
-            Ok(result) => result,
-            Err(error) => Err(SqliteError::Task(error)),
-        };
+        let result = run_blocking(move || work(&mut connection)).await;
         result.map_err(|error| {
             Error::from(error)
                 .with_adapter(ADAPTER)
@@ -362,10 +354,7 @@ impl SqliteStore {
         T: Send + 'static,
     {
         let mut connection = Arc::clone(&self.connection).lock_owned().await;
-        let result = match tokio::task::spawn_blocking(move || work(&mut connection)).await {
-            Ok(result) => result,
-            Err(error) => Err(SqliteError::Task(error)),
-        };
+        let result = run_blocking(move || work(&mut connection)).await;
         result.map_err(|error| {
             Error::from(error)
                 .with_adapter(ADAPTER)
@@ -453,7 +442,9 @@ impl Store for SqliteStore {
         contacts: &[ContactPoint],
     ) -> Result<HashMap<ContactPoint, Prospect>> {
         let contacts = contacts.to_vec();
-        self.run_read("find_prospects_by_contacts", move |connection| {
+        // Batch lookups come from bulk writers such as the import, which
+        // write the same pages next: the writer's warm cache serves them best.
+        self.run("find_prospects_by_contacts", move |connection| {
             queries::find_prospects_by_contacts(connection, org, &contacts)
         })
         .await
@@ -692,7 +683,7 @@ impl Store for SqliteStore {
         contacts: &[ContactPoint],
     ) -> Result<HashSet<ContactPoint>> {
         let contacts = contacts.to_vec();
-        self.run_read("suppressed_among", move |connection| {
+        self.run("suppressed_among", move |connection| {
             queries::suppressed_among(connection, org, &contacts)
         })
         .await
@@ -852,5 +843,25 @@ impl Store for SqliteStore {
         })
         .await
         .map_err(|error| error.with_context("org_id", org))
+    }
+}
+
+/// Runs the blocking SQLite call `work` without stalling other tasks: in
+/// place on a multi-threaded runtime (`block_in_place` moves this worker's
+/// other tasks to another thread, which costs less than a hand-off per
+/// call), and on tokio's blocking pool otherwise.
+async fn run_blocking<T, F>(work: F) -> Result<T, SqliteError>
+where
+    F: FnOnce() -> Result<T, SqliteError> + Send + 'static,
+    T: Send + 'static,
+{
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        return tokio::task::block_in_place(work);
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) => Err(SqliteError::Task(error)),
     }
 }
