@@ -511,7 +511,7 @@ impl<'a> Turn<'a> {
                 conversation_id: self.conversation.id,
                 model: model.to_owned(),
                 operation: operation.to_owned(),
-                request: serde_json::to_string(request).unwrap_or_default(),
+                request: request_record(request),
                 response,
                 at: self.now,
             });
@@ -650,6 +650,22 @@ pub(crate) fn contains_contact_point(text: &str) -> bool {
             && (2..=6).contains(&tld.len())
             && tld.chars().all(|c| c.is_ascii_lowercase())
     })
+}
+
+/// The JSON kept of a model request. A request's `history` repeats every
+/// earlier message of the conversation, which the store keeps and an access
+/// request exports anyway, so it is kept as their count; storing it whole
+/// would write the conversation again at every turn.
+fn request_record<Q: serde::Serialize>(request: &Q) -> String {
+    let Ok(mut value) = serde_json::to_value(request) else {
+        return String::new();
+    };
+    if let Some(history) = value.get_mut("history")
+        && let Some(count) = history.as_array().map(Vec::len)
+    {
+        *history = serde_json::json!({ "earlier_messages": count });
+    }
+    value.to_string()
 }
 
 #[cfg(test)]
