@@ -135,8 +135,24 @@ async fn run(options: Options, out: &mut impl Write) -> Result<(), Error> {
         .build()?;
     let org = options.org;
 
+    // A wrong --org would otherwise look like a person who is not there.
+    let org_is_empty = store
+        .list_prospects(
+            org,
+            kalify::ports::ListOptions {
+                after: None,
+                limit: 1,
+            },
+        )
+        .await?
+        .is_empty();
+
     if options.command == "requests" {
-        for request in store.list_subject_requests(org).await? {
+        let requests = store.list_subject_requests(org).await?;
+        if requests.is_empty() {
+            writeln!(out, "no request is recorded for org {org}").map_err(io)?;
+        }
+        for request in requests {
             writeln!(
                 out,
                 "{}  {:<16} prospect {}  received {}  due {}  {}",
@@ -159,6 +175,12 @@ async fn run(options: Options, out: &mut impl Write) -> Result<(), Error> {
             error.message()
         ))
     })?;
+    if org_is_empty {
+        return Err(Error::not_found(format!(
+            "org {org} has no prospect in {}; pass the org the data was imported under with --org",
+            options.db.display()
+        )));
+    }
     let prospect = engine.find_subject(org, &contact).await?;
     let actor = Actor::System;
     match options.command.as_str() {
