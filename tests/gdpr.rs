@@ -1102,7 +1102,6 @@ async fn a_hanging_notifier_never_blocks_message_processing() {
 /// under row-level security.
 #[cfg(feature = "postgres")]
 #[path = "../kalify-store/tests/postgres_support/mod.rs"]
-#[allow(dead_code)]
 mod postgres_support;
 
 #[cfg(feature = "postgres")]
