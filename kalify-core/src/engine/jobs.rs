@@ -201,7 +201,7 @@ impl Engine {
             JobKind::FollowUp { attempt } => *attempt,
             JobKind::Reminder { member, note } => return self.remind(job, *member, note).await,
         };
-        for _ in 0..=self.inner.settings.max_turn_retries {
+        for retry in 0..=self.inner.settings.max_turn_retries {
             let conversation = match store
                 .get_conversation(job.org_id, job.conversation_id)
                 .await
@@ -212,11 +212,17 @@ impl Engine {
                 }
                 Err(error) => return Err(error),
             };
-            // A worker whose lease ran out may find the job re-claimed and
-            // finished by another; the store then rejects this turn's commit,
-            // and this check stops the retry from running the job again.
-            let pending = store.pending_jobs(job.org_id, conversation.id).await?;
-            if !pending.iter().any(|pending| pending.id == job.id) {
+            // A commit fails with `Conflict` when another worker, which
+            // claimed the job after this one's lease ran out, finished it
+            // first. A retry therefore checks that the job is still pending;
+            // the first run leaves that check to the commit.
+            if retry > 0
+                && !store
+                    .pending_jobs(job.org_id, conversation.id)
+                    .await?
+                    .iter()
+                    .any(|pending| pending.id == job.id)
+            {
                 tracing::info!(target: "kalify::engine", job_id = %job.id, conversation_id = %conversation.id, "job no longer pending; another worker finished it");
                 return Ok(JobOutcome::Done);
             }
