@@ -186,7 +186,7 @@ async fn run(options: Options, out: &mut impl Write) -> Result<(), Error> {
     match options.command.as_str() {
         "export" => {
             // The directory is made first, so that a path that cannot be
-            // written fails before the request is recorded as answered.
+            // written fails before the request is recorded as completed.
             if let Some(dir) = &options.csv {
                 std::fs::create_dir_all(dir).map_err(|error| {
                     Error::invalid_input(format!("cannot create {}: {error}", dir.display()))
@@ -249,7 +249,7 @@ async fn run(options: Options, out: &mut impl Write) -> Result<(), Error> {
     Ok(())
 }
 
-/// A failed write to standard output, such as a closed pipe.
+/// Converts a failed write to standard output, such as a closed pipe.
 fn io(error: std::io::Error) -> Error {
     Error::unexpected(format!("cannot write the output: {error}"))
 }

@@ -176,7 +176,7 @@ fn member(org: OrgId, role: Role) -> Member {
 }
 
 /// Enrolls the named person, sends the first message and processes one
-/// reply, so that every table holds something about them.
+/// reply, so that every table contains a row about them.
 async fn converse(h: &Harness) -> Prospect {
     let prospect = person(h.org, PHONE, EMAIL, start());
     h.store
@@ -624,7 +624,7 @@ fn leaks(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn sqlite_file_holds_no_byte_of_an_erased_person_after_vacuum() {
+async fn sqlite_erasure_leaves_no_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Arc::new(
         SqliteStore::open(dir.path().join("kalify.db"))
@@ -789,7 +789,7 @@ async fn objection_stops_marketing_on_every_channel_for_good() {
 }
 
 #[tokio::test]
-async fn members_need_the_right_role_to_export_or_erase() {
+async fn export_and_erase_need_manager_role() {
     let h = harness_on(Arc::new(MemoryStore::new()));
     let prospect = person(h.org, PHONE, EMAIL, start());
     h.store
@@ -897,7 +897,7 @@ async fn retention_purges_silent_prospects_and_old_messages() {
 }
 
 #[tokio::test]
-async fn org_deletion_waits_for_other_members_then_deletes_everything() {
+async fn org_deletion_needs_sole_owner() {
     let h = harness_on(Arc::new(MemoryStore::new()));
     let prospect = converse(&h).await;
     let owner = member(h.org, Role::Owner);
@@ -934,7 +934,7 @@ async fn org_deletion_waits_for_other_members_then_deletes_everything() {
 }
 
 #[tokio::test]
-async fn reminders_fire_at_their_time_and_survive_a_restart() {
+async fn reminders_fire_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kalify.db");
     let h = harness_on(Arc::new(SqliteStore::open(&path).await.unwrap()));
@@ -1050,7 +1050,7 @@ async fn requests_due_soon_notify_the_managers() {
     assert_eq!(due[0].due_at, Some(request.due_at));
 }
 
-/// A notifier that never answers.
+/// A notifier that never returns.
 #[derive(Debug)]
 struct Hanging;
 
@@ -1063,7 +1063,7 @@ impl Notifier for Hanging {
 }
 
 #[tokio::test]
-async fn a_hanging_notifier_never_blocks_message_processing() {
+async fn hanging_notifier_never_blocks_turns() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let sms = MemoryChannel::new(ChannelKind::Sms);
     let engine = Engine::builder()

@@ -265,12 +265,12 @@ pub enum NotificationKind {
     OptedOut,
     /// A reminder a member scheduled on the prospect is due.
     ReminderDue,
-    /// A data-subject request about the prospect is due soon and not answered.
+    /// A data-subject request about the prospect is due soon and still open.
     SubjectRequestDueSoon,
 }
 
 impl NotificationKind {
-    /// The snake-case name.
+    /// Returns the snake-case name.
     pub fn as_str(self) -> &'static str {
         match self {
             NotificationKind::HotLead => "hot_lead",

@@ -19,7 +19,7 @@ use crate::ports::{
 use crate::prospect::Prospect;
 use crate::qualification::{Evidence, Fact, score};
 
-/// What an actor may do to a person's data.
+/// The level of access an actor needs to a person's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Right {
     /// Export, erase: owners and admins.
@@ -326,7 +326,7 @@ impl Engine {
         let report = self
             .erase_unchecked(org, prospect_id, "erasure", now)
             .await?;
-        // Other requests about the person can no longer be answered with data.
+        // Other requests about the person cannot be carried out once the data is gone.
         for mut open in self.open_requests_of(org, prospect_id).await? {
             if open.id != request.id {
                 open.complete(now, "closed by the erasure of the person's data");
@@ -531,7 +531,7 @@ impl Engine {
     /// # Errors
     /// `PermissionDenied` unless `owner` is the org's owner;
     /// `Conflict` while members other than the
-    /// owner remain: remove them first, so nobody loses access unawares.
+    /// owner remain: remove them first, so that no member loses access without notice.
     pub async fn delete_org(&self, org: OrgId, owner: MemberId) -> Result<ErasureReport> {
         let members = self.inner.store.list_members(org).await?;
         let Some(acting) = members.iter().find(|member| member.id == owner) else {

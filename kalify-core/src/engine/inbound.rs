@@ -281,8 +281,8 @@ impl Engine {
 
     /// Creates a prospect for a sender no prospect of `org` has, with a
     /// conversation handed to the team, so that the message is stored for a
-    /// member to review instead of being lost. The AI does not answer: the
-    /// person gave no consent the engine knows of, and a member decides.
+    /// member to review instead of being lost. The AI sends no reply, because
+    /// the engine has no consent record for the person, and a member decides.
     ///
     /// The prospect id is derived from the org and the contact point, so two
     /// messages of the same new sender handled at once create one prospect.

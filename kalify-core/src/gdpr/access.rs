@@ -16,8 +16,8 @@ use crate::prospect::Prospect;
 /// changes meaning or disappears; new fields do not change it.
 pub const EXPORT_SCHEMA_VERSION: u32 = 1;
 
-/// What GDPR Art. 13–15 require the controller to tell a person about the
-/// processing of their data.
+/// The processing information GDPR Art. 13–15 require the controller to
+/// give a person about their data.
 ///
 /// The default from [`EngineBuilder`](crate::engine::EngineBuilder) describes
 /// what kalify does; an embedding service sets its own controller, contact
@@ -27,13 +27,13 @@ pub const EXPORT_SCHEMA_VERSION: u32 = 1;
 pub struct ProcessingInfo {
     /// The controller's name and contact, or the data protection officer's.
     pub controller: Option<String>,
-    /// Why the data is processed.
+    /// The purposes of the processing.
     pub purposes: Vec<String>,
     /// The legal bases relied on.
     pub legal_bases: Vec<String>,
     /// The categories of personal data processed.
     pub categories: Vec<String>,
-    /// Who receives the data: the providers that carry messages and the models that read them.
+    /// The recipients of the data: the providers that carry messages and the models that read them.
     pub recipients: Vec<String>,
     /// How long the data is kept.
     pub retention: String,
@@ -118,7 +118,7 @@ pub struct Enrolment {
     pub conversation_id: ConversationId,
     /// When.
     pub enrolled_at: Timestamp,
-    /// Where that conversation stands.
+    /// The state of that conversation.
     pub state: ConversationState,
 }
 
@@ -131,7 +131,7 @@ pub struct ConversationRecord {
     pub messages: Vec<Message>,
 }
 
-/// Everything kalify holds about one person, as GDPR Art. 15 (access) and
+/// Everything kalify stores about one person, as GDPR Art. 15 (access) and
 /// Art. 20 (portability) ask: serialise it with [`SubjectExport::to_json`],
 /// or write its tables with [`SubjectExport::csv_tables`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,19 +145,19 @@ pub struct SubjectExport {
     /// The profile: names, contact points, custom fields, consent records,
     /// restriction and objection flags, the latest score with its breakdown.
     pub prospect: Prospect,
-    /// Where the data came from: the import source and the consent sources.
+    /// The sources of the data: the import source and the consent sources.
     pub sources: Vec<String>,
     /// Campaign enrolments.
     pub enrolments: Vec<Enrolment>,
     /// Conversations with every message, fact and score.
     pub conversations: Vec<ConversationRecord>,
-    /// What was sent to language models and what they answered.
+    /// The requests sent to language models and their responses.
     pub model_exchanges: Vec<ModelExchange>,
     /// The history of actions about the person.
     pub audit: Vec<AuditEvent>,
     /// Data-subject requests and their outcomes.
     pub requests: Vec<SubjectRequest>,
-    /// How the data is processed.
+    /// The processing information.
     pub processing: ProcessingInfo,
 }
 
@@ -171,7 +171,7 @@ pub struct CsvTable {
 }
 
 impl SubjectExport {
-    /// The document as pretty-printed JSON.
+    /// Serialises the document as pretty-printed JSON.
     ///
     /// # Errors
     /// `Unexpected` when serialisation fails.
@@ -181,7 +181,7 @@ impl SubjectExport {
         })
     }
 
-    /// The tabular parts as CSV files: `profile.csv` (one field per row),
+    /// Writes the tabular parts as CSV files: `profile.csv` (one field per row),
     /// `consents.csv`, `enrolments.csv`, `messages.csv`, `facts.csv`,
     /// `scores.csv`, `model_exchanges.csv`, `audit.csv` and `requests.csv`.
     /// Cells a spreadsheet would run as a formula get a leading `'`.
@@ -460,7 +460,7 @@ impl SubjectExport {
     }
 }
 
-/// The serde name of a unit enum variant, such as `inbound`.
+/// Returns the serde name of a unit enum variant, such as `inbound`.
 fn json_name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,

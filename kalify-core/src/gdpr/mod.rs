@@ -4,7 +4,7 @@
 //!
 //! The engine carries the rights out ([`Engine::subject_access`],
 //! [`Engine::erase`], [`Engine::rectify`], [`Engine::restrict`],
-//! [`Engine::object`], [`Engine::purge_expired`]); this module holds the
+//! [`Engine::object`], [`Engine::purge_expired`]); this module defines the
 //! types they read and write.
 //!
 //! [`Engine::subject_access`]: crate::engine::Engine::subject_access
@@ -40,7 +40,7 @@ pub const DIGEST_PREFIX: &str = "hmac-sha256:";
 
 /// The secret key of an org's suppression list.
 ///
-/// The suppression list holds no contact point in clear: each entry is the
+/// The suppression list contains no contact point in clear: each entry is the
 /// HMAC-SHA256 of the channel and the normalised contact point under this
 /// key. A store creates one key per org the first time the org suppresses a
 /// contact point, keeps it with the org, and deletes it with the org.
@@ -79,12 +79,12 @@ impl SuppressionKey {
         Ok(SuppressionKey(bytes))
     }
 
-    /// The key bytes, to store.
+    /// Returns the key bytes, for the store to keep.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
-    /// The digest stored in the suppression list for `contact`:
+    /// Returns the digest stored in the suppression list for `contact`:
     /// `hmac-sha256:` and 64 lower-case hex digits over `channel:key`.
     // HMAC takes a key of any length, so `new_from_slice` cannot fail here.
     #[allow(clippy::expect_used)]
@@ -132,7 +132,7 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
-    /// The snake-case name, as stored.
+    /// Returns the snake-case name, as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             RequestKind::Access => "access",
@@ -160,22 +160,22 @@ impl RequestKind {
     }
 }
 
-/// Where a request stands.
+/// The state of a request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "detail", rename_all = "snake_case")]
 pub enum RequestOutcome {
-    /// Received, not answered yet.
+    /// Received, with no response yet.
     Open,
-    /// Carried out; the detail says what was done, without personal data.
+    /// Carried out. The detail describes what was done, without personal data.
     Completed(String),
     /// Refused; the detail gives the reason.
     Refused(String),
 }
 
-/// A data-subject request and its outcome, kept as proof of the answer.
+/// A data-subject request and its outcome, kept as proof of the response.
 ///
 /// It names the prospect by id only. After an erasure the id matches no row
-/// any more, so the record holds no personal data.
+/// any more, so the record contains no personal data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectRequest {
     /// The id.
@@ -186,11 +186,11 @@ pub struct SubjectRequest {
     pub prospect_id: ProspectId,
     /// The right invoked.
     pub kind: RequestKind,
-    /// Who recorded it.
+    /// The actor who recorded it.
     pub actor: Actor,
     /// When it was received.
     pub received_at: Timestamp,
-    /// When the answer is due: one month after receipt (Art. 12(3)).
+    /// The deadline of the response: one month after receipt (Art. 12(3)).
     pub due_at: Timestamp,
     /// When it was answered.
     pub completed_at: Option<Timestamp>,
@@ -199,7 +199,7 @@ pub struct SubjectRequest {
 }
 
 impl SubjectRequest {
-    /// A new open request received at `received_at`, due one calendar month
+    /// Creates an open request received at `received_at`, due one calendar month
     /// later (the last day of the month when the day does not exist).
     pub fn open(
         org_id: OrgId,

@@ -29,12 +29,12 @@ pub struct Notification {
     pub score: Option<u8>,
     /// The text a member wrote for a reminder.
     pub note: Option<String>,
-    /// When a data-subject request must be answered.
+    /// The deadline of a data-subject request.
     pub due_at: Option<Timestamp>,
 }
 
 impl Notification {
-    /// A notification of `kind` about a prospect, with no conversation, member, score or note.
+    /// Creates a notification of `kind` about a prospect, with no conversation, member, score or note.
     pub fn new(org_id: OrgId, kind: NotificationKind, prospect_id: ProspectId) -> Self {
         Notification {
             org_id,
@@ -48,7 +48,7 @@ impl Notification {
         }
     }
 
-    /// A one-line English text for chat and e-mail, with the ids an
+    /// Formats a one-line English text for chat and e-mail, with the ids an
     /// operator needs to find the prospect and no contact data.
     pub fn text(&self) -> String {
         let mut text = format!("{}: prospect {}", self.kind.summary(), self.prospect_id);
@@ -107,12 +107,12 @@ pub struct MemoryNotifier {
 }
 
 impl MemoryNotifier {
-    /// An empty notifier.
+    /// Creates an empty notifier.
     pub fn new() -> Self {
         MemoryNotifier::default()
     }
 
-    /// The notifications delivered so far, oldest first.
+    /// Returns the notifications delivered so far, oldest first.
     pub fn delivered(&self) -> Vec<Notification> {
         self.delivered
             .lock()
@@ -142,7 +142,7 @@ pub struct FanOutNotifier {
 }
 
 impl FanOutNotifier {
-    /// A notifier over `notifiers`.
+    /// Creates a notifier over `notifiers`.
     pub fn new(notifiers: Vec<Arc<dyn Notifier>>) -> Self {
         FanOutNotifier { notifiers }
     }
@@ -172,8 +172,8 @@ impl Notifier for FanOutNotifier {
 pub struct NotifyRetry {
     /// Attempts per notification, the first included.
     pub attempts: u32,
-    /// The wait before the second attempt; it doubles after each failure,
-    /// unless the notifier's error asks for a longer one.
+    /// The wait before the second attempt. It doubles after each failure,
+    /// unless the notifier's error requests a longer one.
     pub first_backoff: Duration,
     /// Notifications waiting or in delivery at most; more are dropped with
     /// a warning rather than holding up the caller.
@@ -349,7 +349,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_notifier_that_never_answers_does_not_block_the_caller() {
+    async fn hanging_notifier_does_not_block_caller() {
         #[derive(Debug)]
         struct Hanging;
         #[async_trait]
