@@ -312,6 +312,7 @@ fn simulated_entry(
         idempotency_key: String::new(),
         next_attempt_at: at,
         attempts: 0,
+        unconfirmed: false,
         status: OutboxStatus::Pending,
     }
 }

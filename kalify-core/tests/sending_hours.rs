@@ -108,6 +108,7 @@ fn entry(prospect: &Prospect, purpose: SendPurpose) -> OutboxEntry {
         idempotency_key: "k".into(),
         next_attempt_at: Utc::now(),
         attempts: 0,
+        unconfirmed: false,
         status: OutboxStatus::Pending,
     }
 }

@@ -851,6 +851,11 @@ impl Store for MemoryStore {
         for (_, id, org) in due {
             if let Some(stored) = state.outbox.get_mut(&(org, id)) {
                 stored.entry.attempts = stored.entry.attempts.saturating_add(1);
+                // A lease still set is one that expired without a finish:
+                // the earlier attempt may have reached the provider.
+                if stored.lease_until.is_some() {
+                    stored.entry.unconfirmed = true;
+                }
                 stored.lease_until = Some(until);
                 claimed.push(stored.entry.clone());
             }
@@ -886,12 +891,19 @@ impl Store for MemoryStore {
                     message.provider_message_id = Some(provider_message_id);
                 }
                 stored.entry.status = OutboxStatus::Sent;
+                stored.entry.unconfirmed = false;
                 stored.lease_until = None;
                 return Ok(());
             }
             _ if !pending => return Ok(()),
             OutboxOutcome::RetryAt(at) => {
                 stored.entry.next_attempt_at = at;
+                stored.lease_until = None;
+                return Ok(());
+            }
+            OutboxOutcome::Unconfirmed(at) => {
+                stored.entry.next_attempt_at = at;
+                stored.entry.unconfirmed = true;
                 stored.lease_until = None;
                 return Ok(());
             }

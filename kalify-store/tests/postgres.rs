@@ -35,7 +35,7 @@ use sqlx::postgres::PgConnection;
 const LEASE: Duration = Duration::from_secs(60);
 
 /// The latest version of the base migrations.
-const BASE_VERSION: i64 = 2;
+const BASE_VERSION: i64 = 3;
 
 /// Returns a port on 127.0.0.1 that nothing listens on: one the system
 /// just assigned and released.
@@ -900,6 +900,98 @@ async fn row_level_security_cross_org_functions() {
         .unwrap_or_else(|error| panic!("failed to count {table}: {error}"));
         assert_eq!(left, 0, "purge_messages must leave no row in {table}");
     }
+}
+
+/// Upgrading a schema with row-level security to the base version that
+/// marks unconfirmed outbox entries replaces `claim_outbox`, and the
+/// function must still run as its owner, so that the application role
+/// claims the entries of every org.
+#[tokio::test]
+async fn upgrade_keeps_claim_security_definer() {
+    let Some(url) = test_url() else { return };
+    let mut database = TestDatabase::new(&url);
+    let owner = database
+        .owner_builder()
+        .with_row_level_security(true)
+        .build()
+        .await
+        .expect("failed to build the owner's store with row-level security");
+    let application_url = database.create_application_role().await;
+    let role = database.role.clone().expect("the role was just created");
+    owner
+        .grant_application_role(&role)
+        .await
+        .expect("failed to grant the application role");
+    let (org_a, org_b) = (fakes::org(), fakes::org());
+    seed_every_table(&owner, org_a).await;
+    seed_every_table(&owner, org_b).await;
+    owner.close().await;
+
+    // Put the schema back to base version 2.
+    let schema = database.schema.clone();
+    let mut admin = admin(&url).await;
+    execute(
+        &mut admin,
+        format!("ALTER TABLE {schema}.outbox DROP COLUMN unconfirmed"),
+    )
+    .await;
+    execute(
+        &mut admin,
+        format!(
+            "DELETE FROM {schema}.kalify_schema_migrations WHERE migration_set = 'base' AND version = 3"
+        ),
+    )
+    .await;
+
+    let upgraded = database
+        .owner_builder()
+        .with_row_level_security(true)
+        .build()
+        .await
+        .expect("failed to upgrade the schema");
+    assert_eq!(
+        upgraded.schema_version().await.expect("schema_version"),
+        BASE_VERSION
+    );
+    upgraded.close().await;
+    let (definer, config): (bool, Option<Vec<String>>) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT prosecdef, proconfig FROM pg_proc \
+         WHERE oid = '{schema}.claim_outbox(bigint, bigint, bigint, text)'::regprocedure"
+        )))
+        .fetch_one(&mut admin)
+        .await
+        .expect("failed to read claim_outbox's attributes");
+    assert!(definer, "claim_outbox must stay SECURITY DEFINER");
+    assert_eq!(
+        config,
+        Some(vec![format!("search_path={schema}, pg_temp")]),
+        "claim_outbox must keep its pinned search_path"
+    );
+
+    let application = PostgresStoreBuilder::new(application_url)
+        .with_schema(schema.as_str())
+        .with_row_level_security(true)
+        .with_max_connections(2)
+        .with_acquire_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .expect("failed to build the application role's store");
+    let claimed = application
+        .claim_outbox(time(1_000_000), 100, Duration::from_secs(60), "upgrade")
+        .await
+        .expect("claim_outbox as the application role");
+    let orgs: HashSet<OrgId> = claimed.iter().map(|entry| entry.org_id).collect();
+    assert_eq!(
+        orgs,
+        HashSet::from([org_a, org_b]),
+        "the application role must claim the entries of both orgs"
+    );
+    assert!(
+        claimed.iter().all(|entry| !entry.unconfirmed),
+        "entries claimed for the first time are not unconfirmed"
+    );
+    application.close().await;
 }
 
 #[tokio::test]

@@ -357,6 +357,7 @@ impl<'a> Turn<'a> {
             idempotency_key,
             next_attempt_at: self.now,
             attempts: 0,
+            unconfirmed: false,
             status: OutboxStatus::Pending,
         });
         if matches!(sender, Sender::Campaign | Sender::Ai) {

@@ -147,6 +147,13 @@ pub struct OutboxEntry {
     pub next_attempt_at: Timestamp,
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// An earlier attempt may have reached the provider without its outcome
+    /// being recorded: its worker stopped before finishing the entry (a
+    /// lease expired), or the provider's answer was lost. Before sending
+    /// again, the engine asks a channel that can look up its sends
+    /// ([`Channel::find_sent`](crate::ports::Channel::find_sent)) whether
+    /// the provider already holds the message. Cleared only by `Sent`.
+    pub unconfirmed: bool,
     /// Progress.
     pub status: OutboxStatus,
 }
@@ -162,6 +169,7 @@ impl fmt::Debug for OutboxEntry {
             .field("idempotency_key", &self.idempotency_key)
             .field("next_attempt_at", &self.next_attempt_at)
             .field("attempts", &self.attempts)
+            .field("unconfirmed", &self.unconfirmed)
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
@@ -179,6 +187,10 @@ pub enum OutboxOutcome {
     },
     /// Try again at this time.
     RetryAt(Timestamp),
+    /// Try again at this time and mark the entry
+    /// [`OutboxEntry::unconfirmed`], because the attempt's outcome is
+    /// unknown: the provider may have accepted the message without responding.
+    Unconfirmed(Timestamp),
     /// Gave up, with a reason that contains no personal data.
     Failed(String),
     /// Cancelled, with a reason that contains no personal data.

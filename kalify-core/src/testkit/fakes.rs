@@ -323,6 +323,7 @@ pub fn outbox_entry(message: &Message, to: ContactPoint) -> OutboxEntry {
         idempotency_key: format!("outbox:{}", message.id),
         next_attempt_at: message.at,
         attempts: 0,
+        unconfirmed: false,
         status: OutboxStatus::Pending,
     }
 }

@@ -116,6 +116,7 @@ macro_rules! store_conformance {
                 claim_outbox_due_order_and_lease,
                 finish_outbox_sets_message_status,
                 finish_outbox_retry_at_reschedules,
+                outbox_unconfirmed_after_expired_lease,
                 suppression_idempotent_per_org,
                 suppressed_among_matches_single_checks,
                 audit_of_order,

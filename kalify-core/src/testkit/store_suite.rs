@@ -2676,6 +2676,88 @@ pub async fn finish_outbox_retry_at_reschedules(store: &dyn Store) {
     }
 }
 
+/// Checks that an entry whose lease expired without a finish is claimed
+/// again as unconfirmed, that `Unconfirmed` marks an entry and a later
+/// `RetryAt` keeps the mark, and that a recorded retry alone does not set it.
+pub async fn outbox_unconfirmed_after_expired_lease(store: &dyn Store) {
+    let org = fakes::org();
+    let (_, conversation) = seed(store, org).await;
+    let (_, abandoned) = commit_outbound(store, &conversation, time(10)).await;
+    let (_, retried) = commit_outbound(store, &conversation, time(10)).await;
+    let (_, unknown) = commit_outbound(store, &conversation, time(10)).await;
+
+    let first = ok(
+        store.claim_outbox(time(10), 10, LEASE, "worker-a").await,
+        "claim_outbox",
+    );
+    assert_eq!(first.len(), 3, "the three due entries must be claimed");
+    assert!(
+        first.iter().all(|entry| !entry.unconfirmed),
+        "a first claim must not be unconfirmed"
+    );
+    // `abandoned` is left leased, as by a worker that stopped mid-send.
+    ok(
+        store
+            .finish_outbox(org, retried.id, OutboxOutcome::RetryAt(time(12)))
+            .await,
+        "finish_outbox",
+    );
+    ok(
+        store
+            .finish_outbox(org, unknown.id, OutboxOutcome::Unconfirmed(time(12)))
+            .await,
+        "finish_outbox",
+    );
+
+    // The lease of one minute has ended at time(11).
+    let again = ok(
+        store.claim_outbox(time(12), 10, LEASE, "worker-b").await,
+        "claim_outbox",
+    );
+    let flag = |id: OutboxId| {
+        again
+            .iter()
+            .find(|entry| entry.id == id)
+            .map(|entry| entry.unconfirmed)
+    };
+    assert_eq!(again.len(), 3, "the three entries must be claimable again");
+    assert_eq!(
+        flag(abandoned.id),
+        Some(true),
+        "an entry whose lease expired without a finish must come back unconfirmed"
+    );
+    assert_eq!(
+        flag(retried.id),
+        Some(false),
+        "an entry finished with RetryAt must not be unconfirmed"
+    );
+    assert_eq!(
+        flag(unknown.id),
+        Some(true),
+        "an entry finished with Unconfirmed must come back unconfirmed"
+    );
+
+    ok(
+        store
+            .finish_outbox(org, abandoned.id, OutboxOutcome::RetryAt(time(13)))
+            .await,
+        "finish_outbox",
+    );
+    let third = ok(
+        store.claim_outbox(time(13), 10, LEASE, "worker-c").await,
+        "claim_outbox",
+    );
+    let kept = third
+        .iter()
+        .find(|entry| entry.id == abandoned.id)
+        .map(|entry| entry.unconfirmed);
+    assert_eq!(
+        kept,
+        Some(true),
+        "RetryAt must keep an entry unconfirmed until a send is recorded"
+    );
+}
+
 /// Checks that suppressions are idempotent and per org.
 pub async fn suppression_idempotent_per_org(store: &dyn Store) {
     let org = fakes::org();

@@ -766,7 +766,7 @@ async fn insert_outbox(connection: &mut PgConnection, entry: &OutboxEntry) -> Re
         sqlx::query(concat!(
             "INSERT INTO outbox (",
             outbox_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         )),
         entry,
     )?
@@ -828,7 +828,7 @@ async fn outbox_exists(
 /// Marks an entry sent and records the provider's ids on its message, in one
 /// statement that selects the number of entries changed.
 const FINISH_OUTBOX_SENT: &str = "WITH entry AS ( \
-         UPDATE outbox SET status = 'sent', lease_until = NULL, lease_owner = NULL \
+         UPDATE outbox SET status = 'sent', unconfirmed = false, lease_until = NULL, lease_owner = NULL \
          WHERE org_id = $1 AND id = $2 RETURNING org_id, message_id), \
      message AS ( \
          UPDATE messages SET status = 'sent', provider = $3, provider_message_id = $4 FROM entry \
@@ -867,14 +867,17 @@ pub(crate) async fn finish_outbox(
                 .fetch_one(&mut *connection)
                 .await?
         }
-        OutboxOutcome::RetryAt(at) => {
+        OutboxOutcome::RetryAt(at) | OutboxOutcome::Unconfirmed(at) => {
+            let unconfirmed = matches!(outcome, OutboxOutcome::Unconfirmed(_));
             let result = sqlx::query(
-                "UPDATE outbox SET next_attempt_at = $3, lease_until = NULL, lease_owner = NULL \
+                "UPDATE outbox SET next_attempt_at = $3, unconfirmed = (unconfirmed OR $4), \
+                 lease_until = NULL, lease_owner = NULL \
                  WHERE org_id = $1 AND id = $2 AND status = 'pending'",
             )
             .bind(org.as_uuid())
             .bind(id.as_uuid())
             .bind(nanos(*at)?)
+            .bind(unconfirmed)
             .execute(&mut *connection)
             .await?;
             i64::try_from(result.rows_affected()).unwrap_or(i64::MAX)

@@ -511,7 +511,7 @@ pub(crate) fn bind_job<'q>(query: PgQuery<'q>, job: &Job) -> Result<PgQuery<'q>,
 macro_rules! outbox_columns {
     () => {
         "org_id, id, conversation_id, prospect_id, message_id, channel, recipient_kind, recipient, text, subject, \
-         purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, attempts, status"
+         purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, attempts, status, unconfirmed"
     };
 }
 pub(crate) use outbox_columns;
@@ -539,6 +539,7 @@ pub(crate) fn outbox_from_row(row: &PgRow) -> Result<OutboxEntry, PgError> {
         next_attempt_at: get_time(row, "next_attempt_at")?,
         attempts: get_u32(row, "attempts")?,
         status: get_named(row, "status", outbox_status_from)?,
+        unconfirmed: get(row, "unconfirmed")?,
     })
 }
 
@@ -565,7 +566,8 @@ pub(crate) fn bind_outbox<'q>(
         .bind(entry.idempotency_key.as_str())
         .bind(nanos(entry.next_attempt_at)?)
         .bind(i64::from(entry.attempts))
-        .bind(outbox_status_text(entry.status)))
+        .bind(outbox_status_text(entry.status))
+        .bind(entry.unconfirmed))
 }
 
 // ------------------------------------------------------------------- audit

@@ -46,6 +46,11 @@ const BASE: MigrationSet = MigrationSet {
             description: "suppression keys, model exchanges, subject requests, retention functions",
             sql: include_str!("../../migrations/postgres/0002_gdpr.sql"),
         },
+        Migration {
+            version: 3,
+            description: "unconfirmed outbox entries",
+            sql: include_str!("../../migrations/postgres/0003_outbox_unconfirmed.sql"),
+        },
     ],
 };
 

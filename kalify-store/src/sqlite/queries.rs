@@ -624,7 +624,9 @@ pub(crate) fn pending_jobs(
 // ------------------------------------------------------------------- outbox
 
 /// Leases up to `limit` due outbox entries to `worker` until `lease_until`,
-/// and returns them oldest due first with their new attempt count.
+/// and returns them oldest due first with their new attempt count. An
+/// entry that still has a lease owner had its lease expire without a
+/// finish, so it becomes unconfirmed.
 pub(crate) fn claim_outbox(
     connection: &mut Connection,
     now: Timestamp,
@@ -636,7 +638,8 @@ pub(crate) fn claim_outbox(
         return Ok(Vec::new());
     }
     let mut statement = connection.prepare_cached(concat!(
-        "UPDATE outbox SET attempts = attempts + 1, lease_until = ?1, lease_owner = ?2 WHERE rowid IN \
+        "UPDATE outbox SET attempts = attempts + 1, unconfirmed = (unconfirmed OR lease_owner IS NOT NULL), \
+         lease_until = ?1, lease_owner = ?2 WHERE rowid IN \
          (SELECT rowid FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?3 \
           AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_attempt_at, id LIMIT ?4) RETURNING ",
         outbox_columns!()
@@ -681,7 +684,7 @@ pub(crate) fn finish_outbox(
         } => {
             let message: Option<[u8; 16]> = transaction
                 .prepare_cached(
-                    "UPDATE outbox SET status = 'sent', lease_until = NULL, lease_owner = NULL \
+                    "UPDATE outbox SET status = 'sent', unconfirmed = 0, lease_until = NULL, lease_owner = NULL \
                      WHERE org_id = ?1 AND id = ?2 RETURNING message_id",
                 )?
                 .query_row(params![org.key(), id.key()], |row| row.get(0))
@@ -696,13 +699,15 @@ pub(crate) fn finish_outbox(
                 )?
                 .execute(params![org.key(), message, provider, provider_message_id])?;
         }
-        OutboxOutcome::RetryAt(at) => {
+        OutboxOutcome::RetryAt(at) | OutboxOutcome::Unconfirmed(at) => {
+            let unconfirmed = matches!(outcome, OutboxOutcome::Unconfirmed(_));
             let changed = transaction
                 .prepare_cached(
-                    "UPDATE outbox SET next_attempt_at = ?3, lease_until = NULL, lease_owner = NULL \
+                    "UPDATE outbox SET next_attempt_at = ?3, unconfirmed = (unconfirmed OR ?4), \
+                     lease_until = NULL, lease_owner = NULL \
                      WHERE org_id = ?1 AND id = ?2 AND status = 'pending'",
                 )?
-                .execute(params![org.key(), id.key(), nanos(*at)?])?;
+                .execute(params![org.key(), id.key(), nanos(*at)?, unconfirmed])?;
             if changed == 0 && !outbox_exists(&transaction, org, id)? {
                 return Err(Error::not_found("outbox entry not found").into());
             }

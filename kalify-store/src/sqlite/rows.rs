@@ -674,7 +674,7 @@ macro_rules! outbox_columns {
     () => {
         "org_id, id, conversation_id, prospect_id, message_id, channel, \
      recipient_kind, recipient, text, subject, purpose, sender, sender_name, campaign_id, idempotency_key, \
-     next_attempt_at, attempts, status"
+     next_attempt_at, attempts, status, unconfirmed"
     };
 }
 pub(crate) use outbox_columns;
@@ -701,6 +701,7 @@ pub(crate) fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
         next_attempt_at: get_time(row, 15)?,
         attempts: row.get(16)?,
         status: get_named(row, 17, outbox_status_from)?,
+        unconfirmed: row.get(18)?,
     })
 }
 
@@ -712,8 +713,8 @@ pub(crate) fn insert_outbox(
     let mut statement = connection.prepare_cached(
         "INSERT INTO outbox (org_id, id, conversation_id, prospect_id, message_id, channel, recipient_kind, \
          recipient, text, subject, purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, \
-         attempts, status) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         attempts, status, unconfirmed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?;
     statement.execute(params![
         entry.org_id.key(),
@@ -734,6 +735,7 @@ pub(crate) fn insert_outbox(
         nanos(entry.next_attempt_at)?,
         entry.attempts,
         outbox_status_text(entry.status),
+        entry.unconfirmed,
     ])?;
     Ok(())
 }
