@@ -1063,3 +1063,230 @@ async fn provider_opt_out_and_bounce_events() {
         .unwrap();
     assert!(h.store.is_suppressed(h.org, &address).await.unwrap());
 }
+
+/// An SMS channel over a [`MemoryChannel`] that can lose the provider's
+/// response after the provider took the message, or stop the calling worker
+/// before or after the send, and that counts lookups.
+#[derive(Debug)]
+struct UnreliableChannel {
+    inner: MemoryChannel,
+    finds_sent: bool,
+    lose_answers: AtomicUsize,
+    stop_before_send: std::sync::atomic::AtomicBool,
+    stop_after_send: std::sync::atomic::AtomicBool,
+    lookups: AtomicUsize,
+    /// Sends that reached the provider, repeated keys included: the
+    /// provider here de-duplicates nothing, as Twilio's API does not.
+    requests: AtomicUsize,
+}
+
+impl UnreliableChannel {
+    fn new(finds_sent: bool) -> Self {
+        UnreliableChannel {
+            inner: MemoryChannel::new(ChannelKind::Sms),
+            finds_sent,
+            lose_answers: AtomicUsize::new(0),
+            stop_before_send: Default::default(),
+            stop_after_send: Default::default(),
+            lookups: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl kalify::ports::Channel for UnreliableChannel {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Sms
+    }
+
+    fn provider(&self) -> &str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> kalify::ports::ChannelCapabilities {
+        kalify::ports::ChannelCapabilities::new().with_finds_sent(self.finds_sent)
+    }
+
+    async fn find_sent(
+        &self,
+        permit: &kalify::gate::SendPermit,
+    ) -> Result<Option<kalify::ports::Receipt>> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.find_sent(permit).await
+    }
+
+    async fn send(&self, permit: &kalify::gate::SendPermit) -> Result<kalify::ports::Receipt> {
+        if self.stop_before_send.swap(false, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let receipt = self.inner.send(permit).await?;
+        if self.stop_after_send.swap(false, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let lose = self
+            .lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if lose {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "the provider timed out before responding",
+            )
+            .with_retry(kalify::Retry::Permanent)
+            .with_unknown_outcome());
+        }
+        Ok(receipt)
+    }
+}
+
+struct UnreliableHarness {
+    engine: Engine,
+    store: Arc<MemoryStore>,
+    channel: Arc<UnreliableChannel>,
+    clock: ManualClock,
+    org: OrgId,
+}
+
+/// Enrolls one prospect with a channel that may lose responses or stop.
+async fn unreliable(finds_sent: bool) -> (UnreliableHarness, Prospect) {
+    let store = Arc::new(MemoryStore::new());
+    let channel = Arc::new(UnreliableChannel::new(finds_sent));
+    let clock = ManualClock::new(start());
+    let engine = Engine::builder()
+        .with_store(store.clone())
+        .with_model(Arc::new(ScriptedModel::default()))
+        .with_channel(channel.clone())
+        .with_clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let h = Harness {
+        engine: engine.clone(),
+        store: store.clone(),
+        sms: channel.inner.clone(),
+        model: Arc::new(ScriptedModel::default()),
+        clock: clock.clone(),
+        org: OrgId::new(),
+    };
+    let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
+    let campaign = campaign(h.org, "spring");
+    store.put_campaign(&campaign).await.unwrap();
+    engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
+    let unreliable = UnreliableHarness {
+        engine,
+        store,
+        channel,
+        clock,
+        org: h.org,
+    };
+    (unreliable, prospect)
+}
+
+/// Returns the provider's ids recorded on the prospect's outbound messages.
+async fn outbound_ids(h: &UnreliableHarness, prospect: &Prospect) -> Vec<Option<String>> {
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    h.store
+        .list_messages(h.org, conversation.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|message| message.direction == Direction::Outbound)
+        .map(|message| message.provider_message_id)
+        .collect()
+}
+
+/// Runs due work until the channel stops the worker, as a process killed
+/// mid-delivery would: the entry keeps its lease and no outcome.
+async fn run_until_stopped(h: &UnreliableHarness) {
+    let stopped =
+        tokio::time::timeout(std::time::Duration::from_millis(200), h.engine.run_due()).await;
+    assert!(stopped.is_err(), "the run must stop in the channel");
+}
+
+#[tokio::test]
+async fn lost_answer_found_not_resent() {
+    let (h, prospect) = unreliable(true).await;
+    h.channel.lose_answers.store(1, Ordering::SeqCst);
+    let first = h.engine.run_due().await.unwrap();
+    assert_eq!(
+        (first.sent, first.retried),
+        (0, 1),
+        "a send whose outcome is unknown is retried after a lookup, not failed"
+    );
+    assert_eq!(h.channel.inner.sent().len(), 1);
+
+    h.clock.advance(Duration::minutes(1));
+    let second = h.engine.run_due().await.unwrap();
+    assert_eq!(second.sent, 1);
+    assert_eq!(h.channel.lookups.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        h.channel.requests.load(Ordering::SeqCst),
+        1,
+        "the provider already held the message, so it is not sent again"
+    );
+    assert_eq!(
+        outbound_ids(&h, &prospect).await,
+        vec![Some("mem-1".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn expired_lease_found_not_resent() {
+    let (h, prospect) = unreliable(true).await;
+    h.channel.stop_after_send.store(true, Ordering::SeqCst);
+    run_until_stopped(&h).await;
+    assert_eq!(h.channel.inner.sent().len(), 1);
+
+    // Within the lease the entry stays with the stopped worker.
+    let during = h.engine.run_due().await.unwrap();
+    assert_eq!(during.sent, 0);
+    h.clock.advance(Duration::minutes(2));
+    let after = h.engine.run_due().await.unwrap();
+    assert_eq!(after.sent, 1);
+    assert_eq!(h.channel.lookups.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        h.channel.requests.load(Ordering::SeqCst),
+        1,
+        "the stopped worker's send reached the provider, so it is not sent again"
+    );
+    assert_eq!(
+        outbound_ids(&h, &prospect).await,
+        vec![Some("mem-1".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn expired_lease_unsent_sends_once() {
+    let (h, prospect) = unreliable(true).await;
+    h.channel.stop_before_send.store(true, Ordering::SeqCst);
+    run_until_stopped(&h).await;
+    assert!(h.channel.inner.sent().is_empty());
+
+    h.clock.advance(Duration::minutes(2));
+    let after = h.engine.run_due().await.unwrap();
+    assert_eq!(after.sent, 1);
+    assert_eq!(h.channel.lookups.load(Ordering::SeqCst), 1);
+    assert_eq!(h.channel.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        outbound_ids(&h, &prospect).await,
+        vec![Some("mem-1".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn lost_answer_without_lookup_fails() {
+    let (h, _) = unreliable(false).await;
+    h.channel.lose_answers.store(1, Ordering::SeqCst);
+    let first = h.engine.run_due().await.unwrap();
+    assert_eq!((first.sent, first.retried, first.not_sent), (0, 0, 1));
+    h.clock.advance(Duration::hours(1));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(h.channel.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(h.channel.lookups.load(Ordering::SeqCst), 0);
+}

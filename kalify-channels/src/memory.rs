@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use kalify_core::contact::{ChannelKind, ContactPoint};
 use kalify_core::gate::SendPermit;
-use kalify_core::ports::{Channel, Receipt};
+use kalify_core::ports::{Channel, ChannelCapabilities, Receipt};
 use kalify_core::{ConversationId, Result, Timestamp};
 
 /// A message a [`MemoryChannel`] accepted. `Debug` omits the text and recipient.
@@ -80,6 +80,25 @@ impl Channel for MemoryChannel {
 
     fn provider(&self) -> &str {
         "memory"
+    }
+
+    fn capabilities(&self) -> ChannelCapabilities {
+        ChannelCapabilities::new()
+            .with_dedupes_sends(true)
+            .with_finds_sent(true)
+    }
+
+    /// Returns the receipt of the entry's idempotency key, if it was sent.
+    async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = state
+            .by_key
+            .get(&permit.entry().idempotency_key)
+            .map(|index| Receipt {
+                provider: "memory".into(),
+                provider_message_id: state.sent[*index].provider_message_id.clone(),
+            });
+        Ok(found)
     }
 
     async fn send(&self, permit: &SendPermit) -> Result<Receipt> {

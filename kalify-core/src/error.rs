@@ -212,6 +212,23 @@ impl Error {
         &self.inner.context
     }
 
+    /// Marks the error of a send whose request may have reached the
+    /// provider, such as a timeout after the request left: the provider may
+    /// have accepted the message. It adds the context `outcome=unknown`.
+    pub fn with_unknown_outcome(self) -> Self {
+        self.with_context("outcome", "unknown")
+    }
+
+    /// True when the failed operation may still have taken effect at the
+    /// provider (the context `outcome=unknown`), so that a blind retry
+    /// could repeat it.
+    pub fn outcome_unknown(&self) -> bool {
+        self.inner
+            .context
+            .iter()
+            .any(|(key, value)| *key == "outcome" && value == "unknown")
+    }
+
     /// Marks a temporary error as persistent once the retry budget is spent.
     pub fn into_persistent(mut self) -> Self {
         if self.inner.retry == Retry::Temporary {

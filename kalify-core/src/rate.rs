@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::contact::ChannelKind;
 use crate::error::{Error, ErrorKind, Result};
 use crate::gate::SendPermit;
-use crate::ports::{Channel, InboundEvent, Receipt, WebhookRequest};
+use crate::ports::{Channel, ChannelCapabilities, InboundEvent, Receipt, WebhookRequest};
 
 /// A token bucket: `capacity` tokens at most, refilled at `per_second`.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +121,15 @@ impl<C: Channel> Channel for RateLimitedChannel<C> {
 
     fn provider(&self) -> &str {
         self.inner.provider()
+    }
+
+    fn capabilities(&self) -> ChannelCapabilities {
+        self.inner.capabilities()
+    }
+
+    /// Looks up through the wrapped channel; a lookup takes no token.
+    async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
+        self.inner.find_sent(permit).await
     }
 
     async fn send(&self, permit: &SendPermit) -> Result<Receipt> {

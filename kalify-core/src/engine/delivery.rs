@@ -35,6 +35,16 @@ pub(crate) enum DeliveryResult {
     Retried,
 }
 
+/// The retry settings of a failed attempt whose outcome may be unknown.
+#[derive(Clone, Copy, Debug)]
+struct Unconfirmed {
+    /// The retry looks the message up at the provider before sending.
+    mark: bool,
+    /// Retry even an error whose class is permanent, because the retry
+    /// looks the message up first.
+    retry_anyway: bool,
+}
+
 impl DeliveryReport {
     pub(crate) fn count(&mut self, result: DeliveryResult) {
         match result {
@@ -58,6 +68,14 @@ impl Engine {
     /// prospect's lock, which inbound turns also take: an opt-out is either
     /// committed before the check (and the send is blocked) or after the
     /// send has returned.
+    ///
+    /// An entry marked [`unconfirmed`](OutboxEntry::unconfirmed), whose
+    /// earlier attempt may have reached the provider, is first looked up
+    /// with [`Channel::find_sent`](crate::ports::Channel::find_sent) when
+    /// the channel reports `finds_sent`. A message found at the provider is
+    /// recorded as sent and not sent again. A send that fails with an
+    /// unknown outcome on such a channel is retried, marked unconfirmed,
+    /// whatever its retry class.
     ///
     /// # Errors
     /// Store errors; channel errors are recorded on the entry.
@@ -116,6 +134,7 @@ impl Engine {
         };
         let suppressed = store.is_suppressed(entry.org_id, &entry.to).await?;
         let attempts = entry.attempts;
+        let unconfirmed = entry.unconfirmed;
         let channel_kind = entry.channel;
         let entry_id = entry.id;
         let last_inbound_at = match store
@@ -170,6 +189,38 @@ impl Engine {
                 DeliveryResult::Deferred,
             ));
         };
+        let finds_sent = channel.capabilities().finds_sent;
+        if unconfirmed && finds_sent {
+            // An earlier attempt may have reached the provider: ask it
+            // before sending again.
+            match channel.find_sent(&permit).await {
+                Ok(Some(receipt)) => {
+                    tracing::info!(target: "kalify::channel", provider = channel.provider(), outbox_id = %entry_id, attempts, "found the message of an earlier attempt at the provider; recorded it as sent without sending again");
+                    let outcome = OutboxOutcome::Sent {
+                        provider: receipt.provider,
+                        provider_message_id: receipt.provider_message_id,
+                    };
+                    return Ok((outcome, DeliveryResult::Sent));
+                }
+                Ok(None) => {
+                    tracing::debug!(target: "kalify::channel", provider = channel.provider(), outbox_id = %entry_id, "no earlier attempt reached the provider; sending");
+                }
+                Err(error) => {
+                    // The entry stays unconfirmed, so the retry looks it up again.
+                    let unconfirmed = Unconfirmed {
+                        mark: true,
+                        retry_anyway: false,
+                    };
+                    return Ok(self.failed_attempt(
+                        &error,
+                        attempts,
+                        now,
+                        channel.provider(),
+                        unconfirmed,
+                    ));
+                }
+            }
+        }
         match channel.send(&permit).await {
             Ok(receipt) => {
                 let outcome = OutboxOutcome::Sent {
@@ -178,24 +229,50 @@ impl Engine {
                 };
                 Ok((outcome, DeliveryResult::Sent))
             }
-            Err(error)
-                if error.is_retryable() && attempts < self.inner.settings.max_delivery_attempts =>
-            {
-                let delay = error
-                    .retry_after()
-                    .and_then(|delay| ChronoDuration::from_std(delay).ok())
-                    .unwrap_or_else(|| ChronoDuration::seconds(1 << attempts.min(12)));
-                tracing::warn!(target: "kalify::channel", provider = channel.provider(), attempts, error = %error, "send failed; retrying");
-                Ok((OutboxOutcome::RetryAt(now + delay), DeliveryResult::Retried))
-            }
             Err(error) => {
-                tracing::warn!(target: "kalify::channel", provider = channel.provider(), attempts, error = %error, "send failed for good");
-                Ok((
-                    OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())),
-                    DeliveryResult::Failed,
-                ))
+                // A send that may have reached the provider is retried when
+                // the retry can ask the provider first.
+                let unknown = error.outcome_unknown() && finds_sent;
+                let unconfirmed = Unconfirmed {
+                    mark: unknown,
+                    retry_anyway: unknown,
+                };
+                Ok(self.failed_attempt(&error, attempts, now, channel.provider(), unconfirmed))
             }
         }
+    }
+
+    /// Decides what follows a failed lookup or send. While attempts remain,
+    /// a retryable error (or any error, with `retry_anyway`) is retried
+    /// with backoff and marked unconfirmed when `mark` is set. Any other
+    /// error fails the entry.
+    fn failed_attempt(
+        &self,
+        error: &crate::Error,
+        attempts: u32,
+        now: Timestamp,
+        provider: &str,
+        unconfirmed: Unconfirmed,
+    ) -> (OutboxOutcome, DeliveryResult) {
+        let attempts_left = attempts < self.inner.settings.max_delivery_attempts;
+        if attempts_left && (unconfirmed.retry_anyway || error.is_retryable()) {
+            let delay = error
+                .retry_after()
+                .and_then(|delay| ChronoDuration::from_std(delay).ok())
+                .unwrap_or_else(|| ChronoDuration::seconds(1 << attempts.min(12)));
+            tracing::warn!(target: "kalify::channel", provider, attempts, unconfirmed = unconfirmed.mark, error = %error, "send failed; retrying");
+            let outcome = if unconfirmed.mark {
+                OutboxOutcome::Unconfirmed(now + delay)
+            } else {
+                OutboxOutcome::RetryAt(now + delay)
+            };
+            return (outcome, DeliveryResult::Retried);
+        }
+        tracing::warn!(target: "kalify::channel", provider, attempts, error = %error, "send failed for good");
+        (
+            OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())),
+            DeliveryResult::Failed,
+        )
     }
 }
 

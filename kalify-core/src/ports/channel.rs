@@ -244,6 +244,9 @@ pub struct ChannelCapabilities {
     pub max_text_chars: Option<usize>,
     /// Sends are limited to a window after the prospect's last message (Messenger).
     pub reply_window: bool,
+    /// [`Channel::find_sent`] looks a message up at the provider, so that an
+    /// attempt whose outcome is unknown is not sent twice.
+    pub finds_sent: bool,
 }
 
 impl ChannelCapabilities {
@@ -285,6 +288,12 @@ impl ChannelCapabilities {
     /// Sets [`ChannelCapabilities::reply_window`].
     pub fn with_reply_window(mut self, value: bool) -> Self {
         self.reply_window = value;
+        self
+    }
+
+    /// Sets [`ChannelCapabilities::finds_sent`].
+    pub fn with_finds_sent(mut self, value: bool) -> Self {
+        self.finds_sent = value;
         self
     }
 }
@@ -355,11 +364,16 @@ impl MessengerWindow {
 ///   first receipt or sends nothing new, where the provider supports it.
 /// - `parse_webhook` verifies the signature before reading anything, and a
 ///   bad signature is `Unauthenticated`.
+/// - A channel that reports [`ChannelCapabilities::finds_sent`] implements
+///   `find_sent` with the provider's own records, so that the engine can
+///   check an attempt whose outcome is unknown before sending again.
 ///
 /// # Errors
 /// `RateLimited` (with `retry_after`), `Unavailable` and `Timeout` are
 /// retryable; `InvalidInput` for a bad recipient and `RecipientOptedOut`
-/// for an unsubscribed one are permanent.
+/// for an unsubscribed one are permanent. A send error after which the
+/// provider may still have accepted the message carries
+/// [`Error::with_unknown_outcome`].
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Channel: Send + Sync + fmt::Debug + 'static {
@@ -376,6 +390,24 @@ pub trait Channel: Send + Sync + fmt::Debug + 'static {
 
     /// Sends the permitted message.
     async fn send(&self, permit: &SendPermit) -> Result<Receipt>;
+
+    /// Looks up, at the provider, the message of the permit's entry that an
+    /// earlier attempt may have sent, and returns its receipt, or `None`
+    /// when the provider holds no such message.
+    ///
+    /// The earlier attempt started at or after the entry's
+    /// `next_attempt_at`. The default is `Unsupported`; channels that
+    /// implement it report [`ChannelCapabilities::finds_sent`].
+    ///
+    /// # Errors
+    /// As for `send`. A failed lookup tells nothing about the message.
+    async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
+        let _ = permit;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} channel cannot look up its sends", self.provider()),
+        ))
+    }
 
     /// Verifies and parses a webhook request.
     fn parse_webhook(&self, request: &WebhookRequest) -> Result<Vec<InboundEvent>> {
@@ -400,6 +432,9 @@ impl<T: Channel + ?Sized> Channel for Arc<T> {
     }
     async fn send(&self, permit: &SendPermit) -> Result<Receipt> {
         (**self).send(permit).await
+    }
+    async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
+        (**self).find_sent(permit).await
     }
     fn parse_webhook(&self, request: &WebhookRequest) -> Result<Vec<InboundEvent>> {
         (**self).parse_webhook(request)

@@ -20,6 +20,11 @@
 //! - 429 is `RateLimited`, retryable, with the `Retry-After` delay, and 5xx
 //!   is retryable. An invalid recipient is a permanent `InvalidInput`, and
 //!   an opted-out recipient a permanent `RecipientOptedOut`.
+//! - A channel that reports [`ChannelCapabilities::finds_sent`] finds an
+//!   earlier send at the provider and returns its receipt, and returns
+//!   `None` when the provider has no such message. A lookup that fails at
+//!   the provider is a retryable error. Any other channel returns
+//!   `Unsupported` from `find_sent`.
 //! - A webhook whose signature is missing, wrong, or does not match the body
 //!   is `Unauthenticated`, whatever the body contains.
 //! - The same webhook parsed twice gives the same events, so the store's
@@ -30,6 +35,7 @@
 //!   The channel logs under the target `kalify::channel`.
 //!
 //! [`ChannelCapabilities::dedupes_sends`]: crate::ports::ChannelCapabilities::dedupes_sends
+//! [`ChannelCapabilities::finds_sent`]: crate::ports::ChannelCapabilities::finds_sent
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -95,6 +101,22 @@ pub trait ChannelHarness: Send + Sync {
     /// out, and returns true. Returns false when the provider has no such
     /// error, so that the case is skipped.
     async fn mount_opted_out(&self) -> bool;
+
+    /// Makes lookups of earlier sends ([`Channel::find_sent`]) find the
+    /// message of `found`'s permit with its provider message id, or find
+    /// nothing when `found` is `None`, and returns true. Returns false when
+    /// the channel cannot look up its sends; the default does.
+    async fn mount_sent_lookup(&self, found: Option<(&SendPermit, &str)>) -> bool {
+        let _ = found;
+        false
+    }
+
+    /// Makes lookups of earlier sends fail with a 5xx status and returns
+    /// true. Returns false, as the default does, when the channel cannot
+    /// look up its sends.
+    async fn mount_lookup_server_error(&self) -> bool {
+        false
+    }
 
     /// Removes every response mounted so far.
     async fn reset(&self);
@@ -166,6 +188,76 @@ pub fn permit_for(
         Ok(permit) => permit,
         Err(error) => panic!("the gate rejected the suite's own send intent: {error}"),
     }
+}
+
+/// Returns true when the channel reports `finds_sent` and the harness can
+/// mount lookups. Checks that a channel without it returns `Unsupported`.
+async fn looks_up_sends(harness: &dyn ChannelHarness, permit: &SendPermit) -> bool {
+    let reported = harness.channel().capabilities().finds_sent;
+    if !reported {
+        let answer = harness.channel().find_sent(permit).await;
+        let kind = answer.as_ref().err().map(Error::kind);
+        assert_eq!(
+            kind,
+            Some(ErrorKind::Unsupported),
+            "a channel without finds_sent must answer find_sent with Unsupported, got {answer:?}"
+        );
+        return false;
+    }
+    assert!(
+        harness.mount_sent_lookup(None).await,
+        "the channel reports finds_sent, so the harness must mount lookups"
+    );
+    harness.reset().await;
+    true
+}
+
+/// Checks that a lookup finds the message an earlier attempt sent and returns its receipt.
+pub async fn find_sent_returns_earlier_receipt(harness: &dyn ChannelHarness) {
+    let permit = permit(harness, "suite-find-earlier");
+    if !looks_up_sends(harness, &permit).await {
+        return;
+    }
+    harness
+        .mount_sent_lookup(Some((&permit, "suite-earlier-id")))
+        .await;
+    let found = harness.channel().find_sent(&permit).await;
+    let Ok(Some(receipt)) = found else {
+        panic!("find_sent must find the earlier send, got {found:?}");
+    };
+    assert_eq!(receipt.provider_message_id, "suite-earlier-id");
+    assert_eq!(receipt.provider, harness.channel().provider());
+}
+
+/// Checks that a lookup returns `None` when the provider has no matching message.
+pub async fn find_sent_without_match_returns_none(harness: &dyn ChannelHarness) {
+    let permit = permit(harness, "suite-find-none");
+    if !looks_up_sends(harness, &permit).await {
+        return;
+    }
+    harness.mount_sent_lookup(None).await;
+    let found = harness.channel().find_sent(&permit).await;
+    assert!(
+        matches!(found, Ok(None)),
+        "find_sent must return None when nothing matches, got {found:?}"
+    );
+}
+
+/// Checks that a lookup failing at the provider returns a retryable error.
+pub async fn find_sent_failure_is_retryable(harness: &dyn ChannelHarness) {
+    let permit = permit(harness, "suite-find-error");
+    if !looks_up_sends(harness, &permit).await {
+        return;
+    }
+    assert!(harness.mount_lookup_server_error().await);
+    let error = match harness.channel().find_sent(&permit).await {
+        Err(error) => error,
+        Ok(found) => panic!("a 5xx lookup must fail, got {found:?}"),
+    };
+    assert!(
+        error.is_retryable(),
+        "a 5xx lookup must be retryable: {error}"
+    );
 }
 
 /// Checks that a 2xx response gives a receipt with the provider's name and message id.
@@ -739,6 +831,9 @@ macro_rules! channel_conformance {
                 send_server_error_is_retryable,
                 send_invalid_recipient_is_permanent,
                 send_opted_out_is_reported,
+                find_sent_returns_earlier_receipt,
+                find_sent_without_match_returns_none,
+                find_sent_failure_is_retryable,
                 webhook_signed_parses,
                 webhook_unsigned_is_rejected,
                 webhook_missing_signature_is_rejected,
