@@ -388,6 +388,12 @@ impl SendLedger {
         })
     }
 
+    /// Returns the receipt of `key` when this ledger recorded its send.
+    pub(crate) fn receipt(&self, key: &str) -> Option<Receipt> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.sent.get(key).cloned()
+    }
+
     fn finish(&self, key: &str, receipt: Option<Receipt>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.in_flight.remove(key);

@@ -17,13 +17,14 @@ use kalify_channels::twilio::{
 };
 use kalify_core::contact::{ContactPoint, PhoneNumber};
 use kalify_core::conversation::{DeliveryStatus, Sender};
+use kalify_core::gate::SendPermit;
 use kalify_core::ports::{Channel, InboundEvent, ManualClock, WebhookRequest};
 use kalify_core::testkit::channel_suite::{self, ChannelHarness, SAMPLE_TEXT};
 use kalify_core::testkit::fakes;
 use kalify_core::{ErrorKind, Retry};
 use serde_json::{Value, json};
 use sha2::Digest;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -54,6 +55,47 @@ fn error_body(code: u32, status: u16) -> Value {
         "message": format!("The 'To' number {RECIPIENT} failed with {code}"),
         "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
         "status": status,
+    })
+}
+
+/// Builds a message of Twilio's message list, sent through the REST API from
+/// [`FROM`] to [`RECIPIENT`] and created at `created`.
+fn listed(sid: &str, body: &str, created: kalify_core::Timestamp) -> Value {
+    json!({
+        "account_sid": ACCOUNT_SID,
+        "api_version": "2010-04-01",
+        "body": body,
+        "date_created": created.to_rfc2822(),
+        "date_sent": null,
+        "date_updated": created.to_rfc2822(),
+        "direction": "outbound-api",
+        "error_code": null,
+        "error_message": null,
+        "from": FROM,
+        "messaging_service_sid": null,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": null,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": "queued",
+        "to": RECIPIENT,
+        "uri": format!("/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json"),
+    })
+}
+
+/// Builds a page of Twilio's message list.
+fn page(messages: Vec<Value>, next_page_uri: Option<String>) -> Value {
+    json!({
+        "messages": messages,
+        "next_page_uri": next_page_uri,
+        "previous_page_uri": null,
+        "page": 0,
+        "page_size": 50,
+        "start": 0,
+        "end": 0,
+        "uri": format!("{}?To=%2B33612345678&PageSize=50", messages_path()),
+        "first_page_uri": format!("{}?To=%2B33612345678&PageSize=50&Page=0", messages_path()),
     })
 }
 
@@ -173,6 +215,36 @@ impl ChannelHarness for TwilioHarness {
         Mock::given(method("POST"))
             .and(path(messages_path()))
             .respond_with(ResponseTemplate::new(400).set_body_json(error_body(21610, 400)))
+            .mount(&self.server)
+            .await;
+        true
+    }
+
+    async fn mount_sent_lookup(&self, found: Option<(&SendPermit, &str)>) -> bool {
+        let messages: Vec<Value> = found
+            .map(|(permit, sid)| {
+                let entry = permit.entry();
+                listed(
+                    sid,
+                    &entry.text,
+                    entry.next_attempt_at + chrono::TimeDelta::seconds(2),
+                )
+            })
+            .into_iter()
+            .collect();
+        Mock::given(method("GET"))
+            .and(path(messages_path()))
+            .and(query_param("To", RECIPIENT))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page(messages, None)))
+            .mount(&self.server)
+            .await;
+        true
+    }
+
+    async fn mount_lookup_server_error(&self) -> bool {
+        Mock::given(method("GET"))
+            .and(path(messages_path()))
+            .respond_with(ResponseTemplate::new(503).set_body_json(error_body(20503, 503)))
             .mount(&self.server)
             .await;
         true
@@ -398,6 +470,252 @@ async fn timeout_outcome_unknown_is_permanent() {
     assert!(
         error.is_retryable(),
         "retry_unknown_outcome makes it retryable: {error:?}"
+    );
+}
+
+/// Builds a permit for [`SAMPLE_TEXT`] whose entry was due at `fakes::time(10)`.
+fn lookup_permit(key: &str) -> SendPermit {
+    channel_suite::permit_for(recipient(), key, SAMPLE_TEXT, Sender::Ai)
+}
+
+/// Returns the `next_page_uri` of a first page, with the token `PAtoken1`.
+fn second_page_uri() -> String {
+    format!(
+        "{}?To=%2B33612345678&PageSize=50&Page=1&PageToken=PAtoken1",
+        messages_path()
+    )
+}
+
+/// Looks up the send of `permit` and returns the provider message id found.
+async fn found_id(channel: &TwilioSmsChannel, permit: &SendPermit) -> Option<String> {
+    let found = channel.find_sent(permit).await.unwrap();
+    found.map(|receipt| receipt.provider_message_id)
+}
+
+/// Returns the time `seconds` after the lookup permit's entry was due.
+fn after_due(seconds: i64) -> kalify_core::Timestamp {
+    fakes::time(10) + chrono::TimeDelta::seconds(seconds)
+}
+
+#[tokio::test]
+async fn find_sent_filters_and_authenticates() {
+    let server = MockServer::start().await;
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{ACCOUNT_SID}:{AUTH_TOKEN}")
+        )
+    );
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .and(query_param("To", RECIPIENT))
+        .and(query_param("From", FROM))
+        .and(query_param("PageSize", "50"))
+        .and(header("authorization", basic.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-found", SAMPLE_TEXT, after_due(3))],
+            None,
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    assert_eq!(
+        found_id(&channel, &lookup_permit("key-list")).await,
+        Some("SM-found".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn find_sent_skips_other_messages() {
+    let server = MockServer::start().await;
+    let mut inbound = listed("SM-inbound", SAMPLE_TEXT, after_due(3));
+    inbound["direction"] = json!("inbound");
+    let mut other_sender = listed("SM-other-from", SAMPLE_TEXT, after_due(3));
+    other_sender["from"] = json!("+33757000001");
+    let messages = vec![
+        inbound,
+        other_sender,
+        listed("SM-other-text", "Un autre message", after_due(3)),
+        // Created more than 10 minutes before the entry was due.
+        listed("SM-too-old", SAMPLE_TEXT, after_due(-11 * 60)),
+    ];
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(messages, None)))
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    let found = channel.find_sent(&lookup_permit("key-skip")).await.unwrap();
+    assert_eq!(found, None, "none of the listed messages is the send");
+}
+
+#[tokio::test]
+async fn find_sent_matches_smart_encoding() {
+    let server = MockServer::start().await;
+    let sent =
+        "C\u{2019}est \u{00AB}\u{00A0}not\u{00E9}\u{00A0}\u{00BB} \u{2014} \u{00E0} demain\u{2026}";
+    let listed_body = "C'est \" not\u{00E9} \" - \u{00E0} demain...";
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-smart", listed_body, after_due(1))],
+            None,
+        )))
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    let permit = channel_suite::permit_for(recipient(), "key-smart", sent, Sender::Ai);
+    assert_eq!(
+        found_id(&channel, &permit).await,
+        Some("SM-smart".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn find_sent_follows_next_page() {
+    let server = MockServer::start().await;
+    let next = second_page_uri();
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .and(query_param("PageToken", "PAtoken1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-second-page", SAMPLE_TEXT, after_due(1))],
+            None,
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .and(query_param_is_missing("PageToken"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-newer", "Un message plus récent", after_due(30))],
+            Some(next),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    assert_eq!(
+        found_id(&channel, &lookup_permit("key-pages")).await,
+        Some("SM-second-page".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn find_sent_stops_at_older_page() {
+    let server = MockServer::start().await;
+    let next = second_page_uri();
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-old", "Un ancien message", after_due(-3_600))],
+            Some(next),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    let found = channel.find_sent(&lookup_permit("key-old")).await.unwrap();
+    assert_eq!(found, None);
+}
+
+#[tokio::test]
+async fn find_sent_rejects_foreign_next_page() {
+    let server = MockServer::start().await;
+    for next in [
+        "/2010-04-01/Accounts/ACffffffffffffffffffffffffffffffff/Messages.json?Page=1".to_owned(),
+        "https://elsewhere.invalid/2010-04-01/Messages.json".to_owned(),
+    ] {
+        server.reset().await;
+        Mock::given(method("GET"))
+            .and(path(messages_path()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(page(
+                vec![listed("SM-newer", "Un message plus récent", after_due(30))],
+                Some(next.clone()),
+            )))
+            .mount(&server)
+            .await;
+        let channel = builder(&server).build().unwrap();
+        let error = channel
+            .find_sent(&lookup_permit("key-elsewhere"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unexpected, "{next}: {error}");
+        assert!(!error.to_string().contains(AUTH_TOKEN));
+    }
+}
+
+#[tokio::test]
+async fn find_sent_matches_messaging_service() {
+    let server = MockServer::start().await;
+    let service = "MG0123456789abcdef0123456789abcdef";
+    let mut message = listed("SM-service", SAMPLE_TEXT, after_due(2));
+    message["from"] = json!("+33757000009");
+    message["messaging_service_sid"] = json!(service);
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .and(query_param_is_missing("From"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(vec![message], None)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let channel = TwilioSmsChannelBuilder::new(ACCOUNT_SID, AUTH_TOKEN)
+        .with_messaging_service_sid(service)
+        .with_base_url(server.uri())
+        .build()
+        .unwrap();
+    assert_eq!(
+        found_id(&channel, &lookup_permit("key-service")).await,
+        Some("SM-service".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_sent_timeout_is_retryable() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(Vec::new(), None))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let channel = builder(&server)
+        .with_request_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let error = channel
+        .find_sent(&lookup_permit("key-lookup-timeout"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(
+        error.is_retryable(),
+        "reading the list changes nothing: {error}"
+    );
+    assert_eq!(error.operation(), Some("find_sent"));
+}
+
+#[tokio::test]
+async fn find_sent_uses_sent_keys() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"sid": "SM-sent-here"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    let permit = lookup_permit("key-ledger");
+    channel.send(&permit).await.unwrap();
+    // No GET is mounted: a request would get 404 and fail.
+    assert_eq!(
+        found_id(&channel, &permit).await,
+        Some("SM-sent-here".to_owned())
     );
 }
 

@@ -58,8 +58,9 @@
 //!
 //! # Limitations
 //! - Only text is sent; attachments, templates and quick replies are not.
-//! - Repeated idempotency keys are caught in memory only, as for Twilio: the
-//!   Send API has no idempotency key.
+//! - Repeated idempotency keys are caught in memory only: the Send API has
+//!   no idempotency key, and the channel cannot look up a message it sent,
+//!   so an entry whose worker stopped mid-send may be sent again by another.
 //! - The window times the channel sees in webhooks are kept in memory; after
 //!   a restart, set a [`LastInboundSource`] such as [`StoreLastInbound`], or
 //!   every send is rejected until the person writes again.

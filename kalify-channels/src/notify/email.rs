@@ -217,14 +217,14 @@ impl Notifier for EmailNotifier {
             }
             Err(error) => {
                 let timed_out = started.elapsed() >= self.timeout;
-                let error = crate::email::smtp::map_smtp_error(error, timed_out).with_context("kind", kind);
+                let error =
+                    crate::email::smtp::map_smtp_error(error, timed_out).with_context("kind", kind);
                 tracing::debug!(target: "kalify::notify", adapter = ADAPTER, kind, elapsed_ms, error = %error, "notification e-mail failed");
                 Err(error)
             }
         }
     }
 }
-
 
 /// Builds an [`EmailNotifier`].
 ///

@@ -28,7 +28,7 @@
 //! | 5xx | `Unavailable`, with `Retry-After` | temporary |
 //! | 401, 403, code 20003 | `Unauthenticated` | permanent |
 //! | other 4xx | by code or status, such as `InvalidInput` | permanent |
-//! | no response in time, connection lost after sending | `Timeout` or `Unavailable`, context `outcome=unknown` | permanent unless `retry_unknown_outcome` |
+//! | no response in time, connection lost after sending | `Timeout` or `Unavailable`, context `outcome=unknown` | permanent unless `retry_unknown_outcome`; the engine retries it after a lookup |
 //!
 //! # Idempotency
 //! Twilio's Messages API documents no idempotency key, so two identical
@@ -42,12 +42,25 @@
 //! a repeated key without calling Twilio. A key whose send is in progress
 //! fails with a retryable `Unavailable`.
 //!
+//! Across processes, the channel finds an earlier send in Twilio's message
+//! list ([`Channel::find_sent`]). The engine calls it before sending an
+//! entry whose earlier attempt may have been accepted, because its worker
+//! stopped mid-send or its response was lost. A listed message matches
+//! when the REST API created it to the same number, from the same sender
+//! or Messaging Service, no earlier than 10 minutes before the entry was
+//! due, with the same text up to Smart Encoding's replacements of quotes,
+//! dashes, the ellipsis and special spaces.
+//!
 //! # Limitations
-//! - The memory of sent keys is per process and lost on restart. A retry
-//!   from another process, or after a restart, sends again. This is why a
-//!   failure after the request left (a timeout) is permanent by default:
-//!   retrying it could send the SMS twice. Set `retry_unknown_outcome` to
-//!   prefer a possible duplicate over a possible loss.
+//! - The memory of sent keys is per process and lost on restart, so a
+//!   repeat from another process relies on the lookup.
+//! - A failure after the request left (a timeout) is permanent. The engine
+//!   still retries it, after a lookup. For other callers, set
+//!   `retry_unknown_outcome` to make it retryable, accepting a possible
+//!   duplicate.
+//! - The lookup takes a second identical text to the same number within
+//!   that span for the first, and does not find a message Twilio has not
+//!   listed yet.
 //! - Inbound media (MMS) are not read: a message with media and no text
 //!   arrives with empty text.
 //! - An inbound message from a short code or an alphanumeric sender is
@@ -72,7 +85,7 @@ use serde::Deserialize;
 
 use self::error::{ADAPTER, send_error};
 pub use self::signature::{compute_signature, validate_request, validate_request_with_body};
-use self::wire::{ErrorBody, MessageBody, PROVIDER};
+use self::wire::{ErrorBody, MessageBody, MessagePage, PROVIDER, SentQuery};
 use crate::http::{
     self, Claim, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEDGER_CAPACITY, DEFAULT_MAX_WEBHOOK_BYTES,
     DEFAULT_REQUEST_TIMEOUT, HttpClient, SendLedger,
@@ -87,6 +100,16 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 
 /// The maximum text length Twilio accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 1600;
+
+/// The page size of a lookup in the message list.
+const LOOKUP_PAGE_SIZE: u32 = 50;
+
+/// The maximum number of message-list pages one lookup reads.
+const LOOKUP_MAX_PAGES: usize = 4;
+
+/// How much earlier than the entry's due time a matching message may have
+/// been created, for a difference between this host's clock and Twilio's.
+const LOOKUP_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// The maximum validity period Twilio accepts (10 hours), per its error 90007.
 pub const MAX_VALIDITY_PERIOD: Duration = Duration::from_secs(36_000);
@@ -445,6 +468,74 @@ impl TwilioSmsChannel {
         Ok(Some(params))
     }
 
+    /// Reads one page of the message list.
+    async fn lookup_page(
+        &self,
+        request: reqwest::RequestBuilder,
+        outbox_id: kalify_core::OutboxId,
+    ) -> Result<MessagePage> {
+        let request = request.basic_auth(&self.account_sid, Some(self.auth_token.expose()));
+        let response = match self.http.execute(request, "find_sent").await {
+            Ok(response) => response,
+            Err(error) => {
+                // Reading the list changes nothing, so a lookup that timed
+                // out can be retried safely.
+                return Err(Error::new(
+                    error.kind(),
+                    "failed to read Twilio's message list; retry the lookup later",
+                )
+                .with_adapter(ADAPTER)
+                .with_operation("find_sent")
+                .with_context("outbox_id", outbox_id)
+                .with_retry(Retry::Temporary)
+                .with_source(error));
+            }
+        };
+        if !(200..300).contains(&response.status) {
+            let body: Option<ErrorBody> = serde_json::from_slice(&response.body).ok();
+            let delay = http::retry_after(&response.headers, self.clock.now());
+            return Err(send_error(response.status, body.as_ref(), delay)
+                .with_operation("find_sent")
+                .with_context("outbox_id", outbox_id));
+        }
+        serde_json::from_slice::<MessagePage>(&response.body).map_err(|error| {
+            Error::new(
+                ErrorKind::Unexpected,
+                "Twilio's message list is not the JSON the Messages API documents",
+            )
+            .with_adapter(ADAPTER)
+            .with_operation("find_sent")
+            .with_context("outbox_id", outbox_id)
+            .with_context("status", response.status)
+            .with_source(error)
+        })
+    }
+
+    /// Builds the URL of the next page from Twilio's `next_page_uri`, a path
+    /// on the API's host. Only a path under this account's message list is
+    /// followed, so the credentials never go elsewhere.
+    fn next_page_url(
+        &self,
+        next_page_uri: &str,
+        outbox_id: kalify_core::OutboxId,
+    ) -> Result<String> {
+        let list_path = self
+            .messages_url
+            .find("/2010-04-01/")
+            .map_or("", |start| &self.messages_url[start..]);
+        if !next_page_uri.starts_with(list_path) || list_path.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                "Twilio's next_page_uri is not a page of this account's message list",
+            )
+            .with_adapter(ADAPTER)
+            .with_operation("find_sent")
+            .with_context("outbox_id", outbox_id));
+        }
+        let base = &self.messages_url[..self.messages_url.len() - list_path.len()];
+        Ok(format!("{base}{next_page_uri}"))
+    }
+
     fn check_entry<'a>(&self, permit: &'a SendPermit) -> Result<&'a PhoneNumber> {
         let entry = permit.entry();
         let rejected = |kind: ErrorKind, message: String| {
@@ -494,6 +585,7 @@ impl Channel for TwilioSmsChannel {
             .with_webhooks(true)
             .with_delivery_reports(true)
             .with_dedupes_sends(true)
+            .with_finds_sent(true)
             .with_max_text_chars(Some(MAX_TEXT_CHARS))
     }
 
@@ -620,6 +712,82 @@ impl Channel for TwilioSmsChannel {
             "Twilio accepted the message"
         );
         Ok(receipt)
+    }
+
+    /// Looks for the entry's SMS in Twilio's message list.
+    ///
+    /// # Behavior
+    /// - A key this channel sent returns its receipt without a request.
+    /// - Otherwise it reads `GET …/Messages.json?To=…&PageSize=50`, with
+    ///   `From` when no Messaging Service picks the sender, newest first, up
+    ///   to 4 pages, and stops at a page whose messages are all older than
+    ///   the entry's `next_attempt_at` less 10 minutes (for clock skew).
+    /// - A message matches when the REST API created it (`outbound-api`) to
+    ///   the same number, from the same sender or Messaging Service, since
+    ///   that time, with the same text up to Smart Encoding's replacements.
+    ///
+    /// # Errors
+    /// As for a send, with operation `find_sent`; a lookup that timed out is
+    /// retryable, because reading the list changes nothing.
+    async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
+        let entry = permit.entry();
+        let to = self.check_entry(permit)?;
+        if let Some(receipt) = self.ledger.receipt(&entry.idempotency_key) {
+            return Ok(Some(receipt));
+        }
+        let query = SentQuery {
+            to: to.as_str(),
+            from: self.from.as_deref(),
+            messaging_service_sid: self.messaging_service_sid.as_deref(),
+            body: &entry.text,
+            since: entry.next_attempt_at - LOOKUP_CLOCK_SKEW,
+        };
+
+        let mut params: Vec<(&str, String)> = vec![
+            ("To", to.as_str().to_owned()),
+            ("PageSize", LOOKUP_PAGE_SIZE.to_string()),
+        ];
+        if self.messaging_service_sid.is_none()
+            && let Some(from) = &self.from
+        {
+            params.push(("From", from.clone()));
+        }
+
+        let first_page = form_urlencoded::Serializer::new(format!("{}?", self.messages_url))
+            .extend_pairs(params)
+            .finish();
+        let mut request = self.http.client().get(first_page);
+
+        for page in 1..=LOOKUP_MAX_PAGES {
+            let page_body = self.lookup_page(request, entry.id).await?;
+            if let Some(found) = page_body
+                .messages
+                .iter()
+                .find(|message| message.matches(&query))
+            {
+                let sid = found.sid.clone().unwrap_or_default();
+                if !sid.is_empty() {
+                    tracing::debug!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, provider_message_id = %sid, page, "found the message of an earlier attempt");
+                    return Ok(Some(Receipt {
+                        provider: PROVIDER.to_owned(),
+                        provider_message_id: sid,
+                    }));
+                }
+            }
+
+            let reached_older = !page_body.messages.is_empty()
+                && page_body
+                    .messages
+                    .iter()
+                    .all(|message| message.created().is_some_and(|at| at < query.since));
+            let next = page_body.next_page_uri.filter(|uri| !uri.is_empty());
+            let Some(next) = next.filter(|_| !reached_older) else {
+                return Ok(None);
+            };
+            request = self.http.client().get(self.next_page_url(&next, entry.id)?);
+        }
+        tracing::warn!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, pages = LOOKUP_MAX_PAGES, "no earlier send found within the page limit, because the recipient has many recent messages; the entry is sent again");
+        Ok(None)
     }
 
     /// Verifies `X-Twilio-Signature`, then reads an inbound message or a

@@ -27,6 +27,97 @@ pub(crate) struct ErrorBody {
     pub(crate) code: Option<u32>,
 }
 
+/// One page of `GET …/Messages.json`, Twilio's message list: newest first,
+/// with the path of the next page when there is one.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct MessagePage {
+    #[serde(default)]
+    pub(crate) messages: Vec<ListedMessage>,
+    pub(crate) next_page_uri: Option<String>,
+}
+
+/// A message of the list. Only the fields that identify a send are read.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListedMessage {
+    pub(crate) sid: Option<String>,
+    pub(crate) to: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) messaging_service_sid: Option<String>,
+    pub(crate) body: Option<String>,
+    pub(crate) direction: Option<String>,
+    /// RFC 2822, such as `Fri, 24 May 2019 17:44:46 +0000`.
+    pub(crate) date_created: Option<String>,
+}
+
+/// The fields a listed message must match to be the send of an outbox entry.
+#[derive(Debug)]
+pub(crate) struct SentQuery<'a> {
+    pub(crate) to: &'a str,
+    /// The sender number, compared when no Messaging Service picks it.
+    pub(crate) from: Option<&'a str>,
+    pub(crate) messaging_service_sid: Option<&'a str>,
+    pub(crate) body: &'a str,
+    /// The earliest creation time that can match.
+    pub(crate) since: Timestamp,
+}
+
+impl ListedMessage {
+    /// When Twilio created the message, if the date reads.
+    pub(crate) fn created(&self) -> Option<Timestamp> {
+        let date = self.date_created.as_deref()?;
+        chrono::DateTime::parse_from_rfc2822(date)
+            .ok()
+            .map(|date| date.with_timezone(&chrono::Utc))
+    }
+
+    /// True when this is a message the REST API created to `query.to`,
+    /// from the same sender, at or after `query.since`, with the same text.
+    pub(crate) fn matches(&self, query: &SentQuery<'_>) -> bool {
+        if self.direction.as_deref() != Some("outbound-api") || self.to.as_deref() != Some(query.to)
+        {
+            return false;
+        }
+        let same_sender = match query.messaging_service_sid {
+            Some(service) => self.messaging_service_sid.as_deref() == Some(service),
+            None => query.from.is_some() && self.from.as_deref() == query.from,
+        };
+        if !same_sender || self.created().is_none_or(|created| created < query.since) {
+            return false;
+        }
+        self.body
+            .as_deref()
+            .is_some_and(|body| same_text(body, query.body))
+    }
+}
+
+/// Compares two SMS texts, ignoring what Twilio's Smart Encoding may have
+/// replaced: typographic quotes, dashes, the ellipsis and special spaces
+/// become their plain GSM counterparts.
+pub(crate) fn same_text(listed: &str, sent: &str) -> bool {
+    listed == sent
+        || listed
+            .chars()
+            .flat_map(plain)
+            .eq(sent.chars().flat_map(plain))
+}
+
+/// Returns the plain form of one character, as Smart Encoding would send it.
+fn plain(c: char) -> std::iter::Take<std::array::IntoIter<char, 3>> {
+    let (chars, len) = match c {
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' | '\u{02BC}' => {
+            (['\'', ' ', ' '], 1)
+        }
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{2033}' | '\u{00AB}'
+        | '\u{00BB}' => (['"', ' ', ' '], 1),
+        '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2014}' | '\u{2015}'
+        | '\u{2212}' => (['-', ' ', ' '], 1),
+        '\u{2026}' => (['.', '.', '.'], 3),
+        '\u{00A0}' | '\u{2002}'..='\u{200A}' | '\u{202F}' | '\u{205F}' => ([' ', ' ', ' '], 1),
+        other => ([other, ' ', ' '], 1),
+    };
+    chars.into_iter().take(len)
+}
+
 /// Returns the first value of parameter `name`.
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
