@@ -367,11 +367,57 @@ pub(crate) fn insert_prospect(
 
 /// Writes `prospect` with version `prospect.version + 1` when the stored
 /// version is `prospect.version`, and returns the number of rows changed.
+///
+/// SQLite rewrites the entry of every index whose column an UPDATE sets,
+/// even to the same value. A turn rarely changes the indexed columns
+/// (contact points, creation time), so a first statement leaves them out
+/// and applies only when they are unchanged. Otherwise the full statement runs.
 pub(crate) fn update_prospect_if_version(
     connection: &Connection,
     prospect: &Prospect,
 ) -> Result<usize, SqliteError> {
     let encoded = encode_prospect(prospect)?;
+    let phone = prospect.phone.as_ref().map(PhoneNumber::as_str);
+    let email = prospect.email.as_ref().map(EmailAddress::as_str);
+    let messenger = prospect.messenger.as_ref().map(MessengerPsid::as_str);
+    let unindexed = connection
+        .prepare_cached(
+            "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, \
+             locale = ?7, time_zone = ?8, source = ?9, tags = ?10, custom_fields = ?11, status = ?12, \
+             score = ?13, owner_id = ?14, consents = ?15, restricted = ?16, objected = ?17, \
+             updated_at = ?18, version = ?19 \
+             WHERE org_id = ?1 AND id = ?2 AND version = ?20 \
+             AND phone IS ?21 AND email IS ?22 AND messenger IS ?23 AND created_at = ?24",
+        )?
+        .execute(params![
+            prospect.org_id.key(),
+            prospect.id.key(),
+            prospect.first_name,
+            prospect.last_name,
+            prospect.company,
+            prospect.job_title,
+            prospect.locale.as_str(),
+            prospect.time_zone.map(|zone| zone.name()),
+            prospect.source,
+            encoded.tags,
+            encoded.custom_fields,
+            prospect.status.as_str(),
+            encoded.score,
+            opt_key(prospect.owner),
+            encoded.consents,
+            prospect.restricted,
+            prospect.objected,
+            encoded.updated_at,
+            version_param(prospect.version.next())?,
+            version_param(prospect.version)?,
+            phone,
+            email,
+            messenger,
+            encoded.created_at,
+        ])?;
+    if unindexed > 0 {
+        return Ok(unindexed);
+    }
     let mut statement = connection.prepare_cached(
         "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, phone = ?7, \
          email = ?8, messenger = ?9, locale = ?10, time_zone = ?11, source = ?12, tags = ?13, custom_fields = ?14, \
@@ -386,9 +432,9 @@ pub(crate) fn update_prospect_if_version(
         prospect.last_name,
         prospect.company,
         prospect.job_title,
-        prospect.phone.as_ref().map(PhoneNumber::as_str),
-        prospect.email.as_ref().map(EmailAddress::as_str),
-        prospect.messenger.as_ref().map(MessengerPsid::as_str),
+        phone,
+        email,
+        messenger,
         prospect.locale.as_str(),
         prospect.time_zone.map(|zone| zone.name()),
         prospect.source,
@@ -528,10 +574,44 @@ pub(crate) fn insert_conversation_unless_exists(
 
 /// Writes `conversation` with version `conversation.version + 1` when the
 /// stored version is `conversation.version`, and returns the number of rows changed.
+///
+/// As for prospects, a first statement leaves out the indexed prospect and
+/// campaign, which a conversation keeps from its creation, and applies
+/// only when they are unchanged.
 pub(crate) fn update_conversation_if_version(
     connection: &Connection,
     conversation: &Conversation,
 ) -> Result<usize, SqliteError> {
+    let facts = to_json(&conversation.facts, "facts")?;
+    let score = opt_json(conversation.score.as_ref(), "score")?;
+    let unindexed = connection
+        .prepare_cached(
+            "UPDATE conversations SET channel = ?3, state = ?4, facts = ?5, score = ?6, \
+             attempts_sent = ?7, automation_disclosed = ?8, assigned_to = ?9, created_at = ?10, \
+             updated_at = ?11, last_inbound_at = ?12, version = ?13 \
+             WHERE org_id = ?1 AND id = ?2 AND version = ?14 AND prospect_id = ?15 AND campaign_id IS ?16",
+        )?
+        .execute(params![
+            conversation.org_id.key(),
+            conversation.id.key(),
+            conversation.channel.as_str(),
+            conversation.state.as_str(),
+            facts,
+            score,
+            conversation.attempts_sent,
+            conversation.automation_disclosed,
+            opt_key(conversation.assigned_to),
+            nanos(conversation.created_at)?,
+            nanos(conversation.updated_at)?,
+            opt_nanos(conversation.last_inbound_at)?,
+            version_param(conversation.version.next())?,
+            version_param(conversation.version)?,
+            conversation.prospect_id.key(),
+            opt_key(conversation.campaign_id),
+        ])?;
+    if unindexed > 0 {
+        return Ok(unindexed);
+    }
     let mut statement = connection.prepare_cached(
         "UPDATE conversations SET prospect_id = ?3, campaign_id = ?4, channel = ?5, state = ?6, facts = ?7, \
          score = ?8, attempts_sent = ?9, automation_disclosed = ?10, assigned_to = ?11, created_at = ?12, \
@@ -545,8 +625,8 @@ pub(crate) fn update_conversation_if_version(
         opt_key(conversation.campaign_id),
         conversation.channel.as_str(),
         conversation.state.as_str(),
-        to_json(&conversation.facts, "facts")?,
-        opt_json(conversation.score.as_ref(), "score")?,
+        facts,
+        score,
         conversation.attempts_sent,
         conversation.automation_disclosed,
         opt_key(conversation.assigned_to),
