@@ -307,19 +307,57 @@ impl State {
     }
 
     /// Checks everything in `turn` that could fail, so that applying it cannot.
+    /// True when `conversation`'s id is taken, or its prospect has a
+    /// conversation for the same campaign.
+    fn conversation_taken(&self, conversation: &Conversation) -> bool {
+        let org = conversation.org_id;
+        if self.has_conversation(org, conversation.id) {
+            return true;
+        }
+        let siblings = self
+            .prospect_conversations
+            .get(&(org, conversation.prospect_id));
+        siblings.into_iter().flatten().any(|id| {
+            self.conversations
+                .get(&(org, *id))
+                .is_some_and(|other| other.campaign_id == conversation.campaign_id)
+        })
+    }
+
     fn check_turn(&self, turn: &TurnCommit) -> Result<()> {
         check_turn_orgs(turn)?;
         let org = turn.conversation.org_id;
+        // A conversation the turn creates counts as existing for its records.
+        let known = |id: ConversationId| {
+            self.has_conversation(org, id)
+                || (turn.create_conversation && id == turn.conversation.id)
+        };
 
-        let stored = self
-            .conversations
-            .get(&(org, turn.conversation.id))
-            .ok_or_else(|| not_found("conversation", org))?;
-        if stored.version != turn.conversation.version {
-            return Err(Error::conflict(format!(
-                "the conversation changed since it was read: stored {}, turn read {}",
-                stored.version, turn.conversation.version
-            )));
+        if turn.create_conversation {
+            let conversation = &turn.conversation;
+            if !self
+                .prospects
+                .contains_key(&(org, conversation.prospect_id))
+            {
+                return Err(not_found("prospect", org)
+                    .with_context("prospect_id", conversation.prospect_id));
+            }
+            if self.conversation_taken(conversation) {
+                return Err(Error::conflict(
+                    "the conversation the turn creates exists already, or its prospect has one for the same campaign",
+                ));
+            }
+        } else {
+            let stored = self
+                .conversations
+                .get(&(org, turn.conversation.id))
+                .ok_or_else(|| not_found("conversation", org))?;
+            if stored.version != turn.conversation.version {
+                return Err(Error::conflict(format!(
+                    "the conversation changed since it was read: stored {}, turn read {}",
+                    stored.version, turn.conversation.version
+                )));
+            }
         }
         if let Some(prospect) = &turn.prospect {
             let stored = self
@@ -350,7 +388,7 @@ impl State {
                 )
                 .with_context("message_id", message.id));
             }
-            if !self.has_conversation(org, message.conversation_id) {
+            if !known(message.conversation_id) {
                 return Err(not_found("conversation of a message", org)
                     .with_context("message_id", message.id));
             }
@@ -368,7 +406,7 @@ impl State {
                 return Err(not_found("message of an outbox entry", org)
                     .with_context("outbox_id", entry.id));
             }
-            if !self.has_conversation(org, entry.conversation_id) {
+            if !known(entry.conversation_id) {
                 return Err(not_found("conversation of an outbox entry", org)
                     .with_context("outbox_id", entry.id));
             }
@@ -386,11 +424,7 @@ impl State {
             .with_context("job_id", id));
         }
 
-        if let Some(job) = turn
-            .jobs
-            .iter()
-            .find(|job| !self.has_conversation(org, job.conversation_id))
-        {
+        if let Some(job) = turn.jobs.iter().find(|job| !known(job.conversation_id)) {
             return Err(not_found("conversation of a job", org).with_context("job_id", job.id));
         }
         Ok(())
@@ -404,6 +438,12 @@ impl State {
         let version = turn.conversation.version.next();
         let mut conversation = turn.conversation.clone();
         conversation.version = version;
+        if turn.create_conversation {
+            self.prospect_conversations
+                .entry((org, conversation.prospect_id))
+                .or_default()
+                .push(conversation.id);
+        }
         self.conversations
             .insert((org, conversation.id), conversation);
 
@@ -650,19 +690,7 @@ impl Store for MemoryStore {
             return Err(not_found("conversation of a job", org).with_context("job_id", job.id))
                 .map_err(tag("insert_conversation"));
         }
-        if state.has_conversation(org, conversation.id) {
-            return Ok(false);
-        }
-        let siblings = state
-            .prospect_conversations
-            .get(&(org, conversation.prospect_id));
-        let exists = siblings.into_iter().flatten().any(|id| {
-            state
-                .conversations
-                .get(&(org, *id))
-                .is_some_and(|other| other.campaign_id == conversation.campaign_id)
-        });
-        if exists {
+        if state.conversation_taken(conversation) {
             return Ok(false);
         }
 

@@ -59,7 +59,7 @@ impl Engine {
                 "inbound message has an empty provider message id; the provider's id is required for de-duplication",
             ));
         }
-        let (prospect, conversation) = self.inbound_conversation(org, &inbound).await?;
+        let (prospect, conversation, _) = self.inbound_conversation(org, &inbound, true).await?;
 
         let message = Message {
             id: MessageId::new(),
@@ -129,19 +129,26 @@ impl Engine {
                 "inbound message has an empty provider message id; the provider's id is required for de-duplication",
             ));
         }
-        let (prospect, conversation) = self.inbound_conversation(org, &inbound).await?;
+        // A prospect's first message gets a new conversation, which the
+        // turn's commit creates, so that the turn costs one commit.
+        let (prospect, conversation, unsaved) =
+            self.inbound_conversation(org, &inbound, false).await?;
         let (guard, waited) = self.inner.locks.lock_noting_wait(prospect.id).await;
         // A turn of the same prospect held the lock and may have committed,
         // so the rows read before it are stale. A turn built on them would
         // fail the version check after its model call and call again.
-        let (prospect, conversation) = if waited {
-            self.inbound_conversation(org, &inbound).await?
+        let (prospect, conversation, unsaved) = if waited {
+            self.inbound_conversation(org, &inbound, false).await?
         } else {
-            (prospect, conversation)
+            (prospect, conversation, unsaved)
         };
         let (prospect_id, conversation_id) = (prospect.id, conversation.id);
 
-        let stored = store.list_messages(org, conversation_id).await?;
+        let stored = if unsaved {
+            Vec::new()
+        } else {
+            store.list_messages(org, conversation_id).await?
+        };
         let duplicate = stored.iter().any(|message| {
             message.direction == Direction::Inbound
                 && message.provider.as_deref() == Some(inbound.provider.as_str())
@@ -191,6 +198,7 @@ impl Engine {
         let (mut commit, notifications) = self.answer_messages(turn, &pending, now).await?;
         commit.processed_inbound.retain(|id| *id != message.id);
         commit.messages.insert(0, message.clone());
+        commit.create_conversation = unsaved;
 
         match store.commit_turn(&commit).await {
             Ok(_) => {
@@ -208,8 +216,16 @@ impl Engine {
             Err(error) if error.kind() == ErrorKind::Conflict => {
                 tracing::debug!(target: "kalify::engine", conversation_id = %conversation_id, "one-commit turn conflicted; storing the message first");
                 drop(guard);
+                // The message needs a stored conversation: the prospect's
+                // winner when another turn created one first.
+                let conversation_id = if unsaved {
+                    self.inbound_conversation(org, &inbound, true).await?.1.id
+                } else {
+                    conversation_id
+                };
                 let message = Message {
                     processed: false,
+                    conversation_id,
                     ..message
                 };
                 if store.insert_inbound(&message).await? == InsertOutcome::Duplicate {
@@ -240,15 +256,24 @@ impl Engine {
     /// Finds the prospect who sent `inbound` and the conversation that
     /// receives it: the most recently updated one that has sent something,
     /// else a new conversation of the prospect's own.
+    ///
+    /// A prospect without a conversation gets a new one, which is stored
+    /// when `store_new` is set. Otherwise it is returned unsaved, with
+    /// `true` as the third value, for the caller to create.
     async fn inbound_conversation(
         &self,
         org: OrgId,
         inbound: &InboundMessage,
-    ) -> Result<(Prospect, Conversation)> {
+        store_new: bool,
+    ) -> Result<(Prospect, Conversation, bool)> {
         let store = &self.inner.store;
         let prospect = match store.find_prospect(org, &inbound.from).await? {
             Some(prospect) => prospect,
-            None => return self.unknown_sender_conversation(org, inbound).await,
+            None => {
+                let (prospect, conversation) =
+                    self.unknown_sender_conversation(org, inbound).await?;
+                return Ok((prospect, conversation, false));
+            }
         };
 
         // The most recently updated conversation that has sent something
@@ -265,6 +290,9 @@ impl Engine {
                 let mut conversation =
                     Conversation::new(org, prospect.id, None, inbound.channel, inbound.at);
                 conversation.state = ConversationState::Contacted;
+                if !store_new {
+                    return Ok((prospect, conversation, true));
+                }
                 store.insert_conversation(&conversation, &[]).await?;
                 // Another worker may have created one at the same time; use whichever won.
                 store
@@ -276,7 +304,7 @@ impl Engine {
             }
         };
 
-        Ok((prospect, conversation))
+        Ok((prospect, conversation, false))
     }
 
     /// Creates a prospect for a sender no prospect of `org` has, with a

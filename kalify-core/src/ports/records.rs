@@ -149,7 +149,7 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// An earlier attempt may have reached the provider without its outcome
     /// being recorded: its worker stopped before finishing the entry (a
-    /// lease expired), or the provider's answer was lost. Before sending
+    /// lease expired), or the provider's response was lost. Before sending
     /// again, the engine asks a channel that can look up its sends
     /// ([`Channel::find_sent`](crate::ports::Channel::find_sent)) whether
     /// the provider already holds the message. Cleared only by `Sent`.
@@ -299,6 +299,11 @@ pub struct TurnCommit {
     /// The conversation after the turn. Its `version` is the version read
     /// before the turn; the store fails with `Conflict` if the stored one differs.
     pub conversation: Conversation,
+    /// The conversation is new: the store inserts it, with version
+    /// `conversation.version + 1`, instead of updating it. The commit fails
+    /// with `Conflict`, writing nothing, when a conversation with its id, or
+    /// of its prospect and campaign, exists.
+    pub create_conversation: bool,
     /// The prospect after the turn, with the version read before it.
     pub prospect: Option<Prospect>,
     /// Outbound messages to insert.
@@ -330,6 +335,7 @@ impl TurnCommit {
     pub fn new(conversation: Conversation) -> Self {
         TurnCommit {
             conversation,
+            create_conversation: false,
             prospect: None,
             messages: Vec::new(),
             processed_inbound: Vec::new(),

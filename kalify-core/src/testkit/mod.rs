@@ -104,6 +104,7 @@ macro_rules! store_conformance {
                 pending_inbound_order,
                 commit_turn_writes_everything,
                 commit_turn_conversation_conflict_writes_nothing,
+                commit_turn_creates_conversation,
                 commit_turn_prospect_conflict_writes_nothing,
                 commit_turn_rejects_other_org_records,
                 commit_turn_cancels_conversation_scope,

@@ -1617,6 +1617,95 @@ pub async fn commit_turn_conversation_conflict_writes_nothing(store: &dyn Store)
     .await;
 }
 
+/// Checks that a turn with `create_conversation` inserts the conversation
+/// with the turn's records, and that a second conversation of the same
+/// prospect and campaign is `Conflict` and writes nothing.
+pub async fn commit_turn_creates_conversation(store: &dyn Store) {
+    let org = fakes::org();
+    let prospect = fakes::prospect(org);
+    ok(
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await,
+        "insert_prospects",
+    );
+    let conversation = fakes::conversation(&prospect, None);
+    let mut turn = TurnCommit::new(conversation.clone());
+    turn.create_conversation = true;
+    turn.messages
+        .push(fakes::inbound(&conversation, "SM-first", time(3)));
+    turn.messages.push(fakes::outbound(&conversation, time(4)));
+    let version = ok(store.commit_turn(&turn).await, "commit_turn");
+    assert_eq!(
+        version,
+        conversation.version.next(),
+        "a created conversation must get the turn's new version"
+    );
+    let stored = ok(
+        store.get_conversation(org, conversation.id).await,
+        "get_conversation",
+    );
+    assert_eq!(
+        stored.version, version,
+        "the stored version must be the new one"
+    );
+    let listed = ok(
+        store.conversations_of(org, prospect.id).await,
+        "conversations_of",
+    );
+    assert_eq!(
+        listed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![conversation.id],
+        "the created conversation must be listed for its prospect"
+    );
+    let messages = ok(
+        store.list_messages(org, conversation.id).await,
+        "list_messages",
+    );
+    assert_eq!(messages.len(), 2, "the turn's messages must be written");
+
+    // Another conversation of the same prospect without a campaign.
+    let rival = fakes::conversation(&prospect, None);
+    let mut second = TurnCommit::new(rival.clone());
+    second.create_conversation = true;
+    second
+        .messages
+        .push(fakes::inbound(&rival, "SM-rival", time(5)));
+    let error = store
+        .commit_turn(&second)
+        .await
+        .err()
+        .map(|error| error.kind());
+    assert_eq!(
+        error,
+        Some(ErrorKind::Conflict),
+        "a second conversation for the same prospect and campaign must conflict"
+    );
+    assert!(
+        store.get_conversation(org, rival.id).await.is_err(),
+        "a conflicting turn must not create its conversation"
+    );
+    let listed = ok(
+        store.conversations_of(org, prospect.id).await,
+        "conversations_of",
+    );
+    assert_eq!(listed.len(), 1, "a conflicting turn must write nothing");
+
+    // The same id again.
+    let mut again = TurnCommit::new(conversation.clone());
+    again.create_conversation = true;
+    let error = store
+        .commit_turn(&again)
+        .await
+        .err()
+        .map(|error| error.kind());
+    assert_eq!(
+        error,
+        Some(ErrorKind::Conflict),
+        "creating an existing conversation must conflict"
+    );
+}
+
 /// Checks that a turn with a stale prospect version is `Conflict` and writes nothing.
 pub async fn commit_turn_prospect_conflict_writes_nothing(store: &dyn Store) {
     let org = fakes::org();

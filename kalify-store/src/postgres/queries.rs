@@ -553,6 +553,21 @@ pub(crate) async fn commit_turn(
     let conversation = &turn.conversation;
     let org = conversation.org_id;
 
+    if turn.create_conversation {
+        let created = Conversation {
+            version: conversation.version.next(),
+            ..conversation.clone()
+        };
+        if !insert_conversation(connection, &created, &[]).await? {
+            return Err(Error::conflict(
+                "the conversation the turn creates exists already, or its prospect has one for the same campaign",
+            )
+            .with_context("conversation_id", conversation.id)
+            .into());
+        }
+        return commit_turn_rest(connection, turn).await;
+    }
+
     let query = rows::bind_conversation(
         sqlx::query(
             "UPDATE conversations SET prospect_id = $3, campaign_id = $4, channel = $5, state = $6, facts = $7, \
@@ -575,6 +590,16 @@ pub(crate) async fn commit_turn(
             conversation.version,
         ));
     }
+    commit_turn_rest(connection, turn).await
+}
+
+/// Writes what a turn adds after its conversation row, in the caller's transaction.
+async fn commit_turn_rest(
+    connection: &mut PgConnection,
+    turn: &TurnCommit,
+) -> Result<Version, PgError> {
+    let conversation = &turn.conversation;
+    let org = conversation.org_id;
     if let Some(prospect) = &turn.prospect
         && !update_prospect_if_version(connection, prospect).await?
     {

@@ -457,7 +457,19 @@ pub(crate) fn commit_turn(
     let conversation = &turn.conversation;
     let org = conversation.org_id;
 
-    if rows::update_conversation_if_version(&transaction, conversation)? == 0 {
+    if turn.create_conversation {
+        let created = Conversation {
+            version: conversation.version.next(),
+            ..conversation.clone()
+        };
+        if rows::insert_conversation_unless_exists(&transaction, &created)? == 0 {
+            return Err(Error::conflict(
+                "the conversation the turn creates exists already, or its prospect has one for the same campaign",
+            )
+            .with_context("conversation_id", conversation.id)
+            .into());
+        }
+    } else if rows::update_conversation_if_version(&transaction, conversation)? == 0 {
         let stored = conversation_version(&transaction, org, conversation.id)?;
         return Err(version_mismatch(
             "conversation",
