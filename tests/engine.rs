@@ -13,7 +13,7 @@ use kalify::analysis::{
 use kalify::campaign::{Campaign, CampaignStatus, Step};
 use kalify::channels::MemoryChannel;
 use kalify::contact::{ChannelKind, ContactPoint, PhoneNumber, Region};
-use kalify::conversation::{ConversationState, Direction};
+use kalify::conversation::{ConversationState, DeliveryStatus, Direction};
 use kalify::engine::Engine;
 use kalify::ports::{Clock, InboundMessage, LanguageModel, ManualClock, Store};
 use kalify::prospect::{Consent, ConsentBasis, Prospect};
@@ -1075,6 +1075,8 @@ struct UnreliableChannel {
     stop_before_send: std::sync::atomic::AtomicBool,
     stop_after_send: std::sync::atomic::AtomicBool,
     lookups: AtomicUsize,
+    /// Lookups left to fail with a permanent error.
+    fail_lookups: AtomicUsize,
     /// Sends that reached the provider, repeated keys included: the
     /// provider here de-duplicates nothing, as Twilio's API does not.
     requests: AtomicUsize,
@@ -1089,6 +1091,7 @@ impl UnreliableChannel {
             stop_before_send: Default::default(),
             stop_after_send: Default::default(),
             lookups: AtomicUsize::new(0),
+            fail_lookups: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
         }
     }
@@ -1113,6 +1116,18 @@ impl kalify::ports::Channel for UnreliableChannel {
         permit: &kalify::gate::SendPermit,
     ) -> Result<Option<kalify::ports::Receipt>> {
         self.lookups.fetch_add(1, Ordering::SeqCst);
+        let fail = self
+            .fail_lookups
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if fail {
+            return Err(Error::new(
+                ErrorKind::Unexpected,
+                "the provider's message list is not readable",
+            ));
+        }
         self.inner.find_sent(permit).await
     }
 
@@ -1289,4 +1304,62 @@ async fn lost_answer_without_lookup_fails() {
     h.engine.run_due().await.unwrap();
     assert_eq!(h.channel.requests.load(Ordering::SeqCst), 1);
     assert_eq!(h.channel.lookups.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn failed_lookup_is_retried_not_sent() {
+    let (h, prospect) = unreliable(true).await;
+    h.channel.lose_answers.store(1, Ordering::SeqCst);
+    h.channel.fail_lookups.store(1, Ordering::SeqCst);
+    h.engine.run_due().await.unwrap();
+
+    h.clock.advance(Duration::minutes(1));
+    let second = h.engine.run_due().await.unwrap();
+    assert_eq!(
+        (second.sent, second.retried, second.not_sent),
+        (0, 1, 0),
+        "a failed lookup, even a permanent failure, is retried"
+    );
+    assert_eq!(h.channel.requests.load(Ordering::SeqCst), 1);
+
+    h.clock.advance(Duration::minutes(5));
+    let third = h.engine.run_due().await.unwrap();
+    assert_eq!(third.sent, 1);
+    assert_eq!(h.channel.lookups.load(Ordering::SeqCst), 2);
+    assert_eq!(h.channel.requests.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        outbound_ids(&h, &prospect).await,
+        vec![Some("mem-1".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn exhausted_lookups_fail_without_sending() {
+    let (h, prospect) = unreliable(true).await;
+    h.channel.lose_answers.store(1, Ordering::SeqCst);
+    h.channel.fail_lookups.store(usize::MAX, Ordering::SeqCst);
+    for _ in 0..12 {
+        h.engine.run_due().await.unwrap();
+        h.clock.advance(Duration::hours(1));
+    }
+    assert_eq!(
+        h.channel.requests.load(Ordering::SeqCst),
+        1,
+        "an entry whose lookups keep failing is never sent blind"
+    );
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    let statuses: Vec<DeliveryStatus> = h
+        .store
+        .list_messages(h.org, conversation.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|message| message.direction == Direction::Outbound)
+        .map(|message| message.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![DeliveryStatus::Failed],
+        "the entry fails once its attempts are spent"
+    );
 }

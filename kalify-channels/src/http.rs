@@ -163,12 +163,12 @@ impl HttpClient {
         let (kind, message) = if error.is_timeout() {
             (
                 ErrorKind::Timeout,
-                "the provider timed out before responding; it may have accepted the message, so it is not retried unless retry_unknown_outcome is set",
+                "the provider timed out before responding, so it may have accepted the message; a retry that does not look the message up first could send it twice",
             )
         } else {
             (
                 ErrorKind::Unavailable,
-                "the connection to the provider failed after the request was sent; it may have accepted the message, so it is not retried unless retry_unknown_outcome is set",
+                "the connection to the provider failed after the request was sent, so it may have accepted the message; a retry that does not look the message up first could send it twice",
             )
         };
         Error::new(kind, message)

@@ -525,6 +525,43 @@ async fn find_sent_filters_and_authenticates() {
         found_id(&channel, &lookup_permit("key-list")).await,
         Some("SM-found".to_owned())
     );
+    let requests = server.received_requests().await.unwrap();
+    let query = requests[0].url.query().unwrap_or_default().to_owned();
+    assert!(
+        query.starts_with("To="),
+        "the query must start with its first parameter: {query}"
+    );
+}
+
+#[tokio::test]
+async fn find_sent_searches_from_first_attempt() {
+    let server = MockServer::start().await;
+    // The first attempt at time(10) timed out, and the retry was deferred
+    // to the next morning, 15 hours later.
+    let first_attempt = fakes::time(10);
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-first-attempt", SAMPLE_TEXT, after_due(2))],
+            None,
+        )))
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    let permit = channel_suite::permit_with(
+        recipient(),
+        "key-deferred",
+        SAMPLE_TEXT,
+        Sender::Ai,
+        |entry| {
+            entry.first_attempt_at = Some(first_attempt);
+            entry.next_attempt_at = first_attempt + chrono::TimeDelta::hours(15);
+        },
+    );
+    assert_eq!(
+        found_id(&channel, &permit).await,
+        Some("SM-first-attempt".to_owned())
+    );
 }
 
 #[tokio::test]

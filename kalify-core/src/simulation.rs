@@ -313,6 +313,7 @@ fn simulated_entry(
         next_attempt_at: at,
         attempts: 0,
         unconfirmed: false,
+        first_attempt_at: None,
         status: OutboxStatus::Pending,
     }
 }

@@ -109,6 +109,7 @@ fn entry(prospect: &Prospect, purpose: SendPurpose) -> OutboxEntry {
         next_attempt_at: Utc::now(),
         attempts: 0,
         unconfirmed: false,
+        first_attempt_at: None,
         status: OutboxStatus::Pending,
     }
 }

@@ -884,6 +884,7 @@ impl Store for MemoryStore {
                 if stored.lease_until.is_some() {
                     stored.entry.unconfirmed = true;
                 }
+                stored.entry.first_attempt_at.get_or_insert(now);
                 stored.lease_until = Some(until);
                 claimed.push(stored.entry.clone());
             }

@@ -932,7 +932,9 @@ async fn upgrade_keeps_claim_security_definer() {
     let mut admin = admin(&url).await;
     execute(
         &mut admin,
-        format!("ALTER TABLE {schema}.outbox DROP COLUMN unconfirmed"),
+        format!(
+            "ALTER TABLE {schema}.outbox DROP COLUMN unconfirmed, DROP COLUMN first_attempt_at"
+        ),
     )
     .await;
     execute(

@@ -28,10 +28,10 @@ pub(crate) fn send_error(
         Some(error) => error,
         None => from_status(status, retry_after),
     };
-    let mut error = error
-        .with_adapter(ADAPTER)
-        .with_operation("send")
-        .with_context("status", status);
+    let mut error = error.with_adapter(ADAPTER).with_operation("send");
+    if !error.context().iter().any(|(key, _)| *key == "status") {
+        error = error.with_context("status", status);
+    }
     if let Some(code) = code {
         error = error.with_context("twilio_code", code);
     }

@@ -47,9 +47,9 @@
 //! entry whose earlier attempt may have been accepted, because its worker
 //! stopped mid-send or its response was lost. A listed message matches
 //! when the REST API created it to the same number, from the same sender
-//! or Messaging Service, no earlier than 10 minutes before the entry was
-//! due, with the same text up to Smart Encoding's replacements of quotes,
-//! dashes, the ellipsis and special spaces.
+//! or Messaging Service, no earlier than 10 minutes before the entry's
+//! first attempt, with the same text up to Smart Encoding's replacements of
+//! quotes, dashes, the ellipsis and special spaces.
 //!
 //! # Limitations
 //! - The memory of sent keys is per process and lost on restart, so a
@@ -721,7 +721,8 @@ impl Channel for TwilioSmsChannel {
     /// - Otherwise it reads `GET …/Messages.json?To=…&PageSize=50`, with
     ///   `From` when no Messaging Service picks the sender, newest first, up
     ///   to 4 pages, and stops at a page whose messages are all older than
-    ///   the entry's `next_attempt_at` less 10 minutes (for clock skew).
+    ///   the entry's `first_attempt_at` (or `next_attempt_at` when unset)
+    ///   less 10 minutes, for clock skew.
     /// - A message matches when the REST API created it (`outbound-api`) to
     ///   the same number, from the same sender or Messaging Service, since
     ///   that time, with the same text up to Smart Encoding's replacements.
@@ -740,7 +741,7 @@ impl Channel for TwilioSmsChannel {
             from: self.from.as_deref(),
             messaging_service_sid: self.messaging_service_sid.as_deref(),
             body: &entry.text,
-            since: entry.next_attempt_at - LOOKUP_CLOCK_SKEW,
+            since: entry.first_attempt_at.unwrap_or(entry.next_attempt_at) - LOOKUP_CLOCK_SKEW,
         };
 
         let mut params: Vec<(&str, String)> = vec![
@@ -753,9 +754,10 @@ impl Channel for TwilioSmsChannel {
             params.push(("From", from.clone()));
         }
 
-        let first_page = form_urlencoded::Serializer::new(format!("{}?", self.messages_url))
+        let query_string = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params)
             .finish();
+        let first_page = format!("{}?{query_string}", self.messages_url);
         let mut request = self.http.client().get(first_page);
 
         for page in 1..=LOOKUP_MAX_PAGES {

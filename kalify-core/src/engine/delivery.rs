@@ -35,6 +35,24 @@ pub(crate) enum DeliveryResult {
     Retried,
 }
 
+/// The delivery step that failed.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The lookup of an earlier attempt at the provider.
+    Lookup,
+    /// The send.
+    Send,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Lookup => "lookup",
+            Step::Send => "send",
+        }
+    }
+}
+
 /// The retry settings of a failed attempt whose outcome may be unknown.
 #[derive(Clone, Copy, Debug)]
 struct Unconfirmed {
@@ -206,16 +224,19 @@ impl Engine {
                     tracing::debug!(target: "kalify::channel", provider = channel.provider(), outbox_id = %entry_id, "no earlier attempt reached the provider; sending");
                 }
                 Err(error) => {
-                    // The entry stays unconfirmed, so the retry looks it up again.
+                    // Whatever the error, sending blind could repeat the
+                    // message, so the entry stays unconfirmed and the
+                    // lookup is retried while attempts remain.
                     let unconfirmed = Unconfirmed {
                         mark: true,
-                        retry_anyway: false,
+                        retry_anyway: true,
                     };
                     return Ok(self.failed_attempt(
                         &error,
                         attempts,
                         now,
                         channel.provider(),
+                        Step::Lookup,
                         unconfirmed,
                     ));
                 }
@@ -237,7 +258,14 @@ impl Engine {
                     mark: unknown,
                     retry_anyway: unknown,
                 };
-                Ok(self.failed_attempt(&error, attempts, now, channel.provider(), unconfirmed))
+                Ok(self.failed_attempt(
+                    &error,
+                    attempts,
+                    now,
+                    channel.provider(),
+                    Step::Send,
+                    unconfirmed,
+                ))
             }
         }
     }
@@ -252,15 +280,17 @@ impl Engine {
         attempts: u32,
         now: Timestamp,
         provider: &str,
+        step: Step,
         unconfirmed: Unconfirmed,
     ) -> (OutboxOutcome, DeliveryResult) {
+        let step_name = step.name();
         let attempts_left = attempts < self.inner.settings.max_delivery_attempts;
         if attempts_left && (unconfirmed.retry_anyway || error.is_retryable()) {
             let delay = error
                 .retry_after()
                 .and_then(|delay| ChronoDuration::from_std(delay).ok())
                 .unwrap_or_else(|| ChronoDuration::seconds(1 << attempts.min(12)));
-            tracing::warn!(target: "kalify::channel", provider, attempts, unconfirmed = unconfirmed.mark, error = %error, "send failed; retrying");
+            tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, unconfirmed = unconfirmed.mark, error = %error, "delivery step failed; retrying");
             let outcome = if unconfirmed.mark {
                 OutboxOutcome::Unconfirmed(now + delay)
             } else {
@@ -268,11 +298,17 @@ impl Engine {
             };
             return (outcome, DeliveryResult::Retried);
         }
-        tracing::warn!(target: "kalify::channel", provider, attempts, error = %error, "send failed for good");
-        (
-            OutboxOutcome::Failed(format!("{}: {}", error.kind(), error.message())),
-            DeliveryResult::Failed,
-        )
+        tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, error = %error, "delivery step failed for good");
+        let reason = match step {
+            Step::Send => format!("{}: {}", error.kind(), error.message()),
+            // The earlier attempt's message may be at the provider.
+            Step::Lookup => format!(
+                "outcome unknown, the provider may have the message: the lookup of an earlier attempt failed: {}: {}",
+                error.kind(),
+                error.message()
+            ),
+        };
+        (OutboxOutcome::Failed(reason), DeliveryResult::Failed)
     }
 }
 

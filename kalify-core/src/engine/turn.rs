@@ -358,6 +358,7 @@ impl<'a> Turn<'a> {
             next_attempt_at: self.now,
             attempts: 0,
             unconfirmed: false,
+            first_attempt_at: None,
             status: OutboxStatus::Pending,
         });
         if matches!(sender, Sender::Campaign | Sender::Ai) {

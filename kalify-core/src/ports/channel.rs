@@ -396,8 +396,9 @@ pub trait Channel: Send + Sync + fmt::Debug + 'static {
     /// when the provider holds no such message.
     ///
     /// The earlier attempt started at or after the entry's
-    /// `next_attempt_at`. The default is `Unsupported`; channels that
-    /// implement it report [`ChannelCapabilities::finds_sent`].
+    /// `first_attempt_at` (or its `next_attempt_at`, when that is unset).
+    /// The default is `Unsupported`, and channels that implement it report
+    /// [`ChannelCapabilities::finds_sent`].
     ///
     /// # Errors
     /// As for `send`. A failed lookup tells nothing about the message.

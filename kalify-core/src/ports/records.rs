@@ -154,6 +154,10 @@ pub struct OutboxEntry {
     /// ([`Channel::find_sent`](crate::ports::Channel::find_sent)) whether
     /// the provider already holds the message. Cleared only by `Sent`.
     pub unconfirmed: bool,
+    /// When the entry was first claimed for delivery, set by the store's
+    /// claim. No attempt, and so no message at the provider, is older, so
+    /// a lookup of an earlier attempt searches from this time.
+    pub first_attempt_at: Option<Timestamp>,
     /// Progress.
     pub status: OutboxStatus,
 }
@@ -170,6 +174,7 @@ impl fmt::Debug for OutboxEntry {
             .field("next_attempt_at", &self.next_attempt_at)
             .field("attempts", &self.attempts)
             .field("unconfirmed", &self.unconfirmed)
+            .field("first_attempt_at", &self.first_attempt_at)
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
@@ -281,6 +286,10 @@ impl fmt::Debug for Member {
 }
 
 /// Which pending follow-ups a turn cancels.
+///
+/// NOTE: pending outbox entries in the scope are cancelled even when
+/// [`OutboxEntry::unconfirmed`], without a lookup, so a message whose
+/// earlier attempt the provider accepted is recorded as cancelled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CancelScope {
     /// None.

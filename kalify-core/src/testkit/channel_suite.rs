@@ -55,7 +55,7 @@ use crate::contact::ContactPoint;
 use crate::conversation::{SendPurpose, Sender};
 use crate::error::{Error, ErrorKind, Retry};
 use crate::gate::{Gate, SendPermit};
-use crate::ports::{Channel, InboundEvent, Receipt, WebhookRequest};
+use crate::ports::{Channel, InboundEvent, OutboxEntry, Receipt, WebhookRequest};
 use crate::prospect::{Consent, ConsentBasis};
 use crate::testkit::fakes::{self, time};
 
@@ -150,6 +150,18 @@ pub fn permit_for(
     text: &str,
     sender: Sender,
 ) -> SendPermit {
+    permit_with(recipient, idempotency_key, text, sender, |_| {})
+}
+
+/// Builds a permit as [`permit_for`] does, after `adjust` has changed the
+/// outbox entry, such as its attempt times.
+pub fn permit_with(
+    recipient: ContactPoint,
+    idempotency_key: &str,
+    text: &str,
+    sender: Sender,
+    adjust: impl FnOnce(&mut OutboxEntry),
+) -> SendPermit {
     let channel = recipient.channel();
     let org = fakes::org();
 
@@ -184,6 +196,7 @@ pub fn permit_for(
     if sender == Sender::Member {
         entry.purpose = SendPurpose::MemberMessage;
     }
+    adjust(&mut entry);
     match Gate::default().check(&prospect, entry, false, time(10)) {
         Ok(permit) => permit,
         Err(error) => panic!("the gate rejected the suite's own send intent: {error}"),

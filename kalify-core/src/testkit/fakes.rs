@@ -324,6 +324,7 @@ pub fn outbox_entry(message: &Message, to: ContactPoint) -> OutboxEntry {
         next_attempt_at: message.at,
         attempts: 0,
         unconfirmed: false,
+        first_attempt_at: None,
         status: OutboxStatus::Pending,
     }
 }

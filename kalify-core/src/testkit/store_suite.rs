@@ -2767,7 +2767,8 @@ pub async fn finish_outbox_retry_at_reschedules(store: &dyn Store) {
 
 /// Checks that an entry whose lease expired without a finish is claimed
 /// again as unconfirmed, that `Unconfirmed` marks an entry and a later
-/// `RetryAt` keeps the mark, and that a recorded retry alone does not set it.
+/// `RetryAt` keeps the mark, that a recorded retry alone does not set it,
+/// and that the first claim's time is kept as `first_attempt_at`.
 pub async fn outbox_unconfirmed_after_expired_lease(store: &dyn Store) {
     let org = fakes::org();
     let (_, conversation) = seed(store, org).await;
@@ -2783,6 +2784,12 @@ pub async fn outbox_unconfirmed_after_expired_lease(store: &dyn Store) {
     assert!(
         first.iter().all(|entry| !entry.unconfirmed),
         "a first claim must not be unconfirmed"
+    );
+    assert!(
+        first
+            .iter()
+            .all(|entry| entry.first_attempt_at == Some(time(10))),
+        "a first claim must record its time as first_attempt_at"
     );
     // `abandoned` is left leased, as by a worker that stopped mid-send.
     ok(
@@ -2810,6 +2817,12 @@ pub async fn outbox_unconfirmed_after_expired_lease(store: &dyn Store) {
             .map(|entry| entry.unconfirmed)
     };
     assert_eq!(again.len(), 3, "the three entries must be claimable again");
+    assert!(
+        again
+            .iter()
+            .all(|entry| entry.first_attempt_at == Some(time(10))),
+        "a later claim must keep the first claim's time"
+    );
     assert_eq!(
         flag(abandoned.id),
         Some(true),

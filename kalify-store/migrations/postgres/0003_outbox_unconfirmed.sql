@@ -4,8 +4,13 @@
 -- recorded send clears it.
 ALTER TABLE outbox ADD COLUMN unconfirmed boolean NOT NULL DEFAULT false;
 
+-- When the entry was first claimed, in nanoseconds: a lookup of an earlier
+-- attempt at the provider searches from this time.
+ALTER TABLE outbox ADD COLUMN first_attempt_at bigint;
+
 -- claim_outbox now marks an entry unconfirmed when it still has a lease
--- owner, that is when its last claim expired without a finish. Replacing
+-- owner, that is when its last claim expired without a finish, and records
+-- the time of the first claim. Replacing
 -- the function resets its security attributes, so a schema with row-level
 -- security gets them back as its migration 1 set them.
 DO $migration$
@@ -31,6 +36,7 @@ BEGIN
         )
         UPDATE outbox SET attempts = outbox.attempts + 1,
                           unconfirmed = outbox.unconfirmed OR outbox.lease_owner IS NOT NULL,
+                          first_attempt_at = coalesce(outbox.first_attempt_at, claim_now),
                           lease_until = lease_end, lease_owner = worker
         FROM due
         WHERE outbox.org_id = due.org_id AND outbox.id = due.id

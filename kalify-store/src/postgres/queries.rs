@@ -791,7 +791,7 @@ async fn insert_outbox(connection: &mut PgConnection, entry: &OutboxEntry) -> Re
         sqlx::query(concat!(
             "INSERT INTO outbox (",
             outbox_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
         )),
         entry,
     )?

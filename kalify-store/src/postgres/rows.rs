@@ -511,7 +511,8 @@ pub(crate) fn bind_job<'q>(query: PgQuery<'q>, job: &Job) -> Result<PgQuery<'q>,
 macro_rules! outbox_columns {
     () => {
         "org_id, id, conversation_id, prospect_id, message_id, channel, recipient_kind, recipient, text, subject, \
-         purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, attempts, status, unconfirmed"
+         purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, attempts, status, unconfirmed, \
+         first_attempt_at"
     };
 }
 pub(crate) use outbox_columns;
@@ -540,6 +541,7 @@ pub(crate) fn outbox_from_row(row: &PgRow) -> Result<OutboxEntry, PgError> {
         attempts: get_u32(row, "attempts")?,
         status: get_named(row, "status", outbox_status_from)?,
         unconfirmed: get(row, "unconfirmed")?,
+        first_attempt_at: get_opt_time(row, "first_attempt_at")?,
     })
 }
 
@@ -567,7 +569,8 @@ pub(crate) fn bind_outbox<'q>(
         .bind(nanos(entry.next_attempt_at)?)
         .bind(i64::from(entry.attempts))
         .bind(outbox_status_text(entry.status))
-        .bind(entry.unconfirmed))
+        .bind(entry.unconfirmed)
+        .bind(opt_nanos(entry.first_attempt_at)?))
 }
 
 // ------------------------------------------------------------------- audit

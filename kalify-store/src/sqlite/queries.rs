@@ -651,7 +651,7 @@ pub(crate) fn claim_outbox(
     }
     let mut statement = connection.prepare_cached(concat!(
         "UPDATE outbox SET attempts = attempts + 1, unconfirmed = (unconfirmed OR lease_owner IS NOT NULL), \
-         lease_until = ?1, lease_owner = ?2 WHERE rowid IN \
+         first_attempt_at = coalesce(first_attempt_at, ?3), lease_until = ?1, lease_owner = ?2 WHERE rowid IN \
          (SELECT rowid FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?3 \
           AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_attempt_at, id LIMIT ?4) RETURNING ",
         outbox_columns!()

@@ -754,7 +754,7 @@ macro_rules! outbox_columns {
     () => {
         "org_id, id, conversation_id, prospect_id, message_id, channel, \
      recipient_kind, recipient, text, subject, purpose, sender, sender_name, campaign_id, idempotency_key, \
-     next_attempt_at, attempts, status, unconfirmed"
+     next_attempt_at, attempts, status, unconfirmed, first_attempt_at"
     };
 }
 pub(crate) use outbox_columns;
@@ -782,6 +782,7 @@ pub(crate) fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
         attempts: row.get(16)?,
         status: get_named(row, 17, outbox_status_from)?,
         unconfirmed: row.get(18)?,
+        first_attempt_at: get_opt_time(row, 19)?,
     })
 }
 
@@ -793,8 +794,8 @@ pub(crate) fn insert_outbox(
     let mut statement = connection.prepare_cached(
         "INSERT INTO outbox (org_id, id, conversation_id, prospect_id, message_id, channel, recipient_kind, \
          recipient, text, subject, purpose, sender, sender_name, campaign_id, idempotency_key, next_attempt_at, \
-         attempts, status, unconfirmed) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+         attempts, status, unconfirmed, first_attempt_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     )?;
     statement.execute(params![
         entry.org_id.key(),
@@ -816,6 +817,7 @@ pub(crate) fn insert_outbox(
         entry.attempts,
         outbox_status_text(entry.status),
         entry.unconfirmed,
+        opt_nanos(entry.first_attempt_at)?,
     ])?;
     Ok(())
 }
