@@ -1363,3 +1363,41 @@ async fn exhausted_lookups_fail_without_sending() {
         "the entry fails once its attempts are spent"
     );
 }
+
+#[tokio::test]
+async fn last_step_deferred_past_sequence_end_is_sent() {
+    let h = harness();
+    // Monday 21:00 in Paris: outside the default French sending hours.
+    h.clock.advance(Duration::hours(11));
+    let prospect = add_prospect(&h, "06 12 34 56 78", true).await;
+    let mut campaign = campaign(h.org, "one step");
+    campaign.steps.truncate(1);
+    h.store.put_campaign(&campaign).await.unwrap();
+    h.engine
+        .enroll(h.org, prospect.id, campaign.id)
+        .await
+        .unwrap();
+    h.engine.run_due().await.unwrap();
+    assert!(
+        h.sms.sent().is_empty(),
+        "the gate defers the message to the morning"
+    );
+
+    // The end of the sequence comes before the morning.
+    for _ in 0..3 {
+        h.clock.advance(Duration::hours(1));
+        h.engine.run_due().await.unwrap();
+    }
+    let conversation = &h.store.conversations_of(h.org, prospect.id).await.unwrap()[0];
+    assert_eq!(conversation.state, ConversationState::Unresponsive);
+    assert!(h.sms.sent().is_empty());
+
+    // Tuesday 09:00 in Paris.
+    h.clock.advance(Duration::hours(9));
+    h.engine.run_due().await.unwrap();
+    assert_eq!(
+        h.sms.sent().len(),
+        1,
+        "the deferred last message is delivered after the sequence ended"
+    );
+}

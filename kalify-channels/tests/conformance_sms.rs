@@ -511,7 +511,7 @@ async fn find_sent_filters_and_authenticates() {
         .and(path(messages_path()))
         .and(query_param("To", RECIPIENT))
         .and(query_param("From", FROM))
-        .and(query_param("PageSize", "50"))
+        .and(query_param("PageSize", "1000"))
         .and(header("authorization", basic.as_str()))
         .respond_with(ResponseTemplate::new(200).set_body_json(page(
             vec![listed("SM-found", SAMPLE_TEXT, after_due(3))],
@@ -531,6 +531,27 @@ async fn find_sent_filters_and_authenticates() {
         query.starts_with("To="),
         "the query must start with its first parameter: {query}"
     );
+}
+
+#[tokio::test]
+async fn find_sent_page_limit_fails() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(messages_path()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(
+            vec![listed("SM-newer", "Un message plus récent", after_due(30))],
+            Some(second_page_uri()),
+        )))
+        .expect(4)
+        .mount(&server)
+        .await;
+    let channel = builder(&server).build().unwrap();
+    let error = channel
+        .find_sent(&lookup_permit("key-limit"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unexpected, "{error}");
+    assert_eq!(error.operation(), Some("find_sent"));
 }
 
 #[tokio::test]

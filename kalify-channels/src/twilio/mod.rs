@@ -101,8 +101,8 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// The maximum text length Twilio accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 1600;
 
-/// The page size of a lookup in the message list.
-const LOOKUP_PAGE_SIZE: u32 = 50;
+/// The page size of a lookup in the message list, Twilio's maximum.
+const LOOKUP_PAGE_SIZE: u32 = 1000;
 
 /// The maximum number of message-list pages one lookup reads.
 const LOOKUP_MAX_PAGES: usize = 4;
@@ -718,18 +718,20 @@ impl Channel for TwilioSmsChannel {
     ///
     /// # Behavior
     /// - A key this channel sent returns its receipt without a request.
-    /// - Otherwise it reads `GET …/Messages.json?To=…&PageSize=50`, with
-    ///   `From` when no Messaging Service picks the sender, newest first, up
-    ///   to 4 pages, and stops at a page whose messages are all older than
-    ///   the entry's `first_attempt_at` (or `next_attempt_at` when unset)
-    ///   less 10 minutes, for clock skew.
+    /// - Otherwise it reads `GET …/Messages.json?To=…&PageSize=1000`, with
+    ///   `From` when no Messaging Service picks the sender, newest first.
+    ///   It reads up to 4 pages and stops at a page whose messages are all
+    ///   older than the search start: the entry's `first_attempt_at` (or
+    ///   `next_attempt_at` when unset) less 10 minutes, for clock skew.
     /// - A message matches when the REST API created it (`outbound-api`) to
     ///   the same number, from the same sender or Messaging Service, since
     ///   that time, with the same text up to Smart Encoding's replacements.
     ///
     /// # Errors
-    /// As for a send, with operation `find_sent`; a lookup that timed out is
-    /// retryable, because reading the list changes nothing.
+    /// As for a send, with operation `find_sent`. A lookup that timed out is
+    /// retryable, because reading the list changes nothing. `Unexpected`
+    /// when 4 pages hold only messages newer than the search start, because
+    /// sending then could repeat the message.
     async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
         let entry = permit.entry();
         let to = self.check_entry(permit)?;
@@ -788,8 +790,16 @@ impl Channel for TwilioSmsChannel {
             };
             request = self.http.client().get(self.next_page_url(&next, entry.id)?);
         }
-        tracing::warn!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, pages = LOOKUP_MAX_PAGES, "no earlier send found within the page limit, because the recipient has many recent messages; the entry is sent again");
-        Ok(None)
+        tracing::warn!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, pages = LOOKUP_MAX_PAGES, "no earlier send found within the page limit; the recipient has more recent messages than the lookup reads");
+        // Sending now could repeat the message, so the lookup fails.
+        Err(Error::new(
+            ErrorKind::Unexpected,
+            "the recipient has more messages since the first attempt than the lookup reads; check the message list by hand",
+        )
+        .with_adapter(ADAPTER)
+        .with_operation("find_sent")
+        .with_context("outbox_id", entry.id)
+        .with_context("pages", LOOKUP_MAX_PAGES))
     }
 
     /// Verifies `X-Twilio-Signature`, then reads an inbound message or a

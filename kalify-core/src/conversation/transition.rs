@@ -63,7 +63,10 @@ pub fn transition(state: ConversationState, event: Event, policy: &Policy) -> Re
         )),
         (state, Event::FollowUpDue { attempt }) if state.awaits_follow_up() && attempt >= 1 => {
             if attempt > policy.max_follow_ups {
-                return Ok((S::Unresponsive, vec![Effect::CancelFollowUps]));
+                // No follow-up is left to cancel, and the last step's
+                // message may still wait in the outbox for the sending
+                // hours: it must be delivered, not cancelled.
+                return Ok((S::Unresponsive, vec![]));
             }
             Ok((
                 state,
@@ -369,6 +372,10 @@ mod tests {
             transition(state, Event::FollowUpDue { attempt: 3 }, &policy).unwrap();
         assert_eq!(state, S::Unresponsive);
         assert!(sends(&effects).is_empty());
+        assert!(
+            !effects.contains(&Effect::CancelFollowUps),
+            "the end of the sequence must not cancel the last step's pending message"
+        );
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Engine {
                     return Ok((outcome, DeliveryResult::Sent));
                 }
                 Ok(None) => {
-                    tracing::debug!(target: "kalify::channel", provider = channel.provider(), outbox_id = %entry_id, "no earlier attempt reached the provider; sending");
+                    tracing::debug!(target: "kalify::channel", provider = channel.provider(), outbox_id = %entry_id, "the provider lists no message of an earlier attempt; sending");
                 }
                 Err(error) => {
                     // Whatever the error, sending blind could repeat the
@@ -290,7 +290,7 @@ impl Engine {
                 .retry_after()
                 .and_then(|delay| ChronoDuration::from_std(delay).ok())
                 .unwrap_or_else(|| ChronoDuration::seconds(1 << attempts.min(12)));
-            tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, unconfirmed = unconfirmed.mark, error = %error, "delivery step failed; retrying");
+            tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, unconfirmed = unconfirmed.mark, retry_at = %(now + delay), error = %error, "delivery step failed; retrying");
             let outcome = if unconfirmed.mark {
                 OutboxOutcome::Unconfirmed(now + delay)
             } else {
@@ -298,7 +298,14 @@ impl Engine {
             };
             return (outcome, DeliveryResult::Retried);
         }
-        tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, error = %error, "delivery step failed for good");
+        match step {
+            Step::Send => {
+                tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, error = %error, "send failed for good");
+            }
+            Step::Lookup => {
+                tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, error = %error, "lookup of an earlier attempt failed for good; the message may have been delivered, and it is not sent again");
+            }
+        }
         let reason = match step {
             Step::Send => format!("{}: {}", error.kind(), error.message()),
             // The earlier attempt's message may be at the provider.

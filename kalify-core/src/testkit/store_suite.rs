@@ -1560,9 +1560,10 @@ pub async fn commit_turn_writes_everything(store: &dyn Store) {
     if let Some(claimed) = outbox.first() {
         let mut expected_entry = entry.clone();
         expected_entry.attempts = 1;
+        expected_entry.first_attempt_at = Some(time(7));
         assert!(
             *claimed == expected_entry,
-            "the outbox entry must read back equal, with one attempt"
+            "the outbox entry must read back equal, with one attempt and the claim's time"
         );
         assert_eq!(
             claimed.to, entry.to,
