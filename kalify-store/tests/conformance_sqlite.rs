@@ -16,7 +16,7 @@ kalify_core::store_conformance!(sqlite_memory, || async {
 kalify_core::store_conformance!(sqlite_file, || async { open_temp() });
 
 /// The number of migrations the store ships.
-const LATEST: i64 = 4;
+const LATEST: i64 = 5;
 
 /// Opens a new database file in a new temporary directory.
 // Clippy allows `expect` in test functions only, and this helper fails a test the same way.

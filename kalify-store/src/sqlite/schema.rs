@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_campaign_settings.sql"),
     include_str!("../../migrations/sqlite/0003_gdpr.sql"),
     include_str!("../../migrations/sqlite/0004_outbox_unconfirmed.sql"),
+    include_str!("../../migrations/sqlite/0005_outbox_indexes.sql"),
 ];
 
 /// The schema version from which the suppression list holds keyed digests.
