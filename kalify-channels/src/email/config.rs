@@ -341,18 +341,13 @@ impl SmtpEmailChannelBuilder {
 /// A checked configuration.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    pub(crate) host: String,
-    pub(crate) port: u16,
-    pub(crate) security: Security,
-    pub(crate) credentials: Option<(String, Secret)>,
+    pub(crate) connection: Connection,
     pub(crate) from: EmailAddress,
     pub(crate) from_name: Option<String>,
-    pub(crate) timeout: Duration,
     pub(crate) unsubscribe_key: Secret,
     pub(crate) unsubscribe_url: String,
     pub(crate) unsubscribe_mailto: EmailAddress,
     pub(crate) unsubscribe_footer: String,
-    pub(crate) root_certificates_pem: Vec<Vec<u8>>,
     pub(crate) inbound_secret: Option<Secret>,
     pub(crate) max_inbound_bytes: usize,
 }
@@ -378,8 +373,26 @@ impl Security {
 /// The shortest unsubscribe key accepted, in bytes: the output size of SHA-256.
 const MIN_KEY_BYTES: usize = 32;
 
-impl Settings {
-    fn check(config: SmtpConfig) -> Result<Settings> {
+/// The checked settings of the connection to an SMTP server, shared by the
+/// e-mail channel and the e-mail notifier. `Debug` shows the password as
+/// `[redacted]`.
+#[derive(Clone, Debug)]
+pub(crate) struct Connection {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) security: Security,
+    pub(crate) credentials: Option<(String, Secret)>,
+    pub(crate) timeout: Duration,
+    pub(crate) root_certificates_pem: Vec<Vec<u8>>,
+}
+
+impl Connection {
+    /// Checks the host, encryption, port, credentials, timeout and root
+    /// certificates of `config`. `host_help` says where to set a missing host.
+    ///
+    /// # Errors
+    /// `ConfigInvalid`, naming the setting.
+    pub(crate) fn check(config: &SmtpConfig, host_help: &str) -> Result<Connection> {
         let host = config
             .host
             .trim()
@@ -387,9 +400,9 @@ impl Settings {
             .trim_end_matches(']')
             .to_owned();
         if host.is_empty() {
-            return Err(config_error(
-                "the SMTP host is missing; set it with with_host or KALIFY_SMTP_HOST",
-            ));
+            return Err(config_error(format!(
+                "the SMTP host is missing; {host_help}"
+            )));
         }
         if host
             .chars()
@@ -421,8 +434,10 @@ impl Settings {
             return Err(config_error("invalid SMTP port 0"));
         }
 
-        let credentials = match (config.username, config.password) {
-            (Some(username), Some(password)) if !username.is_empty() => Some((username, password)),
+        let credentials = match (&config.username, &config.password) {
+            (Some(username), Some(password)) if !username.is_empty() => {
+                Some((username.clone(), password.clone()))
+            }
             (None, None) => None,
             _ => {
                 return Err(config_error(
@@ -430,6 +445,27 @@ impl Settings {
                 ));
             }
         };
+        if config.timeout.is_zero() {
+            return Err(config_error("the SMTP timeout must be longer than zero"));
+        }
+        for pem in &config.root_certificates_pem {
+            check_root_certificate(pem)?;
+        }
+
+        Ok(Connection {
+            host,
+            port,
+            security,
+            credentials,
+            timeout: config.timeout,
+            root_certificates_pem: config.root_certificates_pem.clone(),
+        })
+    }
+}
+
+impl Settings {
+    fn check(config: SmtpConfig) -> Result<Settings> {
+        let connection = Connection::check(&config, "set it with with_host or KALIFY_SMTP_HOST")?;
 
         let from = EmailAddress::parse(&config.from_address).map_err(|error| {
             config_error(
@@ -447,10 +483,6 @@ impl Settings {
             .from_name
             .map(|name| super::smtp::header_text(&name, 78))
             .filter(|n| !n.is_empty());
-
-        if config.timeout.is_zero() {
-            return Err(config_error("the SMTP timeout must be longer than zero"));
-        }
 
         let unsubscribe_key = config.unsubscribe_key.ok_or_else(|| {
             config_error("the unsubscribe key is missing; set it with with_unsubscribe or KALIFY_UNSUBSCRIBE_KEY")
@@ -489,9 +521,6 @@ impl Settings {
             ));
         }
 
-        for pem in &config.root_certificates_pem {
-            check_root_certificate(pem)?;
-        }
         if config.max_inbound_bytes == 0 {
             return Err(config_error(
                 "the inbound size limit must be larger than zero",
@@ -499,18 +528,13 @@ impl Settings {
         }
 
         Ok(Settings {
-            host,
-            port,
-            security,
-            credentials,
+            connection,
             from,
             from_name,
-            timeout: config.timeout,
             unsubscribe_key,
             unsubscribe_url,
             unsubscribe_mailto,
             unsubscribe_footer: config.unsubscribe_footer,
-            root_certificates_pem: config.root_certificates_pem,
             inbound_secret: config.inbound_secret,
             max_inbound_bytes: config.max_inbound_bytes,
         })
@@ -600,9 +624,9 @@ mod tests {
     #[test]
     fn default_ports_follow_security() {
         let starttls = Settings::check(valid().config).unwrap();
-        assert_eq!(starttls.port, 587);
+        assert_eq!(starttls.connection.port, 587);
         let tls = Settings::check(valid().with_security(SmtpSecurity::ImplicitTls).config).unwrap();
-        assert_eq!(tls.port, 465);
+        assert_eq!(tls.connection.port, 465);
     }
 
     #[test]
@@ -610,7 +634,11 @@ mod tests {
         for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.3.2.1"] {
             let settings =
                 Settings::check(valid().with_host(host).with_plaintext_dangerous().config).unwrap();
-            assert_eq!(settings.security, Security::PlaintextDangerous, "{host}");
+            assert_eq!(
+                settings.connection.security,
+                Security::PlaintextDangerous,
+                "{host}"
+            );
         }
         for host in ["smtp.example.com", "10.0.0.5", "192.168.1.2"] {
             let error = valid()
@@ -777,8 +805,12 @@ mod tests {
             assert!(builder.config.plaintext_dangerous, "{host}");
 
             let settings = Settings::check(builder.config).unwrap();
-            assert_eq!(settings.security, Security::PlaintextDangerous, "{host}");
-            assert_eq!(settings.port, 25, "{host}");
+            assert_eq!(
+                settings.connection.security,
+                Security::PlaintextDangerous,
+                "{host}"
+            );
+            assert_eq!(settings.connection.port, 25, "{host}");
         }
     }
 
@@ -807,7 +839,7 @@ mod tests {
         .unwrap();
 
         let settings = Settings::check(builder.config).unwrap();
-        assert_eq!(settings.security, Security::StartTls);
+        assert_eq!(settings.connection.security, Security::StartTls);
     }
 
     #[test]

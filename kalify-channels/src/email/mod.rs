@@ -41,7 +41,7 @@
 //!   forwarder sign each body with [`sign_inbound`]; without a secret,
 //!   `parse_webhook` accepts every caller.
 
-mod config;
+pub(crate) mod config;
 mod html;
 mod inbound;
 mod reply_text;
@@ -136,7 +136,7 @@ impl SmtpEmailChannel {
         if let Some(transport) = self.transport.get() {
             return Ok(transport);
         }
-        let transport = smtp::transport(&self.settings)?;
+        let transport = smtp::transport(&self.settings.connection)?;
         // Two first sends may race; the loser's transport is dropped unused.
         Ok(self.transport.get_or_init(|| transport))
     }
@@ -294,10 +294,13 @@ fn bounce_events(
 impl fmt::Debug for SmtpEmailChannel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpEmailChannel")
-            .field("host", &self.settings.host)
-            .field("port", &self.settings.port)
-            .field("security", &self.settings.security.as_str())
-            .field("authenticated", &self.settings.credentials.is_some())
+            .field("host", &self.settings.connection.host)
+            .field("port", &self.settings.connection.port)
+            .field("security", &self.settings.connection.security.as_str())
+            .field(
+                "authenticated",
+                &self.settings.connection.credentials.is_some(),
+            )
             .field("from_domain", &self.settings.from.domain())
             .finish_non_exhaustive()
     }
@@ -308,7 +311,7 @@ impl fmt::Display for SmtpEmailChannel {
         write!(
             f,
             "SmtpEmailChannel(host={}, port={})",
-            self.settings.host, self.settings.port
+            self.settings.connection.host, self.settings.connection.port
         )
     }
 }
@@ -366,7 +369,7 @@ impl Channel for SmtpEmailChannel {
                 Ok(receipt)
             }
             Err(error) => {
-                let timed_out = started.elapsed() >= self.settings.timeout;
+                let timed_out = started.elapsed() >= self.settings.connection.timeout;
                 let error =
                     smtp::map_smtp_error(error, timed_out).with_context("outbox_id", entry.id);
                 if error.kind() == ErrorKind::Unexpected {

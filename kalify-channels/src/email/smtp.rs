@@ -15,7 +15,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use regex::Regex;
 
-use crate::email::config::{Security, Settings};
+use crate::email::config::{Connection, Security, Settings};
 use crate::email::unsubscribe::{unsubscribe_mailto, unsubscribe_token, unsubscribe_url};
 
 /// A message ready for the transport, with its `Message-ID` without angle brackets.
@@ -156,27 +156,27 @@ pub(crate) fn header_text(text: &str, max_chars: usize) -> String {
 
 /// Creates the lettre transport. It must run inside a Tokio runtime,
 /// because lettre's connection pool starts a cleanup task.
-pub(crate) fn transport(settings: &Settings) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
+pub(crate) fn transport(connection: &Connection) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
     let mut builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str())
-            .port(settings.port)
-            .timeout(Some(settings.timeout));
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(connection.host.as_str())
+            .port(connection.port)
+            .timeout(Some(connection.timeout));
 
     let tls_parameters = || -> Result<TlsParameters> {
-        let mut parameters = TlsParameters::builder(settings.host.clone());
-        for pem in &settings.root_certificates_pem {
+        let mut parameters = TlsParameters::builder(connection.host.clone());
+        for pem in &connection.root_certificates_pem {
             let certificate = Certificate::from_pem(pem).map_err(config_error)?;
             parameters = parameters.add_root_certificate(certificate);
         }
         parameters.build_rustls().map_err(config_error)
     };
-    builder = match settings.security {
+    builder = match connection.security {
         Security::StartTls => builder.tls(Tls::Required(tls_parameters()?)),
         Security::ImplicitTls => builder.tls(Tls::Wrapper(tls_parameters()?)),
         Security::PlaintextDangerous => builder.tls(Tls::None),
     };
 
-    if let Some((username, password)) = &settings.credentials {
+    if let Some((username, password)) = &connection.credentials {
         builder = builder
             .credentials(Credentials::new(
                 username.clone(),

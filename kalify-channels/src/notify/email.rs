@@ -2,9 +2,8 @@
 //! over SMTP with the connection settings of the e-mail channel.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
@@ -13,11 +12,11 @@ use kalify_core::ports::{Notification, Notifier, Store};
 use kalify_core::{Error, ErrorKind, Result};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::email::{SmtpConfig, SmtpSecurity};
+use crate::email::SmtpConfig;
+use crate::email::config::Connection;
+use crate::email::smtp;
 
 /// The adapter name in errors and logs.
 const ADAPTER: &str = "smtp_notify";
@@ -54,24 +53,11 @@ const ADAPTER: &str = "smtp_notify";
 /// Errors carry the SMTP reply code as context, never the reply text or an
 /// address.
 pub struct EmailNotifier {
-    host: String,
-    port: u16,
-    security: &'static str,
-    tls: TlsMode,
-    credentials: Option<Credentials>,
+    connection: Connection,
     from: Mailbox,
     fallback: Address,
     members: Option<Arc<dyn Store>>,
-    timeout: Duration,
-    root_certificates_pem: Vec<Vec<u8>>,
     transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TlsMode {
-    StartTls,
-    Implicit,
-    None,
 }
 
 impl EmailNotifier {
@@ -87,40 +73,10 @@ impl EmailNotifier {
         if let Some(transport) = self.transport.get() {
             return Ok(transport);
         }
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.as_str())
-                .port(self.port)
-                .timeout(Some(self.timeout));
-        builder = match self.tls {
-            TlsMode::StartTls => builder.tls(Tls::Required(self.tls_parameters()?)),
-            TlsMode::Implicit => builder.tls(Tls::Wrapper(self.tls_parameters()?)),
-            TlsMode::None => builder.tls(Tls::None),
-        };
-        if let Some(credentials) = &self.credentials {
-            builder = builder
-                .credentials(credentials.clone())
-                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
-        }
+        let transport =
+            smtp::transport(&self.connection).map_err(|error| error.with_adapter(ADAPTER))?;
         // Two first sends may race, and the loser's transport is dropped unused.
-        Ok(self.transport.get_or_init(|| builder.build()))
-    }
-
-    fn tls_parameters(&self) -> Result<TlsParameters> {
-        let tls_error = |error| {
-            Error::new(
-                ErrorKind::ConfigInvalid,
-                "failed to set up TLS for the SMTP server",
-            )
-            .with_adapter(ADAPTER)
-            .with_operation("connect")
-            .with_source(error)
-        };
-        let mut parameters = TlsParameters::builder(self.host.clone());
-        for pem in &self.root_certificates_pem {
-            parameters =
-                parameters.add_root_certificate(Certificate::from_pem(pem).map_err(tls_error)?);
-        }
-        parameters.build_rustls().map_err(tls_error)
+        Ok(self.transport.get_or_init(|| transport))
     }
 
     /// Returns the recipient of `notification`, and whether it is the member's address.
@@ -183,10 +139,10 @@ fn message(from: &Mailbox, to: Address, notification: &Notification) -> Result<M
 impl fmt::Debug for EmailNotifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmailNotifier")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("security", &self.security)
-            .field("authenticated", &self.credentials.is_some())
+            .field("host", &self.connection.host)
+            .field("port", &self.connection.port)
+            .field("security", &self.connection.security.as_str())
+            .field("authenticated", &self.connection.credentials.is_some())
             .field("members", &self.members.is_some())
             .finish_non_exhaustive()
     }
@@ -216,7 +172,7 @@ impl Notifier for EmailNotifier {
                 Ok(())
             }
             Err(error) => {
-                let timed_out = started.elapsed() >= self.timeout;
+                let timed_out = started.elapsed() >= self.connection.timeout;
                 let error =
                     crate::email::smtp::map_smtp_error(error, timed_out).with_context("kind", kind);
                 tracing::debug!(target: "kalify::notify", adapter = ADAPTER, kind, elapsed_ms, error = %error, "notification e-mail failed");
@@ -289,57 +245,8 @@ impl EmailNotifierBuilder {
     /// PEM, or SMTP does not accept the fallback address.
     pub fn build(self) -> Result<EmailNotifier> {
         let smtp = self.smtp;
-        let host = smtp
-            .host
-            .trim()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        if host.is_empty() {
-            return Err(config_error(
-                "the SMTP host is missing; set SmtpConfig::host",
-            ));
-        }
-        if host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-        {
-            return Err(config_error(format!(
-                "invalid SMTP host {host:?}: expected a host name or IP address"
-            )));
-        }
-        let loopback = host.eq_ignore_ascii_case("localhost")
-            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-
-        let (tls, security, default_port) = match (smtp.plaintext_dangerous, smtp.security) {
-            (true, _) if !loopback => {
-                return Err(config_error(format!(
-                    "plaintext SMTP is allowed only to a loopback host, not {host:?}; use StartTls or ImplicitTls"
-                )));
-            }
-            (true, _) => (TlsMode::None, "plaintext", 25),
-            (false, SmtpSecurity::StartTls) => (TlsMode::StartTls, "starttls", 587),
-            (false, SmtpSecurity::ImplicitTls) => (TlsMode::Implicit, "tls", 465),
-        };
-        let port = smtp.port.unwrap_or(default_port);
-        if port == 0 {
-            return Err(config_error("invalid SMTP port 0"));
-        }
-        if smtp.timeout.is_zero() {
-            return Err(config_error("the SMTP timeout must be longer than zero"));
-        }
-
-        let credentials = match (smtp.username, smtp.password) {
-            (Some(username), Some(password)) if !username.is_empty() => {
-                Some(Credentials::new(username, password.expose().to_owned()))
-            }
-            (None, None) => None,
-            _ => {
-                return Err(config_error(
-                    "SMTP credentials need both a user name and a password; set both or neither",
-                ));
-            }
-        };
+        let connection = Connection::check(&smtp, "set SmtpConfig::host")
+            .map_err(|error| error.with_adapter(ADAPTER))?;
 
         let from_address = EmailAddress::parse(&smtp.from_address)
             .ok()
@@ -365,33 +272,11 @@ impl EmailNotifierBuilder {
             .parse::<Address>()
             .map_err(|_| config_error("the fallback address is not accepted by SMTP"))?;
 
-        for pem in &smtp.root_certificates_pem {
-            // lettre accepts PEM text without any certificate in it, so
-            // the marker is checked first.
-            if !pem
-                .windows(27)
-                .any(|window| window == b"-----BEGIN CERTIFICATE-----")
-            {
-                return Err(config_error(
-                    "invalid root certificate: expected a PEM CERTIFICATE block",
-                ));
-            }
-            Certificate::from_pem(pem).map_err(|error| {
-                config_error("invalid root certificate: expected PEM").with_source(error)
-            })?;
-        }
-
         Ok(EmailNotifier {
-            host,
-            port,
-            security,
-            tls,
-            credentials,
+            connection,
             from: Mailbox::new(from_name, from_address),
             fallback,
             members: self.members,
-            timeout: smtp.timeout,
-            root_certificates_pem: smtp.root_certificates_pem,
             transport: OnceLock::new(),
         })
     }
@@ -414,7 +299,11 @@ fn config_error(message: impl Into<String>) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::email::SmtpSecurity;
+    use crate::email::config::Security;
     use kalify_core::Secret;
 
     fn smtp(host: &str) -> SmtpConfig {
@@ -434,18 +323,31 @@ mod tests {
         let starttls = EmailNotifier::builder(smtp("smtp.example.com"), fallback())
             .build()
             .unwrap();
-        assert_eq!((starttls.port, starttls.tls), (587, TlsMode::StartTls));
+        let connection = &starttls.connection;
+        assert_eq!(
+            (connection.port, connection.security),
+            (587, Security::StartTls)
+        );
         let mut config = smtp("smtp.example.com");
         config.security = SmtpSecurity::ImplicitTls;
         let implicit = EmailNotifier::builder(config, fallback()).build().unwrap();
-        assert_eq!((implicit.port, implicit.tls), (465, TlsMode::Implicit));
+        let connection = &implicit.connection;
+        assert_eq!(
+            (connection.port, connection.security),
+            (465, Security::ImplicitTls)
+        );
         let plain = EmailNotifier::builder(smtp("[::1]"), fallback())
             .with_plaintext_dangerous()
             .build()
             .unwrap();
+        let connection = &plain.connection;
         assert_eq!(
-            (plain.port, plain.tls, plain.host.as_str()),
-            (25, TlsMode::None, "::1")
+            (
+                connection.port,
+                connection.security,
+                connection.host.as_str()
+            ),
+            (25, Security::PlaintextDangerous, "::1")
         );
     }
 
