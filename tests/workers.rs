@@ -97,8 +97,8 @@ struct ProviderLog {
 /// A loopback HTTP server in the role of Twilio's Messages API: it accepts
 /// `POST …/Messages.json` with 201 and records the message, and responds to
 /// `GET …/Messages.json` with the list filtered by `To` and `From`, newest
-/// first, on one page. The account SID in the path names the worker; the
-/// list holds the messages of every worker, as one real account would.
+/// first, on one page. The account SID in the path names the worker, and the
+/// list contains the messages of every worker, as one real account would.
 struct LoopbackProvider {
     base_url: String,
     log: Arc<Mutex<ProviderLog>>,
@@ -1099,6 +1099,20 @@ async fn deliver_webhook(
     outcomes
 }
 
+/// Counts the messages of a webhook's outcomes that were new, not duplicates.
+fn new_messages(outcomes: Vec<EventOutcome>) -> usize {
+    let mut count = 0;
+    for outcome in outcomes {
+        let EventOutcome::Message(report) = outcome else {
+            panic!("the webhook must carry a message: {outcome:?}")
+        };
+        if !report.duplicate {
+            count += 1;
+        }
+    }
+    count
+}
+
 /// Returns how many stored inbound messages carry the provider message id `sid`.
 fn inbound_with_sid(messages: &[kalify::conversation::Message], sid: &str) -> usize {
     messages
@@ -1172,14 +1186,8 @@ async fn repeated_webhook_stores_one_message() {
     );
     let mut handled = 0;
     for _ in 0..10 {
-        for outcome in deliver_webhook(&engines[0], channel.as_ref(), org, &request).await {
-            let EventOutcome::Message(report) = outcome else {
-                panic!("the webhook must carry a message: {outcome:?}")
-            };
-            if !report.duplicate {
-                handled += 1;
-            }
-        }
+        handled +=
+            new_messages(deliver_webhook(&engines[0], channel.as_ref(), org, &request).await);
     }
     assert_eq!(
         handled, 1,
@@ -1216,14 +1224,7 @@ async fn repeated_webhook_stores_one_message() {
     }
     let mut handled = 0;
     while let Some(joined) = tasks.join_next().await {
-        for outcome in joined.expect("a webhook task panicked") {
-            let EventOutcome::Message(report) = outcome else {
-                panic!("the webhook must carry a message: {outcome:?}")
-            };
-            if !report.duplicate {
-                handled += 1;
-            }
-        }
+        handled += new_messages(joined.expect("a webhook task panicked"));
     }
     assert_eq!(
         handled, 1,

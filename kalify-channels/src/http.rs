@@ -174,7 +174,7 @@ impl HttpClient {
         Error::new(kind, message)
             .with_adapter(self.adapter)
             .with_operation(operation)
-            .with_context("outcome", "unknown")
+            .with_unknown_outcome()
             .with_retry(retry)
             .with_source(error)
     }

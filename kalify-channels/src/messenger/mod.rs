@@ -668,7 +668,7 @@ impl Channel for MessengerChannel {
             .with_adapter(ADAPTER)
             .with_operation("send")
             .with_context("outbox_id", entry.id)
-            .with_context("outcome", "unknown")
+            .with_unknown_outcome()
             .with_retry(Retry::Permanent));
         };
 

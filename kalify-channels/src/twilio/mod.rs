@@ -47,9 +47,9 @@
 //! entry whose earlier attempt may have been accepted, because its worker
 //! stopped mid-send or its response was lost. A listed message matches
 //! when the REST API created it to the same number, from the same sender
-//! or Messaging Service, no earlier than 10 minutes before the entry's
-//! first attempt, with the same text up to Smart Encoding's replacements of
-//! quotes, dashes, the ellipsis and special spaces.
+//! or Messaging Service, with the same text. Smart Encoding's replacements
+//! of quotes, dashes, the ellipsis and special spaces are ignored, and the
+//! message must be no older than 10 minutes before the entry's first attempt.
 //!
 //! # Limitations
 //! - The memory of sent keys is per process and lost on restart, so a
@@ -107,8 +107,8 @@ const LOOKUP_PAGE_SIZE: u32 = 1000;
 /// The maximum number of message-list pages one lookup reads.
 const LOOKUP_MAX_PAGES: usize = 4;
 
-/// How much earlier than the entry's due time a matching message may have
-/// been created, for a difference between this host's clock and Twilio's.
+/// How much earlier than the entry's first attempt a matching message may
+/// have been created, for a difference between this host's clock and Twilio's.
 const LOOKUP_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// The maximum validity period Twilio accepts (10 hours), per its error 90007.
@@ -695,7 +695,7 @@ impl Channel for TwilioSmsChannel {
             .with_operation("send")
             .with_context("outbox_id", entry.id)
             .with_context("status", response.status)
-            .with_context("outcome", "unknown")
+            .with_unknown_outcome()
             .with_retry(Retry::Permanent));
         };
 
@@ -764,19 +764,17 @@ impl Channel for TwilioSmsChannel {
 
         for page in 1..=LOOKUP_MAX_PAGES {
             let page_body = self.lookup_page(request, entry.id).await?;
-            if let Some(found) = page_body
+            let found = page_body
                 .messages
                 .iter()
-                .find(|message| message.matches(&query))
-            {
-                let sid = found.sid.clone().unwrap_or_default();
-                if !sid.is_empty() {
-                    tracing::debug!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, provider_message_id = %sid, page, "found the message of an earlier attempt");
-                    return Ok(Some(Receipt {
-                        provider: PROVIDER.to_owned(),
-                        provider_message_id: sid,
-                    }));
-                }
+                .filter(|message| message.matches(&query))
+                .find_map(|message| message.sid.clone().filter(|sid| !sid.is_empty()));
+            if let Some(sid) = found {
+                tracing::debug!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, provider_message_id = %sid, page, "found the message of an earlier attempt");
+                return Ok(Some(Receipt {
+                    provider: PROVIDER.to_owned(),
+                    provider_message_id: sid,
+                }));
             }
 
             let reached_older = !page_body.messages.is_empty()
@@ -790,8 +788,8 @@ impl Channel for TwilioSmsChannel {
             };
             request = self.http.client().get(self.next_page_url(&next, entry.id)?);
         }
-        tracing::warn!(target: "kalify::channel", adapter = ADAPTER, operation = "find_sent", outbox_id = %entry.id, pages = LOOKUP_MAX_PAGES, "no earlier send found within the page limit; the recipient has more recent messages than the lookup reads");
-        // Sending now could repeat the message, so the lookup fails.
+        // Sending now could repeat the message, so the lookup fails, and the
+        // engine logs it.
         Err(Error::new(
             ErrorKind::Unexpected,
             "the recipient has more messages since the first attempt than the lookup reads; check the message list by hand",

@@ -53,16 +53,6 @@ impl Step {
     }
 }
 
-/// The retry settings of a failed attempt whose outcome may be unknown.
-#[derive(Clone, Copy, Debug)]
-struct Unconfirmed {
-    /// The retry looks the message up at the provider before sending.
-    mark: bool,
-    /// Retry even an error whose class is permanent, because the retry
-    /// looks the message up first.
-    retry_anyway: bool,
-}
-
 impl DeliveryReport {
     pub(crate) fn count(&mut self, result: DeliveryResult) {
         match result {
@@ -227,17 +217,13 @@ impl Engine {
                     // Whatever the error, sending blind could repeat the
                     // message, so the entry stays unconfirmed and the
                     // lookup is retried while attempts remain.
-                    let unconfirmed = Unconfirmed {
-                        mark: true,
-                        retry_anyway: true,
-                    };
                     return Ok(self.failed_attempt(
                         &error,
                         attempts,
                         now,
                         channel.provider(),
                         Step::Lookup,
-                        unconfirmed,
+                        true,
                     ));
                 }
             }
@@ -252,12 +238,8 @@ impl Engine {
             }
             Err(error) => {
                 // A send that may have reached the provider is retried when
-                // the retry can ask the provider first.
-                let unknown = error.outcome_unknown() && finds_sent;
-                let unconfirmed = Unconfirmed {
-                    mark: unknown,
-                    retry_anyway: unknown,
-                };
+                // the retry can look the message up first.
+                let unconfirmed = error.outcome_unknown() && finds_sent;
                 Ok(self.failed_attempt(
                     &error,
                     attempts,
@@ -271,9 +253,9 @@ impl Engine {
     }
 
     /// Decides what follows a failed lookup or send. While attempts remain,
-    /// a retryable error (or any error, with `retry_anyway`) is retried
-    /// with backoff and marked unconfirmed when `mark` is set. Any other
-    /// error fails the entry.
+    /// a retryable error is retried with backoff. With `unconfirmed`, any
+    /// error is retried and the entry marked unconfirmed, because the retry
+    /// looks the message up before sending. Any other error fails the entry.
     fn failed_attempt(
         &self,
         error: &crate::Error,
@@ -281,39 +263,36 @@ impl Engine {
         now: Timestamp,
         provider: &str,
         step: Step,
-        unconfirmed: Unconfirmed,
+        unconfirmed: bool,
     ) -> (OutboxOutcome, DeliveryResult) {
         let step_name = step.name();
         let attempts_left = attempts < self.inner.settings.max_delivery_attempts;
-        if attempts_left && (unconfirmed.retry_anyway || error.is_retryable()) {
+        if attempts_left && (unconfirmed || error.is_retryable()) {
             let delay = error
                 .retry_after()
                 .and_then(|delay| ChronoDuration::from_std(delay).ok())
                 .unwrap_or_else(|| ChronoDuration::seconds(1 << attempts.min(12)));
-            tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, unconfirmed = unconfirmed.mark, retry_at = %(now + delay), error = %error, "delivery step failed; retrying");
-            let outcome = if unconfirmed.mark {
+            tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, unconfirmed, retry_at = %(now + delay), error = %error, "delivery step failed; retrying");
+            let outcome = if unconfirmed {
                 OutboxOutcome::Unconfirmed(now + delay)
             } else {
                 OutboxOutcome::RetryAt(now + delay)
             };
             return (outcome, DeliveryResult::Retried);
         }
-        match step {
+        let reason = match step {
             Step::Send => {
                 tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, error = %error, "send failed for good");
+                format!("{}: {}", error.kind(), error.message())
             }
             Step::Lookup => {
                 tracing::warn!(target: "kalify::channel", provider, step = step_name, attempts, error = %error, "lookup of an earlier attempt failed for good; the message may have been delivered, and it is not sent again");
+                format!(
+                    "outcome unknown, the provider may have the message: the lookup of an earlier attempt failed: {}: {}",
+                    error.kind(),
+                    error.message()
+                )
             }
-        }
-        let reason = match step {
-            Step::Send => format!("{}: {}", error.kind(), error.message()),
-            // The earlier attempt's message may be at the provider.
-            Step::Lookup => format!(
-                "outcome unknown, the provider may have the message: the lookup of an earlier attempt failed: {}: {}",
-                error.kind(),
-                error.message()
-            ),
         };
         (OutboxOutcome::Failed(reason), DeliveryResult::Failed)
     }
