@@ -388,7 +388,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Checks the host, encryption, port, credentials, timeout and root
-    /// certificates of `config`. `host_help` says where to set a missing host.
+    /// certificates of `config`. `host_help` is the hint, in the error for a missing host, of where to set it.
     ///
     /// # Errors
     /// `ConfigInvalid`, naming the setting.

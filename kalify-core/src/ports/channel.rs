@@ -401,7 +401,7 @@ pub trait Channel: Send + Sync + fmt::Debug + 'static {
     /// [`ChannelCapabilities::finds_sent`].
     ///
     /// # Errors
-    /// As for `send`. A failed lookup tells nothing about the message.
+    /// As for `send`. A failed lookup leaves unknown whether the provider has the message.
     async fn find_sent(&self, permit: &SendPermit) -> Result<Option<Receipt>> {
         let _ = permit;
         Err(Error::new(

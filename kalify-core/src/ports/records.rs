@@ -150,9 +150,9 @@ pub struct OutboxEntry {
     /// An earlier attempt may have reached the provider without its outcome
     /// being recorded: its worker stopped before finishing the entry (a
     /// lease expired), or the provider's response was lost. Before sending
-    /// again, the engine asks a channel that can look up its sends
-    /// ([`Channel::find_sent`](crate::ports::Channel::find_sent)) whether
-    /// the provider already holds the message. Cleared only by `Sent`.
+    /// again, the engine looks the message up through a channel that can
+    /// ([`Channel::find_sent`](crate::ports::Channel::find_sent)). Only
+    /// `Sent` clears it.
     pub unconfirmed: bool,
     /// When the entry was first claimed for delivery, set by the store's
     /// claim. No attempt, and so no message at the provider, is older, so

@@ -2766,10 +2766,11 @@ pub async fn finish_outbox_retry_at_reschedules(store: &dyn Store) {
     }
 }
 
-/// Checks that an entry whose lease expired without a finish is claimed
-/// again as unconfirmed, that `Unconfirmed` marks an entry and a later
-/// `RetryAt` keeps the mark, that a recorded retry alone does not set it,
-/// and that the first claim's time is kept as `first_attempt_at`.
+/// Checks the unconfirmed mark and `first_attempt_at` of outbox claims. An
+/// entry whose lease expired without a finish is claimed again as
+/// unconfirmed. `Unconfirmed` marks an entry, a later `RetryAt` keeps the
+/// mark, and a recorded retry alone does not set it. The first claim's
+/// time is kept as `first_attempt_at`.
 pub async fn outbox_unconfirmed_after_expired_lease(store: &dyn Store) {
     let org = fakes::org();
     let (_, conversation) = seed(store, org).await;
