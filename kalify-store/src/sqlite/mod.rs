@@ -95,10 +95,11 @@ impl SqliteStoreBuilder {
     }
 
     /// Sets how many read-only connections a file store opens beside its
-    /// one writer. Reads then run on them, so they do not queue behind
-    /// commits; WAL lets them read while the writer commits. The default is
-    /// 2; 0 runs everything on the writer. In-memory stores always use one
-    /// connection.
+    /// one writer. A read runs on the writer when it is free, whose cache
+    /// holds what it has just written, and otherwise on a read connection,
+    /// so that it does not queue behind a commit; WAL lets them read while
+    /// the writer commits. The default is 2; 0 runs everything on the
+    /// writer. In-memory stores always use one connection.
     pub fn with_read_connections(mut self, connections: usize) -> Self {
         self.read_connections = connections;
         self
@@ -232,11 +233,13 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// A [`Store`] on one SQLite database file, in WAL mode with foreign keys on.
 ///
 /// # Threading
-/// The store owns one connection behind an async mutex. Each call waits
-/// for the mutex without blocking a runtime worker, then runs its queries
-/// on tokio's blocking pool with `spawn_blocking`. Calls therefore run one
-/// at a time, in the order they take the mutex. Statements are prepared
-/// once per connection and cached (`prepare_cached`).
+/// A file store owns one writing connection and, by default, two read-only
+/// ones ([`SqliteStoreBuilder::with_read_connections`]), each behind an
+/// async mutex. Each call waits for a mutex without blocking a runtime
+/// worker, then runs its queries on tokio's blocking pool with
+/// `spawn_blocking`. Writes therefore run one at a time, in the order they
+/// take the writer's mutex. Statements are prepared once per connection
+/// and cached (`prepare_cached`).
 ///
 /// # Durability
 /// Writes that touch more than one row run in one IMMEDIATE transaction,
@@ -250,7 +253,7 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// version, so reopening a file applies only newer ones.
 ///
 /// # Limitations
-/// - Reads wait behind writes, because there is one connection.
+/// - An in-memory store has one connection, so its reads wait behind writes.
 /// - Each write method commits its own transaction, so with
 ///   [`SqliteSynchronous::Full`] the disk's fsync rate bounds the number of
 ///   committed turns per second. Commits are not grouped.
@@ -315,8 +318,14 @@ impl SqliteStore {
         self.run("vacuum", queries::vacuum).await
     }
 
-    /// Runs the read-only `work` on a free read connection, or on the
-    /// writer when the store has none, in the blocking pool.
+    /// Runs the read-only `work` in the blocking pool. A store with read
+    /// connections runs it on the writer when the writer is free, else on
+    /// a free read connection, else waits for one; a store without them
+    /// runs it on the writer.
+    ///
+    /// The writer comes first because its page cache survives its own
+    /// commits, while a read connection drops its cache whenever another
+    /// connection has committed and reads those pages from the file again.
     async fn run_read<T, F>(&self, operation: &'static str, work: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
@@ -325,18 +334,23 @@ impl SqliteStore {
         if self.readers.is_empty() {
             return self.run(operation, work).await;
         }
-        let start = self
-            .next_reader
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let count = self.readers.len();
-        let free = (0..count).find_map(|offset| {
-            Arc::clone(&self.readers[(start + offset) % count])
-                .try_lock_owned()
-                .ok()
-        });
-        let mut connection = match free {
-            Some(connection) => connection,
-            None => Arc::clone(&self.readers[start % count]).lock_owned().await,
+        let mut connection = match Arc::clone(&self.connection).try_lock_owned() {
+            Ok(writer) => writer,
+            Err(_) => {
+                let start = self
+                    .next_reader
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let count = self.readers.len();
+                let free = (0..count).find_map(|offset| {
+                    Arc::clone(&self.readers[(start + offset) % count])
+                        .try_lock_owned()
+                        .ok()
+                });
+                match free {
+                    Some(reader) => reader,
+                    None => Arc::clone(&self.readers[start % count]).lock_owned().await,
+                }
+            }
         };
         let result = run_blocking(move || work(&mut connection)).await;
         result.map_err(|error| {
