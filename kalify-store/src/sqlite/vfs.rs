@@ -415,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_is_in_the_file_when_it_returns() {
+    fn commit_in_file_on_return() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("batched.db");
         let writer = open_batched(&path);
@@ -435,7 +435,7 @@ mod tests {
                     params![id, body],
                 )
                 .expect("inserts");
-            // Another connection with its own file handles sees the row at
+            // Another connection with its own file handles reads the row at
             // once, so no frame of the commit was left in this process.
             let read: Vec<u8> = plain
                 .query_row("SELECT body FROM items WHERE id = ?1", [id], |row| {
@@ -455,7 +455,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rolled_back_transaction_that_spilled_leaves_the_database_intact() {
+    fn spilled_rollback_keeps_database_intact() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("spill.db");
         let writer = open_batched(&path);
@@ -506,7 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn readers_see_whole_commits_across_checkpoints_and_log_restarts() {
+    fn readers_never_see_partial_commits() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("transfers.db");
         let writer = open_batched(&path);
@@ -586,7 +586,7 @@ mod tests {
     }
 
     #[test]
-    fn other_files_keep_the_default_methods() {
+    fn other_files_pass_through() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("rollback-journal.db");
         assert!(register());
