@@ -283,3 +283,128 @@ async fn many_writers_never_see_a_locked_database() {
         .expect("list_prospects");
     assert_eq!(stored.len(), 320, "every write is stored");
 }
+
+/// Set in the child process of `killed_writer_keeps_acknowledged_commits`,
+/// to the database file the child writes until it is killed.
+const KILLED_WRITER_DB: &str = "KALIFY_TEST_KILLED_WRITER_DB";
+
+/// Commits acknowledged by the child before it is killed.
+const ACKNOWLEDGED_BEFORE_KILL: usize = 60;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_writer_keeps_acknowledged_commits() {
+    if let Some(path) = std::env::var_os(KILLED_WRITER_DB) {
+        write_until_killed(std::path::Path::new(&path)).await;
+        return;
+    }
+
+    let dir = tempfile::tempdir().expect("failed to create a temporary directory");
+    let path = dir.path().join("kalify.db");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "killed_writer_keeps_acknowledged_commits",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(KILLED_WRITER_DB, &path)
+        .stdout(std::process::Stdio::piped())
+        // A panic of the writer shows in this test's output.
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("failed to start the writer process");
+
+    // Each line the child prints names a turn whose commit has returned.
+    // The test harness prints the test's name before the first line.
+    let stdout = child.stdout.take().expect("piped stdout");
+    let acknowledged = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut org = None;
+        let mut turns = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("reads the child's output");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [.., "org", id] => org = Some(id.parse::<kalify_core::OrgId>().expect("org id")),
+                ["committed", prospect, conversation] => {
+                    turns.push((
+                        prospect
+                            .parse::<kalify_core::ProspectId>()
+                            .expect("prospect id"),
+                        conversation
+                            .parse::<kalify_core::ConversationId>()
+                            .expect("conversation id"),
+                    ));
+                    if turns.len() == ACKNOWLEDGED_BEFORE_KILL {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        (org, turns)
+    })
+    .await
+    .expect("reader thread");
+    child.kill().expect("SIGKILL the writer");
+    child.wait().expect("reap the writer");
+
+    let (org, turns) = acknowledged;
+    let org = org.expect("the child printed its org");
+    assert_eq!(
+        turns.len(),
+        ACKNOWLEDGED_BEFORE_KILL,
+        "the child committed turns"
+    );
+    let store = SqliteStore::open(&path)
+        .await
+        .expect("failed to reopen the file of the killed writer");
+    for (prospect, conversation) in turns {
+        store
+            .get_prospect(org, prospect)
+            .await
+            .expect("an acknowledged prospect survives the kill");
+        let messages = store
+            .list_messages(org, conversation)
+            .await
+            .expect("list_messages");
+        assert_eq!(messages.len(), 3, "an acknowledged turn keeps its messages");
+    }
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).expect("opens with plain SQLite");
+    let check: String = connection
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity_check");
+    assert_eq!(check, "ok");
+}
+
+/// Writes turns into the file at `path` until the process is killed,
+/// printing each one after its commit returned.
+// Clippy allows `expect` in test functions only, and this helper fails a test the same way.
+#[allow(clippy::expect_used)]
+async fn write_until_killed(path: &std::path::Path) {
+    use std::io::Write;
+
+    let store = SqliteStore::open(path).await.expect("child opens the file");
+    let org = fakes::org();
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "org {org}").expect("prints");
+    stdout.flush().expect("flushes");
+    loop {
+        let prospect = fakes::prospect(org);
+        store
+            .insert_prospects(std::slice::from_ref(&prospect))
+            .await
+            .expect("insert_prospects");
+        let conversation = fakes::conversation(&prospect, None);
+        let mut turn = kalify_core::ports::TurnCommit::new(conversation.clone());
+        turn.create_conversation = true;
+        for second in 1..=3 {
+            turn.messages
+                .push(fakes::outbound(&conversation, fakes::time(second)));
+        }
+        store.commit_turn(&turn).await.expect("commit_turn");
+        writeln!(stdout, "committed {} {}", prospect.id, conversation.id).expect("prints");
+        stdout.flush().expect("flushes");
+    }
+}
