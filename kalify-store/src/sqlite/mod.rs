@@ -96,11 +96,13 @@ impl SqliteStoreBuilder {
     }
 
     /// Sets how many read-only connections a file store opens beside its
-    /// one writer. A read runs on the writer when it is free, whose cache
-    /// holds what it has just written, and otherwise on a read connection,
-    /// so that it does not queue behind a commit; WAL lets them read while
-    /// the writer commits. The default is 2; 0 runs everything on the
-    /// writer. In-memory stores always use one connection.
+    /// one writer. Reads run on them, so that they do not queue behind
+    /// commits, and WAL lets them read while the writer commits. A lookup
+    /// of one record, or of one prospect's conversations or one
+    /// conversation's messages, runs on the writer when it is free, whose
+    /// cache already contains what it has just written. The default is 2;
+    /// 0 runs everything on the writer. In-memory stores always use one
+    /// connection.
     pub fn with_read_connections(mut self, connections: usize) -> Self {
         self.read_connections = connections;
         self
@@ -338,14 +340,33 @@ impl SqliteStore {
         self.run("vacuum", queries::vacuum).await
     }
 
-    /// Runs the read-only `work` in the blocking pool. A store with read
-    /// connections runs it on the writer when the writer is free, else on
-    /// a free read connection, else waits for one; a store without them
-    /// runs it on the writer.
+    /// Runs the short read-only `work` of a lookup in the blocking pool: on
+    /// the writer when it is free, else as [`SqliteStore::run_read`] does.
     ///
-    /// The writer comes first because its page cache survives its own
-    /// commits, while a read connection drops its cache whenever another
-    /// connection has committed and reads those pages from the file again.
+    /// The writer's page cache survives its own commits, while a read
+    /// connection drops its cache whenever another connection has
+    /// committed, and reads those pages from the file again. Only short
+    /// reads take the writer, because a write waits until they finish.
+    async fn run_lookup<T, F>(&self, operation: &'static str, work: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match Arc::clone(&self.connection).try_lock_owned() {
+            Ok(mut writer) => {
+                let result = run_blocking(move || work(&mut writer)).await;
+                result.map_err(|error| {
+                    Error::from(error)
+                        .with_adapter(ADAPTER)
+                        .with_operation(operation)
+                })
+            }
+            Err(_) => self.run_read(operation, work).await,
+        }
+    }
+
+    /// Runs the read-only `work` on a free read connection, or on the
+    /// writer when the store has none, in the blocking pool.
     async fn run_read<T, F>(&self, operation: &'static str, work: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
@@ -354,23 +375,18 @@ impl SqliteStore {
         if self.readers.is_empty() {
             return self.run(operation, work).await;
         }
-        let mut connection = match Arc::clone(&self.connection).try_lock_owned() {
-            Ok(writer) => writer,
-            Err(_) => {
-                let start = self
-                    .next_reader
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let count = self.readers.len();
-                let free = (0..count).find_map(|offset| {
-                    Arc::clone(&self.readers[(start + offset) % count])
-                        .try_lock_owned()
-                        .ok()
-                });
-                match free {
-                    Some(reader) => reader,
-                    None => Arc::clone(&self.readers[start % count]).lock_owned().await,
-                }
-            }
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = self.readers.len();
+        let free = (0..count).find_map(|offset| {
+            Arc::clone(&self.readers[(start + offset) % count])
+                .try_lock_owned()
+                .ok()
+        });
+        let mut connection = match free {
+            Some(connection) => connection,
+            None => Arc::clone(&self.readers[start % count]).lock_owned().await,
         };
         let result = run_blocking(move || work(&mut connection)).await;
         result.map_err(|error| {
@@ -423,7 +439,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_prospect(&self, org: OrgId, id: ProspectId) -> Result<Prospect> {
-        self.run_read("get_prospect", move |connection| {
+        self.run_lookup("get_prospect", move |connection| {
             queries::get_prospect(connection, org, id)
         })
         .await
@@ -451,7 +467,7 @@ impl Store for SqliteStore {
     async fn find_prospect(&self, org: OrgId, contact: &ContactPoint) -> Result<Option<Prospect>> {
         let contact = contact.clone();
         let channel = contact.channel();
-        self.run_read("find_prospect", move |connection| {
+        self.run_lookup("find_prospect", move |connection| {
             queries::find_prospect(connection, org, &contact)
         })
         .await
@@ -500,7 +516,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_campaign(&self, org: OrgId, id: CampaignId) -> Result<Campaign> {
-        self.run_read("get_campaign", move |connection| {
+        self.run_lookup("get_campaign", move |connection| {
             queries::get_campaign(connection, org, id)
         })
         .await
@@ -532,7 +548,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_conversation(&self, org: OrgId, id: ConversationId) -> Result<Conversation> {
-        self.run_read("get_conversation", move |connection| {
+        self.run_lookup("get_conversation", move |connection| {
             queries::get_conversation(connection, org, id)
         })
         .await
@@ -548,7 +564,7 @@ impl Store for SqliteStore {
         org: OrgId,
         prospect: ProspectId,
     ) -> Result<Vec<Conversation>> {
-        self.run_read("conversations_of", move |connection| {
+        self.run_lookup("conversations_of", move |connection| {
             queries::conversations_of(connection, org, prospect)
         })
         .await
@@ -564,7 +580,7 @@ impl Store for SqliteStore {
         org: OrgId,
         conversation: ConversationId,
     ) -> Result<Vec<Message>> {
-        self.run_read("list_messages", move |connection| {
+        self.run_lookup("list_messages", move |connection| {
             queries::list_messages(connection, org, conversation)
         })
         .await
@@ -700,7 +716,7 @@ impl Store for SqliteStore {
     async fn is_suppressed(&self, org: OrgId, contact: &ContactPoint) -> Result<bool> {
         let contact = contact.clone();
         let channel = contact.channel();
-        self.run_read("is_suppressed", move |connection| {
+        self.run_lookup("is_suppressed", move |connection| {
             queries::is_suppressed(connection, org, &contact)
         })
         .await
@@ -759,7 +775,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_member(&self, org: OrgId, id: MemberId) -> Result<Member> {
-        self.run_read("get_member", move |connection| {
+        self.run_lookup("get_member", move |connection| {
             queries::get_member(connection, org, id)
         })
         .await
