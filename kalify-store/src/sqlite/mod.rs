@@ -4,7 +4,6 @@ mod error;
 mod queries;
 mod rows;
 mod schema;
-mod vfs;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -152,7 +151,7 @@ impl SqliteStoreBuilder {
         };
 
         let connection = match &self.location {
-            Location::File(path) => self.open_file(path),
+            Location::File(path) => Connection::open(path),
             Location::Memory => Connection::open_in_memory(),
         }
         .map_err(|error| fail(SqliteError::Open(error)))?;
@@ -177,9 +176,8 @@ impl SqliteStoreBuilder {
         let mut readers = Vec::new();
         if let Location::File(path) = &self.location {
             for _ in 0..self.read_connections {
-                let reader = self
-                    .open_file(path)
-                    .map_err(|error| fail(SqliteError::Open(error)))?;
+                let reader =
+                    Connection::open(path).map_err(|error| fail(SqliteError::Open(error)))?;
                 schema::configure(&reader, self.synchronous, self.busy_timeout).map_err(fail)?;
                 reader
                     .pragma_update(None, "query_only", "ON")
@@ -194,21 +192,6 @@ impl SqliteStoreBuilder {
             display_path,
             synchronous: self.synchronous,
         })
-    }
-
-    /// Opens a connection to the file. When commits sync the log, the
-    /// connection batches each commit's log writes into one system call
-    /// (see the `vfs` module); otherwise it uses SQLite's default VFS.
-    fn open_file(&self, path: &Path) -> rusqlite::Result<Connection> {
-        let syncs_commits = matches!(
-            self.synchronous,
-            SqliteSynchronous::Full | SqliteSynchronous::Extra
-        );
-        if syncs_commits && vfs::register() {
-            Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), vfs::NAME)
-        } else {
-            Connection::open(path)
-        }
     }
 
     /// Runs [`SqliteStoreBuilder::build`] on tokio's blocking pool.
@@ -264,10 +247,7 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// Writes that touch more than one row run in one IMMEDIATE transaction,
 /// and `commit_turn` writes a whole turn in one. With the default
 /// [`SqliteSynchronous::Full`], a method that returned `Ok` has reached the
-/// disk. With `Full` or `Extra`, the store hands each commit's log frames
-/// to the operating system in one write just before the commit's sync,
-/// rather than one write per frame header and page; nothing is kept in
-/// memory after the commit returns.
+/// disk.
 ///
 /// # Schema
 /// Migrations are embedded in the binary and applied by
