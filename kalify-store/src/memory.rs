@@ -536,9 +536,11 @@ impl Store for MemoryStore {
         for prospect in prospects {
             let key = (prospect.org_id, prospect.id);
             if state.prospects.contains_key(&key) || !batch.insert(key) {
-                return Err(Error::conflict("a prospect with this id exists")
-                    .with_context("org_id", prospect.org_id)
-                    .with_context("prospect_id", prospect.id))
+                return Err(Error::conflict(
+                    "a prospect with this id is already stored or appears twice in the call",
+                )
+                .with_context("org_id", prospect.org_id)
+                .with_context("prospect_id", prospect.id))
                 .map_err(tag("insert_prospects"));
             }
         }

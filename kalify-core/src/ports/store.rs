@@ -43,7 +43,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Inserts new prospects in one transaction.
     ///
     /// # Errors
-    /// `Conflict` when an id exists; nothing is written then.
+    /// `Conflict` when an id is already stored or appears twice in
+    /// `prospects`; nothing is written then.
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()>;
 
     /// Reads a prospect.

@@ -118,9 +118,11 @@ pub(crate) async fn insert_prospects(
             .await
             .map_err(|error| match PgError::from(error) {
                 PgError::UniqueViolation(source) => PgError::from(
-                    Error::conflict("a prospect with this id exists")
-                        .with_context("prospect_id", prospect.id)
-                        .with_source(PgError::UniqueViolation(source)),
+                    Error::conflict(
+                        "a prospect with this id is already stored or appears twice in the call",
+                    )
+                    .with_context("prospect_id", prospect.id)
+                    .with_source(PgError::UniqueViolation(source)),
                 ),
                 other => other,
             })?;

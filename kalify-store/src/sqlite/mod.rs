@@ -238,9 +238,11 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// A file store owns one writing connection and, by default, two read-only
 /// ones ([`SqliteStoreBuilder::with_read_connections`]), each behind an
 /// async mutex. Each call waits for a mutex without blocking a runtime
-/// worker, then runs its queries on tokio's blocking pool with
-/// `spawn_blocking`. Writes therefore run one at a time, in the order they
-/// take the writer's mutex. Statements are prepared once per connection
+/// worker. On a multi-thread runtime it then runs its queries in place
+/// with `block_in_place`, so other futures of the calling task (in a
+/// `join!`, say) do not run until the queries end; on a current-thread
+/// runtime it runs them on tokio's blocking pool with `spawn_blocking`.
+/// Writes run one at a time, in the order they take the writer's mutex. Statements are prepared once per connection
 /// and cached (`prepare_cached`).
 ///
 /// # Durability

@@ -81,10 +81,12 @@ pub(crate) fn insert_prospects(
     let mut statement = transaction.prepare_cached(rows::INSERT_PROSPECT)?;
     for prospect in prospects {
         rows::insert_prospect(&mut statement, prospect).map_err(|error| match error {
-            SqliteError::Constraint(source) => Error::conflict("a prospect with this id exists")
-                .with_context("prospect_id", prospect.id)
-                .with_source(source)
-                .into(),
+            SqliteError::Constraint(source) => Error::conflict(
+                "a prospect with this id is already stored or appears twice in the call",
+            )
+            .with_context("prospect_id", prospect.id)
+            .with_source(source)
+            .into(),
             other => other,
         })?;
     }
