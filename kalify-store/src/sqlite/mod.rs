@@ -240,8 +240,8 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// async mutex. Each call waits for a mutex without blocking a runtime
 /// worker. On a multi-thread runtime it then runs its queries in place
 /// with `block_in_place`, so other futures of the calling task (in a
-/// `join!`, say) do not run until the queries end; on a current-thread
-/// runtime it runs them on tokio's blocking pool with `spawn_blocking`.
+/// `join!`, say) wait until the queries end. On a current-thread runtime
+/// it runs them on tokio's blocking pool with `spawn_blocking`.
 /// Writes run one at a time, in the order they take the writer's mutex. Statements are prepared once per connection
 /// and cached (`prepare_cached`).
 ///
