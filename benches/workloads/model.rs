@@ -117,8 +117,9 @@ pub(crate) fn main(arguments: &[String]) -> ExitCode {
 
 async fn run(dir: &Path, server: &LoopbackModel, ai_replies: bool) -> Result<()> {
     let synchronous = SqliteSynchronous::Full;
+    let db_path = dir.join("kalify-model.sqlite");
     let store = Arc::new(
-        SqliteStoreBuilder::new(dir.join("kalify-model.sqlite"))
+        SqliteStoreBuilder::new(&db_path)
             .with_synchronous(synchronous)
             .build()?,
     );
@@ -166,11 +167,12 @@ async fn run(dir: &Path, server: &LoopbackModel, ai_replies: bool) -> Result<()>
     );
     let (before, after) = engine_time(&turns, &counts.calls);
     println!(
-        "kalify model_check seconds={elapsed:.2} model_calls={} calls_per_turn={calls_per_turn} unmarked={} max_in_flight={} states={} durability=wal+synchronous={}",
+        "kalify model_check seconds={elapsed:.2} model_calls={} calls_per_turn={calls_per_turn} unmarked={} max_in_flight={} states={} durability={}+synchronous={}",
         counts.requests,
         counts.unmarked,
         counts.max_in_flight,
         state_counts(&turns),
+        super::turns::journal_mode(&db_path)?,
         synchronous.as_str().to_lowercase(),
     );
     println!(

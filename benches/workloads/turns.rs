@@ -349,9 +349,10 @@ pub(crate) async fn run(data: &Path, dir: &Path, stored: usize) -> Result<()> {
     let rss_mb =
         peak_rss_kib().map_or_else(|| "unknown".to_owned(), |kib| (kib / 1024).to_string());
     println!(
-        "kalify turns_per_s={:.0} rss_mb={rss_mb} turns={} seconds={elapsed:.2} durability=wal+synchronous={} stored_prospects={stored}",
+        "kalify turns_per_s={:.0} rss_mb={rss_mb} turns={} seconds={elapsed:.2} durability={}+synchronous={} stored_prospects={stored}",
         turns.len() as f64 / elapsed,
         turns.len(),
+        journal_mode(&db_path)?,
         synchronous.as_str().to_lowercase(),
     );
 
@@ -474,6 +475,19 @@ async fn print_check(
         sha256_prefix(lines.as_bytes())?
     );
     Ok(())
+}
+
+/// Returns the journal mode recorded in the database file at `path`, read
+/// through a connection of its own, so that the printed durability comes
+/// from the file rather than from the configuration.
+pub(crate) fn journal_mode(path: &Path) -> Result<String> {
+    let fail = |error: rusqlite::Error| {
+        kalify::Error::unexpected("reading the journal mode failed").with_source(error)
+    };
+    let connection = rusqlite::Connection::open(path).map_err(fail)?;
+    connection
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .map_err(fail)
 }
 
 /// Times `LIMIT_COMMITS` single-row commits into a new WAL file with
