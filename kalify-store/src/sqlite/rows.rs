@@ -380,61 +380,15 @@ pub(crate) fn update_prospect_if_version(
     let phone = prospect.phone.as_ref().map(PhoneNumber::as_str);
     let email = prospect.email.as_ref().map(EmailAddress::as_str);
     let messenger = prospect.messenger.as_ref().map(MessengerPsid::as_str);
-    let unindexed = connection
-        .prepare_cached(
-            "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, \
-             locale = ?7, time_zone = ?8, source = ?9, tags = ?10, custom_fields = ?11, status = ?12, \
-             score = ?13, owner_id = ?14, consents = ?15, restricted = ?16, objected = ?17, \
-             updated_at = ?18, version = ?19 \
-             WHERE org_id = ?1 AND id = ?2 AND version = ?20 \
-             AND phone IS ?21 AND email IS ?22 AND messenger IS ?23 AND created_at = ?24",
-        )?
-        .execute(params![
-            prospect.org_id.key(),
-            prospect.id.key(),
-            prospect.first_name,
-            prospect.last_name,
-            prospect.company,
-            prospect.job_title,
-            prospect.locale.as_str(),
-            prospect.time_zone.map(|zone| zone.name()),
-            prospect.source,
-            encoded.tags,
-            encoded.custom_fields,
-            prospect.status.as_str(),
-            encoded.score,
-            opt_key(prospect.owner),
-            encoded.consents,
-            prospect.restricted,
-            prospect.objected,
-            encoded.updated_at,
-            version_param(prospect.version.next())?,
-            version_param(prospect.version)?,
-            phone,
-            email,
-            messenger,
-            encoded.created_at,
-        ])?;
-    if unindexed > 0 {
-        return Ok(unindexed);
-    }
-    let mut statement = connection.prepare_cached(
-        "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, phone = ?7, \
-         email = ?8, messenger = ?9, locale = ?10, time_zone = ?11, source = ?12, tags = ?13, custom_fields = ?14, \
-         status = ?15, score = ?16, owner_id = ?17, consents = ?18, restricted = ?19, objected = ?20, \
-         created_at = ?21, updated_at = ?22, version = ?23 \
-         WHERE org_id = ?1 AND id = ?2 AND version = ?24",
-    )?;
-    let changed = statement.execute(params![
+    // Both statements take the same parameters: the indexed columns are
+    // ?21 to ?24, compared in the first statement and set in the second.
+    let values = params![
         prospect.org_id.key(),
         prospect.id.key(),
         prospect.first_name,
         prospect.last_name,
         prospect.company,
         prospect.job_title,
-        phone,
-        email,
-        messenger,
         prospect.locale.as_str(),
         prospect.time_zone.map(|zone| zone.name()),
         prospect.source,
@@ -446,11 +400,37 @@ pub(crate) fn update_prospect_if_version(
         encoded.consents,
         prospect.restricted,
         prospect.objected,
-        encoded.created_at,
         encoded.updated_at,
         version_param(prospect.version.next())?,
         version_param(prospect.version)?,
-    ])?;
+        phone,
+        email,
+        messenger,
+        encoded.created_at,
+    ];
+    let unindexed = connection
+        .prepare_cached(
+            "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, \
+             locale = ?7, time_zone = ?8, source = ?9, tags = ?10, custom_fields = ?11, status = ?12, \
+             score = ?13, owner_id = ?14, consents = ?15, restricted = ?16, objected = ?17, \
+             updated_at = ?18, version = ?19 \
+             WHERE org_id = ?1 AND id = ?2 AND version = ?20 \
+             AND phone IS ?21 AND email IS ?22 AND messenger IS ?23 AND created_at = ?24",
+        )?
+        .execute(values)?;
+    if unindexed > 0 {
+        return Ok(unindexed);
+    }
+    let changed = connection
+        .prepare_cached(
+            "UPDATE prospects SET first_name = ?3, last_name = ?4, company = ?5, job_title = ?6, \
+             locale = ?7, time_zone = ?8, source = ?9, tags = ?10, custom_fields = ?11, status = ?12, \
+             score = ?13, owner_id = ?14, consents = ?15, restricted = ?16, objected = ?17, \
+             updated_at = ?18, version = ?19, \
+             phone = ?21, email = ?22, messenger = ?23, created_at = ?24 \
+             WHERE org_id = ?1 AND id = ?2 AND version = ?20",
+        )?
+        .execute(values)?;
     Ok(changed)
 }
 
