@@ -284,11 +284,11 @@ async fn many_writers_never_see_a_locked_database() {
     assert_eq!(stored.len(), 320, "every write is stored");
 }
 
-/// Set in the child process of `killed_writer_keeps_acknowledged_commits`,
-/// to the database file the child writes until it is killed.
+/// Environment variable that makes this test binary the writer process of
+/// `killed_writer_keeps_acknowledged_commits`, set to the file it writes.
 const KILLED_WRITER_DB: &str = "KALIFY_TEST_KILLED_WRITER_DB";
 
-/// Commits acknowledged by the child before it is killed.
+/// Number of turns the writer process acknowledges before it is killed.
 const ACKNOWLEDGED_BEFORE_KILL: usize = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,29 +300,34 @@ async fn killed_writer_keeps_acknowledged_commits() {
 
     let dir = tempfile::tempdir().expect("failed to create a temporary directory");
     let path = dir.path().join("kalify.db");
-    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "killed_writer_keeps_acknowledged_commits",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(KILLED_WRITER_DB, &path)
-        .stdout(std::process::Stdio::piped())
-        // A panic of the writer shows in this test's output.
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("failed to start the writer process");
+    let mut child = std::process::Command::new(
+        std::env::current_exe().expect("the test binary path is missing"),
+    )
+    .args([
+        "--exact",
+        "killed_writer_keeps_acknowledged_commits",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(KILLED_WRITER_DB, &path)
+    .stdout(std::process::Stdio::piped())
+    // A panic of the writer shows in this test's output.
+    .stderr(std::process::Stdio::inherit())
+    .spawn()
+    .expect("failed to start the writer process");
 
     // Each line the child prints names a turn whose commit has returned.
     // The test harness prints the test's name before the first line.
-    let stdout = child.stdout.take().expect("piped stdout");
+    let stdout = child
+        .stdout
+        .take()
+        .expect("the writer process has no piped stdout");
     let acknowledged = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut org = None;
         let mut turns = Vec::new();
         for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.expect("reads the child's output");
+            let line = line.expect("failed to read the writer process output");
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 [.., "org", id] => org = Some(id.parse::<kalify_core::OrgId>().expect("org id")),
@@ -345,16 +350,16 @@ async fn killed_writer_keeps_acknowledged_commits() {
         (org, turns)
     })
     .await
-    .expect("reader thread");
-    child.kill().expect("SIGKILL the writer");
-    child.wait().expect("reap the writer");
+    .expect("the output reader thread panicked");
+    child.kill().expect("failed to kill the writer process");
+    child.wait().expect("failed to wait for the writer process");
 
     let (org, turns) = acknowledged;
-    let org = org.expect("the child printed its org");
+    let org = org.expect("the writer process stopped before it printed its org id");
     assert_eq!(
         turns.len(),
         ACKNOWLEDGED_BEFORE_KILL,
-        "the child committed turns"
+        "the writer process stopped before it committed enough turns"
     );
     let store = SqliteStore::open(&path)
         .await
@@ -371,7 +376,8 @@ async fn killed_writer_keeps_acknowledged_commits() {
         assert_eq!(messages.len(), 3, "an acknowledged turn keeps its messages");
     }
     drop(store);
-    let connection = rusqlite::Connection::open(&path).expect("opens with plain SQLite");
+    let connection =
+        rusqlite::Connection::open(&path).expect("failed to open the file with plain SQLite");
     let check: String = connection
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .expect("integrity_check");
@@ -385,7 +391,9 @@ async fn killed_writer_keeps_acknowledged_commits() {
 async fn write_until_killed(path: &std::path::Path) {
     use std::io::Write;
 
-    let store = SqliteStore::open(path).await.expect("child opens the file");
+    let store = SqliteStore::open(path)
+        .await
+        .expect("the writer process failed to open the file");
     let org = fakes::org();
     let mut stdout = std::io::stdout();
     writeln!(stdout, "org {org}").expect("prints");

@@ -26,7 +26,7 @@ use kalify_core::{
     Timestamp,
 };
 use rusqlite::Connection;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::common::{check_inbound, check_job_orgs, check_turn_orgs, lease_end};
 use error::SqliteError;
@@ -96,10 +96,10 @@ impl SqliteStoreBuilder {
 
     /// Sets how many read-only connections a file store opens beside its
     /// one writer. Reads run on them, so that they do not queue behind
-    /// commits, and WAL lets them read while the writer commits. A lookup
-    /// of one record, or of one prospect's conversations or one
-    /// conversation's messages, runs on the writer when it is free, whose
-    /// cache already contains what it has just written. The default is 2;
+    /// commits, and WAL lets them read while the writer commits. Lookups of
+    /// one record, one prospect's conversations or one conversation's
+    /// messages run on the writer when it is free, because its cache
+    /// already contains what it has just written. The default is 2;
     /// 0 runs everything on the writer. In-memory stores always use one
     /// connection.
     pub fn with_read_connections(mut self, connections: usize) -> Self {
@@ -322,8 +322,8 @@ impl SqliteStore {
         self.run("vacuum", queries::vacuum).await
     }
 
-    /// Runs the short read-only `work` of a lookup in the blocking pool: on
-    /// the writer when it is free, else as [`SqliteStore::run_read`] does.
+    /// Runs the short read-only `work` of a lookup on the writer when it is
+    /// free, else as [`SqliteStore::run_read`] does.
     ///
     /// The writer's page cache survives its own commits, while a read
     /// connection drops its cache whenever another connection has
@@ -335,20 +335,13 @@ impl SqliteStore {
         T: Send + 'static,
     {
         match Arc::clone(&self.connection).try_lock_owned() {
-            Ok(mut writer) => {
-                let result = run_blocking(move || work(&mut writer)).await;
-                result.map_err(|error| {
-                    Error::from(error)
-                        .with_adapter(ADAPTER)
-                        .with_operation(operation)
-                })
-            }
+            Ok(writer) => run_on(writer, operation, work).await,
             Err(_) => self.run_read(operation, work).await,
         }
     }
 
     /// Runs the read-only `work` on a free read connection, or on the
-    /// writer when the store has none, in the blocking pool.
+    /// writer when the store has none.
     async fn run_read<T, F>(&self, operation: &'static str, work: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
@@ -366,32 +359,21 @@ impl SqliteStore {
                 .try_lock_owned()
                 .ok()
         });
-        let mut connection = match free {
+        let connection = match free {
             Some(connection) => connection,
             None => Arc::clone(&self.readers[start % count]).lock_owned().await,
         };
-        let result = run_blocking(move || work(&mut connection)).await;
-        result.map_err(|error| {
-            Error::from(error)
-                .with_adapter(ADAPTER)
-                .with_operation(operation)
-        })
+        run_on(connection, operation, work).await
     }
 
-    /// Runs `work` on the connection in the blocking pool, and tags its
-    /// error with the adapter and `operation`.
+    /// Runs `work` on the writer.
     async fn run<T, F>(&self, operation: &'static str, work: F) -> Result<T>
     where
         F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
         T: Send + 'static,
     {
-        let mut connection = Arc::clone(&self.connection).lock_owned().await;
-        let result = run_blocking(move || work(&mut connection)).await;
-        result.map_err(|error| {
-            Error::from(error)
-                .with_adapter(ADAPTER)
-                .with_operation(operation)
-        })
+        let connection = Arc::clone(&self.connection).lock_owned().await;
+        run_on(connection, operation, work).await
     }
 }
 
@@ -876,6 +858,25 @@ impl Store for SqliteStore {
         .await
         .map_err(|error| error.with_context("org_id", org))
     }
+}
+
+/// Runs `work` on the locked `connection` with [`run_blocking`], and tags
+/// its error with the adapter and `operation`.
+async fn run_on<T, F>(
+    mut connection: OwnedMutexGuard<Connection>,
+    operation: &'static str,
+    work: F,
+) -> Result<T>
+where
+    F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
+    T: Send + 'static,
+{
+    let result = run_blocking(move || work(&mut connection)).await;
+    result.map_err(|error| {
+        Error::from(error)
+            .with_adapter(ADAPTER)
+            .with_operation(operation)
+    })
 }
 
 /// Runs the blocking SQLite call `work` without stalling other tasks: in
