@@ -482,7 +482,9 @@ async fn print_check(
 /// from the file rather than from the configuration.
 pub(crate) fn journal_mode(path: &Path) -> Result<String> {
     let fail = |error: rusqlite::Error| {
-        kalify::Error::unexpected("reading the journal mode failed").with_source(error)
+        kalify::Error::unexpected("failed to read the journal mode of the database file")
+            .with_context("path", path.display())
+            .with_source(error)
     };
     let connection = rusqlite::Connection::open(path).map_err(fail)?;
     connection
