@@ -284,6 +284,31 @@ async fn many_writers_never_see_a_locked_database() {
     assert_eq!(stored.len(), 320, "every write is stored");
 }
 
+/// On a multi-thread runtime, `insert_prospects` hands its batch to another
+/// thread: the first poll of its future returns `Pending`, so the calling
+/// task can run other work (an import parses its next rows) beside the
+/// write, and the batch is stored once the future completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_prospects_leaves_the_calling_task_free() {
+    let (store, _dir) = open_temp();
+    let org = fakes::org();
+    let prospects: Vec<_> = (0..5_000).map(|_| fakes::prospect(org)).collect();
+
+    let mut insert = std::pin::pin!(store.insert_prospects(&prospects));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        insert.as_mut().poll(&mut context).is_pending(),
+        "a 5,000-row insert must not complete within its first poll"
+    );
+    insert.await.expect("insert_prospects");
+
+    let stored = store
+        .list_prospects(org, Default::default())
+        .await
+        .expect("list_prospects");
+    assert_eq!(stored.len(), prospects.len(), "every prospect is stored");
+}
+
 /// Environment variable that makes this test binary the writer process of
 /// `killed_writer_keeps_acknowledged_commits`, set to the file it writes.
 const KILLED_WRITER_DB: &str = "KALIFY_TEST_KILLED_WRITER_DB";

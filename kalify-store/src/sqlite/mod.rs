@@ -242,8 +242,12 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// with `block_in_place`, so other futures of the calling task (in a
 /// `join!`, say) wait until the queries end. On a current-thread runtime
 /// it runs them on tokio's blocking pool with `spawn_blocking`.
-/// Writes run one at a time, in the order they take the writer's mutex. Statements are prepared once per connection
-/// and cached (`prepare_cached`).
+/// `insert_prospects` runs on the blocking pool on both kinds of runtime:
+/// it writes a whole batch, and the calling task can do other work, such
+/// as parsing the next rows of an import, until the batch is written.
+/// Writes run one at a time, in the order they take the writer's mutex.
+/// Statements are prepared once per connection and cached
+/// (`prepare_cached`).
 ///
 /// # Durability
 /// Writes that touch more than one row run in one IMMEDIATE transaction,
@@ -335,7 +339,7 @@ impl SqliteStore {
         T: Send + 'static,
     {
         match Arc::clone(&self.connection).try_lock_owned() {
-            Ok(writer) => run_on(writer, operation, work).await,
+            Ok(writer) => run_on(writer, Placement::InPlace, operation, work).await,
             Err(_) => self.run_read(operation, work).await,
         }
     }
@@ -363,7 +367,7 @@ impl SqliteStore {
             Some(connection) => connection,
             None => Arc::clone(&self.readers[start % count]).lock_owned().await,
         };
-        run_on(connection, operation, work).await
+        run_on(connection, Placement::InPlace, operation, work).await
     }
 
     /// Runs `work` on the writer.
@@ -373,7 +377,7 @@ impl SqliteStore {
         T: Send + 'static,
     {
         let connection = Arc::clone(&self.connection).lock_owned().await;
-        run_on(connection, operation, work).await
+        run_on(connection, Placement::InPlace, operation, work).await
     }
 }
 
@@ -396,9 +400,13 @@ impl fmt::Display for SqliteStore {
 impl Store for SqliteStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
         let prospects = prospects.to_vec();
-        self.run("insert_prospects", move |connection| {
-            queries::insert_prospects(connection, &prospects)
-        })
+        let connection = Arc::clone(&self.connection).lock_owned().await;
+        run_on(
+            connection,
+            Placement::BlockingPool,
+            "insert_prospects",
+            move |connection| queries::insert_prospects(connection, &prospects),
+        )
         .await
     }
 
@@ -860,10 +868,21 @@ impl Store for SqliteStore {
     }
 }
 
-/// Runs `work` on the locked `connection` with [`run_blocking`], and tags
+/// The thread on which [`run_on`] runs a blocking SQLite call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// In place on a multi-threaded runtime, as [`run_blocking`] does.
+    InPlace,
+    /// On tokio's blocking pool, so that the calling task continues while
+    /// the call runs.
+    BlockingPool,
+}
+
+/// Runs `work` on the locked `connection` as `placement` selects, and tags
 /// its error with the adapter and `operation`.
 async fn run_on<T, F>(
     mut connection: OwnedMutexGuard<Connection>,
+    placement: Placement,
     operation: &'static str,
     work: F,
 ) -> Result<T>
@@ -871,7 +890,11 @@ where
     F: FnOnce(&mut Connection) -> Result<T, SqliteError> + Send + 'static,
     T: Send + 'static,
 {
-    let result = run_blocking(move || work(&mut connection)).await;
+    let work = move || work(&mut connection);
+    let result = match placement {
+        Placement::InPlace => run_blocking(work).await,
+        Placement::BlockingPool => run_on_pool(work).await,
+    };
     result.map_err(|error| {
         Error::from(error)
             .with_adapter(ADAPTER)
@@ -893,6 +916,15 @@ where
     if multi_thread {
         return tokio::task::block_in_place(work);
     }
+    run_on_pool(work).await
+}
+
+/// Runs the blocking SQLite call `work` on tokio's blocking pool.
+async fn run_on_pool<T, F>(work: F) -> Result<T, SqliteError>
+where
+    F: FnOnce() -> Result<T, SqliteError> + Send + 'static,
+    T: Send + 'static,
+{
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(error) => Err(SqliteError::Task(error)),
