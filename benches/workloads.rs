@@ -2,15 +2,22 @@
 //!
 //! ```sh
 //! cargo bench --bench workloads -- import --data DIR
-//! cargo bench --bench workloads -- turns --data DIR [--stored N]
+//! cargo bench --bench workloads -- turns --data DIR [--stored N] [--synchronous LEVEL]
 //! cargo bench --bench workloads -- score --data DIR
 //! cargo bench --bench workloads --features openai -- model [--ai-replies]
+//! cargo bench --bench workloads -- commits [--tables 1,6,12,18,24] [--synchronous LEVEL]
 //! ```
 //!
 //! `DIR` contains the generated files (`prospects.csv`, `turns.jsonl`,
 //! `messages.json`, `score_input.bin`, `score_criteria.json`). Without
 //! `--data`, the folder named by `KALIFY_BENCH_DATA` is read. `--stored N`
 //! fills the store with N prospects before the turns, 2,000 by default.
+//! `commits` needs no data: it times bare SQLite commits that each write one
+//! row into each of N tables, for each N of `--tables`, to show how the cost
+//! of a durable commit grows with the b-trees it writes. `--synchronous`
+//! sets `PRAGMA synchronous` of the turns and of the bare commits (`off`,
+//! `normal`, `full` or `extra`; `full` by default), to show what each sync
+//! costs.
 //! Each workload prints a figure line and a check line, such as
 //!
 //! ```text
@@ -72,13 +79,29 @@ fn main() -> ExitCode {
         .collect();
     let Some(workload) = arguments.first() else {
         eprintln!(
-            "missing workload: use import, turns, score or model, such as `-- import --data DIR`"
+            "missing workload: use import, turns, score, model or commits, such as `-- import --data DIR`"
         );
         return ExitCode::from(2);
     };
     // The model workload generates its own prospects and reads no data folder.
     if workload == "model" {
         return run_model(&arguments[1..]);
+    }
+    let synchronous = match synchronous_level(&arguments[1..]) {
+        Ok(level) => level,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    if workload == "commits" {
+        return match table_counts(&arguments[1..]) {
+            Ok(counts) => run_commits(&counts, synchronous),
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::from(2)
+            }
+        };
     }
     let data = match data_dir(&arguments[1..]) {
         Ok(dir) => dir,
@@ -90,7 +113,7 @@ fn main() -> ExitCode {
     match workload.as_str() {
         "import" => run_import(&data),
         "turns" => match stored_prospects(&arguments[1..]) {
-            Ok(stored) => run_turns(&data, stored),
+            Ok(stored) => run_turns(&data, stored, synchronous),
             Err(message) => {
                 eprintln!("{message}");
                 ExitCode::from(2)
@@ -104,7 +127,7 @@ fn main() -> ExitCode {
             }
         },
         other => {
-            eprintln!("unknown workload {other:?}: use import, turns, score or model");
+            eprintln!("unknown workload {other:?}: use import, turns, score, model or commits");
             ExitCode::from(2)
         }
     }
@@ -147,6 +170,87 @@ fn stored_prospects(arguments: &[String]) -> std::result::Result<usize, String> 
     Ok(2_000)
 }
 
+/// Table counts of the `commits` workload without `--tables`: from one, as
+/// in `turns_limit`, to more than the 18 b-trees (tables and indexes) that
+/// a turn of the `turns` workload writes.
+const DEFAULT_TABLE_COUNTS: [usize; 5] = [1, 6, 12, 18, 24];
+
+/// Commits timed for each table count of the `commits` workload.
+const COMMITS_PER_COUNT: usize = 2_000;
+
+/// Returns the table counts of `--tables 1,6,12`, else the default ones.
+fn table_counts(arguments: &[String]) -> std::result::Result<Vec<usize>, String> {
+    let mut iter = arguments.iter();
+    while let Some(argument) = iter.next() {
+        let value = match argument.strip_prefix("--tables=") {
+            Some(value) => value,
+            None if argument == "--tables" => iter.next().ok_or_else(|| {
+                "--tables needs a comma-separated list, such as 1,6,12".to_owned()
+            })?,
+            None => continue,
+        };
+        return value
+            .split(',')
+            .map(|count| match count.trim().parse::<usize>() {
+                Ok(count) if (1..=1_000).contains(&count) => Ok(count),
+                _ => Err(format!(
+                    "--tables expects counts from 1 to 1000 separated by commas, got {count:?}"
+                )),
+            })
+            .collect();
+    }
+    Ok(DEFAULT_TABLE_COUNTS.to_vec())
+}
+
+/// Returns the level of `--synchronous LEVEL`, else `Full`.
+fn synchronous_level(arguments: &[String]) -> std::result::Result<SqliteSynchronous, String> {
+    let mut iter = arguments.iter();
+    while let Some(argument) = iter.next() {
+        let value = match argument.strip_prefix("--synchronous=") {
+            Some(value) => value,
+            None if argument == "--synchronous" => iter.next().ok_or_else(|| {
+                "--synchronous needs a level: off, normal, full or extra".to_owned()
+            })?,
+            None => continue,
+        };
+        return match value.to_ascii_lowercase().as_str() {
+            "off" => Ok(SqliteSynchronous::Off),
+            "normal" => Ok(SqliteSynchronous::Normal),
+            "full" => Ok(SqliteSynchronous::Full),
+            "extra" => Ok(SqliteSynchronous::Extra),
+            _ => Err(format!(
+                "--synchronous expects off, normal, full or extra, got {value:?}"
+            )),
+        };
+    }
+    Ok(SqliteSynchronous::Full)
+}
+
+/// Prints the bare commit rate for each table count.
+fn run_commits(counts: &[usize], synchronous: SqliteSynchronous) -> ExitCode {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("failed to create a temporary directory: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for &tables in counts {
+        let path = dir.path().join(format!("commits-{tables}.sqlite"));
+        match turns::commit_rate(&path, synchronous, tables, COMMITS_PER_COUNT) {
+            Ok(rate) => println!(
+                "kalify commit_limit tables={tables} commits_per_s={rate:.0} synchronous={}",
+                synchronous.as_str().to_lowercase()
+            ),
+            Err(error) => {
+                eprintln!("the commits workload failed: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[cfg(feature = "openai")]
 fn run_model(arguments: &[String]) -> ExitCode {
     model::main(arguments)
@@ -158,7 +262,7 @@ fn run_model(_arguments: &[String]) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run_turns(data: &Path, stored: usize) -> ExitCode {
+fn run_turns(data: &Path, stored: usize, synchronous: SqliteSynchronous) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,7 +280,7 @@ fn run_turns(data: &Path, stored: usize) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(turns::run(data, dir.path(), stored)) {
+    match runtime.block_on(turns::run(data, dir.path(), stored, synchronous)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("the turns workload failed: {error}");

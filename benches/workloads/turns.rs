@@ -286,7 +286,12 @@ fn email_of(name: &str) -> Result<EmailAddress> {
 /// Runs the workload and prints its figure, check and limit lines.
 /// `stored` is the number of prospects in the store before the first turn,
 /// at least the 2,000 that write.
-pub(crate) async fn run(data: &Path, dir: &Path, stored: usize) -> Result<()> {
+pub(crate) async fn run(
+    data: &Path,
+    dir: &Path,
+    stored: usize,
+    synchronous: SqliteSynchronous,
+) -> Result<()> {
     let read = |name: &str| {
         std::fs::read_to_string(data.join(name)).map_err(|error| {
             kalify::Error::invalid_input(format!("cannot read {}", data.join(name).display()))
@@ -311,7 +316,6 @@ pub(crate) async fn run(data: &Path, dir: &Path, stored: usize) -> Result<()> {
         .collect();
 
     let db_path = dir.join("kalify-turns.sqlite");
-    let synchronous = SqliteSynchronous::Full;
     let store = Arc::new(
         SqliteStoreBuilder::new(&db_path)
             .with_synchronous(synchronous)
@@ -359,7 +363,7 @@ pub(crate) async fn run(data: &Path, dir: &Path, stored: usize) -> Result<()> {
     print_check(store.as_ref(), org, &turns, &reports).await?;
     drop(engine);
     drop(store);
-    let commits_per_s = commit_limit(&dir.join("bare-commits.sqlite"))?;
+    let commits_per_s = commit_limit(&dir.join("bare-commits.sqlite"), synchronous)?;
     println!("kalify turns_limit commits_per_s={commits_per_s:.0}");
     Ok(())
 }
@@ -492,9 +496,22 @@ pub(crate) fn journal_mode(path: &Path) -> Result<String> {
         .map_err(fail)
 }
 
-/// Times `LIMIT_COMMITS` single-row commits into a new WAL file with
-/// `synchronous=FULL`, the pragmas of the store, and returns commits per second.
-fn commit_limit(path: &Path) -> Result<f64> {
+/// Times `LIMIT_COMMITS` single-row commits into a new WAL file with the
+/// store's `synchronous` level, and returns commits per second.
+fn commit_limit(path: &Path, synchronous: SqliteSynchronous) -> Result<f64> {
+    commit_rate(path, synchronous, 1, LIMIT_COMMITS)
+}
+
+/// Times `commits` commits into a new WAL file with the `synchronous` level,
+/// each inserting one 200-byte row into each of `tables` tables, and returns
+/// commits per second. Each row goes to the end of its table, so a commit
+/// writes about one page per table.
+pub(crate) fn commit_rate(
+    path: &Path,
+    synchronous: SqliteSynchronous,
+    tables: usize,
+    commits: usize,
+) -> Result<f64> {
     let fail = |error: rusqlite::Error| {
         kalify::Error::unexpected("the bare commit loop failed").with_source(error)
     };
@@ -503,22 +520,33 @@ fn commit_limit(path: &Path) -> Result<f64> {
         .pragma_update(None, "journal_mode", "WAL")
         .map_err(fail)?;
     connection
-        .pragma_update(None, "synchronous", "FULL")
+        .pragma_update(None, "synchronous", synchronous.as_str())
         .map_err(fail)?;
-    connection
-        .execute(
-            "CREATE TABLE commits (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)",
-            [],
-        )
-        .map_err(fail)?;
+    connection.set_prepared_statement_cache_capacity(tables + 4);
+    for table in 0..tables {
+        connection
+            .execute(
+                &format!(
+                    "CREATE TABLE commits_{table} (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)"
+                ),
+                [],
+            )
+            .map_err(fail)?;
+    }
+    let inserts: Vec<String> = (0..tables)
+        .map(|table| format!("INSERT INTO commits_{table} (payload) VALUES (?1)"))
+        .collect();
     let payload = "x".repeat(200);
     let started = Instant::now();
-    for _ in 0..LIMIT_COMMITS {
+    for _ in 0..commits {
         connection.execute("BEGIN IMMEDIATE", []).map_err(fail)?;
-        connection
-            .execute("INSERT INTO commits (payload) VALUES (?1)", [&payload])
-            .map_err(fail)?;
+        for insert in &inserts {
+            connection
+                .prepare_cached(insert)
+                .and_then(|mut statement| statement.execute([&payload]))
+                .map_err(fail)?;
+        }
         connection.execute("COMMIT", []).map_err(fail)?;
     }
-    Ok(LIMIT_COMMITS as f64 / started.elapsed().as_secs_f64())
+    Ok(commits as f64 / started.elapsed().as_secs_f64())
 }
