@@ -135,17 +135,8 @@ fn main() -> ExitCode {
 
 /// Returns the data folder from `--data DIR`, else from `KALIFY_BENCH_DATA`.
 fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
-    let mut iter = arguments.iter();
-    while let Some(argument) = iter.next() {
-        if argument == "--data" {
-            return iter
-                .next()
-                .map(PathBuf::from)
-                .ok_or_else(|| "--data needs a folder".to_owned());
-        }
-        if let Some(dir) = argument.strip_prefix("--data=") {
-            return Ok(PathBuf::from(dir));
-        }
+    if let Some(dir) = option_value(arguments, "data", "a folder")? {
+        return Ok(PathBuf::from(dir));
     }
     std::env::var_os("KALIFY_BENCH_DATA")
         .map(PathBuf::from)
@@ -154,20 +145,36 @@ fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
 
 /// Returns the number of prospects to store before the turns, from `--stored N`.
 fn stored_prospects(arguments: &[String]) -> std::result::Result<usize, String> {
+    let Some(value) = option_value(arguments, "stored", "a number of prospects")? else {
+        return Ok(2_000);
+    };
+    value
+        .parse()
+        .map_err(|_| format!("--stored expects a number of prospects, got {value:?}"))
+}
+
+/// Returns the value of `--NAME VALUE` or `--NAME=VALUE` in `arguments`, or
+/// `None` when the option is absent. `expected` names the value in the
+/// error of an option given without one.
+fn option_value<'a>(
+    arguments: &'a [String],
+    name: &str,
+    expected: &str,
+) -> std::result::Result<Option<&'a str>, String> {
+    let flag = format!("--{name}");
     let mut iter = arguments.iter();
     while let Some(argument) = iter.next() {
-        let value = match argument.strip_prefix("--stored=") {
-            Some(value) => value,
-            None if argument == "--stored" => iter
-                .next()
-                .ok_or_else(|| "--stored needs a number of prospects".to_owned())?,
-            None => continue,
-        };
-        return value
-            .parse()
-            .map_err(|_| format!("--stored expects a number of prospects, got {value:?}"));
+        if let Some(value) = argument.strip_prefix(&format!("{flag}=")) {
+            return Ok(Some(value));
+        }
+        if *argument == flag {
+            return match iter.next() {
+                Some(value) => Ok(Some(value)),
+                None => Err(format!("{flag} needs {expected}")),
+            };
+        }
     }
-    Ok(2_000)
+    Ok(None)
 }
 
 /// Table counts of the `commits` workload without `--tables`: from one, as
@@ -180,50 +187,44 @@ const COMMITS_PER_COUNT: usize = 2_000;
 
 /// Returns the table counts of `--tables 1,6,12`, else the default ones.
 fn table_counts(arguments: &[String]) -> std::result::Result<Vec<usize>, String> {
-    let mut iter = arguments.iter();
-    while let Some(argument) = iter.next() {
-        let value = match argument.strip_prefix("--tables=") {
-            Some(value) => value,
-            None if argument == "--tables" => iter.next().ok_or_else(|| {
-                "--tables needs a comma-separated list, such as 1,6,12".to_owned()
-            })?,
-            None => continue,
-        };
-        return value
-            .split(',')
-            .map(|count| match count.trim().parse::<usize>() {
-                Ok(count) if (1..=1_000).contains(&count) => Ok(count),
-                _ => Err(format!(
-                    "--tables expects counts from 1 to 1000 separated by commas, got {count:?}"
-                )),
-            })
-            .collect();
-    }
-    Ok(DEFAULT_TABLE_COUNTS.to_vec())
+    let Some(value) = option_value(
+        arguments,
+        "tables",
+        "a comma-separated list, such as 1,6,12",
+    )?
+    else {
+        return Ok(DEFAULT_TABLE_COUNTS.to_vec());
+    };
+    value
+        .split(',')
+        .map(|count| match count.trim().parse::<usize>() {
+            Ok(count) if (1..=1_000).contains(&count) => Ok(count),
+            _ => Err(format!(
+                "--tables expects counts from 1 to 1000 separated by commas, got {count:?}"
+            )),
+        })
+        .collect()
 }
 
 /// Returns the level of `--synchronous LEVEL`, else `Full`.
 fn synchronous_level(arguments: &[String]) -> std::result::Result<SqliteSynchronous, String> {
-    let mut iter = arguments.iter();
-    while let Some(argument) = iter.next() {
-        let value = match argument.strip_prefix("--synchronous=") {
-            Some(value) => value,
-            None if argument == "--synchronous" => iter.next().ok_or_else(|| {
-                "--synchronous needs a level: off, normal, full or extra".to_owned()
-            })?,
-            None => continue,
-        };
-        return match value.to_ascii_lowercase().as_str() {
-            "off" => Ok(SqliteSynchronous::Off),
-            "normal" => Ok(SqliteSynchronous::Normal),
-            "full" => Ok(SqliteSynchronous::Full),
-            "extra" => Ok(SqliteSynchronous::Extra),
-            _ => Err(format!(
-                "--synchronous expects off, normal, full or extra, got {value:?}"
-            )),
-        };
+    let Some(value) = option_value(
+        arguments,
+        "synchronous",
+        "a level: off, normal, full or extra",
+    )?
+    else {
+        return Ok(SqliteSynchronous::Full);
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "off" => Ok(SqliteSynchronous::Off),
+        "normal" => Ok(SqliteSynchronous::Normal),
+        "full" => Ok(SqliteSynchronous::Full),
+        "extra" => Ok(SqliteSynchronous::Extra),
+        _ => Err(format!(
+            "--synchronous expects off, normal, full or extra, got {value:?}"
+        )),
     }
-    Ok(SqliteSynchronous::Full)
 }
 
 /// Prints the bare commit rate for each table count.
