@@ -11,7 +11,8 @@
 //! `DIR` contains the generated files (`prospects.csv`, `turns.jsonl`,
 //! `messages.json`, `score_input.bin`, `score_criteria.json`). Without
 //! `--data`, the folder named by `KALIFY_BENCH_DATA` is read. `--stored N`
-//! fills the store with N prospects before the turns, 2,000 by default.
+//! fills the store with N prospects before the turns: the 2,000 who write,
+//! then others up to N.
 //! `commits` needs no data: it times bare SQLite commits that each write one
 //! row into each of N tables, for each N of `--tables`, to show how the cost
 //! of a durable commit grows with the b-trees it writes. `--synchronous`
@@ -72,6 +73,22 @@ const IMPORT_CACHE_KIB: u32 = 64 * 1024;
 /// The `sqlite3` command-line shell whose `.import` gives the physical limit.
 const SQLITE3_CLI: &str = "/usr/bin/sqlite3";
 
+/// Each workload and the options it accepts. `model` checks its own.
+const WORKLOADS: [(&str, &[&str]); 5] = [
+    ("import", &["data"]),
+    ("turns", &["data", "stored", "synchronous"]),
+    ("score", &["data"]),
+    ("model", &[]),
+    ("commits", &["tables", "synchronous"]),
+];
+
+/// The generated files each workload reads from the data folder.
+const DATA_FILES: [(&str, &[&str]); 3] = [
+    ("import", &["prospects.csv"]),
+    ("turns", &["messages.json", "turns.jsonl"]),
+    ("score", &["score_criteria.json", "score_input.bin"]),
+];
+
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args()
         .skip(1)
@@ -83,9 +100,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    let Some((_, options)) = WORKLOADS.iter().find(|(name, _)| name == workload) else {
+        eprintln!("unknown workload {workload:?}: use import, turns, score, model or commits");
+        return ExitCode::from(2);
+    };
     // The model workload generates its own prospects and reads no data folder.
     if workload == "model" {
         return run_model(&arguments[1..]);
+    }
+    if let Err(message) = check_options(workload, &arguments[1..], options) {
+        eprintln!("{message}");
+        return ExitCode::from(2);
     }
     let synchronous = match synchronous_level(&arguments[1..]) {
         Ok(level) => level,
@@ -110,6 +135,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let needed = DATA_FILES
+        .iter()
+        .find(|(name, _)| name == workload)
+        .map_or(&[][..], |(_, files)| *files);
+    if let Some(missing) = needed
+        .iter()
+        .map(|file| data.join(file))
+        .find(|path| !path.is_file())
+    {
+        eprintln!(
+            "{} not found: generate the data with the workload generator first",
+            missing.display()
+        );
+        return ExitCode::from(2);
+    }
     match workload.as_str() {
         "import" => run_import(&data),
         "turns" => match stored_prospects(&arguments[1..]) {
@@ -119,18 +159,56 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        "score" => match score::run(&data) {
+        _ => match score::run(&data) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
-                eprintln!("the score workload failed: {error}");
+                eprintln!("the score workload failed: {}", with_causes(&error));
                 ExitCode::FAILURE
             }
         },
-        other => {
-            eprintln!("unknown workload {other:?}: use import, turns, score, model or commits");
-            ExitCode::from(2)
+    }
+}
+
+/// Returns `error` followed by the chain of errors that caused it.
+fn with_causes(error: &kalify::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
+
+/// Checks that every option in `arguments` is one of `accepted`, given as
+/// `--NAME VALUE` or `--NAME=VALUE`.
+fn check_options(
+    workload: &str,
+    arguments: &[String],
+    accepted: &[&str],
+) -> std::result::Result<(), String> {
+    let list: Vec<String> = accepted.iter().map(|name| format!("--{name}")).collect();
+    let mut iter = arguments.iter();
+    while let Some(argument) = iter.next() {
+        let name = argument
+            .strip_prefix("--")
+            .map(|rest| rest.split_once('=').map_or(rest, |(name, _)| name));
+        match name {
+            Some(name) if accepted.contains(&name) => {
+                if !argument.contains('=') {
+                    iter.next();
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown option {argument:?} for the {workload} workload: use {}",
+                    list.join(", ")
+                ));
+            }
         }
     }
+    Ok(())
 }
 
 /// Returns the data folder from `--data DIR`, else from `KALIFY_BENCH_DATA`.
@@ -183,7 +261,7 @@ fn option_value<'a>(
 const DEFAULT_TABLE_COUNTS: [usize; 5] = [1, 6, 12, 18, 24];
 
 /// Commits timed for each table count of the `commits` workload.
-const COMMITS_PER_COUNT: usize = 2_000;
+const COMMITS_PER_COUNT: usize = 5_000;
 
 /// Returns the table counts of `--tables 1,6,12`, else the default ones.
 fn table_counts(arguments: &[String]) -> std::result::Result<Vec<usize>, String> {
@@ -244,7 +322,7 @@ fn run_commits(counts: &[usize], synchronous: SqliteSynchronous) -> ExitCode {
                 synchronous.as_str().to_lowercase()
             ),
             Err(error) => {
-                eprintln!("the commits workload failed: {error}");
+                eprintln!("the commits workload failed: {}", with_causes(&error));
                 return ExitCode::FAILURE;
             }
         }
@@ -284,7 +362,7 @@ fn run_turns(data: &Path, stored: usize, synchronous: SqliteSynchronous) -> Exit
     match runtime.block_on(turns::run(data, dir.path(), stored, synchronous)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("the turns workload failed: {error}");
+            eprintln!("the turns workload failed: {}", with_causes(&error));
             ExitCode::FAILURE
         }
     }
@@ -292,13 +370,6 @@ fn run_turns(data: &Path, stored: usize, synchronous: SqliteSynchronous) -> Exit
 
 fn run_import(data: &Path) -> ExitCode {
     let csv_path = data.join("prospects.csv");
-    if !csv_path.is_file() {
-        eprintln!(
-            "{} not found: generate the data with the workload generator first",
-            csv_path.display()
-        );
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -320,7 +391,11 @@ fn run_import(data: &Path) -> ExitCode {
     match runtime.block_on(import_workload(&csv_path, dir.path())) {
         Ok(()) => {}
         Err(error) => {
-            eprintln!("the import workload failed: {error}");
+            eprintln!(
+                "the import workload failed on {}: {}",
+                csv_path.display(),
+                with_causes(&error)
+            );
             return ExitCode::FAILURE;
         }
     }

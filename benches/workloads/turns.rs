@@ -305,11 +305,17 @@ pub(crate) async fn run(
         })?;
     let turns: Vec<TurnLine> = read("turns.jsonl")?
         .lines()
-        .map(serde_json::from_str)
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|error| {
-            kalify::Error::invalid_input("turns.jsonl has an invalid line").with_source(error)
-        })?;
+        .enumerate()
+        .map(|(index, line)| {
+            serde_json::from_str(line).map_err(|error| {
+                kalify::Error::invalid_input(format!(
+                    "line {} of turns.jsonl is not a valid turn",
+                    index + 1
+                ))
+                .with_source(error)
+            })
+        })
+        .collect::<Result<_>>()?;
     let extractions = catalogue
         .into_iter()
         .map(|entry| (entry.text, entry.expected_extraction))
@@ -323,6 +329,7 @@ pub(crate) async fn run(
     );
     let org = OrgId::new();
     let writers = fill_store(store.as_ref(), org, &turns, stored).await?;
+    let stored = stored.max(writers.len());
     let engine = Engine::builder()
         .with_store(store.clone())
         .with_model(Arc::new(ScriptedModel { extractions }))
