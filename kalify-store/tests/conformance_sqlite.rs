@@ -309,6 +309,38 @@ async fn insert_prospects_leaves_the_calling_task_free() {
     assert_eq!(stored.len(), prospects.len(), "every prospect is stored");
 }
 
+/// Polls `future` on the current thread, without a tokio runtime, until it
+/// completes: what an executor other than tokio does.
+fn poll_without_runtime<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A store polled outside any tokio runtime, as by another executor, opens,
+/// writes and reads in place instead of panicking for want of a runtime.
+#[test]
+fn store_works_without_a_tokio_runtime() {
+    let dir = TempDir::new().expect("temporary directory");
+    let path = dir.path().join("kalify.db");
+    let store = poll_without_runtime(SqliteStore::open(&path)).expect("open");
+    let org = fakes::org();
+    let prospects: Vec<_> = (0..3).map(|_| fakes::prospect(org)).collect();
+
+    poll_without_runtime(store.insert_prospects(&prospects)).expect("insert_prospects");
+    let stored =
+        poll_without_runtime(store.get_prospect(org, prospects[0].id)).expect("get_prospect");
+    assert_eq!(stored.id, prospects[0].id);
+    let listed = poll_without_runtime(store.list_prospects(org, Default::default()))
+        .expect("list_prospects");
+    assert_eq!(listed.len(), prospects.len());
+}
+
 /// Environment variable that makes this test binary the writer process of
 /// `killed_writer_keeps_acknowledged_commits`, set to the file it writes.
 const KILLED_WRITER_DB: &str = "KALIFY_TEST_KILLED_WRITER_DB";

@@ -194,8 +194,12 @@ impl SqliteStoreBuilder {
         })
     }
 
-    /// Runs [`SqliteStoreBuilder::build`] on tokio's blocking pool.
+    /// Runs [`SqliteStoreBuilder::build`] on tokio's blocking pool, or in
+    /// place outside a tokio runtime.
     async fn build_async(self) -> Result<SqliteStore> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.build();
+        }
         match tokio::task::spawn_blocking(move || self.build()).await {
             Ok(result) => result,
             Err(error) => Err(Error::from(SqliteError::Task(error))
@@ -241,7 +245,8 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// worker. On a multi-thread runtime it then runs its queries in place
 /// with `block_in_place`, so other futures of the calling task (in a
 /// `join!`, say) wait until the queries end. On a current-thread runtime
-/// it runs them on tokio's blocking pool with `spawn_blocking`.
+/// it runs them on tokio's blocking pool with `spawn_blocking`. Polled
+/// by another executor, outside any tokio runtime, it runs them in place.
 /// `insert_prospects` runs on the blocking pool on both kinds of runtime:
 /// it writes a whole batch, and the calling task can do other work, such
 /// as parsing the next rows of an import, until the batch is written.
@@ -919,12 +924,17 @@ where
     run_on_pool(work).await
 }
 
-/// Runs the blocking SQLite call `work` on tokio's blocking pool.
+/// Runs the blocking SQLite call `work` on tokio's blocking pool. Outside
+/// a tokio runtime, as when another executor polls the store, there is no
+/// pool, and `work` runs in place.
 async fn run_on_pool<T, F>(work: F) -> Result<T, SqliteError>
 where
     F: FnOnce() -> Result<T, SqliteError> + Send + 'static,
     T: Send + 'static,
 {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return work();
+    }
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result,
         Err(error) => Err(SqliteError::Task(error)),
