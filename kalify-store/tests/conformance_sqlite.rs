@@ -284,10 +284,11 @@ async fn many_writers_never_see_a_locked_database() {
     assert_eq!(stored.len(), 320, "every write is stored");
 }
 
-/// On a multi-thread runtime, `insert_prospects` hands its batch to another
-/// thread: the first poll of its future returns `Pending`, so the calling
-/// task can run other work (an import parses its next rows) beside the
-/// write, and the batch is stored once the future completes.
+/// On a multi-thread runtime, `insert_prospects` hands a batch of 256
+/// prospects or more to another thread. The first poll of its future
+/// returns `Pending`, so the calling task can run other work beside the
+/// write, as an import parses its next rows. The batch is stored once the
+/// future completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_prospects_leaves_the_calling_task_free() {
     let (store, _dir) = open_temp();
@@ -305,6 +306,45 @@ async fn insert_prospects_leaves_the_calling_task_free() {
     let stored = store
         .list_prospects(org, Default::default())
         .await
+        .expect("list_prospects");
+    assert_eq!(stored.len(), prospects.len(), "every prospect is stored");
+}
+
+/// A batch written from tokio's blocking pool, when the pool has no thread
+/// to spare, completes: the write does not wait for a pool thread while it
+/// holds the writer.
+#[test]
+fn batch_insert_from_a_full_blocking_pool() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = TempDir::new().expect("temporary directory");
+    let path = dir.path().join("kalify.db");
+    let store = std::sync::Arc::new(runtime.block_on(SqliteStore::open(&path)).expect("open"));
+    let org = fakes::org();
+    let prospects: Vec<_> = (0..300).map(|_| fakes::prospect(org)).collect();
+
+    let (done, finished) = std::sync::mpsc::channel();
+    let handle = runtime.handle().clone();
+    let writer = std::sync::Arc::clone(&store);
+    let batch = prospects.clone();
+    runtime.spawn_blocking(move || {
+        let result = handle.block_on(writer.insert_prospects(&batch));
+        let _ = done.send(result);
+    });
+    let Ok(result) = finished.recv_timeout(std::time::Duration::from_secs(60)) else {
+        // Dropping a runtime waits for its blocking tasks, so a hung write
+        // would hang the test too.
+        runtime.shutdown_background();
+        panic!("the batch write must finish while the blocking pool is full");
+    };
+    result.expect("insert_prospects");
+
+    let stored = runtime
+        .block_on(store.list_prospects(org, Default::default()))
         .expect("list_prospects");
     assert_eq!(stored.len(), prospects.len(), "every prospect is stored");
 }

@@ -48,6 +48,14 @@ pub(crate) enum SqliteError {
     #[error("the database task stopped before it finished")]
     Task(#[source] tokio::task::JoinError),
 
+    /// No thread could be started for a batch write.
+    #[error("failed to start a thread for the database write")]
+    Thread(#[source] std::io::Error),
+
+    /// The thread of a batch write panicked before it returned.
+    #[error("the database write thread stopped before it finished")]
+    ThreadStopped,
+
     /// Any other SQLite failure.
     #[error("the database call failed")]
     Sqlite(#[source] rusqlite::Error),
@@ -87,13 +95,14 @@ impl From<SqliteError> for Error {
     fn from(error: SqliteError) -> Self {
         let kind = match &error {
             SqliteError::Classified(_) => ErrorKind::Unexpected,
-            SqliteError::Busy(_) => ErrorKind::Unavailable,
+            SqliteError::Busy(_) | SqliteError::Thread(_) => ErrorKind::Unavailable,
             SqliteError::MissingReference(_) => ErrorKind::NotFound,
             SqliteError::Constraint(_) => ErrorKind::Conflict,
             SqliteError::Open(_) | SqliteError::SchemaTooNew { .. } => ErrorKind::ConfigInvalid,
             SqliteError::Decode(_)
             | SqliteError::Encode { .. }
             | SqliteError::Task(_)
+            | SqliteError::ThreadStopped
             | SqliteError::Sqlite(_) => ErrorKind::Unexpected,
         };
         match error {

@@ -247,9 +247,12 @@ impl fmt::Debug for SqliteStoreBuilder {
 /// `join!`, say) wait until the queries end. On a current-thread runtime
 /// it runs them on tokio's blocking pool with `spawn_blocking`. Polled
 /// by another executor, outside any tokio runtime, it runs them in place.
-/// `insert_prospects` runs on the blocking pool on both kinds of runtime:
-/// it writes a whole batch, and the calling task can do other work, such
-/// as parsing the next rows of an import, until the batch is written.
+/// `insert_prospects` with at least 256 prospects runs on a thread of its
+/// own, so that the calling task can do other work, such as parsing the
+/// next rows of an import, until the batch is written. A caller that drops
+/// the future after its first poll does not stop that write: the batch is
+/// written or rejected as a whole, and a retry of a written batch fails
+/// with `Conflict`.
 /// Writes run one at a time, in the order they take the writer's mutex.
 /// Statements are prepared once per connection and cached
 /// (`prepare_cached`).
@@ -285,7 +288,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens the database file at `path` with the default settings, on
-    /// tokio's blocking pool.
+    /// tokio's blocking pool, or in place outside a tokio runtime.
     ///
     /// # Errors
     /// As [`SqliteStoreBuilder::build`].
@@ -344,7 +347,7 @@ impl SqliteStore {
         T: Send + 'static,
     {
         match Arc::clone(&self.connection).try_lock_owned() {
-            Ok(writer) => run_on(writer, Placement::InPlace, operation, work).await,
+            Ok(writer) => run_on(writer, Placement::Usual, operation, work).await,
             Err(_) => self.run_read(operation, work).await,
         }
     }
@@ -372,7 +375,7 @@ impl SqliteStore {
             Some(connection) => connection,
             None => Arc::clone(&self.readers[start % count]).lock_owned().await,
         };
-        run_on(connection, Placement::InPlace, operation, work).await
+        run_on(connection, Placement::Usual, operation, work).await
     }
 
     /// Runs `work` on the writer.
@@ -382,7 +385,7 @@ impl SqliteStore {
         T: Send + 'static,
     {
         let connection = Arc::clone(&self.connection).lock_owned().await;
-        run_on(connection, Placement::InPlace, operation, work).await
+        run_on(connection, Placement::Usual, operation, work).await
     }
 }
 
@@ -404,11 +407,16 @@ impl fmt::Display for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_prospects(&self, prospects: &[Prospect]) -> Result<()> {
+        let placement = if prospects.len() >= OWN_THREAD_ROWS {
+            Placement::OwnThread
+        } else {
+            Placement::Usual
+        };
         let prospects = prospects.to_vec();
         let connection = Arc::clone(&self.connection).lock_owned().await;
         run_on(
             connection,
-            Placement::BlockingPool,
+            placement,
             "insert_prospects",
             move |connection| queries::insert_prospects(connection, &prospects),
         )
@@ -873,14 +881,21 @@ impl Store for SqliteStore {
     }
 }
 
+/// Number of prospects from which `insert_prospects` writes on a thread of
+/// its own. Starting a thread costs tens of microseconds, little beside a
+/// write of this many rows.
+const OWN_THREAD_ROWS: usize = 256;
+
 /// The thread on which [`run_on`] runs a blocking SQLite call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Placement {
-    /// In place on a multi-threaded runtime, as [`run_blocking`] does.
-    InPlace,
-    /// On tokio's blocking pool, so that the calling task continues while
-    /// the call runs.
-    BlockingPool,
+    /// The calling thread or tokio's blocking pool, as [`run_blocking`]
+    /// selects.
+    Usual,
+    /// A new thread, so that the calling task continues while the call
+    /// runs. Unlike tokio's blocking pool, it cannot be full, which would
+    /// leave the write waiting while it holds the writer.
+    OwnThread,
 }
 
 /// Runs `work` on the locked `connection` as `placement` selects, and tags
@@ -897,8 +912,8 @@ where
 {
     let work = move || work(&mut connection);
     let result = match placement {
-        Placement::InPlace => run_blocking(work).await,
-        Placement::BlockingPool => run_on_pool(work).await,
+        Placement::Usual => run_blocking(work).await,
+        Placement::OwnThread => run_on_thread(work).await,
     };
     result.map_err(|error| {
         Error::from(error)
@@ -922,6 +937,29 @@ where
         return tokio::task::block_in_place(work);
     }
     run_on_pool(work).await
+}
+
+/// Runs the blocking SQLite call `work` on a new thread, and waits for its
+/// result without blocking the calling thread.
+async fn run_on_thread<T, F>(work: F) -> Result<T, SqliteError>
+where
+    F: FnOnce() -> Result<T, SqliteError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kalify-sqlite-write".to_owned())
+        .spawn(move || {
+            if sender.send(work()).is_err() {
+                tracing::debug!(
+                    target: "kalify::store",
+                    adapter = ADAPTER,
+                    "a batch write finished after its caller stopped waiting"
+                );
+            }
+        })
+        .map_err(SqliteError::Thread)?;
+    receiver.await.map_err(|_| SqliteError::ThreadStopped)?
 }
 
 /// Runs the blocking SQLite call `work` on tokio's blocking pool. Outside
