@@ -19,7 +19,9 @@
 //! sets `PRAGMA synchronous` of the turns and of the bare commits (`off`,
 //! `normal`, `full` or `extra`; `full` by default), to show what each sync
 //! costs.
-//! Each workload prints a figure line and a check line, such as
+//! Each workload but `commits` prints a figure line and a check line, and
+//! `import` and `turns` also print the limit measured in the same run, such
+//! as
 //!
 //! ```text
 //! kalify import_rows_per_s=NNNN rss_mb=NN
@@ -100,7 +102,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let Some((_, options)) = WORKLOADS.iter().find(|(name, _)| name == workload) else {
+    let Some((_, accepted)) = WORKLOADS.iter().find(|(name, _)| name == workload) else {
         eprintln!("unknown workload {workload:?}: use import, turns, score, model or commits");
         return ExitCode::from(2);
     };
@@ -108,11 +110,14 @@ fn main() -> ExitCode {
     if workload == "model" {
         return run_model(&arguments[1..]);
     }
-    if let Err(message) = check_options(workload, &arguments[1..], options) {
-        eprintln!("{message}");
-        return ExitCode::from(2);
-    }
-    let synchronous = match synchronous_level(&arguments[1..]) {
+    let options = match Options::parse(workload, &arguments[1..], accepted) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let synchronous = match synchronous_level(&options) {
         Ok(level) => level,
         Err(message) => {
             eprintln!("{message}");
@@ -120,7 +125,7 @@ fn main() -> ExitCode {
         }
     };
     if workload == "commits" {
-        return match table_counts(&arguments[1..]) {
+        return match table_counts(&options) {
             Ok(counts) => run_commits(&counts, synchronous),
             Err(message) => {
                 eprintln!("{message}");
@@ -128,7 +133,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let data = match data_dir(&arguments[1..]) {
+    let data = match data_dir(&options) {
         Ok(dir) => dir,
         Err(message) => {
             eprintln!("{message}");
@@ -152,7 +157,7 @@ fn main() -> ExitCode {
     }
     match workload.as_str() {
         "import" => run_import(&data),
-        "turns" => match stored_prospects(&arguments[1..]) {
+        "turns" => match stored_prospects(&options) {
             Ok(stored) => run_turns(&data, stored, synchronous),
             Err(message) => {
                 eprintln!("{message}");
@@ -174,85 +179,102 @@ fn with_causes(error: &kalify::Error) -> String {
     let mut text = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
+        // A store error repeats its cause's message in its own, so a cause
+        // already in the text adds nothing.
+        let message = current.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
         cause = current.source();
     }
     text
 }
 
-/// Checks that every option in `arguments` is one of `accepted`, given as
-/// `--NAME VALUE` or `--NAME=VALUE`.
-fn check_options(
-    workload: &str,
-    arguments: &[String],
-    accepted: &[&str],
-) -> std::result::Result<(), String> {
-    let list: Vec<String> = accepted.iter().map(|name| format!("--{name}")).collect();
-    let mut iter = arguments.iter();
-    while let Some(argument) = iter.next() {
-        let name = argument
-            .strip_prefix("--")
-            .map(|rest| rest.split_once('=').map_or(rest, |(name, _)| name));
-        match name {
-            Some(name) if accepted.contains(&name) => {
-                if !argument.contains('=') {
-                    iter.next();
-                }
+/// The options of a workload, by name without the leading `--`.
+struct Options<'a> {
+    values: Vec<(&'static str, &'a str)>,
+}
+
+impl<'a> Options<'a> {
+    /// Reads `arguments`, each option given as `--NAME VALUE` or
+    /// `--NAME=VALUE`, and checks that each is one of `accepted`, has a
+    /// value and appears once.
+    fn parse(
+        workload: &str,
+        arguments: &'a [String],
+        accepted: &[&'static str],
+    ) -> std::result::Result<Self, String> {
+        let list: Vec<String> = accepted.iter().map(|name| format!("--{name}")).collect();
+        let usage = format!("the {workload} workload reads {}", list.join(", "));
+        let mut values: Vec<(&'static str, &'a str)> = Vec::new();
+        let mut iter = arguments.iter();
+        while let Some(argument) = iter.next() {
+            let Some(option) = argument.strip_prefix("--") else {
+                return Err(format!("unexpected argument {argument:?}: {usage}"));
+            };
+            let (name, inline) = match option.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (option, None),
+            };
+            let Some(name) = accepted.iter().copied().find(|accepted| *accepted == name) else {
+                return Err(format!("unknown option {argument:?}: {usage}"));
+            };
+            let value = match inline {
+                Some(value) => Some(value),
+                None => iter.next().map(String::as_str),
+            };
+            let value = match value {
+                Some(value) if !value.is_empty() && !value.starts_with("--") => value,
+                _ => return Err(format!("--{name} needs {}", value_of(name))),
+            };
+            if values.iter().any(|(seen, _)| *seen == name) {
+                return Err(format!("--{name} is given twice: give it once"));
             }
-            _ => {
-                return Err(format!(
-                    "unknown option {argument:?} for the {workload} workload: use {}",
-                    list.join(", ")
-                ));
-            }
+            values.push((name, value));
         }
+        Ok(Options { values })
     }
-    Ok(())
+
+    /// Returns the value of the option `name`, if given.
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.values
+            .iter()
+            .find(|(seen, _)| *seen == name)
+            .map(|(_, value)| *value)
+    }
+}
+
+/// Describes the value an option expects, for its errors.
+fn value_of(name: &str) -> &'static str {
+    match name {
+        "data" => "a folder",
+        "stored" => "a number of prospects",
+        "tables" => "a comma-separated list of table counts, such as 1,6,12",
+        "synchronous" => "a level: off, normal, full or extra",
+        _ => "a value",
+    }
 }
 
 /// Returns the data folder from `--data DIR`, else from `KALIFY_BENCH_DATA`.
-fn data_dir(arguments: &[String]) -> std::result::Result<PathBuf, String> {
-    if let Some(dir) = option_value(arguments, "data", "a folder")? {
+fn data_dir(options: &Options) -> std::result::Result<PathBuf, String> {
+    if let Some(dir) = options.get("data") {
         return Ok(PathBuf::from(dir));
     }
     std::env::var_os("KALIFY_BENCH_DATA")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .ok_or_else(|| "missing data folder: pass --data DIR or set KALIFY_BENCH_DATA".to_owned())
 }
 
 /// Returns the number of prospects to store before the turns, from `--stored N`.
-fn stored_prospects(arguments: &[String]) -> std::result::Result<usize, String> {
-    let Some(value) = option_value(arguments, "stored", "a number of prospects")? else {
+fn stored_prospects(options: &Options) -> std::result::Result<usize, String> {
+    let Some(value) = options.get("stored") else {
         return Ok(2_000);
     };
     value
         .parse()
         .map_err(|_| format!("--stored expects a number of prospects, got {value:?}"))
-}
-
-/// Returns the value of `--NAME VALUE` or `--NAME=VALUE` in `arguments`, or
-/// `None` when the option is absent. `expected` names the value in the
-/// error of an option given without one.
-fn option_value<'a>(
-    arguments: &'a [String],
-    name: &str,
-    expected: &str,
-) -> std::result::Result<Option<&'a str>, String> {
-    let flag = format!("--{name}");
-    let mut iter = arguments.iter();
-    while let Some(argument) = iter.next() {
-        if let Some(value) = argument.strip_prefix(&format!("{flag}=")) {
-            return Ok(Some(value));
-        }
-        if *argument == flag {
-            return match iter.next() {
-                Some(value) => Ok(Some(value)),
-                None => Err(format!("{flag} needs {expected}")),
-            };
-        }
-    }
-    Ok(None)
 }
 
 /// Table counts of the `commits` workload without `--tables`: from one, as
@@ -264,13 +286,8 @@ const DEFAULT_TABLE_COUNTS: [usize; 5] = [1, 6, 12, 18, 24];
 const COMMITS_PER_COUNT: usize = 5_000;
 
 /// Returns the table counts of `--tables 1,6,12`, else the default ones.
-fn table_counts(arguments: &[String]) -> std::result::Result<Vec<usize>, String> {
-    let Some(value) = option_value(
-        arguments,
-        "tables",
-        "a comma-separated list, such as 1,6,12",
-    )?
-    else {
+fn table_counts(options: &Options) -> std::result::Result<Vec<usize>, String> {
+    let Some(value) = options.get("tables") else {
         return Ok(DEFAULT_TABLE_COUNTS.to_vec());
     };
     value
@@ -285,13 +302,8 @@ fn table_counts(arguments: &[String]) -> std::result::Result<Vec<usize>, String>
 }
 
 /// Returns the level of `--synchronous LEVEL`, else `Full`.
-fn synchronous_level(arguments: &[String]) -> std::result::Result<SqliteSynchronous, String> {
-    let Some(value) = option_value(
-        arguments,
-        "synchronous",
-        "a level: off, normal, full or extra",
-    )?
-    else {
+fn synchronous_level(options: &Options) -> std::result::Result<SqliteSynchronous, String> {
+    let Some(value) = options.get("synchronous") else {
         return Ok(SqliteSynchronous::Full);
     };
     match value.to_ascii_lowercase().as_str() {
@@ -314,15 +326,18 @@ fn run_commits(counts: &[usize], synchronous: SqliteSynchronous) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for &tables in counts {
-        let path = dir.path().join(format!("commits-{tables}.sqlite"));
+    for (run, &tables) in counts.iter().enumerate() {
+        let path = dir.path().join(format!("commits-{run}.sqlite"));
         match turns::commit_rate(&path, synchronous, tables, COMMITS_PER_COUNT) {
             Ok(rate) => println!(
                 "kalify commit_limit tables={tables} commits_per_s={rate:.0} synchronous={}",
                 synchronous.as_str().to_lowercase()
             ),
             Err(error) => {
-                eprintln!("the commits workload failed: {}", with_causes(&error));
+                eprintln!(
+                    "the commits workload failed with {tables} tables: {}",
+                    with_causes(&error)
+                );
                 return ExitCode::FAILURE;
             }
         }
@@ -392,7 +407,7 @@ fn run_import(data: &Path) -> ExitCode {
         Ok(()) => {}
         Err(error) => {
             eprintln!(
-                "the import workload failed on {}: {}",
+                "the import workload of {} failed: {}",
                 csv_path.display(),
                 with_causes(&error)
             );
