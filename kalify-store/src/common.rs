@@ -6,6 +6,11 @@ use kalify_core::conversation::{Conversation, Direction, Message};
 use kalify_core::ports::{Job, TurnCommit};
 use kalify_core::{Error, Result, Timestamp};
 
+/// The message of the `Conflict` of an insert whose prospect id is already
+/// stored or appears twice in the batch.
+pub(crate) const DUPLICATE_PROSPECT: &str =
+    "a prospect with this id is already stored or appears twice in the call";
+
 /// Checks that every record of `turn` belongs to the conversation's org, so
 /// that a turn can never write into another tenant.
 ///

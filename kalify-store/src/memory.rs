@@ -22,7 +22,9 @@ use kalify_core::{
 use tokio::sync::RwLock;
 use uuid::Uuid;
 
-use crate::common::{check_inbound, check_job_orgs, check_turn_orgs, lease_end};
+use crate::common::{
+    DUPLICATE_PROSPECT, check_inbound, check_job_orgs, check_turn_orgs, lease_end,
+};
 
 const ADAPTER: &str = "memory";
 
@@ -536,11 +538,9 @@ impl Store for MemoryStore {
         for prospect in prospects {
             let key = (prospect.org_id, prospect.id);
             if state.prospects.contains_key(&key) || !batch.insert(key) {
-                return Err(Error::conflict(
-                    "a prospect with this id is already stored or appears twice in the call",
-                )
-                .with_context("org_id", prospect.org_id)
-                .with_context("prospect_id", prospect.id))
+                return Err(Error::conflict(DUPLICATE_PROSPECT)
+                    .with_context("org_id", prospect.org_id)
+                    .with_context("prospect_id", prospect.id))
                 .map_err(tag("insert_prospects"));
             }
         }

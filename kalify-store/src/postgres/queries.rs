@@ -29,6 +29,7 @@ use super::rows::{
     self, audit_columns, campaign_columns, conversation_columns, exchange_columns, job_columns,
     member_columns, message_columns, nanos, outbox_columns, prospect_columns, request_columns,
 };
+use crate::common::DUPLICATE_PROSPECT;
 
 /// Sets `kalify.org_id` to `org` until the end of the current transaction.
 pub(crate) async fn set_org(connection: &mut PgConnection, org: OrgId) -> Result<(), PgError> {
@@ -118,11 +119,9 @@ pub(crate) async fn insert_prospects(
             .await
             .map_err(|error| match PgError::from(error) {
                 PgError::UniqueViolation(source) => PgError::from(
-                    Error::conflict(
-                        "a prospect with this id is already stored or appears twice in the call",
-                    )
-                    .with_context("prospect_id", prospect.id)
-                    .with_source(PgError::UniqueViolation(source)),
+                    Error::conflict(DUPLICATE_PROSPECT)
+                        .with_context("prospect_id", prospect.id)
+                        .with_source(PgError::UniqueViolation(source)),
                 ),
                 other => other,
             })?;

@@ -197,15 +197,13 @@ impl SqliteStoreBuilder {
     /// Runs [`SqliteStoreBuilder::build`] on tokio's blocking pool, or in
     /// place outside a tokio runtime.
     async fn build_async(self) -> Result<SqliteStore> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.build();
-        }
-        match tokio::task::spawn_blocking(move || self.build()).await {
-            Ok(result) => result,
-            Err(error) => Err(Error::from(SqliteError::Task(error))
-                .with_adapter(ADAPTER)
-                .with_operation("open")),
-        }
+        run_on_pool(move || self.build().map_err(SqliteError::from))
+            .await
+            .map_err(|error| {
+                Error::from(error)
+                    .with_adapter(ADAPTER)
+                    .with_operation("open")
+            })
     }
 
     /// Returns the path as shown in `Debug`, `Display` and errors. The query

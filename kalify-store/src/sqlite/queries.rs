@@ -28,6 +28,7 @@ use super::rows::{
     job_columns, member_columns, message_columns, nanos, outbox_columns, prospect_columns,
     request_columns,
 };
+use crate::common::DUPLICATE_PROSPECT;
 
 fn immediate(connection: &mut Connection) -> Result<Transaction<'_>, SqliteError> {
     Ok(connection.transaction_with_behavior(TransactionBehavior::Immediate)?)
@@ -81,12 +82,10 @@ pub(crate) fn insert_prospects(
     let mut statement = transaction.prepare_cached(rows::INSERT_PROSPECT)?;
     for prospect in prospects {
         rows::insert_prospect(&mut statement, prospect).map_err(|error| match error {
-            SqliteError::Constraint(source) => Error::conflict(
-                "a prospect with this id is already stored or appears twice in the call",
-            )
-            .with_context("prospect_id", prospect.id)
-            .with_source(source)
-            .into(),
+            SqliteError::Constraint(source) => Error::conflict(DUPLICATE_PROSPECT)
+                .with_context("prospect_id", prospect.id)
+                .with_source(source)
+                .into(),
             other => other,
         })?;
     }
