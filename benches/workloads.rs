@@ -75,95 +75,100 @@ const IMPORT_CACHE_KIB: u32 = 64 * 1024;
 /// The `sqlite3` command-line shell whose `.import` gives the physical limit.
 const SQLITE3_CLI: &str = "/usr/bin/sqlite3";
 
-/// Each workload and the options it accepts. `model` checks its own.
-const WORKLOADS: [(&str, &[&str]); 5] = [
-    ("import", &["data"]),
-    ("turns", &["data", "stored", "synchronous"]),
-    ("score", &["data"]),
-    ("model", &[]),
-    ("commits", &["tables", "synchronous"]),
+/// A workload of the runner.
+struct Workload {
+    name: &'static str,
+    /// Options it reads, without the leading `--`. `model` checks its own.
+    options: &'static [&'static str],
+    /// Generated files it reads from the data folder.
+    files: &'static [&'static str],
+}
+
+const WORKLOADS: [Workload; 5] = [
+    Workload {
+        name: "import",
+        options: &["data"],
+        files: &["prospects.csv"],
+    },
+    Workload {
+        name: "turns",
+        options: &["data", "stored", "synchronous"],
+        files: &["messages.json", "turns.jsonl"],
+    },
+    Workload {
+        name: "score",
+        options: &["data"],
+        files: &["score_criteria.json", "score_input.bin"],
+    },
+    Workload {
+        name: "model",
+        options: &[],
+        files: &[],
+    },
+    Workload {
+        name: "commits",
+        options: &["tables", "synchronous"],
+        files: &[],
+    },
 ];
 
-/// The generated files each workload reads from the data folder.
-const DATA_FILES: [(&str, &[&str]); 3] = [
-    ("import", &["prospects.csv"]),
-    ("turns", &["messages.json", "turns.jsonl"]),
-    ("score", &["score_criteria.json", "score_input.bin"]),
-];
+/// Exit status of a run stopped by invalid arguments or missing data.
+const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args()
         .skip(1)
         .filter(|argument| argument != "--bench")
         .collect();
-    let Some(workload) = arguments.first() else {
-        eprintln!(
+    match run(&arguments) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(USAGE_ERROR)
+        }
+    }
+}
+
+/// Checks the arguments and runs the workload they name. A usage error,
+/// such as an unknown option or a missing data file, is returned as its
+/// message, and a failure of the workload itself as the exit code.
+fn run(arguments: &[String]) -> std::result::Result<ExitCode, String> {
+    let Some(name) = arguments.first() else {
+        return Err(
             "missing workload: use import, turns, score, model or commits, such as `-- import --data DIR`"
+                .to_owned(),
         );
-        return ExitCode::from(2);
     };
-    let Some((_, accepted)) = WORKLOADS.iter().find(|(name, _)| name == workload) else {
-        eprintln!("unknown workload {workload:?}: use import, turns, score, model or commits");
-        return ExitCode::from(2);
+    let Some(workload) = WORKLOADS.iter().find(|workload| workload.name == name) else {
+        return Err(format!(
+            "unknown workload {name:?}: use import, turns, score, model or commits"
+        ));
     };
     // The model workload generates its own prospects and reads no data folder.
-    if workload == "model" {
-        return run_model(&arguments[1..]);
+    if workload.name == "model" {
+        return Ok(run_model(&arguments[1..]));
     }
-    let options = match Options::parse(workload, &arguments[1..], accepted) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let synchronous = match synchronous_level(&options) {
-        Ok(level) => level,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    if workload == "commits" {
-        return match table_counts(&options) {
-            Ok(counts) => run_commits(&counts, synchronous),
-            Err(message) => {
-                eprintln!("{message}");
-                ExitCode::from(2)
-            }
-        };
+    let options = Options::parse(workload.name, &arguments[1..], workload.options)?;
+    let synchronous = synchronous_level(&options)?;
+    if workload.name == "commits" {
+        return Ok(run_commits(&table_counts(&options)?, synchronous));
     }
-    let data = match data_dir(&options) {
-        Ok(dir) => dir,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let needed = DATA_FILES
-        .iter()
-        .find(|(name, _)| name == workload)
-        .map_or(&[][..], |(_, files)| *files);
-    if let Some(missing) = needed
+    let data = data_dir(&options)?;
+    if let Some(missing) = workload
+        .files
         .iter()
         .map(|file| data.join(file))
         .find(|path| !path.is_file())
     {
-        eprintln!(
+        return Err(format!(
             "{} not found: generate the data with the workload generator first",
             missing.display()
-        );
-        return ExitCode::from(2);
+        ));
     }
-    match workload.as_str() {
+    Ok(match workload.name {
         "import" => run_import(&data),
-        "turns" => match stored_prospects(&options) {
-            Ok(stored) => run_turns(&data, stored, synchronous),
-            Err(message) => {
-                eprintln!("{message}");
-                ExitCode::from(2)
-            }
-        },
+        "turns" => run_turns(&data, stored_prospects(&options)?, synchronous),
+        // The other workloads have returned above, so this is `score`.
         _ => match score::run(&data) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -171,7 +176,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-    }
+    })
 }
 
 /// Returns `error` followed by the chain of errors that caused it.
@@ -353,7 +358,7 @@ fn run_model(arguments: &[String]) -> ExitCode {
 #[cfg(not(feature = "openai"))]
 fn run_model(_arguments: &[String]) -> ExitCode {
     eprintln!("the model workload needs the openai feature: add `--features openai`");
-    ExitCode::from(2)
+    ExitCode::from(USAGE_ERROR)
 }
 
 fn run_turns(data: &Path, stored: usize, synchronous: SqliteSynchronous) -> ExitCode {

@@ -75,7 +75,7 @@ pub(crate) fn main(arguments: &[String]) -> ExitCode {
         .find(|argument| argument.as_str() != "--ai-replies")
     {
         eprintln!("unknown option {unknown:?} for the model workload: use --ai-replies or nothing");
-        return ExitCode::from(2);
+        return ExitCode::from(super::USAGE_ERROR);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

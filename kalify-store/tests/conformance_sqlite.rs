@@ -310,9 +310,8 @@ async fn insert_prospects_leaves_the_calling_task_free() {
     assert_eq!(stored.len(), prospects.len(), "every prospect is stored");
 }
 
-/// A batch written from tokio's blocking pool, when the pool has no thread
-/// to spare, completes: the write does not wait for a pool thread while it
-/// holds the writer.
+/// A batch written from a thread of a full blocking pool completes, because
+/// the write does not wait for a pool thread while it holds the writer.
 #[test]
 fn batch_insert_from_a_full_blocking_pool() {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -880,8 +880,8 @@ impl Store for SqliteStore {
 }
 
 /// Number of prospects from which `insert_prospects` writes on a thread of
-/// its own. Starting a thread costs tens of microseconds, little beside a
-/// write of this many rows.
+/// its own. Starting a thread costs an estimated tens of microseconds,
+/// little beside a write of this many rows.
 const OWN_THREAD_ROWS: usize = 256;
 
 /// The thread on which [`run_on`] runs a blocking SQLite call.
@@ -891,8 +891,8 @@ enum Placement {
     /// selects.
     Usual,
     /// A new thread, so that the calling task continues while the call
-    /// runs. Unlike tokio's blocking pool, it cannot be full, which would
-    /// leave the write waiting while it holds the writer.
+    /// runs. Starting one does not wait for a free thread, as a full
+    /// blocking pool would while the write holds the writer.
     OwnThread,
 }
 
