@@ -154,6 +154,12 @@ fn run(arguments: &[String]) -> std::result::Result<ExitCode, String> {
         return Ok(run_commits(&table_counts(&options)?, synchronous));
     }
     let data = data_dir(&options)?;
+    if data.is_file() {
+        return Err(format!(
+            "{} is a file: pass the folder the workload generator wrote",
+            data.display()
+        ));
+    }
     if let Some(missing) = workload
         .files
         .iter()
@@ -230,7 +236,13 @@ impl<'a> Options<'a> {
                 None => iter.next().map(String::as_str),
             };
             let value = match value {
-                Some(value) if !value.is_empty() && !value.starts_with("--") => value,
+                Some(value) if value.starts_with("--") => {
+                    return Err(format!(
+                        "--{name} needs {}, got the option {value:?}",
+                        value_of(name)
+                    ));
+                }
+                Some(value) if !value.is_empty() => value,
                 _ => return Err(format!("--{name} needs {}", value_of(name))),
             };
             if values.iter().any(|(seen, _)| *seen == name) {
